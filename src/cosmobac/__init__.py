@@ -1,0 +1,29 @@
+"""cosmobac: edge-to-cloud IoT sensor pipelines.
+
+Importing cosmobac loads no plugin; plugins load on first use (see :mod:`cosmobac.plugins`).
+"""
+
+from .batch import Batch, Reading
+from .documents import document_id, to_documents
+from .errors import ConfigError, CosmobacError, PluginError, SinkError, StoreError
+from .hookspecs import hookimpl
+from .interfaces import Sensor, Sink, Store, StoreStats, Transform, WriteResult
+
+__all__ = [
+    "Batch",
+    "ConfigError",
+    "CosmobacError",
+    "PluginError",
+    "Reading",
+    "Sensor",
+    "Sink",
+    "SinkError",
+    "Store",
+    "StoreError",
+    "StoreStats",
+    "Transform",
+    "WriteResult",
+    "document_id",
+    "hookimpl",
+    "to_documents",
+]

@@ -1,0 +1,30 @@
+"""Exceptions cosmobac raises. Every message names what was wrong and how to fix it."""
+
+from __future__ import annotations
+
+__all__ = ["ConfigError", "CosmobacError", "PluginError", "SinkError", "StoreError"]
+
+
+class CosmobacError(Exception):
+    """Base class of cosmobac's own errors."""
+
+
+class PluginError(CosmobacError):
+    """A plugin could not be loaded or registered; the message names the plugin."""
+
+
+class ConfigError(CosmobacError):
+    """A pipeline configuration is wrong; the message names the file, key and accepted keys."""
+
+
+class StoreError(CosmobacError):
+    """A store cannot do what was asked (corrupt file, wrong schema, disk full)."""
+
+
+class SinkError(CosmobacError):
+    """A sink failed to write. ``transient`` errors are retried with backoff; others stop the
+    forwarder at once (e.g. wrong credentials) with nothing acknowledged."""
+
+    def __init__(self, message: str, *, transient: bool = True) -> None:
+        super().__init__(message)
+        self.transient = transient

@@ -1,0 +1,111 @@
+"""The component contract downstream plugins are written against.
+
+Components are plain objects satisfying these Protocols; nothing needs to inherit from cosmobac.
+Factories registered through the hooks (see :mod:`cosmobac.hookspecs`) take keyword configuration
+and return one component.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol, runtime_checkable
+
+import attrs
+
+from .batch import Batch
+
+__all__ = ["Sensor", "Sink", "Store", "StoreStats", "Transform", "WriteResult"]
+
+
+@runtime_checkable
+class Sensor(Protocol):
+    """A source of readings.
+
+    ``read(until)`` returns the readings with ``timestamp < until`` (epoch ms) that it has not
+    returned before. The clock is passed in, so a simulation can run faster than real time and be
+    deterministic for a seed.
+    """
+
+    def read(self, until: int) -> Batch: ...
+
+
+@attrs.frozen
+class StoreStats:
+    """A store's state at one moment."""
+
+    rows: int
+    pending: Mapping[str, int]  # consumer → rows not yet acknowledged or dead-lettered
+    oldest_pending_age_s: Mapping[str, float | None]  # consumer → age of its oldest pending row
+    dead_letters: Mapping[str, int]  # consumer → dead letters waiting
+    file_size: int | None = None  # bytes on disk, where the store has a file
+
+
+@runtime_checkable
+class Store(Protocol):
+    """A durable outbox between collecting and forwarding.
+
+    * ``append(batch)`` stores rows durably (all or nothing); a reading already stored (same
+      ``sensor_id`` and ``timestamp``) is not stored twice. Returns how many rows were new.
+    * ``read(consumer, limit)`` returns up to ``limit`` of the oldest rows ``consumer`` has neither
+      acknowledged nor dead-lettered, with a ``seq`` column identifying each row.
+    * ``ack(consumer, batch)`` records that ``consumer`` durably delivered these rows (by ``seq``).
+    * ``dead_letter(consumer, batch, reason)`` sets rows aside for ``consumer`` with a reason; they no
+      longer block the rows behind them and can be listed and replayed.
+    """
+
+    def append(self, batch: Batch) -> int: ...
+
+    def read(self, consumer: str, limit: int) -> Batch: ...
+
+    def ack(self, consumer: str, batch: Batch) -> None: ...
+
+    def dead_letter(self, consumer: str, batch: Batch, reason: str) -> None: ...
+
+    def stats(self) -> StoreStats: ...
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class Transform(Protocol):
+    """A step between store and sink: returns a new batch (may add columns or drop rows).
+
+    Keeping the store's ``seq`` column on rows that pass through lets the forwarder acknowledge
+    exactly what the sink wrote; rows a transform drops count as handled.
+    """
+
+    def __call__(self, batch: Batch) -> Batch: ...
+
+
+def _positions(value: Sequence[int]) -> tuple[int, ...]:
+    return tuple(int(v) for v in value)
+
+
+@attrs.frozen
+class WriteResult:
+    """What a sink did with a batch when it could not write every row.
+
+    ``retry`` lists row positions (in the batch given to ``write``) to send again later;
+    ``rejected`` maps row positions to the reason the sink refused them for their content (they go
+    to the dead letters). Rows named in neither were durably written.
+    """
+
+    retry: tuple[int, ...] = attrs.field(default=(), converter=_positions)
+    rejected: Mapping[int, str] = attrs.field(factory=dict)
+    stats: Mapping[str, Any] = attrs.field(factory=dict)  # e.g. {"request_charge": 12.5}
+
+    @property
+    def complete(self) -> bool:
+        """True when every row was written."""
+        return not self.retry and not self.rejected
+
+
+@runtime_checkable
+class Sink(Protocol):
+    """A destination. ``write`` returns ``None`` when every row is durably written, or a
+    :class:`WriteResult`. Raising :class:`cosmobac.errors.SinkError` (or any exception) means nothing
+    in the batch counts as written."""
+
+    def write(self, batch: Batch) -> WriteResult | None: ...
+
+    def close(self) -> None: ...
