@@ -90,7 +90,9 @@ def _coerce(name: str, kind: Kind, values: Any, n: int | None) -> np.ndarray:
             if array.dtype.kind in "iu":
                 return array.astype(np.int64)
             if array.dtype.kind == "O" or array.dtype.kind == "U" or array.size == 0:
-                return np.fromiter((to_epoch_ms(v) for v in array), dtype=np.int64, count=array.size)
+                return np.fromiter(
+                    (to_epoch_ms(v) for v in array), dtype=np.int64, count=array.size
+                )
             raise ValueError(
                 f"dtype {array.dtype} is not a timestamp (use int64 epoch milliseconds or "
                 "datetime64)"
@@ -294,8 +296,10 @@ def _infer_extra(values: list[Any]) -> np.ndarray:
     """An extra column from Python values: numbers become float64 (None → NaN) or int64; anything
     else an object array (None stays None)."""
     present = [v for v in values if v is not None]
-    if present and all(isinstance(v, bool | np.bool_) for v in present) and len(present) == len(
-        values
+    if (
+        present
+        and all(isinstance(v, bool | np.bool_) for v in present)
+        and len(present) == len(values)
     ):
         return np.array(values, dtype=np.bool_)
     if present and all(

@@ -28,7 +28,9 @@ __all__ = ["MAX_ID_LENGTH", "document_id", "document_ids", "iso_timestamps", "to
 
 MAX_ID_LENGTH: Final = 255
 _UNSAFE = re.compile(r"[%/\\?#\x00-\x1f\x7f]")
-_DIGEST_PREFIX: Final = "h~"  # '~' never appears in an encoded id's sensor part followed by a digest
+_DIGEST_PREFIX: Final = (
+    "h~"  # '~' never appears in an encoded id's sensor part followed by a digest
+)
 
 
 def _encode_sensor(sensor_id: str) -> str:
@@ -91,9 +93,9 @@ def to_documents(batch: Batch) -> Iterator[dict[str, Any]]:
         if name == "timestamp":
             columns[name] = iso_timestamps(column).tolist()
         elif column.dtype.kind == "f":
-            values = column.astype(object)
-            values[~np.isfinite(column)] = None
-            columns[name] = values.tolist()
+            as_objects = column.astype(object)
+            as_objects[~np.isfinite(column)] = None
+            columns[name] = as_objects.tolist()
         elif column.dtype.kind == "O":
             columns[name] = [_plain(v) for v in column.tolist()]
         else:

@@ -92,7 +92,7 @@ class Component:
 
 def _describe(factory: Callable[..., Any]) -> str | None:
     doc = inspect.getdoc(factory)
-    return doc.strip().splitlines()[0] if doc else None
+    return " ".join(doc.strip().split("\n\n")[0].split()) if doc else None
 
 
 class Plugins:
@@ -102,9 +102,7 @@ class Plugins:
     ``COSMOBAC_LOAD_PLUGINS`` says); ``entry_points=False`` loads built-ins only.
     """
 
-    def __init__(
-        self, *, entry_points: bool = True, allow: Collection[str] | None = None
-    ) -> None:
+    def __init__(self, *, entry_points: bool = True, allow: Collection[str] | None = None) -> None:
         self._entry_points = entry_points
         self._allow = allow
         self._pm: pluggy.PluginManager | None = None

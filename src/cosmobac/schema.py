@@ -6,11 +6,11 @@ field. Columns not listed are *extra* columns: they are allowed anywhere and tra
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from typing import Final
 
 
-class Kind(str, Enum):
+class Kind(StrEnum):
     """How a column is held in a batch (see :mod:`cosmobac.batch`)."""
 
     TIMESTAMP = "timestamp"  # int64 epoch milliseconds, UTC

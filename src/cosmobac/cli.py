@@ -1,0 +1,270 @@
+"""The ``cosmobac`` command line. Plugins add commands through ``register_commands(cli)``."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .errors import ConfigError, CosmobacError
+from .pipeline import ForwardReport, Pipeline
+from .plugins import get_plugins
+
+__all__ = ["cli", "main"]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="cosmobac")
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+def cli(verbose: int) -> None:
+    """Edge-to-cloud sensor pipelines: collect into a durable store, forward to sinks."""
+    level = logging.WARNING - 10 * min(verbose, 2)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+
+
+@contextlib.contextmanager
+def graceful_stop(stop: threading.Event) -> Iterator[None]:
+    """SIGINT/SIGTERM set ``stop`` (the loops finish their batch); a second SIGINT interrupts."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        if stop.is_set() and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        click.echo(
+            f"\n{signal.Signals(signum).name}: finishing the current batch, then stopping",
+            err=True,
+        )
+        stop.set()
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+class _ProgressBar:
+    """A click progress bar for the collect stage, shown only on a terminal."""
+
+    def __init__(self) -> None:
+        self._bar: Any = None
+        self._done = 0
+
+    def __call__(self, stage: str, done: int, total: int | None) -> None:
+        if stage != "collect" or total is None or not sys.stderr.isatty():
+            return
+        if self._bar is None:
+            self._bar = click.progressbar(
+                length=total, label="collecting sensor time", file=sys.stderr
+            )
+            self._bar.__enter__()
+        self._bar.update(done - self._done)
+        self._done = done
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(None, None, None)
+
+
+def _open(config: str, *, sensor: bool = False, sinks: bool = False, **kw: Any) -> Pipeline:
+    return Pipeline.from_config(config, need_sensor=sensor, need_sinks=sinks, **kw)
+
+
+def _echo_forward(report: ForwardReport) -> None:
+    for lane in report.lanes:
+        extra = "".join(f", {k} {v:g}" for k, v in sorted(lane.stats.items()))
+        line = (
+            f"{lane.consumer}: {lane.acked} rows acknowledged, {lane.dead_lettered} dead-lettered, "
+            f"{lane.retried} retried, {lane.failures} failed writes{extra}"
+        )
+        click.echo(line)
+        if lane.error:
+            click.echo(f"{lane.consumer}: stopped: {lane.error}", err=True)
+
+
+config_argument = click.argument("config", type=click.Path(dir_okay=False))
+
+
+@cli.command()
+@config_argument
+@click.option("--duration", help="Sensor time to collect (overrides run.duration), e.g. 6h.")
+def run(config: str, duration: str | None) -> None:
+    """Collect and forward in one process."""
+    from .durations import parse_duration
+
+    bar = _ProgressBar()
+    with _open(config, sensor=True, sinks=True, progress=bar) as pipeline:
+        with graceful_stop(pipeline.stop):
+            seconds = None if duration is None else parse_duration(duration, key="--duration")
+            collected, forwarded = pipeline.run(duration=seconds)
+        bar.close()
+    click.echo(f"collected {collected.rows_added} new rows ({collected.rows_read} read)")
+    _echo_forward(forwarded)
+    if not forwarded.ok:
+        sys.exit(1)
+
+
+@cli.command()
+@config_argument
+@click.option("--duration", help="Sensor time to collect (overrides run.duration), e.g. 6h.")
+def collect(config: str, duration: str | None) -> None:
+    """Read the sensor into the store (no forwarding)."""
+    from .durations import parse_duration
+
+    bar = _ProgressBar()
+    with _open(config, sensor=True, progress=bar) as pipeline:
+        with graceful_stop(pipeline.stop):
+            seconds = None if duration is None else parse_duration(duration, key="--duration")
+            report = pipeline.collect(duration=seconds)
+        bar.close()
+    click.echo(f"collected {report.rows_added} new rows ({report.rows_read} read)")
+
+
+@cli.command()
+@config_argument
+@click.option("--follow", is_flag=True, help="Keep forwarding new rows until stopped.")
+def forward(config: str, follow: bool) -> None:
+    """Deliver pending rows from the store to every sink, acknowledging what they wrote."""
+    with _open(config, sinks=True) as pipeline, graceful_stop(pipeline.stop):
+        report = pipeline.forward(follow=follow)
+    _echo_forward(report)
+    if not report.ok:
+        sys.exit(1)
+
+
+@cli.command()
+@config_argument
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def status(config: str, as_json: bool) -> None:
+    """The store's rows, pending rows per sink, dead letters and size."""
+    with _open(config) as pipeline:
+        stats = pipeline.store.stats()
+    data = {
+        "rows": stats.rows,
+        "pending": dict(stats.pending),
+        "oldest_pending_age_s": dict(stats.oldest_pending_age_s),
+        "dead_letters": dict(stats.dead_letters),
+        "file_size": stats.file_size,
+    }
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return
+    click.echo(f"rows stored: {stats.rows}")
+    if stats.file_size is not None:
+        click.echo(f"file size: {stats.file_size / 1e6:.1f} MB")
+    for consumer, pending in stats.pending.items():
+        age = stats.oldest_pending_age_s.get(consumer)
+        age_text = "" if age is None else f", oldest {age:.0f} s old"
+        click.echo(
+            f"{consumer}: {pending} pending{age_text}, "
+            f"{stats.dead_letters.get(consumer, 0)} dead letters"
+        )
+
+
+@cli.command(name="import")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option(
+    "--into",
+    "into",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="cosmobac store (SQLite file) to append to; created if missing.",
+)
+@click.option(
+    "--assume-timezone",
+    default="UTC",
+    show_default=True,
+    help="IANA zone for timestamps written without one.",
+)
+def import_(paths: tuple[str, ...], into: str, assume_timezone: str) -> None:
+    """Import original sensor-log-generator SQLite files (table sensor_readings)."""
+    from .importer import import_original
+
+    store = get_plugins().create("store", "sqlite", path=into)
+    try:
+        report = import_original([Path(p) for p in paths], store, assume_timezone=assume_timezone)
+    finally:
+        store.close()
+    click.echo(
+        f"{report.rows_added} new rows from {len(report.files)} files "
+        f"({report.rows_read} read) into {into}"
+    )
+    for problem in report.problems:
+        click.echo(f"warning: {problem}", err=True)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
+def plugins(as_json: bool) -> None:
+    """Installed plugins and the components they register."""
+    components = get_plugins().components()
+    if as_json:
+        click.echo(json.dumps([c.as_json() for c in components], indent=2))
+        return
+    rows = [("NAME", "KIND", "PLUGIN", "DISTRIBUTION")] + [
+        (c.name, c.kind, c.plugin, f"{c.distribution or '-'} {c.version or ''}".strip())
+        for c in components
+    ]
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    for row in rows:
+        click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+
+
+@cli.command()
+@click.option(
+    "--dir",
+    "directory",
+    default="cosmobac-demo",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Where to write the store and output.",
+)
+@click.option("--duration", default="6h", show_default=True, help="Sensor time to simulate.")
+@click.option("--cities", default=3, show_default=True, help="Number of cities.")
+@click.option("--sensors-per-city", default=4, show_default=True)
+@click.option("--seed", default=7, show_default=True)
+def demo(directory: str, duration: str, cities: int, sensors_per_city: int, seed: int) -> None:
+    """Simulate a small fleet at full speed into a local store, forward it, print a summary."""
+    from .demo import run_demo
+
+    run_demo(
+        Path(directory),
+        duration=duration,
+        cities=cities,
+        sensors_per_city=sensors_per_city,
+        seed=seed,
+        echo=click.echo,
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: load plugin commands, run, and turn cosmobac errors into clear exits."""
+    try:
+        get_plugins().add_commands(cli)
+        cli.main(args=argv, prog_name="cosmobac", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except ConfigError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(2)
+    except CosmobacError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        click.echo("Interrupted.", err=True)
+        sys.exit(130)

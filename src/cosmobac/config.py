@@ -1,0 +1,319 @@
+"""Pipeline files (TOML): parsing, ``${VAR}`` expansion and validation.
+
+Guarantees:
+
+* ``${VAR}`` and ``${VAR:-default}`` expand in every string value (``$${`` writes a literal ``${``);
+  an unset variable without a default is an error naming the file, the key and the variable;
+* an unknown section or key, a wrong type, or an unknown plugin raises
+  :class:`~cosmobac.errors.ConfigError` naming the file, the key, the plugin and the accepted keys;
+* nothing is created or opened by :func:`load_config`: it only reads and checks. Components are
+  made by :func:`build_components`, which reports a factory's own complaint the same way.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Final
+
+import attrs
+
+from .durations import parse_duration
+from .errors import ConfigError, PluginError
+from .plugins import Kind, Plugins, get_plugins
+
+__all__ = [
+    "ComponentConfig",
+    "PipelineConfig",
+    "RunConfig",
+    "expand_env",
+    "load_config",
+    "parse_config",
+]
+
+SECTIONS: Final = ("sensor", "store", "transforms", "sinks", "run")
+_VAR = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
+
+
+def expand_env(value: Any, *, env: Mapping[str, str], where: str) -> Any:
+    """``value`` with ``${VAR}``/``${VAR:-default}`` expanded in every string, recursively.
+
+    ``where`` names the place for error messages (e.g. ``"edge.toml: [store] path"``)."""
+    if isinstance(value, str):
+
+        def substitute(match: re.Match[str]) -> str:
+            if match.group(0) == "$${":
+                return "${"
+            name, default = match.group(1), match.group(2)
+            if name in env:
+                return env[name]
+            if default is not None:
+                return default
+            raise ConfigError(
+                f"{where}: environment variable {name!r} is not set; set it, or write "
+                f"${{{name}:-default}} to give a default"
+            )
+
+        return _VAR.sub(substitute, value)
+    if isinstance(value, Mapping):
+        return {k: expand_env(v, env=env, where=f"{where}.{k}") for k, v in value.items()}
+    if isinstance(value, list):
+        return [expand_env(v, env=env, where=f"{where}[{i}]") for i, v in enumerate(value)]
+    return value
+
+
+def _speed(value: Any) -> float | None:
+    """``"max"`` → None (as fast as possible); otherwise a positive real-time factor."""
+    if value is None or (isinstance(value, str) and value.strip().lower() == "max"):
+        return None
+    if isinstance(value, bool):
+        raise ValueError("speed must be 'max' or a positive number (1.0 = real time)")
+    try:
+        factor = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"speed must be 'max' or a positive number (1.0 = real time), got {value!r}"
+        ) from None
+    if factor <= 0:
+        raise ValueError(f"speed must be positive, got {value!r}")
+    return factor
+
+
+def _positive_int(key: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{key} must be a whole number ≥ 1, got {value!r}")
+    return value
+
+
+def _fraction(key: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+        raise ValueError(f"{key} must be a number from 0 to 1, got {value!r}")
+    return float(value)
+
+
+def _positive_duration(key: str, value: Any) -> float:
+    seconds = parse_duration(value, key=key)
+    if seconds <= 0:
+        raise ValueError(f"{key} must be longer than zero")
+    return seconds
+
+
+_RUN_CONVERTERS: Final[dict[str, Any]] = {
+    "duration": lambda k, v: None if v is None else _positive_duration(k, v),
+    "speed": lambda k, v: _speed(v),
+    "step": _positive_duration,
+    "batch_size": _positive_int,
+    "interval": lambda k, v: parse_duration(v, key=k),
+    "jitter": _fraction,
+    "max_attempts": _positive_int,
+    "backoff": lambda k, v: parse_duration(v, key=k),
+    "max_backoff": lambda k, v: parse_duration(v, key=k),
+    "on_transform_error": lambda k, v: _choice(k, v, ("dead_letter", "stop")),
+}
+
+
+def _choice(key: str, value: Any, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise ValueError(f"{key} must be one of {', '.join(choices)}; got {value!r}")
+    return str(value)
+
+
+@attrs.frozen(kw_only=True)
+class RunConfig:
+    """The ``[run]`` section: how the collect and forward loops run.
+
+    * ``duration``: span of sensor time to collect (``"6h"``); unset means until stopped.
+    * ``speed``: ``"max"`` (simulate as fast as possible) or a real-time factor (``1.0``).
+    * ``step``: sensor time collected per batch (default ``"10m"`` at full speed).
+    * ``batch_size``: rows read from the store per forward batch (default 5000).
+    * ``interval``: pause between rounds when following or running in real time (default ``"1s"``).
+    * ``jitter``: random share of ``interval`` added or removed, 0–1 (default 0.1).
+    * ``max_attempts``: failed writes in a row before a non-following forward gives up (default 8).
+    * ``backoff``/``max_backoff``: first and largest retry delay, full jitter (``"0.5s"``, ``"30s"``).
+    * ``on_transform_error``: ``"dead_letter"`` (default: set the batch aside, keep going) or
+      ``"stop"``.
+    """
+
+    duration: float | None = None
+    speed: float | None = None
+    step: float = 600.0
+    batch_size: int = 5000
+    interval: float = 1.0
+    jitter: float = 0.1
+    max_attempts: int = 8
+    backoff: float = 0.5
+    max_backoff: float = 30.0
+    on_transform_error: str = "dead_letter"
+
+    @classmethod
+    def from_table(cls, table: Mapping[str, Any]) -> RunConfig:
+        """A RunConfig from a ``[run]`` table of text durations and numbers; ``ValueError`` names
+        the key that is wrong."""
+        unknown = [k for k in table if k not in _RUN_CONVERTERS]
+        if unknown:
+            raise ValueError(
+                f"unknown key {unknown[0]!r}; accepted keys: {', '.join(_RUN_CONVERTERS)}"
+            )
+        return cls(**{k: _RUN_CONVERTERS[k](k, v) for k, v in table.items()})
+
+
+@attrs.frozen
+class ComponentConfig:
+    """One ``plugin = ...`` table: which plugin, its options, and where it was written."""
+
+    kind: Kind
+    plugin: str
+    options: Mapping[str, Any]
+    where: str  # e.g. "edge.toml: [[sinks]] #1"
+    name: str | None = None  # sinks: the consumer name checkpoints are kept under
+
+    def build(self, plugins: Plugins | None = None) -> Any:
+        """A new component from this table; a factory's complaint becomes a ConfigError."""
+        plugins = plugins or get_plugins()
+        component = _component(plugins, self)
+        try:
+            return component.factory(**self.options)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(
+                f"{self.where} (plugin {self.plugin!r}): {exc}. Accepted keys: "
+                f"{_accepted(component.accepted_keys())}"
+            ) from exc
+
+
+def _accepted(keys: list[str] | None) -> str:
+    if keys is None:
+        return "any"
+    return ", ".join(["plugin", *keys]) if keys else "plugin (no options)"
+
+
+def _component(plugins: Plugins, cfg: ComponentConfig) -> Any:
+    try:
+        return plugins.get(cfg.kind, cfg.plugin)
+    except PluginError as exc:
+        raise ConfigError(f"{cfg.where}: {exc}") from exc
+
+
+@attrs.frozen
+class PipelineConfig:
+    """A whole pipeline file, checked but not yet built."""
+
+    sensor: ComponentConfig | None
+    store: ComponentConfig | None
+    transforms: tuple[ComponentConfig, ...]
+    sinks: tuple[ComponentConfig, ...]
+    run: RunConfig
+    source: str = "<config>"
+
+
+def _table(data: Any, where: str) -> dict[str, Any]:
+    if not isinstance(data, Mapping):
+        raise ConfigError(f'{where} must be a table (e.g. [section] with plugin = "...")')
+    return dict(data)
+
+
+def _component_config(
+    kind: Kind, data: Any, where: str, plugins: Plugins, *, named: bool = False
+) -> ComponentConfig:
+    table = _table(data, where)
+    plugin = table.pop("plugin", None)
+    if not isinstance(plugin, str) or not plugin:
+        available = ", ".join(c.name for c in plugins.components(kind)) or "none installed"
+        raise ConfigError(f"{where}: missing key 'plugin' (which {kind}: {available})")
+    name = table.pop("name", None) if named else None
+    if name is not None and not isinstance(name, str):
+        raise ConfigError(f"{where}: 'name' must be text, got {name!r}")
+    cfg = ComponentConfig(kind=kind, plugin=plugin, options=table, where=where, name=name)
+    keys = _component(plugins, cfg).accepted_keys()
+    if keys is not None:
+        unknown = [k for k in table if k not in keys]
+        if unknown:
+            raise ConfigError(
+                f"{where} (plugin {plugin!r}): unknown key {unknown[0]!r}; accepted keys: "
+                f"{_accepted(keys)}{', name' if named else ''}"
+            )
+    return cfg
+
+
+def _component_list(kind: Kind, section: str, data: Any, src: str, plugins: Plugins) -> list[Any]:
+    if data is None:
+        return []
+    if not isinstance(data, list):
+        raise ConfigError(f"{src}: [{section}] must be an array of tables: write [[{section}]]")
+    return [
+        _component_config(
+            kind, item, f"{src}: [[{section}]] #{i + 1}", plugins, named=section == "sinks"
+        )
+        for i, item in enumerate(data)
+    ]
+
+
+def parse_config(
+    data: Mapping[str, Any],
+    *,
+    source: str = "<config>",
+    env: Mapping[str, str] | None = None,
+    plugins: Plugins | None = None,
+) -> PipelineConfig:
+    """Check a parsed pipeline mapping (as from TOML) and return it as a :class:`PipelineConfig`."""
+    plugins = plugins or get_plugins()
+    env = os.environ if env is None else env
+    unknown = [k for k in data if k not in SECTIONS]
+    if unknown:
+        raise ConfigError(
+            f"{source}: unknown section {unknown[0]!r}; accepted sections: {', '.join(SECTIONS)}"
+        )
+    expanded = {k: expand_env(v, env=env, where=f"{source}: [{k}]") for k, v in data.items()}
+
+    sensor = expanded.get("sensor")
+    store = expanded.get("store")
+    sinks = _component_list("sink", "sinks", expanded.get("sinks"), source, plugins)
+    names: dict[str, str] = {}
+    for cfg in sinks:
+        consumer = cfg.name or cfg.plugin
+        if consumer in names:
+            raise ConfigError(
+                f"{cfg.where}: two sinks would share the checkpoint name {consumer!r} (also "
+                f'{names[consumer]}); give each a distinct name = "..."'
+            )
+        names[consumer] = cfg.where
+    run_table = _table(expanded.get("run", {}), f"{source}: [run]")
+    try:
+        run = RunConfig.from_table(run_table)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{source}: [run]: {exc}") from exc
+    return PipelineConfig(
+        sensor=None
+        if sensor is None
+        else _component_config("sensor", sensor, f"{source}: [sensor]", plugins),
+        store=None
+        if store is None
+        else _component_config("store", store, f"{source}: [store]", plugins),
+        transforms=tuple(
+            _component_list("transform", "transforms", expanded.get("transforms"), source, plugins)
+        ),
+        sinks=tuple(sinks),
+        run=run,
+        source=source,
+    )
+
+
+def load_config(
+    path: str | os.PathLike[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    plugins: Plugins | None = None,
+) -> PipelineConfig:
+    """Read and check a TOML pipeline file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the pipeline file: {exc.strerror}") from exc
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    return parse_config(data, source=str(path), env=env, plugins=plugins)

@@ -1,0 +1,397 @@
+"""The two loops: collect (sensor → store) and forward (store → transforms → sink → ack).
+
+Guarantees:
+
+* a row is acknowledged for a sink only after that sink reported it durably written; rows the sink
+  asks to retry stay pending, rows it rejects go to the dead letters with the reason;
+* each sink has its own checkpoint (its *consumer* name), so sinks progress independently;
+* setting :attr:`Pipeline.stop` (the CLI does on SIGINT/SIGTERM) ends the loops after the current
+  batch: nothing read is lost, nothing unwritten is acknowledged;
+* transient sink failures back off exponentially with full jitter; a failure marked permanent stops
+  that sink at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import attrs
+import numpy as np
+
+from .batch import Batch
+from .config import PipelineConfig, RunConfig, load_config
+from .errors import ConfigError, SinkError
+from .interfaces import Sensor, Sink, Store, Transform, WriteResult
+from .plugins import Plugins, get_plugins
+from .schema import STORE_SEQ
+
+__all__ = ["CollectReport", "ForwardReport", "Lane", "LaneReport", "Pipeline"]
+
+log = logging.getLogger("cosmobac.pipeline")
+
+Progress = Callable[[str, int, int | None], None]
+"""``progress(stage, done, total)``: stage is ``"collect"`` (sensor ms) or ``"forward"`` (rows)."""
+
+
+@attrs.define(eq=False)
+class Lane:
+    """One sink with its consumer name and the transforms applied before it."""
+
+    consumer: str
+    sink: Sink
+    transforms: Sequence[Transform] = ()
+
+
+@attrs.frozen
+class CollectReport:
+    """What one collect run did."""
+
+    rows_read: int
+    rows_added: int
+    start: int  # sensor time collected, epoch ms: [start, end)
+    end: int
+
+
+@attrs.define
+class LaneReport:
+    """What forwarding did for one sink."""
+
+    consumer: str
+    written: int = 0
+    acked: int = 0
+    dead_lettered: int = 0
+    retried: int = 0
+    failures: int = 0
+    error: str | None = None  # set when the lane gave up
+    stats: dict[str, float] = attrs.field(factory=dict)  # summed numeric WriteResult.stats
+
+
+@attrs.frozen
+class ForwardReport:
+    """What one forward run did, per sink."""
+
+    lanes: tuple[LaneReport, ...]
+
+    @property
+    def ok(self) -> bool:
+        """True when no sink gave up."""
+        return all(lane.error is None for lane in self.lanes)
+
+
+def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random) -> float:
+    """Full-jitter exponential backoff: uniform in [0, min(cap, base·2^attempt)]."""
+    return rng.uniform(0.0, min(cap, base * 2.0 ** max(0, attempt)))
+
+
+@attrs.define(eq=False)
+class _LaneState:
+    lane: Lane
+    report: LaneReport
+    attempts: int = 0
+    ready_at: float = 0.0
+    done: bool = False
+
+
+class Pipeline:
+    """A store with an optional sensor and any number of sink lanes.
+
+    Compose one in code (``Pipeline(store=..., sensor=..., lanes=[Lane("out", sink)])``) or from a
+    pipeline file (:meth:`from_config`). Components made from a file are closed by :meth:`close`.
+    """
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        sensor: Sensor | None = None,
+        lanes: Sequence[Lane] = (),
+        run: RunConfig | None = None,
+        progress: Progress | None = None,
+        seed: int | None = None,
+    ) -> None:
+        self.store = store
+        self.sensor = sensor
+        self.lanes = list(lanes)
+        self.run_config = run or RunConfig()
+        self.progress = progress
+        self.stop = threading.Event()
+        self._owned: list[Any] = []
+        self._rng = random.Random(seed)
+        self._states: dict[int, _LaneState] = {}
+
+    # -- construction -------------------------------------------------------------------------
+    @classmethod
+    def from_config(
+        cls,
+        config: PipelineConfig | str | Any,
+        *,
+        plugins: Plugins | None = None,
+        need_sensor: bool = False,
+        need_sinks: bool = False,
+        progress: Progress | None = None,
+    ) -> Pipeline:
+        """A pipeline built from a :class:`PipelineConfig` or the path of a pipeline file."""
+        plugins = plugins or get_plugins()
+        if not isinstance(config, PipelineConfig):
+            config = load_config(config, plugins=plugins)
+        if config.store is None:
+            raise ConfigError(f'{config.source}: missing [store] section (e.g. plugin = "sqlite")')
+        if need_sensor and config.sensor is None:
+            raise ConfigError(f"{config.source}: missing [sensor] section, needed to collect")
+        if need_sinks and not config.sinks:
+            raise ConfigError(f"{config.source}: no [[sinks]] table, needed to forward")
+        owned: list[Any] = []
+        try:
+            store = config.store.build(plugins)
+            owned.append(store)
+            sensor = config.sensor.build(plugins) if config.sensor and need_sensor else None
+            lanes = []
+            if need_sinks:
+                for sink_cfg in config.sinks:
+                    sink = sink_cfg.build(plugins)
+                    owned.append(sink)
+                    transforms = [t.build(plugins) for t in config.transforms]
+                    lanes.append(Lane(sink_cfg.name or sink_cfg.plugin, sink, transforms))
+        except BaseException:
+            for component in reversed(owned):
+                _close(component)
+            raise
+        pipeline = cls(store=store, sensor=sensor, lanes=lanes, run=config.run, progress=progress)
+        pipeline._owned = owned
+        return pipeline
+
+    def close(self) -> None:
+        """Close the components this pipeline made (sinks first, then the store)."""
+        for component in reversed(self._owned):
+            _close(component)
+        self._owned = []
+
+    def __enter__(self) -> Pipeline:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- collect ------------------------------------------------------------------------------
+    def _sensor(self) -> Sensor:
+        if self.sensor is None:
+            raise ConfigError("this pipeline has no sensor; add a [sensor] section to collect")
+        return self.sensor
+
+    def _span(self, duration: float | None) -> tuple[int, int | None]:
+        sensor = self._sensor()
+        start = getattr(sensor, "start", None)
+        if start is None:
+            start = int(time.time() * 1000)
+        duration = self.run_config.duration if duration is None else duration
+        end = None if duration is None else int(start) + int(duration * 1000)
+        return int(start), end
+
+    def collect(self, *, duration: float | None = None, forward: bool = False) -> CollectReport:
+        """Read the sensor into the store over ``duration`` seconds of sensor time (default
+        ``run.duration``). At ``speed = "max"`` sensor time runs as fast as the machine allows; at a
+        factor, it follows the wall clock. With ``forward=True`` each collected step is forwarded
+        before the next (the ``run`` command)."""
+        sensor = self._sensor()
+        cfg = self.run_config
+        start, end = self._span(duration)
+        if cfg.speed is None and end is None:
+            raise ConfigError('run.duration is required at speed = "max" (or give a speed factor)')
+        step_ms = int(cfg.step * 1000)
+        read = added = 0
+        until = start
+        wall0 = time.monotonic()
+        while not self.stop.is_set() and (end is None or until < end):
+            if cfg.speed is None:
+                target = until + step_ms
+            else:
+                target = start + int((time.monotonic() - wall0) * cfg.speed * 1000)
+            if end is not None:
+                target = min(target, end)
+            if target > until:
+                until = target
+                batch = sensor.read(until)
+                if len(batch):
+                    read += len(batch)
+                    added += self.store.append(batch)
+                self._report("collect", until - start, None if end is None else end - start)
+                if forward:
+                    self.forward(follow=False)
+            if cfg.speed is not None and (end is None or until < end):
+                self.stop.wait(self._jittered(cfg.interval))
+        return CollectReport(rows_read=read, rows_added=added, start=start, end=until)
+
+    # -- forward ------------------------------------------------------------------------------
+    def forward(self, *, follow: bool = False) -> ForwardReport:
+        """Deliver pending rows to every sink until none is pending (or, with ``follow``, until
+        :attr:`stop` is set). A sink that keeps failing gives up after ``run.max_attempts`` tries
+        in a row when not following; its error is in the report and its rows stay pending.
+
+        The report's counts are totals over this pipeline's life; ``error`` is from this call."""
+        if not self.lanes:
+            raise ConfigError("this pipeline has no sinks; add a [[sinks]] table to forward")
+        states = [self._lane_state(lane) for lane in self.lanes]
+        for state in states:
+            state.done = False
+            state.attempts = 0
+            state.report.error = None
+        while not self.stop.is_set():
+            active = [s for s in states if not s.done]
+            if not active:
+                if not follow:
+                    break
+                self.stop.wait(self._jittered(self.run_config.interval))
+                for s in states:
+                    if s.report.error is None:
+                        s.done = False
+                continue
+            now = time.monotonic()
+            ready = [s for s in active if s.ready_at <= now]
+            if not ready:
+                self.stop.wait(min(s.ready_at for s in active) - now)
+                continue
+            for state in ready:
+                if self.stop.is_set():
+                    break
+                self._forward_once(state, follow)
+        return ForwardReport(tuple(s.report for s in states))
+
+    def _lane_state(self, lane: Lane) -> _LaneState:
+        state = self._states.get(id(lane))
+        if state is None:
+            state = self._states[id(lane)] = _LaneState(lane, LaneReport(lane.consumer))
+        return state
+
+    def _forward_once(self, state: _LaneState, follow: bool) -> None:
+        lane, report, cfg = state.lane, state.report, self.run_config
+        batch = self.store.read(lane.consumer, cfg.batch_size)
+        if not len(batch):
+            state.done = True
+            return
+        try:
+            out = batch
+            for transform in lane.transforms:
+                out = transform(out)
+        except Exception as exc:
+            reason = f"transform {type(transform).__name__} failed: {type(exc).__name__}: {exc}"
+            if cfg.on_transform_error == "stop":
+                raise
+            log.warning("%s: %s; %d rows dead-lettered", lane.consumer, reason, len(batch))
+            self.store.dead_letter(lane.consumer, batch, reason)
+            report.dead_lettered += len(batch)
+            return
+        try:
+            result = lane.sink.write(out) if len(out) else None
+        except SinkError as exc:
+            if not exc.transient:
+                report.error = str(exc)
+                state.done = True
+                log.error("%s: %s (giving up; nothing acknowledged)", lane.consumer, exc)
+                return
+            self._failed(state, exc, follow)
+            return
+        except Exception as exc:
+            self._failed(state, exc, follow)
+            return
+        retry = self._settle(lane.consumer, batch, out, result, report)
+        self._report("forward", report.acked, None)
+        if retry:
+            report.retried += retry
+            self._failed(state, None, follow)
+        else:
+            state.attempts = 0
+            state.ready_at = 0.0
+
+    def _failed(self, state: _LaneState, exc: BaseException | None, follow: bool) -> None:
+        cfg = self.run_config
+        state.report.failures += 1
+        state.attempts += 1
+        if exc is not None:
+            log.warning("%s: write failed (%s); will retry", state.lane.consumer, exc)
+        if not follow and state.attempts >= cfg.max_attempts:
+            state.report.error = f"gave up after {state.attempts} failed attempts in a row" + (
+                f": {type(exc).__name__}: {exc}" if exc is not None else " (rows to retry)"
+            )
+            state.done = True
+            return
+        delay = backoff_delay(state.attempts - 1, cfg.backoff, cfg.max_backoff, self._rng)
+        state.ready_at = time.monotonic() + delay
+
+    def _settle(
+        self,
+        consumer: str,
+        batch: Batch,
+        out: Batch,
+        result: WriteResult | None,
+        report: LaneReport,
+    ) -> int:
+        """Acknowledge what was written, dead-letter what was rejected; return rows to retry."""
+        if result is not None:
+            for key, value in result.stats.items():
+                if isinstance(value, int | float):
+                    report.stats[key] = report.stats.get(key, 0.0) + float(value)
+        if result is None or result.complete:
+            self.store.ack(consumer, batch)
+            report.written += len(out)
+            report.acked += len(batch)
+            return 0
+        seq_out = out.get(STORE_SEQ)
+        if seq_out is None:
+            # The transforms made new rows: rows can't be traced back, so settle the batch whole.
+            if result.retry:
+                return len(batch)
+            reason = "; ".join(sorted(set(result.rejected.values())))
+            self.store.dead_letter(consumer, batch, reason)
+            report.dead_lettered += len(batch)
+            return 0
+        seqs = batch[STORE_SEQ]
+        retry = seq_out[list(result.retry)] if result.retry else np.empty(0, dtype=np.int64)
+        by_reason: dict[str, list[int]] = {}
+        for pos, reason in result.rejected.items():
+            by_reason.setdefault(reason, []).append(int(seq_out[pos]))
+        for reason, rejected in by_reason.items():
+            self.store.dead_letter(consumer, batch.select(np.isin(seqs, rejected)), reason)
+            report.dead_lettered += len(rejected)
+        rejected_all = [s for group in by_reason.values() for s in group]
+        done = ~np.isin(seqs, retry) & ~np.isin(seqs, rejected_all)
+        if done.any():
+            self.store.ack(consumer, batch.select(done))
+        report.acked += int(done.sum())
+        report.written += len(out) - len(retry) - len(rejected_all)
+        return len(retry)
+
+    # -- both ---------------------------------------------------------------------------------
+    def run(self, *, duration: float | None = None) -> tuple[CollectReport, ForwardReport]:
+        """Collect and forward in one process: each collected step is forwarded before the next,
+        then everything still pending is forwarded."""
+        collected = self.collect(duration=duration, forward=bool(self.lanes))
+        forwarded = self.forward(follow=False) if self.lanes else ForwardReport(())
+        return collected, forwarded
+
+    # -- helpers ------------------------------------------------------------------------------
+    def _jittered(self, seconds: float) -> float:
+        jitter = self.run_config.jitter
+        return max(0.0, seconds * (1.0 + self._rng.uniform(-jitter, jitter)))
+
+    def _report(self, stage: str, done: int, total: int | None) -> None:
+        if self.progress is not None:
+            self.progress(stage, done, total)
+
+
+def _close(component: Any) -> None:
+    close = getattr(component, "close", None)
+    if callable(close):
+        try:
+            close()
+        except Exception:  # closing must not hide the error that got us here
+            log.exception("closing %r failed", component)
+
+
+def lanes_from(sinks: Mapping[str, Sink], transforms: Sequence[Transform] = ()) -> list[Lane]:
+    """Lanes for a mapping of consumer name → sink, all with the same transforms."""
+    return [Lane(name, sink, list(transforms)) for name, sink in sinks.items()]

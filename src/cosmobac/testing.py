@@ -1,0 +1,194 @@
+"""Helpers for testing pipelines and plugins, public for downstream packages.
+
+* :class:`ListSensor` plays back batches you give it; :class:`ListSink` keeps what it is given and
+  can be told to fail, ask for retries or reject rows; :class:`MemoryStore` is an in-memory store
+  with the full Store contract.
+* :func:`fresh_plugins` gives a :class:`~cosmobac.plugins.Plugins` with built-ins only (and the
+  plugins you pass), installed as the process-wide one for the duration of a ``with`` block.
+* With pytest, the ``cosmobac_plugins`` fixture does the same for one test (this module is a pytest
+  plugin: the fixture is available wherever cosmobac is installed).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any
+
+import attrs
+import numpy as np
+
+from .batch import Batch
+from .errors import SinkError
+from .interfaces import StoreStats, WriteResult
+from .plugins import Plugins, set_plugins
+from .schema import STORE_SEQ
+
+__all__ = ["ListSensor", "ListSink", "MemoryStore", "fresh_plugins"]
+
+
+@attrs.define(eq=False)
+class ListSensor:
+    """A sensor that returns rows of the given batches whose timestamp is below ``until``, each once."""
+
+    batches: Sequence[Batch] = ()
+    start: int | None = None
+    _pending: Batch = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self._pending = Batch.concat(list(self.batches))
+        if self.start is None and len(self._pending):
+            self.start = int(self._pending["timestamp"].min())
+
+    def read(self, until: int) -> Batch:
+        if not len(self._pending):
+            return self._pending
+        due = self._pending["timestamp"] < until
+        out = self._pending.select(due)
+        self._pending = self._pending.select(~due)
+        return out
+
+
+@attrs.define(eq=False)
+class ListSink:
+    """A sink that keeps every batch it wrote in :attr:`batches`.
+
+    ``fail`` makes the next writes raise (a number of times, or a callable deciding per batch);
+    ``respond`` may return a :class:`WriteResult` for a batch (retries, rejections) — rows named
+    in it are not kept.
+    """
+
+    batches: list[Batch] = attrs.field(factory=list)
+    fail: int = 0
+    permanent: bool = False
+    respond: Callable[[Batch], WriteResult | None] | None = None
+    closed: bool = False
+    calls: int = 0
+
+    def write(self, batch: Batch) -> WriteResult | None:
+        self.calls += 1
+        if self.fail > 0:
+            self.fail -= 1
+            raise SinkError("ListSink told to fail", transient=not self.permanent)
+        result = self.respond(batch) if self.respond else None
+        keep = np.ones(len(batch), dtype=bool)
+        if result is not None:
+            keep[list(result.retry)] = False
+            keep[list(result.rejected)] = False
+        self.batches.append(batch.select(keep))
+        return result
+
+    def close(self) -> None:
+        self.closed = True
+
+    @property
+    def written(self) -> Batch:
+        """Everything written, in order, as one batch."""
+        return Batch.concat(self.batches)
+
+
+@attrs.define(eq=False)
+class MemoryStore:
+    """The Store contract in memory: for tests and notebooks that need no file."""
+
+    _rows: Batch = attrs.field(init=False, factory=Batch.empty)
+    _keys: set[tuple[str, int]] = attrs.field(init=False, factory=set)
+    _acked: dict[str, set[int]] = attrs.field(init=False, factory=dict)
+    _dead: dict[str, dict[int, str]] = attrs.field(init=False, factory=dict)
+    _state: dict[str, dict[str, str]] = attrs.field(init=False, factory=dict)
+
+    def append(self, batch: Batch) -> int:
+        keys = list(zip(batch["sensor_id"].tolist(), batch["timestamp"].tolist(), strict=True))
+        new = np.array([k not in self._keys for k in keys], dtype=bool)
+        seen: set[tuple[str, int]] = set()
+        for i, key in enumerate(keys):  # duplicates inside the batch count once
+            if new[i] and key in seen:
+                new[i] = False
+            seen.add(key)
+        fresh = batch.drop(STORE_SEQ).select(new)
+        start = len(self._rows) + 1
+        fresh = fresh.with_columns({STORE_SEQ: np.arange(start, start + len(fresh))})
+        self._rows = Batch.concat([self._rows, fresh])
+        self._keys.update(k for k, n in zip(keys, new, strict=True) if n)
+        return len(fresh)
+
+    def _handled(self, consumer: str) -> set[int]:
+        return self._acked.setdefault(consumer, set()) | set(self._dead.setdefault(consumer, {}))
+
+    def read(self, consumer: str, limit: int) -> Batch:
+        if not len(self._rows):
+            return self._rows
+        handled = self._handled(consumer)
+        pending = ~np.isin(self._rows[STORE_SEQ], list(handled))
+        return self._rows.select(np.flatnonzero(pending)[:limit])
+
+    def ack(self, consumer: str, batch: Batch, *, state: Mapping[str, str] | None = None) -> None:
+        self._acked.setdefault(consumer, set()).update(batch[STORE_SEQ].tolist())
+        if state:
+            self._state.setdefault(consumer, {}).update(state)
+
+    def load_state(self, consumer: str) -> dict[str, str]:
+        return dict(self._state.get(consumer, {}))
+
+    def dead_letter(self, consumer: str, batch: Batch, reason: str) -> None:
+        dead = self._dead.setdefault(consumer, {})
+        for seq in batch[STORE_SEQ].tolist():
+            dead[seq] = reason
+
+    def dead_letters(self, consumer: str) -> dict[int, str]:
+        """seq → reason of the rows set aside for ``consumer``."""
+        return dict(self._dead.get(consumer, {}))
+
+    def replay(self, consumer: str, seqs: Iterable[int] | None = None) -> int:
+        dead = self._dead.setdefault(consumer, {})
+        chosen = list(dead) if seqs is None else [s for s in seqs if s in dead]
+        for seq in chosen:
+            del dead[seq]
+        return len(chosen)
+
+    def stats(self) -> StoreStats:
+        consumers = set(self._acked) | set(self._dead)
+        pending: dict[str, int] = {}
+        ages: dict[str, float | None] = {}
+        now_ms = time.time() * 1000
+        for consumer in sorted(consumers):
+            rows = self.read(consumer, len(self._rows))
+            pending[consumer] = len(rows)
+            ages[consumer] = (now_ms - float(rows["timestamp"].min())) / 1000 if len(rows) else None
+        return StoreStats(
+            rows=len(self._rows),
+            pending=pending,
+            oldest_pending_age_s=ages,
+            dead_letters={c: len(self._dead.get(c, {})) for c in sorted(consumers)},
+        )
+
+    def close(self) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def fresh_plugins(*plugins: Any, entry_points: bool = False) -> Iterator[Plugins]:
+    """A new :class:`Plugins` (built-ins, plus ``plugins`` registered by hand; entry points only if
+    asked) installed as the process-wide one inside the ``with`` block."""
+    fresh = Plugins(entry_points=entry_points)
+    for plugin in plugins:
+        fresh.register(plugin)
+    previous = set_plugins(fresh)
+    try:
+        yield fresh
+    finally:
+        set_plugins(previous)
+
+
+try:
+    import pytest
+except ImportError:  # pragma: no cover - pytest is optional outside test suites
+    pass
+else:
+
+    @pytest.fixture
+    def cosmobac_plugins() -> Iterator[Plugins]:
+        """A fresh plugin registry (built-ins only) for one test; register test plugins on it."""
+        with fresh_plugins() as plugins:
+            yield plugins

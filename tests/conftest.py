@@ -1,0 +1,15 @@
+"""Shared fixtures. ``cosmobac.testing`` is also loaded as a pytest plugin (``cosmobac_plugins``)."""
+
+from __future__ import annotations
+
+import os
+
+from hypothesis import HealthCheck, settings
+
+settings.register_profile(
+    "ci", max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.register_profile("dev", max_examples=30, deadline=None)
+settings.load_profile("ci" if os.environ.get("CI") else "dev")
+
+pytest_plugins = ["cosmobac.testing"]

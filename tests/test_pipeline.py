@@ -1,0 +1,207 @@
+"""Forwarding semantics: ack only after the sink confirmed, per-sink checkpoints, dead letters."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from cosmobac import Batch, WriteResult
+from cosmobac.config import RunConfig
+from cosmobac.errors import ConfigError
+from cosmobac.pipeline import Lane, Pipeline, backoff_delay
+from cosmobac.testing import ListSensor, ListSink, MemoryStore
+
+FAST = RunConfig(backoff=0.0, max_backoff=0.0, batch_size=4, max_attempts=3)
+
+
+def readings(n: int, start: int = 0) -> Batch:
+    ts = np.arange(start, start + n, dtype=np.int64) * 1000
+    return Batch.from_columns(
+        timestamp=ts, sensor_id=["s"] * n, temperature=np.arange(n, dtype=float)
+    )
+
+
+def filled(n: int) -> MemoryStore:
+    store = MemoryStore()
+    store.append(readings(n))
+    return store
+
+
+def test_forward_delivers_everything_once_and_acks_it():
+    store, sink = filled(10), ListSink()
+    report = Pipeline(store=store, lanes=[Lane("out", sink)], run=FAST).forward()
+    assert sorted(sink.written["timestamp"].tolist()) == list(range(0, 10_000, 1000))
+    assert report.lanes[0].acked == 10 and report.ok
+    assert len(store.read("out", 100)) == 0
+    assert sink.calls == 3  # batches of 4, 4, 2
+
+
+def test_each_sink_has_its_own_checkpoint():
+    store = filled(6)
+    good, bad = ListSink(), ListSink(fail=100)
+    pipeline = Pipeline(store=store, lanes=[Lane("good", good), Lane("bad", bad)], run=FAST)
+    report = pipeline.forward()
+    assert len(good.written) == 6 and len(store.read("good", 100)) == 0
+    assert len(store.read("bad", 100)) == 6  # nothing acked for the failing sink
+    assert report.lanes[1].error is not None and "3 failed attempts" in report.lanes[1].error
+    assert not report.ok
+
+
+def test_transient_failures_are_retried_then_succeed():
+    store, sink = filled(5), ListSink(fail=2)
+    report = Pipeline(store=store, lanes=[Lane("out", sink)], run=FAST).forward()
+    assert report.ok and report.lanes[0].failures == 2 and len(sink.written) == 5
+
+
+def test_permanent_failure_stops_at_once_with_nothing_acked():
+    store, sink = filled(5), ListSink(fail=1, permanent=True)
+    report = Pipeline(store=store, lanes=[Lane("out", sink)], run=FAST).forward()
+    assert report.lanes[0].error == "ListSink told to fail"
+    assert sink.calls == 1 and len(store.read("out", 100)) == 5
+
+
+def test_rows_to_retry_stay_pending_and_are_sent_again():
+    store = filled(4)
+    first = {"done": False}
+
+    def respond(batch):
+        if not first["done"]:
+            first["done"] = True
+            return WriteResult(retry=[1])
+        return None
+
+    sink = ListSink(respond=respond)
+    report = Pipeline(store=store, lanes=[Lane("out", sink)], run=FAST).forward()
+    assert sorted(sink.written["timestamp"].tolist()) == [0, 1000, 2000, 3000]
+    assert report.lanes[0].retried == 1 and report.lanes[0].acked == 4
+
+
+def test_rejected_rows_are_dead_lettered_and_do_not_block_the_rest():
+    store = filled(8)
+
+    def respond(batch):
+        bad = np.flatnonzero(batch["temperature"] == 2.0)
+        return WriteResult(rejected={int(i): "too large" for i in bad}) if len(bad) else None
+
+    sink = ListSink(respond=respond)
+    report = Pipeline(store=store, lanes=[Lane("out", sink)], run=FAST).forward()
+    assert report.lanes[0].dead_lettered == 1 and report.lanes[0].acked == 7
+    assert list(store.dead_letters("out").values()) == ["too large"]
+    assert 2.0 not in sink.written["temperature"].tolist() and len(sink.written) == 7
+    assert store.replay("out") == 1
+    Pipeline(store=store, lanes=[Lane("out", ListSink())], run=FAST).forward()
+    assert len(store.read("out", 100)) == 0
+
+
+def test_rows_dropped_by_a_transform_count_as_handled():
+    store, sink = filled(6), ListSink()
+    keep_even = lambda b: b.select(b["temperature"] % 2 == 0)  # noqa: E731
+    Pipeline(store=store, lanes=[Lane("out", sink, [keep_even])], run=FAST).forward()
+    assert sink.written["temperature"].tolist() == [0.0, 2.0, 4.0]
+    assert len(store.read("out", 100)) == 0
+
+
+def test_failing_transform_dead_letters_the_batch_or_stops():
+    def broken(batch):
+        raise ValueError("bad calibration")
+
+    store = filled(3)
+    report = Pipeline(store=store, lanes=[Lane("out", ListSink(), [broken])], run=FAST).forward()
+    assert report.lanes[0].dead_lettered == 3
+    assert "bad calibration" in next(iter(store.dead_letters("out").values()))
+    stopping = RunConfig(on_transform_error="stop")
+    with pytest.raises(ValueError, match="bad calibration"):
+        Pipeline(store=filled(3), lanes=[Lane("out", ListSink(), [broken])], run=stopping).forward()
+
+
+def test_aggregating_transform_without_seq_retries_the_whole_batch():
+    store = filled(3)
+    calls = {"n": 0}
+
+    def summarise(batch):
+        return Batch.from_columns(timestamp=[0], sensor_id=["s"], temperature=[1.0])
+
+    def respond(batch):
+        calls["n"] += 1
+        return WriteResult(retry=[0]) if calls["n"] == 1 else None
+
+    sink = ListSink(respond=respond)
+    Pipeline(store=store, lanes=[Lane("out", sink, [summarise])], run=FAST).forward()
+    assert calls["n"] == 2 and len(store.read("out", 100)) == 0
+
+
+def test_stop_event_ends_follow_mode():
+    store, sink = filled(2), ListSink()
+    pipeline = Pipeline(store=store, lanes=[Lane("out", sink)], run=RunConfig(interval=0.01))
+    timer = threading.Timer(0.2, pipeline.stop.set)
+    timer.start()
+    report = pipeline.forward(follow=True)
+    timer.join()
+    assert report.lanes[0].acked == 2
+
+
+def test_collect_at_max_speed_reads_the_sensor_in_steps():
+    sensor = ListSensor([readings(20)], start=0)
+    store = MemoryStore()
+    seen = []
+    pipeline = Pipeline(
+        store=store,
+        sensor=sensor,
+        run=RunConfig(duration=10.0, step=3.0),
+        progress=lambda stage, done, total: seen.append((stage, done, total)),
+    )
+    report = pipeline.collect()
+    assert report.rows_added == 10 and report.end == 10_000
+    assert [d for _, d, _ in seen] == [3000, 6000, 9000, 10_000]
+
+
+def test_run_collects_and_forwards_everything():
+    sensor = ListSensor([readings(12)], start=0)
+    store, sink = MemoryStore(), ListSink()
+    pipeline = Pipeline(
+        store=store,
+        sensor=sensor,
+        lanes=[Lane("out", sink)],
+        run=RunConfig(duration=12.0, step=5.0),
+    )
+    collected, forwarded = pipeline.run()
+    assert collected.rows_added == 12 and forwarded.lanes[0].acked == 12
+    assert len(sink.written) == 12
+
+
+def test_collect_in_real_time_follows_the_wall_clock():
+    sensor = ListSensor([readings(1000)], start=0)
+    pipeline = Pipeline(
+        store=MemoryStore(), sensor=sensor, run=RunConfig(duration=2.0, speed=20.0, interval=0.01)
+    )
+    report = pipeline.collect()  # 2 s of sensor time at 20x takes about 0.1 s
+    assert report.rows_added == 2 and report.end == 2000
+
+
+def test_max_speed_without_duration_is_refused():
+    pipeline = Pipeline(store=MemoryStore(), sensor=ListSensor([], start=0))
+    with pytest.raises(ConfigError, match="duration is required"):
+        pipeline.collect()
+
+
+def test_forward_without_sinks_is_refused():
+    with pytest.raises(ConfigError, match="no sinks"):
+        Pipeline(store=MemoryStore()).forward()
+
+
+def test_backoff_is_full_jitter_and_capped():
+    import random
+
+    rng = random.Random(1)
+    delays = [backoff_delay(a, 0.5, 4.0, rng) for a in range(10) for _ in range(50)]
+    assert min(delays) >= 0.0 and max(delays) <= 4.0
+    assert max(backoff_delay(0, 0.5, 4.0, rng) for _ in range(100)) <= 0.5
+
+
+def test_write_result_stats_are_summed():
+    store = filled(8)
+    sink = ListSink(respond=lambda b: WriteResult(stats={"request_charge": 1.5}))
+    report = Pipeline(store=store, lanes=[Lane("out", sink)], run=FAST).forward()
+    assert report.lanes[0].stats == {"request_charge": 3.0}
