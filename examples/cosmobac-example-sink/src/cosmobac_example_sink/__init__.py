@@ -1,0 +1,42 @@
+"""A cosmobac sink that appends documents to a CSV file."""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+import attrs
+
+from cosmobac import Batch, hookimpl, to_documents
+
+
+@attrs.define(eq=False)
+class CsvSink:
+    """Append documents to ``path`` as CSV rows. Keys: ``path`` (required), ``columns`` (which
+    document fields to write, in order; default: id, timestamp, sensor_id, city and the metrics)."""
+
+    path: Path = attrs.field(converter=Path)
+    columns: tuple[str, ...] = attrs.field(
+        default=("id", "timestamp", "sensor_id", "city", "temperature", "humidity", "pressure",
+                 "vibration", "voltage"),
+        converter=tuple,
+    )
+
+    def write(self, batch: Batch) -> None:
+        new_file = not self.path.exists() or self.path.stat().st_size == 0
+        with open(self.path, "a", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, fieldnames=self.columns, extrasaction="ignore")
+            if new_file:
+                writer.writeheader()
+            writer.writerows(to_documents(batch))  # missing values are empty cells, never 0.0
+            f.flush()
+            os.fsync(f.fileno())  # durable before cosmobac acknowledges the rows
+
+    def close(self) -> None:
+        pass
+
+
+@hookimpl
+def register_sinks(register):
+    register("csv", CsvSink)

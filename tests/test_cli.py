@@ -1,0 +1,179 @@
+"""The command line end to end, on real SQLite files and real JSON-lines output."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+import textwrap
+
+import pytest
+from click.testing import CliRunner
+
+from cosmobac.cli import cli
+
+
+def pipeline_file(tmp_path, extra_run=""):
+    path = tmp_path / "pipeline.toml"
+    path.write_text(
+        textwrap.dedent(
+            f"""
+            [sensor]
+            plugin = "simulated"
+            cities = 2
+            sensors_per_city = 2
+            seed = 3
+            rate_hz = 0.1
+            [store]
+            plugin = "sqlite"
+            path = "{tmp_path / "edge.db"}"
+            [[sinks]]
+            plugin = "jsonl"
+            path = "${{OUT_DIR}}/out.jsonl"
+            [run]
+            duration = "1h"
+            {extra_run}
+            """
+        )
+    )
+    return path
+
+
+def cosmobac(*args, env=None, check=True):
+    import os
+
+    result = subprocess.run(
+        [sys.executable, "-m", "cosmobac", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+    if check:
+        assert result.returncode == 0, result.stderr
+    return result
+
+
+def read_docs(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_run_collects_forwards_and_reports(tmp_path):
+    config = pipeline_file(tmp_path)
+    out = cosmobac("run", str(config), env={"OUT_DIR": str(tmp_path)})
+    assert "collected 1440 new rows" in out.stdout  # 4 sensors x 360 readings in 1 h at 0.1 Hz
+    assert "jsonl: 1440 rows acknowledged" in out.stdout
+    docs = read_docs(tmp_path / "out.jsonl")
+    assert len(docs) == 1440 and len({d["id"] for d in docs}) == 1440
+    assert all(d["timestamp"].endswith("Z") for d in docs)
+
+
+def test_collect_then_forward_then_status(tmp_path):
+    config = pipeline_file(tmp_path)
+    env = {"OUT_DIR": str(tmp_path)}
+    assert "collected 720 new rows" in cosmobac("collect", str(config), "--duration", "30m", env=env).stdout
+    assert "collected 0 new rows (720 read)" in cosmobac(
+        "collect", str(config), "--duration", "30m", env=env
+    ).stdout  # idempotent: the same readings are not stored twice
+    forwarded = cosmobac("forward", str(config), env=env).stdout
+    assert "jsonl: 720 rows acknowledged" in forwarded
+    status = json.loads(cosmobac("status", str(config), "--json", env=env).stdout)
+    assert status["rows"] == 720 and status["pending"] == {"jsonl": 0}
+    assert status["dead_letters"] == {"jsonl": 0} and status["file_size"] > 0
+    text = cosmobac("status", str(config), env=env).stdout
+    assert "rows stored: 720" in text and "jsonl: 0 pending" in text
+
+
+def test_config_errors_exit_2_with_a_clear_message(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[store]\nplugin = "sqlite"\npaht = "x.db"\n')
+    result = cosmobac("status", str(bad), check=False)
+    assert result.returncode == 2
+    assert "bad.toml: [store] (plugin 'sqlite'): unknown key 'paht'" in result.stderr
+    assert "accepted keys: plugin, path" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_unset_variable_exits_2_naming_it(tmp_path):
+    config = pipeline_file(tmp_path)
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k != "OUT_DIR"}
+    result = subprocess.run(
+        [sys.executable, "-m", "cosmobac", "run", str(config)], capture_output=True, text=True, env=env
+    )
+    assert result.returncode == 2 and "'OUT_DIR' is not set" in result.stderr
+
+
+def test_wrong_sensor_value_names_key_and_plugin(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text(
+        textwrap.dedent(
+            f"""
+            [sensor]
+            plugin = "simulated"
+            sensors_per_city = 0
+            [store]
+            plugin = "sqlite"
+            path = "{tmp_path / "x.db"}"
+            [run]
+            duration = "1m"
+            """
+        )
+    )
+    result = cosmobac("collect", str(bad), check=False)
+    assert result.returncode == 2
+    assert "[sensor] (plugin 'simulated')" in result.stderr and "sensors_per_city" in result.stderr
+
+
+def test_demo_runs_with_no_configuration(tmp_path):
+    result = cosmobac("demo", "--dir", str(tmp_path / "demo"), "--duration", "2h")
+    assert "rows per city:" in result.stdout and "anomalies by type:" in result.stdout
+    docs = read_docs(tmp_path / "demo" / "documents.jsonl")
+    assert len(docs) == 3 * 4 * 2 * 3600 // 5
+    assert (tmp_path / "demo" / "pipeline.toml").exists()
+    # the pipeline it wrote runs again and adds nothing new
+    again = cosmobac("run", str(tmp_path / "demo" / "pipeline.toml"))
+    assert "collected 0 new rows" in again.stdout
+
+
+def original_db(path):
+    con = sqlite3.connect(path)
+    con.execute(
+        "CREATE TABLE sensor_readings (id INTEGER PRIMARY KEY AUTOINCREMENT, timestamp, "
+        "sensor_id TEXT, temperature REAL, humidity REAL, pressure REAL, vibration REAL, "
+        "voltage REAL, status_code INTEGER, anomaly_flag INTEGER, anomaly_type TEXT, "
+        "firmware_version TEXT, model TEXT, manufacturer TEXT, location TEXT, latitude REAL, "
+        "longitude REAL)"
+    )
+    con.executemany(
+        "INSERT INTO sensor_readings (timestamp, sensor_id, temperature, location) VALUES (?,?,?,?)",
+        [("2025-03-01T10:00:00.000", "s1", 20.5, "Berlin"), (1740823200.5, "s1", None, "Berlin")],
+    )
+    con.commit()
+    con.close()
+
+
+def test_import_is_idempotent_and_honours_the_assumed_zone(tmp_path):
+    original_db(tmp_path / "sensor_data.db")
+    store = tmp_path / "store.db"
+    args = ["import", str(tmp_path / "sensor_data.db"), "--into", str(store)]
+    first = cosmobac(*args, "--assume-timezone", "Europe/Berlin")
+    assert "2 new rows" in first.stdout
+    assert "0 new rows" in cosmobac(*args, "--assume-timezone", "Europe/Berlin").stdout
+    con = sqlite3.connect(store)
+    rows = sorted(con.execute("SELECT timestamp, temperature FROM readings").fetchall())
+    assert rows == [(1740819600000, 20.5), (1740823200500, None)]  # 10:00 Berlin = 09:00Z
+
+
+def test_version_and_help():
+    result = CliRunner().invoke(cli, ["--help"])
+    assert result.exit_code == 0
+    for command in ["run", "collect", "forward", "status", "import", "plugins", "demo"]:
+        assert command in result.output
+
+
+@pytest.mark.parametrize("command", ["run", "collect", "forward", "status"])
+def test_missing_config_file_is_a_clear_error(tmp_path, command):
+    result = cosmobac(command, str(tmp_path / "nope.toml"), check=False)
+    assert result.returncode == 2 and "cannot read the pipeline file" in result.stderr

@@ -1,0 +1,73 @@
+"""Meta-tests: every hook has a test and a docs entry; every config key is in the reference."""
+
+from __future__ import annotations
+
+import inspect
+import re
+from pathlib import Path
+
+import pytest
+
+from cosmobac import hookspecs
+from cosmobac.config import _RUN_CONVERTERS
+from cosmobac.plugins import Plugins
+
+ROOT = Path(__file__).resolve().parent.parent
+HOOKS = sorted(
+    name
+    for name, fn in inspect.getmembers(hookspecs, inspect.isfunction)
+    if hasattr(fn, "cosmobac_spec")
+)
+
+
+def test_there_are_hooks_to_check():
+    assert {"register_sensors", "register_stores", "register_transforms", "register_sinks",
+            "register_commands"} <= set(HOOKS)
+
+
+@pytest.mark.parametrize("hook", HOOKS)
+def test_every_hook_has_a_test(hook):
+    this = Path(__file__).name
+    tests = [p for p in (ROOT / "tests").rglob("test_*.py") if p.name != this]
+    pattern = re.compile(rf"def test_{hook}\w*\(")
+    assert any(pattern.search(p.read_text()) for p in tests), (
+        f"no test function named test_{hook}... for hook {hook}"
+    )
+
+
+@pytest.mark.parametrize("hook", HOOKS)
+def test_every_hook_has_a_docs_entry(hook):
+    reference = (ROOT / "docs" / "reference" / "hooks.md").read_text()
+    assert f"## `{hook}`" in reference, f"docs/reference/hooks.md has no '## `{hook}`' section"
+
+
+def config_keys() -> list[tuple[str, str]]:
+    keys = [("[run]", key) for key in _RUN_CONVERTERS]
+    for component in Plugins().components():
+        for key in component.accepted_keys() or []:
+            keys.append((f"`{component.name}`", key))
+    return keys
+
+
+def section(text: str, marker: str) -> str:
+    """The part of ``text`` under the first heading containing ``marker``, to the next heading of
+    the same or a higher level."""
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        if line.startswith("#") and marker in line:
+            level = len(line) - len(line.lstrip("#"))
+            body = []
+            for following in lines[i + 1 :]:
+                if following.startswith("#") and len(following) - len(following.lstrip("#")) <= level:
+                    break
+                body.append(following)
+            return "\n".join(body)
+    return ""
+
+
+@pytest.mark.parametrize(("where", "key"), config_keys())
+def test_every_config_key_is_in_the_reference(where, key):
+    reference = (ROOT / "docs" / "reference" / "config.md").read_text()
+    body = section(reference, where)
+    assert body, f"docs/reference/config.md has no heading naming {where}"
+    assert f"`{key}`" in body, f"docs/reference/config.md, section {where}, lacks `{key}`"
