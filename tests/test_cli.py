@@ -71,10 +71,14 @@ def test_run_collects_forwards_and_reports(tmp_path):
 def test_collect_then_forward_then_status(tmp_path):
     config = pipeline_file(tmp_path)
     env = {"OUT_DIR": str(tmp_path)}
-    assert "collected 720 new rows" in cosmobac("collect", str(config), "--duration", "30m", env=env).stdout
-    assert "collected 0 new rows (720 read)" in cosmobac(
-        "collect", str(config), "--duration", "30m", env=env
-    ).stdout  # idempotent: the same readings are not stored twice
+    assert (
+        "collected 720 new rows"
+        in cosmobac("collect", str(config), "--duration", "30m", env=env).stdout
+    )
+    assert (
+        "collected 0 new rows (720 read)"
+        in cosmobac("collect", str(config), "--duration", "30m", env=env).stdout
+    )  # idempotent: the same readings are not stored twice
     forwarded = cosmobac("forward", str(config), env=env).stdout
     assert "jsonl: 720 rows acknowledged" in forwarded
     status = json.loads(cosmobac("status", str(config), "--json", env=env).stdout)
@@ -100,7 +104,10 @@ def test_unset_variable_exits_2_naming_it(tmp_path):
 
     env = {k: v for k, v in os.environ.items() if k != "OUT_DIR"}
     result = subprocess.run(
-        [sys.executable, "-m", "cosmobac", "run", str(config)], capture_output=True, text=True, env=env
+        [sys.executable, "-m", "cosmobac", "run", str(config)],
+        capture_output=True,
+        text=True,
+        env=env,
     )
     assert result.returncode == 2 and "'OUT_DIR' is not set" in result.stderr
 
@@ -177,3 +184,35 @@ def test_version_and_help():
 def test_missing_config_file_is_a_clear_error(tmp_path, command):
     result = cosmobac(command, str(tmp_path / "nope.toml"), check=False)
     assert result.returncode == 2 and "cannot read the pipeline file" in result.stderr
+
+
+def test_dead_letters_are_listed_and_replayed(tmp_path):
+    config = pipeline_file(tmp_path)
+    env = {"OUT_DIR": str(tmp_path)}
+    cosmobac("collect", str(config), "--duration", "1m", env=env)
+    from cosmobac.plugins import get_plugins
+
+    store = get_plugins().create("store", "sqlite", path=str(tmp_path / "edge.db"))
+    try:
+        rows = store.read("jsonl", 2)
+        store.dead_letter("jsonl", rows, "document too large")
+        store.ack("jsonl", store.read("jsonl", 1000))
+    finally:
+        store.close()
+    listed = cosmobac("dead-letters", "list", str(config), env=env).stdout.splitlines()
+    assert len(listed) == 2 and all(line.endswith(": document too large") for line in listed)
+    as_json = [
+        json.loads(line)
+        for line in cosmobac(
+            "dead-letters", "list", str(config), "--json", env=env
+        ).stdout.splitlines()
+    ]
+    assert {r["consumer"] for r in as_json} == {"jsonl"} and not any(r["replayed"] for r in as_json)
+    first = str(as_json[0]["seq"])
+    replayed = cosmobac(
+        "dead-letters", "replay", str(config), "--sink", "jsonl", "--seq", first, env=env
+    )
+    assert replayed.stdout.startswith("1 dead letters of jsonl")
+    cosmobac("forward", str(config), env=env)
+    docs = read_docs(tmp_path / "out.jsonl")
+    assert [d["id"] for d in docs] == [as_json[0]["document_id"]]  # only the replayed row

@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 
+from .documents import document_id
 from .errors import ConfigError, CosmobacError
 from .pipeline import ForwardReport, Pipeline
 from .plugins import get_plugins
@@ -170,6 +171,62 @@ def status(config: str, as_json: bool) -> None:
             f"{consumer}: {pending} pending{age_text}, "
             f"{stats.dead_letters.get(consumer, 0)} dead letters"
         )
+
+
+def _dead_letter_api(store: Any, name: str) -> Any:
+    method = getattr(store, name, None)
+    if method is None:
+        raise click.ClickException(
+            f"this store ({type(store).__name__}) cannot {name.replace('_', ' ')}; "
+            "the sqlite store can"
+        )
+    return method
+
+
+@cli.group(name="dead-letters")
+def dead_letters() -> None:
+    """List or replay rows a sink rejected."""
+
+
+@dead_letters.command(name="list")
+@config_argument
+@click.option("--sink", "consumer", help="Only this sink's dead letters (its checkpoint name).")
+@click.option("--limit", type=int, default=100, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON lines, one per dead letter.")
+def dead_letters_list(config: str, consumer: str | None, limit: int, as_json: bool) -> None:
+    """Rows set aside per sink, oldest first, with the reason."""
+    with _open(config) as pipeline:
+        letters = _dead_letter_api(pipeline.store, "dead_letters")(consumer, limit=limit)
+    for letter in letters:
+        if as_json:
+            record = {
+                "consumer": letter.consumer,
+                "seq": letter.seq,
+                "reason": letter.reason,
+                "created_at": letter.created_at,
+                "replayed": letter.replayed,
+                "document_id": document_id(letter.sensor_id, letter.timestamp),
+            }
+            click.echo(json.dumps(record))
+        else:
+            state = " (replayed)" if letter.replayed else ""
+            click.echo(
+                f"{letter.consumer}  #{letter.seq}  "
+                f"{document_id(letter.sensor_id, letter.timestamp)}{state}: {letter.reason}"
+            )
+    if not letters and not as_json:
+        click.echo("no dead letters")
+
+
+@dead_letters.command(name="replay")
+@config_argument
+@click.option("--sink", "consumer", required=True, help="The sink whose dead letters to replay.")
+@click.option("--seq", "seqs", type=int, multiple=True, help="Only these rows (repeatable).")
+def dead_letters_replay(config: str, consumer: str, seqs: tuple[int, ...]) -> None:
+    """Make dead letters deliverable again; the next `forward` sends them."""
+    with _open(config) as pipeline:
+        count = _dead_letter_api(pipeline.store, "replay")(consumer, list(seqs) or None)
+    click.echo(f"{count} dead letters of {consumer} will be sent again by the next forward")
 
 
 @cli.command(name="import")
