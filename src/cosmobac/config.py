@@ -35,7 +35,7 @@ __all__ = [
 ]
 
 SECTIONS: Final = ("sensor", "store", "transforms", "sinks", "run")
-_VAR = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
+_VAR = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
 def expand_env(value: Any, *, env: Mapping[str, str], where: str) -> Any:

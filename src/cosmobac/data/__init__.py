@@ -1,0 +1,1 @@
+"""Data files shipped with cosmobac (read with :mod:`importlib.resources`)."""
