@@ -1,0 +1,91 @@
+"""The store's SQLite schema (version 1).
+
+Tables:
+
+* ``meta(key, value)``: ``format = 'cosmobac-store'``, ``schema_version``, ``created_at`` (epoch ms);
+* ``readings``: ``seq INTEGER PRIMARY KEY AUTOINCREMENT`` then one column per core field
+  (``timestamp`` INTEGER epoch ms UTC, strings TEXT, floats REAL with NULL for NaN, ``anomaly_flag``
+  INTEGER), extra columns appended by ``ALTER TABLE``; UNIQUE index on ``(sensor_id, timestamp)``;
+* ``extra_columns(name, kind)``: the :class:`cosmobac.schema.Kind` of every extra column, so a read
+  returns the dtype that was appended;
+* ``consumers(name, checkpoint, created_at)``: every row with ``seq <= checkpoint`` is acknowledged
+  or dead-lettered by that consumer;
+* ``acked(consumer, seq)``: rows acknowledged above the checkpoint (out-of-order acks), compacted as
+  the checkpoint advances;
+* ``dead_letters(consumer, seq, reason, created_at, replayed)``: rows set aside; ``replayed = 1``
+  makes them deliverable again until acknowledged;
+* ``consumer_state(consumer, key, value)``: the state a consumer saved with its last ack.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from cosmobac.schema import CORE_FIELDS, Kind
+
+FORMAT: Final = "cosmobac-store"
+SCHEMA_VERSION: Final = 1
+
+SQL_TYPES: Final[dict[Kind, str]] = {
+    Kind.TIMESTAMP: "INTEGER",
+    Kind.FLOAT: "REAL",
+    Kind.INT: "INTEGER",
+    Kind.BOOL: "INTEGER",
+    Kind.STR: "TEXT",
+}
+
+
+def quote(name: str) -> str:
+    """``name`` as an SQL identifier (double-quoted, inner quotes doubled)."""
+    if "\x00" in name:
+        raise ValueError(f"column name {name!r} contains a NUL character")
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _core_columns() -> str:
+    parts = ["seq INTEGER PRIMARY KEY AUTOINCREMENT"]
+    for name, kind in CORE_FIELDS.items():
+        not_null = " NOT NULL" if name in ("timestamp", "sensor_id") else ""
+        parts.append(f"{quote(name)} {SQL_TYPES[kind]}{not_null}")
+    return ",\n    ".join(parts)
+
+
+SCHEMA: Final = f"""
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS readings (
+    {_core_columns()}
+);
+CREATE UNIQUE INDEX IF NOT EXISTS readings_identity ON readings (sensor_id, timestamp);
+CREATE TABLE IF NOT EXISTS extra_columns (
+    name TEXT PRIMARY KEY,
+    kind TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS consumers (
+    name TEXT PRIMARY KEY,
+    checkpoint INTEGER NOT NULL DEFAULT 0,
+    created_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS acked (
+    consumer TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    PRIMARY KEY (consumer, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS dead_letters (
+    consumer TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    replayed INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (consumer, seq)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS dead_letters_seq ON dead_letters (seq);
+CREATE TABLE IF NOT EXISTS consumer_state (
+    consumer TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (consumer, key)
+) WITHOUT ROWID;
+"""

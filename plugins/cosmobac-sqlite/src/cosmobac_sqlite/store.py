@@ -1,0 +1,914 @@
+"""The SQLite outbox: a durable store between collecting and forwarding.
+
+Guarantees:
+
+* ``append`` is all-or-nothing (one transaction per batch) and idempotent: a reading already stored
+  (same ``sensor_id`` and ``timestamp``) is not stored twice;
+* every consumer has its own checkpoint; a checkpoint never passes a row the consumer has neither
+  acknowledged nor dead-lettered, and acknowledgements may arrive in any order;
+* dead-lettered rows never block the rows behind them, are never pruned while they wait, and can be
+  listed and replayed;
+* retention prunes only rows acknowledged by every registered consumer: nothing unsent is dropped;
+* one writer process and several reader processes may share a file: every process (and every
+  forked child) uses its own connection, WAL mode lets readers run beside the writer, and
+  ``busy_timeout`` absorbs lock contention. Within a process a store object may be shared by threads.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import Any, Final
+
+import attrs
+import numpy as np
+
+from cosmobac.batch import Batch
+from cosmobac.durations import parse_duration
+from cosmobac.errors import StoreError
+from cosmobac.interfaces import StoreStats
+from cosmobac.schema import CORE_FIELDS, IDENTITY, STORE_SEQ, Kind, kind_of
+
+from ._schema import FORMAT, SCHEMA, SCHEMA_VERSION, SQL_TYPES, quote
+
+__all__ = ["DeadLetter", "SQLiteStore"]
+
+_CORE: Final = tuple(CORE_FIELDS)
+_SYNCHRONOUS: Final = ("normal", "full")
+_MEMORY: Final = ":memory:"
+
+# Connections inherited across fork() are never used nor closed by the child (closing could touch
+# the parent's locks or WAL); they are parked here so garbage collection does not close them either.
+_ABANDONED: list[sqlite3.Connection] = []
+
+
+def _retention_seconds(value: Any) -> float:
+    """Seconds for the ``retention`` setting: a number of seconds or text like ``"7d"``."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise TypeError(
+            "store 'retention' must be a number of seconds or a duration like '7d' or '12h', "
+            f"got {type(value).__name__}"
+        )
+    if isinstance(value, str):
+        try:
+            seconds = float(value.strip())
+        except ValueError:
+            seconds = parse_duration(value, key="store 'retention'")
+    else:
+        seconds = float(value)
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ValueError(f"store 'retention' must be a finite duration of 0 or more, got {value!r}")
+    return seconds
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _readonly(array: np.ndarray) -> np.ndarray:
+    array.flags.writeable = False
+    return array
+
+
+def _object_array(values: Sequence[Any]) -> np.ndarray:
+    out = np.empty(len(values), dtype=object)
+    out[:] = values
+    return out
+
+
+def _column(values: Sequence[Any], kind: Kind, core: bool) -> np.ndarray:
+    """One column read from SQLite as the dtype its kind is held as in a batch."""
+    if kind is Kind.STR:
+        return _object_array(values)
+    if kind is Kind.TIMESTAMP:
+        return np.array(values, dtype=np.int64)
+    try:
+        if kind is Kind.FLOAT:
+            return np.array(values, dtype=np.float64)  # None (NULL) becomes NaN
+        has_null = None in values
+        if kind is Kind.INT:
+            return np.array(values, dtype=np.float64 if has_null else np.int64)
+        if kind is Kind.BOOL:
+            if has_null and not core:
+                return _object_array([None if v is None else bool(v) for v in values])
+            return np.array(values, dtype=np.bool_)  # a core flag never stored reads as False
+    except (TypeError, ValueError, OverflowError):
+        return _object_array(values)  # values of another type found their way in: keep them
+    raise AssertionError(kind)  # pragma: no cover
+
+
+def _widen(old: Kind, new: Kind) -> Kind | None:
+    """The kind a column of ``old`` values becomes when ``new`` values arrive, or None if they do
+    not mix."""
+    if old is new:
+        return old
+    order = (Kind.BOOL, Kind.INT, Kind.FLOAT)
+    if old in order and new in order:
+        return max(old, new, key=order.index)
+    return None
+
+
+def _validate_consumer(consumer: Any) -> str:
+    if not isinstance(consumer, str):
+        raise TypeError(f"consumer must be a str (a sink's name), got {type(consumer).__name__}")
+    if not consumer:
+        raise ValueError("consumer must be a non-empty name")
+    return consumer
+
+
+def _seqs(rows: Batch | Iterable[int]) -> list[int]:
+    """Sorted distinct ``seq`` values of a batch the store returned, or of an iterable of ints."""
+    if isinstance(rows, Batch):
+        if not len(rows):
+            return []
+        if STORE_SEQ not in rows:
+            raise ValueError(
+                f"the batch has no {STORE_SEQ!r} column: acknowledge or dead-letter rows as "
+                f"read() returned them (transforms must keep the {STORE_SEQ!r} column)"
+            )
+        array = np.asarray(rows[STORE_SEQ])
+    else:
+        array = np.asarray(list(rows))
+    if array.size == 0:
+        return []
+    if array.dtype.kind not in "iu":
+        raise TypeError(f"seq values must be integers, got dtype {array.dtype}")
+    return sorted(set(array.astype(np.int64).tolist()))
+
+
+@attrs.frozen
+class DeadLetter:
+    """A row set aside for one consumer: why, when, and the reading itself.
+
+    ``created_at`` is epoch milliseconds; ``replayed`` is true once :meth:`SQLiteStore.replay` made it
+    deliverable again (it leaves the dead letters when the consumer acknowledges it).
+    """
+
+    consumer: str
+    seq: int
+    reason: str
+    created_at: int
+    replayed: bool
+    reading: Mapping[str, Any] = attrs.field(repr=False)
+
+    @property
+    def sensor_id(self) -> str:
+        return str(self.reading["sensor_id"])
+
+    @property
+    def timestamp(self) -> int:
+        return int(self.reading["timestamp"])
+
+
+class SQLiteStore:
+    """The durable SQLite outbox (store plugin ``sqlite``).
+
+    ``path`` is the database file (created with its parent directories if missing; ``":memory:"``
+    for a private in-memory store). ``retention`` is how long rows acknowledged by every consumer
+    are kept, as seconds or text like ``"7d"``/``"12h"`` (default: keep everything), judged by the
+    reading's timestamp when :meth:`prune` runs. ``busy_timeout`` is how many seconds to wait for a
+    lock another process holds. ``synchronous`` is ``"normal"`` (durable at WAL checkpoints; a power
+    cut may lose the last transactions, never corrupt) or ``"full"`` (durable at every commit).
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        retention: str | float | None = None,
+        busy_timeout: float = 30.0,
+        synchronous: str = "normal",
+    ) -> None:
+        if isinstance(path, os.PathLike):
+            path = os.fspath(path)
+        if not isinstance(path, str):
+            raise TypeError(f"store 'path' must be a file path, got {type(path).__name__}")
+        if not path.strip():
+            raise ValueError("store 'path' must not be empty")
+        if isinstance(busy_timeout, bool) or not isinstance(busy_timeout, int | float):
+            raise TypeError(
+                f"store 'busy_timeout' must be a number of seconds, got {type(busy_timeout).__name__}"
+            )
+        if not math.isfinite(busy_timeout) or busy_timeout < 0:
+            raise ValueError(
+                f"store 'busy_timeout' must be 0 or more seconds, got {busy_timeout!r}"
+            )
+        if not isinstance(synchronous, str):
+            raise TypeError(
+                f"store 'synchronous' must be one of {', '.join(_SYNCHRONOUS)}, "
+                f"got {type(synchronous).__name__}"
+            )
+        if synchronous.lower() not in _SYNCHRONOUS:
+            raise ValueError(
+                f"store 'synchronous' must be one of {', '.join(_SYNCHRONOUS)}, got {synchronous!r}"
+            )
+        self._retention_s = None if retention is None else _retention_seconds(retention)
+        self._path = path
+        self._busy_timeout = float(busy_timeout)
+        self._synchronous = synchronous.lower()
+        self._lock = threading.RLock()
+        self._known: set[str] = set()
+        self._insert_sql: dict[tuple[str, ...], str] = {}
+        self._closed = False
+        self._pid = os.getpid()
+        self._conn: sqlite3.Connection | None = self._open()
+
+    # -- connection -----------------------------------------------------------------------------
+    @property
+    def path(self) -> str:
+        """The database file."""
+        return self._path
+
+    @property
+    def retention(self) -> float | None:
+        """Seconds acknowledged rows are kept, or None to keep everything."""
+        return self._retention_s
+
+    def __repr__(self) -> str:
+        return f"SQLiteStore({self._path!r}, retention={self._retention_s!r})"
+
+    def _fail(self, message: str) -> StoreError:
+        return StoreError(f"store {self._path}: {message}")
+
+    def _open(self) -> sqlite3.Connection:
+        path = self._path
+        if path != _MEMORY:
+            try:
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise self._fail(f"cannot create its directory: {exc}") from exc
+            if Path(path).is_dir():
+                raise self._fail("is a directory; give the path of a database file")
+        try:
+            conn = sqlite3.connect(
+                path, timeout=self._busy_timeout, isolation_level=None, check_same_thread=False
+            )
+        except sqlite3.Error as exc:
+            raise self._fail(f"cannot open it ({exc}); is the path writable?") from exc
+        try:
+            self._prepare(conn)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _prepare(self, conn: sqlite3.Connection) -> None:
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
+            tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+        except sqlite3.DatabaseError as exc:
+            raise self._fail(f"is not a cosmobac store: {exc}") from exc
+        if tables:
+            self._check_format(conn, tables)
+        try:
+            if self._path != _MEMORY:
+                mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                if str(mode).lower() != "wal":
+                    raise self._fail(
+                        f"cannot use WAL mode (journal mode stays {mode!r}); put the store on a "
+                        "local file system"
+                    )
+            conn.execute(f"PRAGMA synchronous = {self._synchronous.upper()}")
+            if "meta" not in tables:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    created = conn.execute(
+                        "SELECT 1 FROM sqlite_master WHERE name = 'meta'"
+                    ).fetchone()
+                    if created is None:  # not created by another process meanwhile
+                        for statement in SCHEMA.split(";"):
+                            if statement.strip():
+                                conn.execute(statement)
+                        conn.executemany(
+                            "INSERT INTO meta (key, value) VALUES (?, ?)",
+                            [
+                                ("format", FORMAT),
+                                ("schema_version", str(SCHEMA_VERSION)),
+                                ("created_at", str(_now_ms())),
+                            ],
+                        )
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+        except sqlite3.Error as exc:
+            raise self._fail(f"cannot prepare it ({exc}); is the path writable?") from exc
+
+    def _check_format(self, conn: sqlite3.Connection, tables: set[str]) -> None:
+        if "meta" not in tables:
+            hint = (
+                " (it looks like an original edge database: import it with `cosmobac import`)"
+                if "sensor_readings" in tables
+                else ""
+            )
+            raise self._fail(
+                f"is not a cosmobac store: it has tables {sorted(tables)} and no 'meta' table{hint}"
+            )
+        try:
+            meta = dict(conn.execute("SELECT key, value FROM meta"))
+        except sqlite3.Error as exc:
+            raise self._fail(
+                f"is not a cosmobac store: its 'meta' table is unreadable ({exc})"
+            ) from exc
+        if meta.get("format") != FORMAT:
+            raise self._fail(
+                f"is not a cosmobac store: its meta format is {meta.get('format')!r}, "
+                f"not {FORMAT!r}"
+            )
+        try:
+            version = int(meta.get("schema_version", ""))
+        except ValueError:
+            raise self._fail(
+                f"has an unreadable schema version {meta.get('schema_version')!r}"
+            ) from None
+        if version > SCHEMA_VERSION:
+            raise self._fail(
+                f"has schema version {version}, newer than this cosmobac-sqlite reads "
+                f"({SCHEMA_VERSION}); upgrade cosmobac-sqlite"
+            )
+        if version < 1:
+            raise self._fail(f"has an invalid schema version {version}")
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._closed or self._conn is None:
+            raise self._fail("is closed")
+        if self._pid != os.getpid():  # forked: never use the parent's connection
+            if self._path == _MEMORY:
+                raise self._fail("an in-memory store cannot be used from a forked process")
+            _ABANDONED.append(self._conn)
+            self._conn = None
+            self._known.clear()
+            self._pid = os.getpid()
+            self._conn = self._open()
+        return self._conn
+
+    @contextmanager
+    def _transaction(self, *, write: bool) -> Iterator[sqlite3.Connection]:
+        """One transaction under the store's lock: ``BEGIN IMMEDIATE`` for writes (the write lock
+        is taken at once, so no deadlock on upgrade), a deferred ``BEGIN`` for a consistent read
+        snapshot. SQLite errors become :class:`StoreError` naming the file."""
+        with self._lock:
+            conn = self._connection()
+            try:
+                conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+                try:
+                    yield conn
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+                conn.execute("COMMIT")
+            except sqlite3.OperationalError as exc:
+                if "locked" in str(exc) or "busy" in str(exc):
+                    raise self._fail(
+                        f"{exc} (waited {self._busy_timeout:g} s for another process; raise "
+                        "'busy_timeout' or find the process holding a long transaction)"
+                    ) from exc
+                raise self._fail(str(exc)) from exc
+            except sqlite3.Error as exc:
+                raise self._fail(str(exc)) from exc
+
+    def close(self) -> None:
+        """Close the connection (idempotent). A forked child leaves its parent's connection alone."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            conn, self._conn = self._conn, None
+            if conn is not None:
+                if self._pid == os.getpid():
+                    conn.close()
+                else:
+                    _ABANDONED.append(conn)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled as its configuration: a process that unpickles a store opens its own
+        connection (e.g. ``multiprocessing`` with the ``spawn`` context)."""
+        if self._path == _MEMORY:
+            raise TypeError("an in-memory store cannot be pickled or sent to another process")
+        return (_reopen, (self._path, self._retention_s, self._busy_timeout, self._synchronous))
+
+    def __enter__(self) -> SQLiteStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- appending -------------------------------------------------------------------------------
+    def _insert_statement(self, names: tuple[str, ...]) -> str:
+        sql = self._insert_sql.get(names)
+        if sql is None:
+            columns = ", ".join(quote(n) for n in names)
+            marks = ", ".join("?" * len(names))
+            sql = (
+                f"INSERT INTO readings ({columns}) VALUES ({marks}) "
+                "ON CONFLICT (sensor_id, timestamp) DO NOTHING"
+            )
+            self._insert_sql[names] = sql
+        return sql
+
+    def _ensure_columns(self, conn: sqlite3.Connection, wanted: Mapping[str, Kind]) -> None:
+        existing = {
+            name: Kind(kind) for name, kind in conn.execute("SELECT name, kind FROM extra_columns")
+        }
+        taken = {n.lower(): n for n in (*_CORE, STORE_SEQ, *existing)}
+        for name, kind in wanted.items():
+            old = existing.get(name)
+            if old is not None:
+                new = _widen(old, kind)
+                if new is None:
+                    raise ValueError(
+                        f"column {name!r} is stored as {old.value} values; this batch has "
+                        f"{kind.value} values (convert the column or rename it)"
+                    )
+                if new is not old:
+                    conn.execute(
+                        "UPDATE extra_columns SET kind = ? WHERE name = ?", (new.value, name)
+                    )
+                continue
+            clash = taken.get(name.lower())
+            if clash is not None:
+                raise ValueError(
+                    f"column {name!r} differs from column {clash!r} only by letter case, and "
+                    "SQLite column names ignore case; rename it"
+                )
+            conn.execute(f"ALTER TABLE readings ADD COLUMN {quote(name)} {SQL_TYPES[kind]}")
+            conn.execute("INSERT INTO extra_columns (name, kind) VALUES (?, ?)", (name, kind.value))
+            taken[name.lower()] = name
+
+    def append(self, batch: Batch) -> int:
+        """Store the rows of ``batch`` in one transaction; returns how many were new.
+
+        ``sensor_id`` and ``timestamp`` are required; other core columns may be absent (stored as
+        missing). Extra columns are added to the table as they first appear and travel through. A
+        ``seq`` column (from another store's read) is ignored.
+        """
+        if not isinstance(batch, Batch):
+            raise TypeError(f"append takes a Batch, got {type(batch).__name__}")
+        if not len(batch):
+            return 0
+        missing = [name for name in IDENTITY if name not in batch]
+        if missing:
+            raise ValueError(
+                f"batch lacks the identity column(s) {missing}: every reading needs 'sensor_id' "
+                "and 'timestamp'"
+            )
+        names = tuple(n for n in batch.columns if n != STORE_SEQ)
+        extras = {n: kind_of(batch[n].dtype.kind) for n in names if n not in CORE_FIELDS}
+        lists = [batch[n].tolist() for n in names]
+        if None in lists[names.index("sensor_id")]:
+            raise ValueError("batch has rows without a 'sensor_id'; every reading needs one")
+        sql = self._insert_statement(names)
+        try:
+            with self._transaction(write=True) as conn:
+                if extras:
+                    self._ensure_columns(conn, extras)
+                cursor = conn.executemany(sql, zip(*lists, strict=True))
+                return int(cursor.rowcount)
+        except StoreError as exc:
+            cause = exc.__cause__
+            match = re.search(r"binding parameter (\d+)", str(cause)) if cause else None
+            if match and isinstance(cause, sqlite3.InterfaceError | sqlite3.ProgrammingError):
+                index = int(match.group(1))
+                name = names[index - 1] if 0 < index <= len(names) else "?"
+                raise ValueError(
+                    f"column {name!r} holds values SQLite cannot store ({cause}); use numbers, "
+                    "text or None"
+                ) from None
+            raise
+
+    # -- consumers -----------------------------------------------------------------------------
+    @staticmethod
+    def _register(conn: sqlite3.Connection, consumer: str) -> int:
+        """Register ``consumer`` if new (inside a write transaction); its checkpoint."""
+        conn.execute(
+            "INSERT INTO consumers (name, checkpoint, created_at) VALUES (?, 0, ?) "
+            "ON CONFLICT (name) DO NOTHING",
+            (consumer, _now_ms()),
+        )
+        row = conn.execute("SELECT checkpoint FROM consumers WHERE name = ?", (consumer,))
+        return int(row.fetchone()[0])
+
+    def consumers(self) -> list[str]:
+        """Names of the registered consumers (a consumer registers on its first read or ack)."""
+        with self._transaction(write=False) as conn:
+            return [row[0] for row in conn.execute("SELECT name FROM consumers ORDER BY name")]
+
+    def checkpoint(self, consumer: str) -> int:
+        """The highest ``seq`` such that every row up to it is acknowledged or dead-lettered by
+        ``consumer`` (0 for a consumer that has not read yet)."""
+        _validate_consumer(consumer)
+        with self._transaction(write=False) as conn:
+            row = conn.execute(
+                "SELECT checkpoint FROM consumers WHERE name = ?", (consumer,)
+            ).fetchone()
+        return int(row[0]) if row else 0
+
+    def remove_consumer(self, consumer: str) -> bool:
+        """Forget ``consumer``: its checkpoint, acks, dead letters and state. Rows it alone was
+        holding back become prunable. Returns whether it existed."""
+        _validate_consumer(consumer)
+        with self._transaction(write=True) as conn:
+            existed = conn.execute("DELETE FROM consumers WHERE name = ?", (consumer,)).rowcount
+            for table in ("acked", "dead_letters", "consumer_state"):
+                conn.execute(f"DELETE FROM {table} WHERE consumer = ?", (consumer,))
+        self._known.discard(consumer)
+        return bool(existed)
+
+    def load_state(self, consumer: str) -> dict[str, str]:
+        """The state ``consumer`` saved with its last :meth:`ack` that carried one (empty if none)."""
+        _validate_consumer(consumer)
+        with self._transaction(write=False) as conn:
+            return dict(
+                conn.execute(
+                    "SELECT key, value FROM consumer_state WHERE consumer = ? ORDER BY key",
+                    (consumer,),
+                )
+            )
+
+    # -- reading -------------------------------------------------------------------------------
+    def _extra_kinds(self, conn: sqlite3.Connection) -> dict[str, Kind]:
+        return {
+            name: Kind(kind)
+            for name, kind in conn.execute("SELECT name, kind FROM extra_columns ORDER BY rowid")
+        }
+
+    @staticmethod
+    def _select_list(extras: Iterable[str]) -> str:
+        return ", ".join(f"r.{quote(n)}" for n in (*_CORE, *extras, STORE_SEQ))
+
+    def _to_batch(self, rows: list[tuple[Any, ...]], extras: Mapping[str, Kind]) -> Batch:
+        names = (*_CORE, *extras, STORE_SEQ)
+        columns_values: list[Sequence[Any]] = (
+            list(zip(*rows, strict=True)) if rows else [() for _ in names]
+        )
+        out: dict[str, np.ndarray] = {}
+        for name, values in zip(names, columns_values, strict=True):
+            if name == STORE_SEQ:
+                array = np.array(values, dtype=np.int64)
+            elif name in CORE_FIELDS:
+                array = _column(values, CORE_FIELDS[name], core=True)
+            else:
+                array = _column(values, extras[name], core=False)
+            out[name] = _readonly(array)
+        return Batch(columns=out)
+
+    def read(self, consumer: str, limit: int = 1000) -> Batch:
+        """Up to ``limit`` of the oldest rows (by ``seq``) ``consumer`` has neither acknowledged nor
+        dead-lettered, together with its replayed dead letters.
+
+        The batch has every core column (canonical dtypes), the extra columns, and an int64 ``seq``
+        column to acknowledge with. Reading does not lease rows: until acknowledged, the same rows
+        come back on the next read. The consumer is registered on its first read.
+        """
+        _validate_consumer(consumer)
+        if isinstance(limit, bool) or not isinstance(limit, int | np.integer) or limit < 1:
+            raise ValueError(f"limit must be a positive integer, got {limit!r}")
+        limit = int(limit)
+        for _ in range(2):
+            if consumer not in self._known:
+                with self._transaction(write=True) as conn:
+                    self._register(conn, consumer)
+                self._known.add(consumer)
+            with self._transaction(write=False) as conn:
+                row = conn.execute(
+                    "SELECT checkpoint FROM consumers WHERE name = ?", (consumer,)
+                ).fetchone()
+                if row is None:  # removed by another process meanwhile: register again
+                    self._known.discard(consumer)
+                    continue
+                checkpoint = int(row[0])
+                extras = self._extra_kinds(conn)
+                select = self._select_list(extras)
+                # the NOT EXISTS probes cost ~40 % of a read: skip them when there is nothing
+                # above the checkpoint to skip (the common, in-order case)
+                skip_acked = self._has(conn, "acked", consumer)
+                skip_dead = conn.execute(
+                    "SELECT EXISTS (SELECT 1 FROM dead_letters WHERE consumer = ? AND seq > ?)",
+                    (consumer, checkpoint),
+                ).fetchone()[0]
+                any_replayed = self._has(conn, "dead_letters", consumer, replayed=True)
+                sql = f"SELECT {select} FROM readings AS r WHERE r.seq > ?"
+                params: list[Any] = [checkpoint]
+                if skip_acked:
+                    sql += (
+                        " AND NOT EXISTS (SELECT 1 FROM acked AS a "
+                        "WHERE a.consumer = ? AND a.seq = r.seq)"
+                    )
+                    params.append(consumer)
+                if skip_dead:
+                    sql += (
+                        " AND NOT EXISTS (SELECT 1 FROM dead_letters AS d "
+                        "WHERE d.consumer = ? AND d.seq = r.seq)"
+                    )
+                    params.append(consumer)
+                rows = conn.execute(f"{sql} ORDER BY r.seq LIMIT ?", [*params, limit]).fetchall()
+                replayed: list[Any] = []
+                if any_replayed:
+                    replayed = conn.execute(
+                        f"SELECT {select} FROM dead_letters AS d JOIN readings AS r ON r.seq = d.seq "
+                        "WHERE d.consumer = ? AND d.replayed = 1 ORDER BY d.seq LIMIT ?",
+                        (consumer, limit),
+                    ).fetchall()
+            if replayed:
+                rows = sorted(replayed + rows, key=lambda r: r[-1])[:limit]
+            return self._to_batch(rows, extras)
+        raise self._fail(f"consumer {consumer!r} keeps being removed while it reads")
+
+    # -- acknowledging -------------------------------------------------------------------------
+    @staticmethod
+    def _next_checkpoint(
+        conn: sqlite3.Connection, consumer: str, checkpoint: int, handled: set[int]
+    ) -> int:
+        """The checkpoint after ``handled`` rows (above ``checkpoint``) are handled too: just below
+        the first row that is neither acked, dead-lettered nor in ``handled``."""
+        cursor = conn.execute(
+            "SELECT r.seq FROM readings AS r WHERE r.seq > ? "
+            "AND NOT EXISTS (SELECT 1 FROM acked AS a WHERE a.consumer = ? AND a.seq = r.seq) "
+            "AND NOT EXISTS (SELECT 1 FROM dead_letters AS d WHERE d.consumer = ? AND d.seq = r.seq) "
+            "ORDER BY r.seq",
+            (checkpoint, consumer, consumer),
+        )
+        try:
+            for (seq,) in cursor:
+                if seq not in handled:
+                    return int(seq) - 1
+        finally:
+            cursor.close()
+        top = conn.execute("SELECT max(seq) FROM readings").fetchone()[0]
+        return max(checkpoint, int(top or 0))
+
+    @staticmethod
+    def _move_checkpoint(conn: sqlite3.Connection, consumer: str, old: int, new: int) -> None:
+        if new > old:
+            conn.execute("UPDATE consumers SET checkpoint = ? WHERE name = ?", (new, consumer))
+            conn.execute("DELETE FROM acked WHERE consumer = ? AND seq <= ?", (consumer, new))
+
+    @staticmethod
+    def _has(
+        conn: sqlite3.Connection, table: str, consumer: str, *, replayed: bool = False
+    ) -> bool:
+        """Whether ``table`` has any row of ``consumer`` (only replayed ones if ``replayed``)."""
+        extra = " AND replayed = 1" if replayed else ""
+        return bool(
+            conn.execute(
+                f"SELECT EXISTS (SELECT 1 FROM {table} WHERE consumer = ?{extra})", (consumer,)
+            ).fetchone()[0]
+        )
+
+    def ack(
+        self,
+        consumer: str,
+        batch: Batch | Iterable[int],
+        *,
+        state: Mapping[str, str] | None = None,
+    ) -> None:
+        """Record that ``consumer`` durably delivered these rows (by their ``seq``), in any order.
+
+        ``batch`` is what :meth:`read` returned (possibly filtered), or the ``seq`` values. Acking a
+        replayed dead letter clears it. Rows that do not exist or are already acknowledged are
+        ignored. ``state`` (str → str) replaces the consumer's saved state in the same transaction.
+        """
+        _validate_consumer(consumer)
+        seqs = _seqs(batch)
+        if state is not None:
+            if not isinstance(state, Mapping):
+                raise TypeError(
+                    f"state must be a mapping of str to str, got {type(state).__name__}"
+                )
+            for key, value in state.items():
+                if not isinstance(key, str) or not isinstance(value, str):
+                    raise TypeError(
+                        f"state must map str to str; got {key!r}: {type(value).__name__}"
+                    )
+        with self._transaction(write=True) as conn:
+            checkpoint = self._register(conn, consumer)
+            if seqs:
+                if self._has(conn, "dead_letters", consumer):
+                    conn.executemany(
+                        "DELETE FROM dead_letters WHERE consumer = ? AND seq = ?",
+                        [(consumer, s) for s in seqs],
+                    )
+                above = [s for s in seqs if s > checkpoint]
+                if above:
+                    new = self._next_checkpoint(conn, consumer, checkpoint, set(above))
+                    rest = [(consumer, s) for s in above if s > new]
+                    if rest:  # out of order: remember them until the checkpoint passes them
+                        conn.executemany(
+                            "INSERT INTO acked (consumer, seq) SELECT ?, seq FROM readings "
+                            "WHERE seq = ? ON CONFLICT DO NOTHING",
+                            rest,
+                        )
+                    self._move_checkpoint(conn, consumer, checkpoint, new)
+            if state is not None:
+                conn.execute("DELETE FROM consumer_state WHERE consumer = ?", (consumer,))
+                conn.executemany(
+                    "INSERT INTO consumer_state (consumer, key, value) VALUES (?, ?, ?)",
+                    [(consumer, k, v) for k, v in state.items()],
+                )
+        self._known.add(consumer)
+
+    # -- dead letters --------------------------------------------------------------------------
+    def dead_letter(
+        self, consumer: str, batch: Batch | Iterable[int], reason: str | Sequence[str]
+    ) -> None:
+        """Set rows aside for ``consumer`` with a reason (one for all, or one per row). They count
+        as handled for the checkpoint, never block the rows behind them, and are kept (never
+        pruned) until replayed and acknowledged."""
+        _validate_consumer(consumer)
+        if isinstance(batch, Batch):
+            if len(batch) and STORE_SEQ not in batch:
+                _seqs(batch)  # raises the explanatory error
+            raw = batch[STORE_SEQ].tolist() if len(batch) else []
+        else:
+            raw = list(batch)
+        if isinstance(reason, str):
+            reasons = [reason] * len(raw)
+        else:
+            reasons = list(reason)
+            if len(reasons) != len(raw):
+                raise ValueError(f"{len(reasons)} reasons given for {len(raw)} rows")
+        for text in reasons:
+            if not isinstance(text, str) or not text.strip():
+                raise ValueError(f"a dead letter needs a non-empty reason, got {text!r}")
+        _seqs(raw)  # checks they are integers
+        pairs = {int(seq): text for seq, text in zip(raw, reasons, strict=True)}
+        now = _now_ms()
+        with self._transaction(write=True) as conn:
+            checkpoint = self._register(conn, consumer)
+            if pairs:
+                conn.executemany(
+                    "INSERT INTO dead_letters (consumer, seq, reason, created_at, replayed) "
+                    "SELECT ?, seq, ?, ?, 0 FROM readings WHERE seq = ? "
+                    "ON CONFLICT (consumer, seq) DO UPDATE SET reason = excluded.reason, "
+                    "created_at = excluded.created_at, replayed = 0",
+                    [(consumer, text, now, seq) for seq, text in pairs.items()],
+                )
+                above = [s for s in pairs if s > checkpoint]
+                if above:
+                    if self._has(conn, "acked", consumer):
+                        conn.executemany(
+                            "DELETE FROM acked WHERE consumer = ? AND seq = ?",
+                            [(consumer, s) for s in above],
+                        )
+                    new = self._next_checkpoint(conn, consumer, checkpoint, set())
+                    self._move_checkpoint(conn, consumer, checkpoint, new)
+        self._known.add(consumer)
+
+    def dead_letters(
+        self, consumer: str | None = None, *, limit: int | None = None
+    ) -> list[DeadLetter]:
+        """Dead letters (of one consumer or all), ordered by consumer then ``seq``, each with its
+        reason, time and reading. Replayed ones stay listed (``replayed=True``) until acknowledged."""
+        if consumer is not None:
+            _validate_consumer(consumer)
+        if limit is not None and (
+            isinstance(limit, bool) or not isinstance(limit, int) or limit < 1
+        ):
+            raise ValueError(f"limit must be a positive integer or None, got {limit!r}")
+        with self._transaction(write=False) as conn:
+            extras = self._extra_kinds(conn)
+            where = "WHERE d.consumer = ?" if consumer is not None else ""
+            params: list[Any] = [consumer] if consumer is not None else []
+            tail = ""
+            if limit is not None:
+                tail = " LIMIT ?"
+                params.append(int(limit))
+            rows = conn.execute(
+                f"SELECT d.consumer, d.reason, d.created_at, d.replayed, "
+                f"{self._select_list(extras)} FROM dead_letters AS d "
+                f"JOIN readings AS r ON r.seq = d.seq {where} ORDER BY d.consumer, d.seq{tail}",
+                params,
+            ).fetchall()
+        if not rows:
+            return []
+        batch = self._to_batch([row[4:] for row in rows], extras)
+        readings = list(batch.drop(STORE_SEQ).rows())
+        return [
+            DeadLetter(
+                consumer=row[0],
+                seq=int(row[-1]),
+                reason=row[1],
+                created_at=int(row[2]),
+                replayed=bool(row[3]),
+                reading=reading,
+            )
+            for row, reading in zip(rows, readings, strict=True)
+        ]
+
+    def replay(self, consumer: str, seqs: Batch | Iterable[int] | None = None) -> int:
+        """Make ``consumer``'s waiting dead letters (all, or those with these ``seq`` values)
+        deliverable again: :meth:`read` returns them until they are acknowledged (or dead-lettered
+        again). Returns how many were waiting."""
+        _validate_consumer(consumer)
+        chosen = None if seqs is None else _seqs(seqs)
+        with self._transaction(write=True) as conn:
+            if chosen is None:
+                return int(
+                    conn.execute(
+                        "UPDATE dead_letters SET replayed = 1 WHERE consumer = ? AND replayed = 0",
+                        (consumer,),
+                    ).rowcount
+                )
+            cursor = conn.executemany(
+                "UPDATE dead_letters SET replayed = 1 "
+                "WHERE consumer = ? AND seq = ? AND replayed = 0",
+                [(consumer, s) for s in chosen],
+            )
+            return int(cursor.rowcount)
+
+    # -- housekeeping --------------------------------------------------------------------------
+    def stats(self) -> StoreStats:
+        """Rows stored; per consumer: rows pending (neither acknowledged nor waiting as dead
+        letters; replayed dead letters count as pending), the age in seconds of the next row to
+        deliver judged by its reading timestamp against the wall clock (None when nothing is
+        pending), and dead letters waiting. ``file_size`` includes the WAL file."""
+        now = _now_ms()
+        pending: dict[str, int] = {}
+        ages: dict[str, float | None] = {}
+        dead: dict[str, int] = {}
+        with self._transaction(write=False) as conn:
+            rows = int(conn.execute("SELECT count(*) FROM readings").fetchone()[0])
+            consumers = conn.execute(
+                "SELECT name, checkpoint FROM consumers ORDER BY name"
+            ).fetchall()
+            for name, checkpoint in consumers:
+                above = conn.execute(
+                    "SELECT count(*) FROM readings WHERE seq > ?", (checkpoint,)
+                ).fetchone()[0]
+                acked = conn.execute(
+                    "SELECT count(*) FROM acked WHERE consumer = ? AND seq > ?", (name, checkpoint)
+                ).fetchone()[0]
+                waiting_above, replayed_below, waiting = conn.execute(
+                    "SELECT coalesce(sum(replayed = 0 AND seq > ?), 0), "
+                    "coalesce(sum(replayed = 1 AND seq <= ?), 0), coalesce(sum(replayed = 0), 0) "
+                    "FROM dead_letters WHERE consumer = ?",
+                    (checkpoint, checkpoint, name),
+                ).fetchone()
+                pending[name] = int(above - acked - waiting_above + replayed_below)
+                dead[name] = int(waiting)
+                head = conn.execute(
+                    "SELECT min(ts) FROM ("
+                    "SELECT r.timestamp AS ts FROM readings AS r WHERE r.seq = ("
+                    " SELECT min(x.seq) FROM readings AS x WHERE x.seq > ? AND NOT EXISTS "
+                    " (SELECT 1 FROM acked AS a WHERE a.consumer = ? AND a.seq = x.seq) "
+                    " AND NOT EXISTS (SELECT 1 FROM dead_letters AS d "
+                    " WHERE d.consumer = ? AND d.seq = x.seq)) "
+                    "UNION ALL SELECT r.timestamp FROM readings AS r WHERE r.seq = ("
+                    " SELECT min(seq) FROM dead_letters WHERE consumer = ? AND replayed = 1))",
+                    (checkpoint, name, name, name),
+                ).fetchone()[0]
+                ages[name] = None if head is None else max(0.0, (now - int(head)) / 1000.0)
+        return StoreStats(
+            rows=rows,
+            pending=pending,
+            oldest_pending_age_s=ages,
+            dead_letters=dead,
+            file_size=self._file_size(),
+        )
+
+    def _file_size(self) -> int | None:
+        if self._path == _MEMORY:
+            return None
+        total = 0
+        for suffix in ("", "-wal"):
+            with suppress(OSError):
+                total += os.path.getsize(self._path + suffix)
+        return total
+
+    def prune(self, now_ms: int | None = None) -> int:
+        """Delete rows older than ``retention`` (by reading timestamp, against ``now_ms`` or the
+        wall clock) that every registered consumer has acknowledged and that wait in no dead-letter
+        list. With no retention set, or no consumer registered, nothing is pruned. Returns how many
+        rows were deleted."""
+        if self._retention_s is None:
+            return 0
+        now = _now_ms() if now_ms is None else int(now_ms)
+        cutoff = now - round(self._retention_s * 1000)
+        with self._transaction(write=True) as conn:
+            floor = conn.execute("SELECT min(checkpoint) FROM consumers").fetchone()[0]
+            if floor is None:
+                return 0
+            return int(
+                conn.execute(
+                    "DELETE FROM readings WHERE seq <= ? AND timestamp < ? AND NOT EXISTS "
+                    "(SELECT 1 FROM dead_letters AS d WHERE d.seq = readings.seq)",
+                    (int(floor), cutoff),
+                ).rowcount
+            )
+
+
+def _reopen(
+    path: str, retention: float | None, busy_timeout: float, synchronous: str
+) -> SQLiteStore:
+    return SQLiteStore(
+        path, retention=retention, busy_timeout=busy_timeout, synchronous=synchronous
+    )
