@@ -21,8 +21,13 @@ HOOKS = sorted(
 
 
 def test_there_are_hooks_to_check():
-    assert {"register_sensors", "register_stores", "register_transforms", "register_sinks",
-            "register_commands"} <= set(HOOKS)
+    assert {
+        "register_sensors",
+        "register_stores",
+        "register_transforms",
+        "register_sinks",
+        "register_commands",
+    } <= set(HOOKS)
 
 
 @pytest.mark.parametrize("hook", HOOKS)
@@ -58,7 +63,10 @@ def section(text: str, marker: str) -> str:
             level = len(line) - len(line.lstrip("#"))
             body = []
             for following in lines[i + 1 :]:
-                if following.startswith("#") and len(following) - len(following.lstrip("#")) <= level:
+                if (
+                    following.startswith("#")
+                    and len(following) - len(following.lstrip("#")) <= level
+                ):
                     break
                 body.append(following)
             return "\n".join(body)

@@ -14,7 +14,7 @@ import attrs
 
 from .batch import Batch
 
-__all__ = ["Sensor", "Sink", "Store", "StoreStats", "Transform", "WriteResult"]
+__all__ = ["DeadLetter", "Sensor", "Sink", "Store", "StoreStats", "Transform", "WriteResult"]
 
 
 @runtime_checkable
@@ -38,6 +38,30 @@ class StoreStats:
     oldest_pending_age_s: Mapping[str, float | None]  # consumer → age of its oldest pending row
     dead_letters: Mapping[str, int]  # consumer → dead letters waiting
     file_size: int | None = None  # bytes on disk, where the store has a file
+
+
+@attrs.frozen
+class DeadLetter:
+    """A row set aside for one consumer: why, when, and the reading itself.
+
+    ``created_at`` is epoch milliseconds; ``replayed`` is true once the store's ``replay`` made it
+    deliverable again (it leaves the dead letters when the consumer acknowledges it).
+    """
+
+    consumer: str
+    seq: int
+    reason: str
+    created_at: int
+    replayed: bool
+    reading: Mapping[str, Any] = attrs.field(repr=False)
+
+    @property
+    def sensor_id(self) -> str:
+        return str(self.reading["sensor_id"])
+
+    @property
+    def timestamp(self) -> int:
+        return int(self.reading["timestamp"])
 
 
 @runtime_checkable

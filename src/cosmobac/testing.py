@@ -21,7 +21,7 @@ import numpy as np
 
 from .batch import Batch
 from .errors import SinkError
-from .interfaces import StoreStats, WriteResult
+from .interfaces import DeadLetter, StoreStats, WriteResult
 from .plugins import Plugins, set_plugins
 from .schema import STORE_SEQ
 
@@ -90,41 +90,42 @@ class ListSink:
 
 @attrs.define(eq=False)
 class MemoryStore:
-    """The Store contract in memory: for tests and notebooks that need no file."""
+    """The Store contract in memory, dead letters and consumer state included: for tests and
+    notebooks that need no file."""
 
     _rows: Batch = attrs.field(init=False, factory=Batch.empty)
     _keys: set[tuple[str, int]] = attrs.field(init=False, factory=set)
     _acked: dict[str, set[int]] = attrs.field(init=False, factory=dict)
-    _dead: dict[str, dict[int, str]] = attrs.field(init=False, factory=dict)
+    _dead: dict[str, dict[int, DeadLetter]] = attrs.field(init=False, factory=dict)
     _state: dict[str, dict[str, str]] = attrs.field(init=False, factory=dict)
 
     def append(self, batch: Batch) -> int:
         keys = list(zip(batch["sensor_id"].tolist(), batch["timestamp"].tolist(), strict=True))
-        new = np.array([k not in self._keys for k in keys], dtype=bool)
-        seen: set[tuple[str, int]] = set()
-        for i, key in enumerate(keys):  # duplicates inside the batch count once
-            if new[i] and key in seen:
-                new[i] = False
-            seen.add(key)
+        new = np.zeros(len(keys), dtype=bool)
+        for i, key in enumerate(keys):  # duplicates, stored or inside the batch, count once
+            if key not in self._keys:
+                self._keys.add(key)
+                new[i] = True
         fresh = batch.drop(STORE_SEQ).select(new)
         start = len(self._rows) + 1
         fresh = fresh.with_columns({STORE_SEQ: np.arange(start, start + len(fresh))})
         self._rows = Batch.concat([self._rows, fresh])
-        self._keys.update(k for k, n in zip(keys, new, strict=True) if n)
         return len(fresh)
 
-    def _handled(self, consumer: str) -> set[int]:
-        return self._acked.setdefault(consumer, set()) | set(self._dead.setdefault(consumer, {}))
-
     def read(self, consumer: str, limit: int) -> Batch:
+        acked = self._acked.setdefault(consumer, set())
+        waiting = {s for s, d in self._dead.setdefault(consumer, {}).items() if not d.replayed}
         if not len(self._rows):
             return self._rows
-        handled = self._handled(consumer)
-        pending = ~np.isin(self._rows[STORE_SEQ], list(handled))
+        pending = ~np.isin(self._rows[STORE_SEQ], list(acked | waiting))
         return self._rows.select(np.flatnonzero(pending)[:limit])
 
     def ack(self, consumer: str, batch: Batch, *, state: Mapping[str, str] | None = None) -> None:
-        self._acked.setdefault(consumer, set()).update(batch[STORE_SEQ].tolist())
+        seqs = batch[STORE_SEQ].tolist()
+        self._acked.setdefault(consumer, set()).update(seqs)
+        dead = self._dead.setdefault(consumer, {})
+        for seq in seqs:
+            dead.pop(seq, None)
         if state:
             self._state.setdefault(consumer, {}).update(state)
 
@@ -133,34 +134,44 @@ class MemoryStore:
 
     def dead_letter(self, consumer: str, batch: Batch, reason: str) -> None:
         dead = self._dead.setdefault(consumer, {})
-        for seq in batch[STORE_SEQ].tolist():
-            dead[seq] = reason
+        now = int(time.time() * 1000)
+        for row in batch.rows():
+            seq = int(row.pop(STORE_SEQ))
+            self._acked.setdefault(consumer, set()).discard(seq)
+            dead[seq] = DeadLetter(consumer, seq, reason, now, replayed=False, reading=row)
 
-    def dead_letters(self, consumer: str) -> dict[int, str]:
-        """seq → reason of the rows set aside for ``consumer``."""
-        return dict(self._dead.get(consumer, {}))
+    def dead_letters(
+        self, consumer: str | None = None, *, limit: int | None = None
+    ) -> list[DeadLetter]:
+        """Dead letters (of one consumer or all), by consumer then ``seq``."""
+        chosen = [consumer] if consumer is not None else sorted(self._dead)
+        letters = [d for c in chosen for _, d in sorted(self._dead.get(c, {}).items())]
+        return letters if limit is None else letters[:limit]
 
     def replay(self, consumer: str, seqs: Iterable[int] | None = None) -> int:
         dead = self._dead.setdefault(consumer, {})
-        chosen = list(dead) if seqs is None else [s for s in seqs if s in dead]
-        for seq in chosen:
-            del dead[seq]
-        return len(chosen)
+        wanted = set(dead) if seqs is None else set(seqs)
+        waiting = [s for s, d in dead.items() if s in wanted and not d.replayed]
+        for seq in waiting:
+            dead[seq] = attrs.evolve(dead[seq], replayed=True)
+        return len(waiting)
 
     def stats(self) -> StoreStats:
-        consumers = set(self._acked) | set(self._dead)
+        consumers = sorted(set(self._acked) | set(self._dead))
         pending: dict[str, int] = {}
         ages: dict[str, float | None] = {}
         now_ms = time.time() * 1000
-        for consumer in sorted(consumers):
+        for consumer in consumers:
             rows = self.read(consumer, len(self._rows))
             pending[consumer] = len(rows)
-            ages[consumer] = (now_ms - float(rows["timestamp"].min())) / 1000 if len(rows) else None
+            ages[consumer] = (now_ms - float(rows["timestamp"][0])) / 1000 if len(rows) else None
         return StoreStats(
             rows=len(self._rows),
             pending=pending,
             oldest_pending_age_s=ages,
-            dead_letters={c: len(self._dead.get(c, {})) for c in sorted(consumers)},
+            dead_letters={
+                c: sum(not d.replayed for d in self._dead.get(c, {}).values()) for c in consumers
+            },
         )
 
     def close(self) -> None:

@@ -27,13 +27,12 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, Final
 
-import attrs
 import numpy as np
 
 from cosmobac.batch import Batch
 from cosmobac.durations import parse_duration
 from cosmobac.errors import StoreError
-from cosmobac.interfaces import StoreStats
+from cosmobac.interfaces import DeadLetter, StoreStats
 from cosmobac.schema import CORE_FIELDS, IDENTITY, STORE_SEQ, Kind, kind_of
 
 from ._schema import FORMAT, SCHEMA, SCHEMA_VERSION, SQL_TYPES, quote
@@ -141,30 +140,6 @@ def _seqs(rows: Batch | Iterable[int]) -> list[int]:
     if array.dtype.kind not in "iu":
         raise TypeError(f"seq values must be integers, got dtype {array.dtype}")
     return sorted(set(array.astype(np.int64).tolist()))
-
-
-@attrs.frozen
-class DeadLetter:
-    """A row set aside for one consumer: why, when, and the reading itself.
-
-    ``created_at`` is epoch milliseconds; ``replayed`` is true once :meth:`SQLiteStore.replay` made it
-    deliverable again (it leaves the dead letters when the consumer acknowledges it).
-    """
-
-    consumer: str
-    seq: int
-    reason: str
-    created_at: int
-    replayed: bool
-    reading: Mapping[str, Any] = attrs.field(repr=False)
-
-    @property
-    def sensor_id(self) -> str:
-        return str(self.reading["sensor_id"])
-
-    @property
-    def timestamp(self) -> int:
-        return int(self.reading["timestamp"])
 
 
 class SQLiteStore:
