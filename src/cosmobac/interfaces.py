@@ -14,7 +14,16 @@ import attrs
 
 from .batch import Batch
 
-__all__ = ["DeadLetter", "Sensor", "Sink", "Store", "StoreStats", "Transform", "WriteResult"]
+__all__ = [
+    "DeadLetter",
+    "Sensor",
+    "Sink",
+    "StatefulTransform",
+    "Store",
+    "StoreStats",
+    "Transform",
+    "WriteResult",
+]
 
 
 @runtime_checkable
@@ -72,7 +81,9 @@ class Store(Protocol):
       ``sensor_id`` and ``timestamp``) is not stored twice. Returns how many rows were new.
     * ``read(consumer, limit)`` returns up to ``limit`` of the oldest rows ``consumer`` has neither
       acknowledged nor dead-lettered, with a ``seq`` column identifying each row.
-    * ``ack(consumer, batch)`` records that ``consumer`` durably delivered these rows (by ``seq``).
+    * ``ack(consumer, batch, state=None)`` records that ``consumer`` durably delivered these rows
+      (by ``seq``); ``state`` (str → str), when given, replaces the consumer's saved transform state
+      in the same transaction (``load_state(consumer)`` returns it).
     * ``dead_letter(consumer, batch, reason)`` sets rows aside for ``consumer`` with a reason; they no
       longer block the rows behind them and can be listed and replayed.
     """
@@ -81,7 +92,9 @@ class Store(Protocol):
 
     def read(self, consumer: str, limit: int) -> Batch: ...
 
-    def ack(self, consumer: str, batch: Batch) -> None: ...
+    def ack(
+        self, consumer: str, batch: Batch, *, state: Mapping[str, str] | None = None
+    ) -> None: ...
 
     def dead_letter(self, consumer: str, batch: Batch, reason: str) -> None: ...
 
@@ -99,6 +112,21 @@ class Transform(Protocol):
     """
 
     def __call__(self, batch: Batch) -> Batch: ...
+
+
+@runtime_checkable
+class StatefulTransform(Transform, Protocol):
+    """A transform that carries state from batch to batch (e.g. a detector's rolling statistics).
+
+    The forwarder saves ``get_state()`` with each acknowledgement, in the same store transaction,
+    and calls ``set_state`` with the saved text when a forwarder starts, so a restarted forwarder
+    continues warm and gives the same results as one that never stopped. When a batch is not
+    acknowledged (sink failure, retry), the forwarder restores the state it had before the batch.
+    """
+
+    def get_state(self) -> str: ...
+
+    def set_state(self, state: str) -> None: ...
 
 
 def _positions(value: Sequence[int]) -> tuple[int, ...]:

@@ -26,7 +26,7 @@ import numpy as np
 from .batch import Batch
 from .config import PipelineConfig, RunConfig, load_config
 from .errors import ConfigError, SinkError
-from .interfaces import Sensor, Sink, Store, Transform, WriteResult
+from .interfaces import Sensor, Sink, StatefulTransform, Store, Transform, WriteResult
 from .plugins import Plugins, get_plugins
 from .schema import STORE_SEQ
 
@@ -95,6 +95,20 @@ class _LaneState:
     attempts: int = 0
     ready_at: float = 0.0
     done: bool = False
+    stateful: dict[str, StatefulTransform] = attrs.field(factory=dict)
+
+    def snapshot(self) -> dict[str, str]:
+        return {key: t.get_state() for key, t in self.stateful.items()}
+
+    def restore(self, saved: Mapping[str, str]) -> None:
+        for key, transform in self.stateful.items():
+            if key in saved:
+                transform.set_state(saved[key])
+
+
+def state_key(position: int, transform: Transform) -> str:
+    """The key a stateful transform's state is saved under: its place in the chain and its type."""
+    return f"transform.{position}.{type(transform).__name__}"
 
 
 class Pipeline:
@@ -265,6 +279,14 @@ class Pipeline:
         state = self._states.get(id(lane))
         if state is None:
             state = self._states[id(lane)] = _LaneState(lane, LaneReport(lane.consumer))
+            state.stateful = {
+                state_key(i, t): t
+                for i, t in enumerate(lane.transforms)
+                if isinstance(t, StatefulTransform)
+            }
+            load = getattr(self.store, "load_state", None)
+            if state.stateful and load is not None:
+                state.restore(load(lane.consumer))  # warm state from the last acknowledged batch
         return state
 
     def _forward_once(self, state: _LaneState, follow: bool) -> None:
@@ -273,11 +295,13 @@ class Pipeline:
         if not len(batch):
             state.done = True
             return
+        before = state.snapshot()
         try:
             out = batch
             for transform in lane.transforms:
                 out = transform(out)
         except Exception as exc:
+            state.restore(before)
             reason = f"transform {type(transform).__name__} failed: {type(exc).__name__}: {exc}"
             if cfg.on_transform_error == "stop":
                 raise
@@ -288,6 +312,7 @@ class Pipeline:
         try:
             result = lane.sink.write(out) if len(out) else None
         except SinkError as exc:
+            state.restore(before)
             if not exc.transient:
                 report.error = str(exc)
                 state.done = True
@@ -296,9 +321,18 @@ class Pipeline:
             self._failed(state, exc, follow)
             return
         except Exception as exc:
+            state.restore(before)
             self._failed(state, exc, follow)
             return
-        retry = self._settle(lane.consumer, batch, out, result, report)
+        if state.stateful and result is not None and result.retry:
+            # Stateful transforms saw every row: retrying only some would feed them twice, so
+            # nothing is acknowledged and the whole batch is retried from the state it started
+            # with (sinks write idempotently).
+            state.restore(before)
+            report.retried += len(result.retry)
+            self._failed(state, None, follow)
+            return
+        retry = self._settle(lane.consumer, batch, out, result, report, state.snapshot())
         self._report("forward", report.acked, None)
         if retry:
             report.retried += retry
@@ -329,14 +363,18 @@ class Pipeline:
         out: Batch,
         result: WriteResult | None,
         report: LaneReport,
+        transform_state: Mapping[str, str],
     ) -> int:
-        """Acknowledge what was written, dead-letter what was rejected; return rows to retry."""
+        """Acknowledge what was written, dead-letter what was rejected; return rows to retry.
+
+        ``transform_state`` is saved with the acknowledgement, in the same transaction."""
+        state = dict(transform_state) or None
         if result is not None:
             for key, value in result.stats.items():
                 if isinstance(value, int | float):
                     report.stats[key] = report.stats.get(key, 0.0) + float(value)
         if result is None or result.complete:
-            self.store.ack(consumer, batch)
+            self._ack(consumer, batch, state)
             report.written += len(out)
             report.acked += len(batch)
             return 0
@@ -347,6 +385,8 @@ class Pipeline:
                 return len(batch)
             reason = "; ".join(sorted(set(result.rejected.values())))
             self.store.dead_letter(consumer, batch, reason)
+            if state:
+                self._ack(consumer, batch.select(slice(0, 0)), state)
             report.dead_lettered += len(batch)
             return 0
         seqs = batch[STORE_SEQ]
@@ -359,11 +399,17 @@ class Pipeline:
             report.dead_lettered += len(rejected)
         rejected_all = [s for group in by_reason.values() for s in group]
         done = ~np.isin(seqs, retry) & ~np.isin(seqs, rejected_all)
-        if done.any():
-            self.store.ack(consumer, batch.select(done))
+        if done.any() or state:
+            self._ack(consumer, batch.select(done), state)
         report.acked += int(done.sum())
         report.written += len(out) - len(retry) - len(rejected_all)
         return len(retry)
+
+    def _ack(self, consumer: str, rows: Batch, state: dict[str, str] | None) -> None:
+        if state is None:
+            self.store.ack(consumer, rows)
+        else:
+            self.store.ack(consumer, rows, state=state)
 
     # -- both ---------------------------------------------------------------------------------
     def run(self, *, duration: float | None = None) -> tuple[CollectReport, ForwardReport]:

@@ -126,8 +126,8 @@ class MemoryStore:
         dead = self._dead.setdefault(consumer, {})
         for seq in seqs:
             dead.pop(seq, None)
-        if state:
-            self._state.setdefault(consumer, {}).update(state)
+        if state is not None:
+            self._state[consumer] = dict(state)
 
     def load_state(self, consumer: str) -> dict[str, str]:
         return dict(self._state.get(consumer, {}))
