@@ -48,6 +48,7 @@ BUILTIN_MODULES: Final = (
     "cosmobac.sensors.simulated",
     "cosmobac.sinks.jsonl",
     "cosmobac.sinks.stdout",
+    "cosmobac.sinks.parquet",
     "cosmobac.transforms.basic",
 )
 

@@ -1,0 +1,1 @@
+"""Built-in sink ``parquet`` (being written: issue 3, item 5)."""
