@@ -1,4 +1,5 @@
-"""Shared fixtures. ``cosmobac.testing`` is also loaded as a pytest plugin (``cosmobac_plugins``)."""
+"""Shared settings. Fixtures such as ``cosmobac_plugins`` come from ``cosmobac.testing``, which
+cosmobac installs as a pytest plugin (entry point ``pytest11``)."""
 
 from __future__ import annotations
 
@@ -11,5 +12,3 @@ settings.register_profile(
 )
 settings.register_profile("dev", max_examples=30, deadline=None)
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
-
-pytest_plugins = ["cosmobac.testing"]

@@ -75,17 +75,15 @@ def test_collect_then_forward_then_status(tmp_path):
         "collected 720 new rows"
         in cosmobac("collect", str(config), "--duration", "30m", env=env).stdout
     )
-    assert (
-        "collected 0 new rows (720 read)"
-        in cosmobac("collect", str(config), "--duration", "30m", env=env).stdout
-    )  # idempotent: the same readings are not stored twice
+    again = cosmobac("collect", str(config), "--duration", "40m", env=env).stdout
+    assert "collected 240 new rows (240 read)" in again  # resumes after what the store holds
     forwarded = cosmobac("forward", str(config), env=env).stdout
-    assert "jsonl: 720 rows acknowledged" in forwarded
+    assert "jsonl: 960 rows acknowledged" in forwarded
     status = json.loads(cosmobac("status", str(config), "--json", env=env).stdout)
-    assert status["rows"] == 720 and status["pending"] == {"jsonl": 0}
+    assert status["rows"] == 960 and status["pending"] == {"jsonl": 0}
     assert status["dead_letters"] == {"jsonl": 0} and status["file_size"] > 0
     text = cosmobac("status", str(config), env=env).stdout
-    assert "rows stored: 720" in text and "jsonl: 0 pending" in text
+    assert "rows stored: 960" in text and "jsonl: 0 pending" in text
 
 
 def test_config_errors_exit_2_with_a_clear_message(tmp_path):
@@ -216,3 +214,14 @@ def test_dead_letters_are_listed_and_replayed(tmp_path):
     cosmobac("forward", str(config), env=env)
     docs = read_docs(tmp_path / "out.jsonl")
     assert [d["id"] for d in docs] == [as_json[0]["document_id"]]  # only the replayed row
+
+
+def test_import_with_an_unknown_zone_is_refused_before_anything_is_written(tmp_path):
+    original_db(tmp_path / "sensor_data.db")
+    store = tmp_path / "store.db"
+    result = cosmobac(
+        "import", str(tmp_path / "sensor_data.db"), "--into", str(store),
+        "--assume-timezone", "Mars/Base", check=False,
+    )  # fmt: skip
+    assert result.returncode == 2 and "'Mars/Base' is not a known time zone" in result.stderr
+    assert not store.exists() and "Traceback" not in result.stderr

@@ -134,3 +134,39 @@ def test_expansion_substitutes_defaults_and_escapes(name, value, default):
         assert expand_env(f"${{{name}X:-{default}}}", env=env, where="w") == default
     assert expand_env(f"$${{{name}}}", env=env, where="w") == f"${{{name}}}"
     assert expand_env({"k": [f"${{{name}}}", 3]}, env=env, where="w") == {"k": [value, 3]}
+
+
+def test_numbers_and_flags_may_come_from_variables_as_text(cosmobac_plugins):
+    cfg = parse(
+        '[[sinks]]\nplugin = "jsonl"\npath = "x"\nfsync = "${FSYNC}"\n'
+        '[run]\nbatch_size = "${BATCH:-250}"\njitter = "0.3"\ninterval = "${WAIT}"\n',
+        env={"FSYNC": "false", "BATCH": "", "WAIT": "2"},
+    )
+    assert (cfg.run.batch_size, cfg.run.jitter, cfg.run.interval) == (250, 0.3, 2.0)
+    assert cfg.sinks[0].build().fsync is False
+
+
+def test_attrs_validator_complaints_read_as_sentences(cosmobac_plugins):
+    cfg = parse('[[sinks]]\nplugin = "jsonl"\npath = "x"\nfsync = "sometimes"\n')
+    with pytest.raises(ConfigError) as info:
+        cfg.sinks[0].build()
+    assert "fsync must be true or false, got 'sometimes'" in str(info.value)
+    assert "(" not in str(info.value).split("):", 1)[1].split(".")[0]  # no tuple repr
+
+
+def test_numbers_and_flags_may_come_from_variables_as_text(cosmobac_plugins):
+    cfg = parse(
+        '[[sinks]]\nplugin = "jsonl"\npath = "x"\nfsync = "${FSYNC}"\n'
+        '[run]\nbatch_size = "${BATCH:-250}"\njitter = "0.3"\ninterval = "${WAIT}"\n',
+        env={"FSYNC": "false", "BATCH": "", "WAIT": "2"},
+    )
+    assert (cfg.run.batch_size, cfg.run.jitter, cfg.run.interval) == (250, 0.3, 2.0)
+    assert cfg.sinks[0].build().fsync is False
+
+
+def test_attrs_validator_complaints_read_as_sentences(cosmobac_plugins):
+    cfg = parse('[[sinks]]\nplugin = "stdout"\nformat = "xml"\n')
+    with pytest.raises(ConfigError) as info:
+        cfg.sinks[0].build()
+    assert "'format' must be in ('json', 'summary') (got 'xml')" in str(info.value)
+    assert "Attribute(" not in str(info.value)  # attrs' extra arguments are not shown

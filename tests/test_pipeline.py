@@ -260,3 +260,39 @@ def test_stateful_transform_state_is_rolled_back_when_a_batch_is_not_acked():
         by_ts.setdefault(ts, set()).add(n)
     assert by_ts == {ts * 1000: {ts + 1} for ts in range(8)}
     assert len(store.read("out", 100)) == 0
+
+
+def test_a_restarted_collector_resumes_after_the_newest_stored_reading():
+    store = MemoryStore()
+    first = Pipeline(
+        store=store,
+        sensor=ListSensor([readings(20)], start=0),
+        run=RunConfig(duration=8.0, step=3.0),
+    )
+    assert first.collect().rows_added == 8
+    sensor = ListSensor([readings(20)], start=0)  # a new process: the sensor starts over
+    second = Pipeline(store=store, sensor=sensor, run=RunConfig(duration=20.0, step=3.0))
+    report = second.collect()
+    assert report.start == 7001 and report.rows_read == 12 and report.rows_added == 12
+
+
+def test_follow_ends_when_every_sink_has_given_up():
+    store, sink = filled(3), ListSink(fail=1, permanent=True)
+    pipeline = Pipeline(store=store, lanes=[Lane("out", sink)], run=RunConfig(interval=0.01))
+    report = pipeline.forward(follow=True)  # returns by itself: nothing left that could work
+    assert report.lanes[0].error == "ListSink told to fail" and not report.ok
+
+
+class PruningStore(MemoryStore):
+    pruned = 0
+
+    def prune(self) -> int:
+        self.pruned += 1
+        return 0
+
+
+def test_forward_applies_the_store_retention():
+    store = PruningStore()
+    store.append(readings(3))
+    Pipeline(store=store, lanes=[Lane("out", ListSink())], run=FAST).forward()
+    assert store.pruned == 1

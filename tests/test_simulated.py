@@ -596,3 +596,14 @@ def test_durations_accept_seconds_and_text() -> None:
     assert fleet.anomalies.durations["stuck"] == 2.5
     assert fleet.anomalies.durations["spike"] == 0  # defaults kept
     assert math.isclose(fleet.anomalies.firmware_multipliers["2.0.0-beta"], 2.5)
+
+
+def test_seek_skips_readings_without_changing_later_ones():
+    fleet = SimulatedFleet(seed=3, cities=2, sensors_per_city=2)
+    start = fleet.start
+    whole = fleet.read(start + 3_000_000)
+    resumed = SimulatedFleet(seed=3, cities=2, sensors_per_city=2)
+    resumed.seek(start + 1_000_000)
+    tail = resumed.read(start + 3_000_000)
+    expected = whole.select(whole["timestamp"] >= start + 1_000_000)
+    assert tail.equals(expected)

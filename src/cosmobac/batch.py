@@ -104,12 +104,32 @@ def _coerce(name: str, kind: Kind, values: Any, n: int | None) -> np.ndarray:
         if kind is Kind.INT:
             return array.astype(np.int64)
         if kind is Kind.BOOL:
-            if array.dtype.kind == "O":
-                array = np.array([bool(v) if v is not None else False for v in array])
+            if array.dtype.kind in "OUS":
+                array = np.array([_flag(v) for v in array], dtype=np.bool_)
             return array.astype(np.bool_)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"column {name!r}: {exc}") from None
     raise AssertionError(kind)  # pragma: no cover
+
+
+_TRUE = frozenset({"true", "1", "yes", "t", "y"})
+_FALSE = frozenset({"false", "0", "no", "f", "n", ""})
+
+
+def _flag(value: Any) -> bool:
+    """A flag from a Python value; text must say true/false (or 1/0, yes/no), None is False."""
+    if value is None:
+        return False
+    if isinstance(value, str | np.str_):
+        text = value.strip().lower()
+        if text in _TRUE:
+            return True
+        if text in _FALSE:
+            return False
+        raise ValueError(f"{str(value)!r} is not a flag (write true/false, 1/0 or yes/no)")
+    if isinstance(value, float) and value != value:
+        return False  # NaN: a missing flag is not set
+    return bool(value)
 
 
 def _canonical(name: str, values: Any, n: int | None) -> np.ndarray:

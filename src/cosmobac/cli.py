@@ -246,8 +246,18 @@ def dead_letters_replay(config: str, consumer: str, seqs: tuple[int, ...]) -> No
 )
 def import_(paths: tuple[str, ...], into: str, assume_timezone: str) -> None:
     """Import original sensor-log-generator SQLite files (table sensor_readings)."""
+    import zoneinfo
+
     from .importer import import_original
 
+    try:
+        zoneinfo.ZoneInfo(assume_timezone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise click.BadParameter(
+            f"{assume_timezone!r} is not a known time zone; use an IANA name such as UTC or "
+            "Europe/Berlin",
+            param_hint="--assume-timezone",
+        ) from None
     store = get_plugins().create("store", "sqlite", path=into)
     try:
         report = import_original([Path(p) for p in paths], store, assume_timezone=assume_timezone)

@@ -3,7 +3,10 @@
 Guarantees:
 
 * ``${VAR}`` and ``${VAR:-default}`` expand in every string value (``$${`` writes a literal ``${``);
-  an unset variable without a default is an error naming the file, the key and the variable;
+  as in the shell, the default replaces an unset or empty variable; an unset variable without a
+  default is an error naming the file, the key and the variable;
+* numbers, durations and booleans may be written as text (``batch_size = "${BATCH:-500}"``), since
+  expansion always gives text;
 * an unknown section or key, a wrong type, or an unknown plugin raises
   :class:`~cosmobac.errors.ConfigError` naming the file, the key, the plugin and the accepted keys;
 * nothing is created or opened by :func:`load_config`: it only reads and checks. Components are
@@ -29,8 +32,10 @@ __all__ = [
     "ComponentConfig",
     "PipelineConfig",
     "RunConfig",
+    "bool_from_text",
     "expand_env",
     "load_config",
+    "number_from_text",
     "parse_config",
 ]
 
@@ -48,10 +53,10 @@ def expand_env(value: Any, *, env: Mapping[str, str], where: str) -> Any:
             if match.group(0) == "$${":
                 return "${"
             name, default = match.group(1), match.group(2)
+            if default is not None:  # as in the shell: the default also replaces an empty value
+                return env.get(name) or default
             if name in env:
                 return env[name]
-            if default is not None:
-                return default
             raise ConfigError(
                 f"{where}: environment variable {name!r} is not set; set it, or write "
                 f"${{{name}:-default}} to give a default"
@@ -82,13 +87,42 @@ def _speed(value: Any) -> float | None:
     return factor
 
 
+def number_from_text(value: Any) -> Any:
+    """``value``, or the int/float its text spells (``"500"`` → 500, ``"0.5"`` → 0.5): values
+    expanded from ``${VAR}`` are always text."""
+    if isinstance(value, str):
+        text = value.strip()
+        for kind in (int, float):
+            try:
+                return kind(text)
+            except ValueError:
+                pass
+    return value
+
+
+def bool_from_text(key: str, value: Any) -> bool:
+    """``value`` as a bool; accepts true/false, yes/no, on/off, 1/0 as text. Raises ``TypeError``
+    naming ``key`` otherwise."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in ("true", "yes", "on", "1"):
+            return True
+        if text in ("false", "no", "off", "0"):
+            return False
+    raise TypeError(f"{key} must be true or false, got {value!r}")
+
+
 def _positive_int(key: str, value: Any) -> int:
+    value = number_from_text(value)
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{key} must be a whole number ≥ 1, got {value!r}")
     return value
 
 
 def _fraction(key: str, value: Any) -> float:
+    value = number_from_text(value)
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
         raise ValueError(f"{key} must be a number from 0 to 1, got {value!r}")
     return float(value)
@@ -178,9 +212,16 @@ class ComponentConfig:
             return component.factory(**self.options)
         except (TypeError, ValueError) as exc:
             raise ConfigError(
-                f"{self.where} (plugin {self.plugin!r}): {exc}. Accepted keys: "
+                f"{self.where} (plugin {self.plugin!r}): {_message(exc)}. Accepted keys: "
                 f"{_accepted(component.accepted_keys())}"
             ) from exc
+
+
+def _message(exc: Exception) -> str:
+    """The readable part of a factory's complaint (attrs validators put extra objects in args)."""
+    if len(exc.args) > 1 and isinstance(exc.args[0], str):
+        return exc.args[0]
+    return str(exc)
 
 
 def _accepted(keys: list[str] | None) -> str:

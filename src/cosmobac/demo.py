@@ -62,6 +62,7 @@ def run_demo(
     echo: Callable[[str], Any] = print,
 ) -> dict[str, Any]:
     """Simulate, store, forward to JSON lines and summarise; returns the summary."""
+    directory = directory.resolve()  # the pipeline file it writes then works from any folder
     directory.mkdir(parents=True, exist_ok=True)
     for name in ("edge.db", "edge.db-wal", "edge.db-shm", "documents.jsonl"):
         (directory / name).unlink(missing_ok=True)

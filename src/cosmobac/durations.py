@@ -1,8 +1,9 @@
-"""Durations written as text in configuration: ``"6h"``, ``"1h30m"``, ``"250ms"``, ``"7d"`` or a
-number of seconds."""
+"""Durations written as text in configuration: ``"6h"``, ``"1h30m"``, ``"250ms"``, ``"7d"``, or a
+number of seconds (a number, or text such as ``"30"``)."""
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Final
 
@@ -17,10 +18,14 @@ def parse_duration(value: str | float | int, *, key: str = "duration") -> float:
     if isinstance(value, bool):
         raise ValueError(f"{key} must be a duration such as '6h' or a number of seconds")
     if isinstance(value, int | float):
-        if value < 0:
-            raise ValueError(f"{key} must not be negative, got {value}")
+        if not math.isfinite(value) or value < 0:
+            raise ValueError(f"{key} must be a finite number of seconds ≥ 0, got {value}")
         return float(value)
     text = str(value).strip().lower().replace(" ", "")
+    try:
+        return parse_duration(float(text), key=key)  # a bare number (e.g. from ${VAR}): seconds
+    except ValueError:
+        pass
     parts = _PART.findall(text)
     if not text or "".join(n + u for n, u in parts) != text:
         raise ValueError(

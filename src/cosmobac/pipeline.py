@@ -34,6 +34,9 @@ __all__ = ["CollectReport", "ForwardReport", "Lane", "LaneReport", "Pipeline"]
 
 log = logging.getLogger("cosmobac.pipeline")
 
+PRUNE_EVERY_S = 60.0
+"""How often a long-running forwarder applies the store's retention."""
+
 Progress = Callable[[str, int, int | None], None]
 """``progress(stage, done, total)``: stage is ``"collect"`` (sensor ms) or ``"forward"`` (rows)."""
 
@@ -137,6 +140,7 @@ class Pipeline:
         self._owned: list[Any] = []
         self._rng = random.Random(seed)
         self._states: dict[int, _LaneState] = {}
+        self._pruned_at = float("-inf")
 
     # -- construction -------------------------------------------------------------------------
     @classmethod
@@ -210,7 +214,8 @@ class Pipeline:
         """Read the sensor into the store over ``duration`` seconds of sensor time (default
         ``run.duration``). At ``speed = "max"`` sensor time runs as fast as the machine allows; at a
         factor, it follows the wall clock. With ``forward=True`` each collected step is forwarded
-        before the next (the ``run`` command)."""
+        before the next (the ``run`` command). A restarted collector resumes after the newest
+        stored reading where store and sensor support it (see :meth:`_resume_point`)."""
         sensor = self._sensor()
         cfg = self.run_config
         start, end = self._span(duration)
@@ -218,13 +223,14 @@ class Pipeline:
             raise ConfigError('run.duration is required at speed = "max" (or give a speed factor)')
         step_ms = int(cfg.step * 1000)
         read = added = 0
-        until = start
+        until = self._resume_point(sensor, start)
+        origin = until
         wall0 = time.monotonic()
         while not self.stop.is_set() and (end is None or until < end):
             if cfg.speed is None:
                 target = until + step_ms
             else:
-                target = start + int((time.monotonic() - wall0) * cfg.speed * 1000)
+                target = origin + int((time.monotonic() - wall0) * cfg.speed * 1000)
             if end is not None:
                 target = min(target, end)
             if target > until:
@@ -238,7 +244,24 @@ class Pipeline:
                     self.forward(follow=False)
             if cfg.speed is not None and (end is None or until < end):
                 self.stop.wait(self._jittered(cfg.interval))
-        return CollectReport(rows_read=read, rows_added=added, start=start, end=until)
+        return CollectReport(rows_read=read, rows_added=added, start=origin, end=until)
+
+    def _resume_point(self, sensor: Sensor, start: int) -> int:
+        """Where collecting starts: after the newest stored reading when the store can say which it
+        is (``last_timestamp()``) and the sensor can skip ahead (``seek(until)``); else ``start``.
+
+        Safe because each collected batch holds every reading below its ``until`` and is stored
+        in one transaction: nothing below the newest stored reading is missing."""
+        last_timestamp = getattr(self.store, "last_timestamp", None)
+        seek = getattr(sensor, "seek", None)
+        if last_timestamp is None or seek is None:
+            return start
+        newest = last_timestamp()
+        if newest is None or newest < start:
+            return start
+        seek(newest + 1)
+        log.info("resuming collection after the newest stored reading (%d)", newest)
+        return int(newest) + 1
 
     # -- forward ------------------------------------------------------------------------------
     def forward(self, *, follow: bool = False) -> ForwardReport:
@@ -257,8 +280,9 @@ class Pipeline:
         while not self.stop.is_set():
             active = [s for s in states if not s.done]
             if not active:
-                if not follow:
-                    break
+                self._maybe_prune(force=not follow)
+                if not follow or all(s.report.error is not None for s in states):
+                    break  # nothing pending, or (following) every sink has given up
                 self.stop.wait(self._jittered(self.run_config.interval))
                 for s in states:
                     if s.report.error is None:
@@ -274,6 +298,17 @@ class Pipeline:
                     break
                 self._forward_once(state, follow)
         return ForwardReport(tuple(s.report for s in states))
+
+    def _maybe_prune(self, *, force: bool = False) -> None:
+        """Apply the store's retention (``prune()``, where it has one) at most once a minute."""
+        prune = getattr(self.store, "prune", None)
+        now = time.monotonic()
+        if prune is None or (not force and now - self._pruned_at < PRUNE_EVERY_S):
+            return
+        self._pruned_at = now
+        removed = prune()
+        if removed:
+            log.info("retention pruned %d acknowledged rows", removed)
 
     def _lane_state(self, lane: Lane) -> _LaneState:
         state = self._states.get(id(lane))

@@ -156,13 +156,13 @@ class Plugins:
         if self._pm.has_plugin(name):
             other = self._origins.get(name, (None, None))[0]
             raise PluginError(
-                f"two plugins are named {name!r} (distributions {other} and {dist}); "
-                "uninstall one of them"
+                f"two plugins are named {name!r} ({_origin(other)} and {_origin(dist)}); "
+                "uninstall or rename one of them"
             )
         try:
             self._pm.register(plugin, name=name)
         except (ValueError, pluggy.PluginValidationError) as exc:
-            raise PluginError(f"plugin {name!r} (distribution {dist}) is invalid: {exc}") from exc
+            raise PluginError(f"plugin {name!r} ({_origin(dist)}) is invalid: {exc}") from exc
         self._origins[name] = (dist, version)
         self._registry = None
 
@@ -176,7 +176,7 @@ class Plugins:
     def register(self, plugin: object, name: str | None = None) -> None:
         """Register one more plugin object (e.g. a module or class with hookimpls) by hand."""
         pm = self.manager
-        name = name or getattr(plugin, "__name__", None) or repr(plugin)
+        name = name or getattr(plugin, "__name__", None) or type(plugin).__name__
         self._add(plugin, name, None, None)
         self._check(pm)
 
@@ -265,6 +265,10 @@ class Plugins:
     def add_commands(self, cli: Any) -> None:
         """Let every plugin add its commands to ``cli`` (a click group)."""
         self.manager.hook.register_commands(cli=cli)
+
+
+def _origin(dist: str | None) -> str:
+    return f"distribution {dist}" if dist else "registered in code"
 
 
 def _version(dist: str) -> str | None:

@@ -48,7 +48,8 @@ IDENTITY: Final = ("sensor_id", "timestamp")
 """A reading is identified by these two fields; document ids derive from them."""
 
 STORE_SEQ: Final = "seq"
-"""Column a store adds to the batches it returns, so rows can be acknowledged. Never sent to sinks."""
+"""Column a store adds to the batches it returns, so rows can be acknowledged. Sinks receive it in
+their batches (it says which rows they wrote); it is never written into a document."""
 
 
 def kind_of(dtype_kind: str) -> Kind:

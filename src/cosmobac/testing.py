@@ -41,6 +41,11 @@ class ListSensor:
         if self.start is None and len(self._pending):
             self.start = int(self._pending["timestamp"].min())
 
+    def seek(self, until: int) -> None:
+        """Drop rows before ``until`` as if they had been returned."""
+        if len(self._pending):
+            self._pending = self._pending.select(self._pending["timestamp"] >= until)
+
     def read(self, until: int) -> Batch:
         if not len(self._pending):
             return self._pending
@@ -111,6 +116,10 @@ class MemoryStore:
         fresh = fresh.with_columns({STORE_SEQ: np.arange(start, start + len(fresh))})
         self._rows = Batch.concat([self._rows, fresh])
         return len(fresh)
+
+    def last_timestamp(self) -> int | None:
+        """The newest reading's timestamp, or None when empty (lets a collector resume)."""
+        return int(self._rows["timestamp"].max()) if len(self._rows) else None
 
     def read(self, consumer: str, limit: int) -> Batch:
         acked = self._acked.setdefault(consumer, set())

@@ -846,6 +846,14 @@ class SimulatedFleet:
         return values, codes
 
     # -- reading ------------------------------------------------------------------------------
+    def seek(self, until: int) -> None:
+        """Count readings with ``timestamp < until`` as already returned, so a restarted collector
+        resumes after what its store holds. What later reads return is unchanged by seeking."""
+        if isinstance(until, bool) or not isinstance(until, int | np.integer):
+            raise TypeError(f"until must be epoch milliseconds (int), got {until!r}")
+        for index, state in enumerate(self._states):
+            state.next_index = max(state.next_index, self._count_before(index, int(until)))
+
     def read(self, until: int) -> Batch:
         """Readings with ``timestamp < until`` (epoch ms UTC) not returned before, ordered by
         timestamp then ``sensor_id``. An empty batch (with every column) when there are none."""

@@ -14,6 +14,7 @@ from pathlib import Path
 import attrs
 
 from ..batch import Batch
+from ..config import bool_from_text
 from ..documents import to_documents
 from ..hookspecs import Register, hookimpl
 
@@ -33,7 +34,7 @@ class JsonlSink:
     """
 
     path: Path = attrs.field(converter=_path)
-    fsync: bool = attrs.field(default=True, validator=attrs.validators.instance_of(bool))
+    fsync: bool = attrs.field(default=True, converter=lambda v: bool_from_text("fsync", v))
     _file: object = attrs.field(init=False, default=None, repr=False)
 
     def write(self, batch: Batch) -> None:

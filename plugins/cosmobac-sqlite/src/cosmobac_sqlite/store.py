@@ -30,6 +30,7 @@ from typing import Any, Final
 import numpy as np
 
 from cosmobac.batch import Batch
+from cosmobac.config import number_from_text
 from cosmobac.durations import parse_duration
 from cosmobac.errors import StoreError
 from cosmobac.interfaces import DeadLetter, StoreStats
@@ -167,6 +168,7 @@ class SQLiteStore:
             raise TypeError(f"store 'path' must be a file path, got {type(path).__name__}")
         if not path.strip():
             raise ValueError("store 'path' must not be empty")
+        busy_timeout = number_from_text(busy_timeout)  # "${VAR}" values arrive as text
         if isinstance(busy_timeout, bool) or not isinstance(busy_timeout, int | float):
             raise TypeError(
                 f"store 'busy_timeout' must be a number of seconds, got {type(busy_timeout).__name__}"
@@ -471,6 +473,13 @@ class SQLiteStore:
         )
         row = conn.execute("SELECT checkpoint FROM consumers WHERE name = ?", (consumer,))
         return int(row.fetchone()[0])
+
+    def last_timestamp(self) -> int | None:
+        """The newest stored reading's timestamp (epoch ms), or None for an empty store. A
+        restarted collector resumes after it."""
+        with self._transaction(write=False) as conn:
+            row = conn.execute("SELECT MAX(timestamp) FROM readings").fetchone()
+        return None if row is None or row[0] is None else int(row[0])
 
     def consumers(self) -> list[str]:
         """Names of the registered consumers (a consumer registers on its first read or ack)."""
