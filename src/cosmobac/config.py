@@ -27,15 +27,14 @@ import attrs
 from .durations import parse_duration
 from .errors import ConfigError, PluginError
 from .plugins import Kind, Plugins, get_plugins
+from .values import integer, real
 
 __all__ = [
     "ComponentConfig",
     "PipelineConfig",
     "RunConfig",
-    "bool_from_text",
     "expand_env",
     "load_config",
-    "number_from_text",
     "parse_config",
 ]
 
@@ -87,45 +86,18 @@ def _speed(value: Any) -> float | None:
     return factor
 
 
-def number_from_text(value: Any) -> Any:
-    """``value``, or the int/float its text spells (``"500"`` → 500, ``"0.5"`` → 0.5): values
-    expanded from ``${VAR}`` are always text."""
-    if isinstance(value, str):
-        text = value.strip()
-        for kind in (int, float):
-            try:
-                return kind(text)
-            except ValueError:
-                pass
-    return value
-
-
-def bool_from_text(key: str, value: Any) -> bool:
-    """``value`` as a bool; accepts true/false, yes/no, on/off, 1/0 as text. Raises ``TypeError``
-    naming ``key`` otherwise."""
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str):
-        text = value.strip().lower()
-        if text in ("true", "yes", "on", "1"):
-            return True
-        if text in ("false", "no", "off", "0"):
-            return False
-    raise TypeError(f"{key} must be true or false, got {value!r}")
-
-
 def _positive_int(key: str, value: Any) -> int:
-    value = number_from_text(value)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    number = integer(key, value)
+    if number < 1:
         raise ValueError(f"{key} must be a whole number ≥ 1, got {value!r}")
-    return value
+    return number
 
 
 def _fraction(key: str, value: Any) -> float:
-    value = number_from_text(value)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+    number = real(key, value)
+    if not 0 <= number <= 1:
         raise ValueError(f"{key} must be a number from 0 to 1, got {value!r}")
-    return float(value)
+    return number
 
 
 def _positive_duration(key: str, value: Any) -> float:

@@ -36,6 +36,7 @@ from ..batch import Batch, to_epoch_ms
 from ..durations import parse_duration
 from ..hookspecs import Register, hookimpl
 from ..schema import CORE_FIELDS, METRICS, Kind
+from ..values import integer, real
 
 __all__ = [
     "ANOMALY_TYPES",
@@ -139,33 +140,6 @@ def _unknown(key: str, what: str, name: str, choices: Iterable[str]) -> ValueErr
     return ValueError(f"{key}: unknown {what} {name!r}{_suggest(name, choices)} (known: {shown})")
 
 
-def _real(key: str, value: Any) -> float:
-    """A finite float from a number or numeric text (environment variables arrive as text)."""
-    if isinstance(value, bool) or not isinstance(
-        value, int | float | np.integer | np.floating | str
-    ):
-        raise TypeError(f"{key} must be a number, got {value!r} ({type(value).__name__})")
-    try:
-        number = float(value)
-    except ValueError:
-        raise ValueError(f"{key} must be a number, got {value!r}") from None
-    if not math.isfinite(number):
-        raise ValueError(f"{key} must be a finite number, got {value!r}")
-    return number
-
-
-def _integer(key: str, value: Any) -> int:
-    """An int from an integer or integer text."""
-    if isinstance(value, bool) or not isinstance(value, int | np.integer | str):
-        raise TypeError(f"{key} must be an integer, got {value!r} ({type(value).__name__})")
-    if isinstance(value, str):
-        try:
-            return int(value.strip())
-        except ValueError:
-            raise ValueError(f"{key} must be an integer, got {value!r}") from None
-    return int(value)
-
-
 def _table(key: str, value: Any) -> Mapping[str, Any]:
     if not isinstance(value, Mapping):
         raise TypeError(
@@ -223,7 +197,7 @@ def _parse_cities(value: Any) -> tuple[City, ...]:
     if isinstance(value, bool):
         raise TypeError(f"cities must be a count or a list of city names, got {value!r}")
     if isinstance(value, int | np.integer) or (isinstance(value, str) and value.strip().isdigit()):
-        count = _integer("cities", value)
+        count = integer("cities", value)
         if not 1 <= count <= len(known):
             raise ValueError(f"cities must be between 1 and {len(known)}, got {count}")
         return known[:count]
@@ -292,7 +266,7 @@ def _parse_metrics(value: Any) -> dict[str, MetricSpec]:
             if field not in fields:
                 raise _unknown(f"metrics.{name}", "setting", field, fields)
         values = {
-            f: _real(f"metrics.{name}.{f}", override[f]) if f in override else defaults[f]
+            f: real(f"metrics.{name}.{f}", override[f]) if f in override else defaults[f]
             for f in fields
         }
         spec = MetricSpec(**values)
@@ -327,7 +301,7 @@ class AnomalyConfig:
 
 
 def _non_negative(key: str, value: Any) -> float:
-    number = _real(key, value)
+    number = real(key, value)
     if number < 0:
         raise ValueError(f"{key} must be ≥ 0, got {number:g}")
     return number
@@ -362,7 +336,7 @@ def _parse_anomalies(value: Any) -> AnomalyConfig:
     for name in given:
         if name not in accepted:
             raise _unknown("anomalies", "setting", name, accepted)
-    probability = _real("anomalies.probability", given.get("probability", 0.002))
+    probability = real("anomalies.probability", given.get("probability", 0.002))
     if not 0.0 <= probability <= 1.0:
         raise ValueError(f"anomalies.probability must be between 0 and 1, got {probability:g}")
     weights = _per_name(
@@ -426,7 +400,7 @@ def _parse_start(value: Any) -> int:
 
 
 def _parse_rate(value: Any) -> float:
-    rate = _real("rate_hz", value)
+    rate = real("rate_hz", value)
     if not 0 < rate <= _MAX_RATE_HZ:
         raise ValueError(
             f"rate_hz must be > 0 and ≤ {_MAX_RATE_HZ:g} (timestamps are whole milliseconds), "
@@ -438,7 +412,7 @@ def _parse_rate(value: Any) -> float:
 
 
 def _parse_sensors_per_city(value: Any) -> int:
-    count = _integer("sensors_per_city", value)
+    count = integer("sensors_per_city", value)
     if count < 1:
         raise ValueError(f"sensors_per_city must be ≥ 1, got {count}")
     if count > 99_999:
@@ -447,7 +421,7 @@ def _parse_sensors_per_city(value: Any) -> int:
 
 
 def _parse_seed(value: Any) -> int:
-    seed = _integer("seed", value)
+    seed = integer("seed", value)
     if seed < 0:
         raise ValueError(f"seed must be ≥ 0, got {seed}")
     return seed

@@ -14,9 +14,9 @@ from pathlib import Path
 import attrs
 
 from ..batch import Batch
-from ..config import bool_from_text
 from ..documents import to_documents
 from ..hookspecs import Register, hookimpl
+from ..values import flag
 
 
 def _path(value: str | os.PathLike[str]) -> Path:
@@ -34,7 +34,7 @@ class JsonlSink:
     """
 
     path: Path = attrs.field(converter=_path)
-    fsync: bool = attrs.field(default=True, converter=lambda v: bool_from_text("fsync", v))
+    fsync: bool = attrs.field(default=True, converter=lambda v: flag("fsync", v))
     _file: object = attrs.field(init=False, default=None, repr=False)
 
     def write(self, batch: Batch) -> None:

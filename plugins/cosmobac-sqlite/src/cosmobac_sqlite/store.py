@@ -30,11 +30,11 @@ from typing import Any, Final
 import numpy as np
 
 from cosmobac.batch import Batch
-from cosmobac.config import number_from_text
 from cosmobac.durations import parse_duration
 from cosmobac.errors import StoreError
 from cosmobac.interfaces import DeadLetter, StoreStats
 from cosmobac.schema import CORE_FIELDS, IDENTITY, STORE_SEQ, Kind, kind_of
+from cosmobac.values import real
 
 from ._schema import FORMAT, SCHEMA, SCHEMA_VERSION, SQL_TYPES, quote
 
@@ -168,12 +168,8 @@ class SQLiteStore:
             raise TypeError(f"store 'path' must be a file path, got {type(path).__name__}")
         if not path.strip():
             raise ValueError("store 'path' must not be empty")
-        busy_timeout = number_from_text(busy_timeout)  # "${VAR}" values arrive as text
-        if isinstance(busy_timeout, bool) or not isinstance(busy_timeout, int | float):
-            raise TypeError(
-                f"store 'busy_timeout' must be a number of seconds, got {type(busy_timeout).__name__}"
-            )
-        if not math.isfinite(busy_timeout) or busy_timeout < 0:
+        busy_timeout = real("store 'busy_timeout'", busy_timeout)  # text from ${VAR} is fine
+        if busy_timeout < 0:
             raise ValueError(
                 f"store 'busy_timeout' must be 0 or more seconds, got {busy_timeout!r}"
             )
