@@ -6,9 +6,10 @@ Measures, interleaved over several repetitions (medians reported, the machine ma
 * ``raw``: the limit, ``sqlite3.executemany`` of the same rows, already as Python tuples, into a
   table with the same schema and indexes (copied from a store file), one transaction per batch,
   same pragmas (WAL, ``synchronous=NORMAL``);
-* ``collect``: the whole collect loop, simulate → append, for reference.
+* ``collect``: the whole collect path the issue asks about, simulate → append.
 
-Prints readings/s of each and the ratio store/raw (target ≥ 0.7).
+Prints readings/s of each and two ratios against the raw limit: collect/raw (simulate → SQLite,
+the headline; target ≥ 0.7) and store/raw (the store's own overhead).
 
 Run: ``python benchmarks/collect.py [--rows N] [--batches K] [--repeat R]``.
 """
@@ -135,13 +136,14 @@ def main(argv: list[str] | None = None) -> int:
     store_rate = total / statistics.median(store_s)
     raw_rate = total / statistics.median(raw_s)
     collect_rate = total / statistics.median(collect_s)
-    ratio = store_rate / raw_rate
+    ratio = collect_rate / raw_rate
     print(f"readings: {total} in {args.batches} batches, {args.repeat} repetitions (medians)")
     print(f"simulate (once)       : {total / simulate_s:12,.0f} readings/s")
     print(f"store.append          : {store_rate:12,.0f} readings/s")
     print(f"raw executemany limit : {raw_rate:12,.0f} readings/s")
     print(f"collect (sim + append): {collect_rate:12,.0f} readings/s")
-    print(f"ratio store/raw       : {ratio:.2f} (target >= 0.7)")
+    print(f"ratio collect/raw     : {ratio:.2f} (target >= 0.7)")
+    print(f"ratio store/raw       : {store_rate / raw_rate:.2f}")
     return 0 if ratio >= 0.7 else 1
 
 
