@@ -296,3 +296,18 @@ def test_forward_applies_the_store_retention():
     store.append(readings(3))
     Pipeline(store=store, lanes=[Lane("out", ListSink())], run=FAST).forward()
     assert store.pruned == 1
+
+
+def test_forward_reports_progress_against_the_backlog():
+    store = filled(10)
+    seen = []
+    pipeline = Pipeline(
+        store=store,
+        lanes=[Lane("a", ListSink()), Lane("b", ListSink())],
+        run=FAST,
+        progress=lambda stage, done, total: seen.append((stage, done, total)),
+    )
+    pipeline.forward()
+    assert {total for _, _, total in seen} == {20}  # two new sinks, 10 rows each
+    assert seen[-1] == ("forward", 20, 20)
+    assert [done for _, done, _ in seen] == sorted(done for _, done, _ in seen)

@@ -10,7 +10,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import click
 
@@ -56,26 +56,35 @@ def graceful_stop(stop: threading.Event) -> Iterator[None]:
 
 
 class _ProgressBar:
-    """A click progress bar for the collect stage, shown only on a terminal."""
+    """Click progress bars for collecting (sensor time) and forwarding (rows of the backlog),
+    shown only on a terminal."""
+
+    LABELS: ClassVar[dict[str, str]] = {
+        "collect": "collecting sensor time",
+        "forward": "forwarding rows",
+    }
 
     def __init__(self) -> None:
-        self._bar: Any = None
-        self._done = 0
+        self._bars: dict[str, Any] = {}
+        self._done: dict[str, int] = {}
 
     def __call__(self, stage: str, done: int, total: int | None) -> None:
-        if stage != "collect" or total is None or not sys.stderr.isatty():
+        if total is None or total <= 0 or not sys.stderr.isatty():
             return
-        if self._bar is None:
-            self._bar = click.progressbar(
-                length=total, label="collecting sensor time", file=sys.stderr
+        bar = self._bars.get(stage)
+        if bar is None:
+            bar = click.progressbar(
+                length=total, label=self.LABELS.get(stage, stage), file=sys.stderr
             )
-            self._bar.__enter__()
-        self._bar.update(done - self._done)
-        self._done = done
+            self._bars[stage] = bar.__enter__()
+            self._done[stage] = 0
+        bar.update(done - self._done[stage])
+        self._done[stage] = done
 
     def close(self) -> None:
-        if self._bar is not None:
-            self._bar.__exit__(None, None, None)
+        for bar in self._bars.values():
+            bar.__exit__(None, None, None)
+        self._bars.clear()
 
 
 def _open(config: str, *, sensor: bool = False, sinks: bool = False, **kw: Any) -> Pipeline:
@@ -137,8 +146,10 @@ def collect(config: str, duration: str | None) -> None:
 @click.option("--follow", is_flag=True, help="Keep forwarding new rows until stopped.")
 def forward(config: str, follow: bool) -> None:
     """Deliver pending rows from the store to every sink, acknowledging what they wrote."""
-    with _open(config, sinks=True) as pipeline, graceful_stop(pipeline.stop):
+    bar = _ProgressBar()
+    with _open(config, sinks=True, progress=bar) as pipeline, graceful_stop(pipeline.stop):
         report = pipeline.forward(follow=follow)
+    bar.close()
     _echo_forward(report)
     if not report.ok:
         sys.exit(1)

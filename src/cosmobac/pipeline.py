@@ -241,7 +241,7 @@ class Pipeline:
                     added += self.store.append(batch)
                 self._report("collect", until - start, None if end is None else end - start)
                 if forward:
-                    self.forward(follow=False)
+                    self._deliver(follow=False, backlog=None)
             if cfg.speed is not None and (end is None or until < end):
                 self.stop.wait(self._jittered(cfg.interval))
         return CollectReport(rows_read=read, rows_added=added, start=origin, end=until)
@@ -269,7 +269,19 @@ class Pipeline:
         :attr:`stop` is set). A sink that keeps failing gives up after ``run.max_attempts`` tries
         in a row when not following; its error is in the report and its rows stay pending.
 
-        The report's counts are totals over this pipeline's life; ``error`` is from this call."""
+        The report's counts are totals over this pipeline's life; ``error`` is from this call.
+        Without ``follow``, progress is reported as rows handled out of the backlog at the start."""
+        backlog = None
+        if not follow and self.progress is not None:
+            pending = self.store.stats().pending
+            rows = None
+            for lane in self.lanes:
+                if lane.consumer not in pending:  # a new sink: everything stored is pending
+                    rows = rows if rows is not None else self.store.stats().rows
+            backlog = sum(pending.get(lane.consumer, rows or 0) for lane in self.lanes)
+        return self._deliver(follow=follow, backlog=backlog)
+
+    def _deliver(self, *, follow: bool, backlog: int | None) -> ForwardReport:
         if not self.lanes:
             raise ConfigError("this pipeline has no sinks; add a [[sinks]] table to forward")
         states = [self._lane_state(lane) for lane in self.lanes]
@@ -277,6 +289,8 @@ class Pipeline:
             state.done = False
             state.attempts = 0
             state.report.error = None
+        handled = lambda: sum(s.report.acked + s.report.dead_lettered for s in states)  # noqa: E731
+        baseline = handled()
         while not self.stop.is_set():
             active = [s for s in states if not s.done]
             if not active:
@@ -297,6 +311,8 @@ class Pipeline:
                 if self.stop.is_set():
                     break
                 self._forward_once(state, follow)
+                if backlog is not None:
+                    self._report("forward", handled() - baseline, backlog)
         return ForwardReport(tuple(s.report for s in states))
 
     def _maybe_prune(self, *, force: bool = False) -> None:
@@ -368,7 +384,6 @@ class Pipeline:
             self._failed(state, None, follow)
             return
         retry = self._settle(lane.consumer, batch, out, result, report, state.snapshot())
-        self._report("forward", report.acked, None)
         if retry:
             report.retried += retry
             self._failed(state, None, follow)
