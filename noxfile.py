@@ -11,7 +11,7 @@ import nox
 nox.options.sessions = ["tests", "lint", "typing", "docs"]
 nox.options.reuse_existing_virtualenvs = True
 
-PLUGINS = ["plugins/cosmobac-sqlite"]
+PLUGINS = ["plugins/cosmobac-sqlite", "plugins/cosmobac-wasm"]
 EXAMPLES = ["examples/cosmobac-example-sink"]
 
 
@@ -24,6 +24,13 @@ def tests(session: nox.Session) -> None:
     """The whole test suite: unit, property, multi-process and end-to-end tests."""
     install_project(session)
     session.run("pytest", *session.posargs, env={"CI": "1"})
+
+
+@nox.session
+def kernels(session: nox.Session) -> None:
+    """Rebuild the shipped WebAssembly kernels with pinned ziglang; `-- --check` compares bytes."""
+    session.install("ziglang==0.17.1")
+    session.run("python", "plugins/cosmobac-wasm/build_kernels.py", *session.posargs)
 
 
 @nox.session

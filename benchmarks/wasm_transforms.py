@@ -1,0 +1,226 @@
+"""Benchmark: the shipped WebAssembly kernels against plain numpy doing the same work.
+
+For each kernel, values/s of:
+
+* ``wasm``: :class:`cosmobac_wasm.KernelRunner` from a numpy column to a new numpy column — the copy
+  into the module's memory, the kernel under the full sandbox (epoch deadline, memory cap), the copy
+  out; windowed kernels also copy their per-sensor state in and out;
+* ``numpy``: the same result computed with numpy (windowed kernels: per-sensor windows over rows of
+  interleaved sensors, NaN/Inf skipped, as the kernels define them; the result is checked to agree).
+
+Both start from the same float64 column (and, for windowed kernels, the same int32 sensor indices).
+Repetitions are interleaved (the order alternates) and medians reported, since the machine may be
+noisy. Targets: ratio wasm/numpy ≥ 1.5 for window kernels, ≥ 0.5 for element-wise ones.
+
+A last line gives the whole ``wasm`` transform on a Batch (sensor ids factorised from text, state
+kept per sensor) for reference.
+
+Run: ``python benchmarks/wasm_transforms.py [--rows N] [--sensors S] [--window W] [--repeat R]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from cosmobac import Batch
+from cosmobac_wasm import BUILTIN, KernelRunner, load_module, wasm_transform
+
+ELEMENTWISE_TARGET = 0.5
+WINDOW_TARGET = 1.5
+
+
+# -- numpy, the same work -------------------------------------------------------------------------
+def _segments(groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A stable order by group, and for each sorted row the sorted index where its group starts."""
+    n = len(groups)
+    order = np.argsort(groups, kind="stable")
+    sorted_groups = groups[order]
+    new = np.empty(n, dtype=bool)
+    new[:1] = True
+    np.not_equal(sorted_groups[1:], sorted_groups[:-1], out=new[1:])
+    starts = np.flatnonzero(new)
+    first = np.repeat(starts, np.diff(np.append(starts, n)))
+    return order, first
+
+
+def numpy_moving_average(x: np.ndarray, groups: np.ndarray, window: int) -> np.ndarray:
+    order, first = _segments(groups)
+    xs = x[order]
+    finite = np.isfinite(xs)
+    sums = np.zeros(len(x) + 1)
+    np.cumsum(np.where(finite, xs, 0.0), out=sums[1:])
+    counts = np.zeros(len(x) + 1, dtype=np.int64)
+    np.cumsum(finite, out=counts[1:])
+    index = np.arange(len(x))
+    low = np.maximum(index - window + 1, first)
+    total = sums[index + 1] - sums[low]
+    count = counts[index + 1] - counts[low]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        result = np.where(count > 0, total / count, np.nan)
+    out = np.empty(len(x))
+    out[order] = result
+    return out
+
+
+def numpy_zscore(x: np.ndarray, groups: np.ndarray, window: int) -> np.ndarray:
+    order, first = _segments(groups)
+    xs = x[order]
+    finite = np.isfinite(xs)
+    clean = np.where(finite, xs, 0.0)
+    sums = np.zeros(len(x) + 1)
+    np.cumsum(clean, out=sums[1:])
+    squares = np.zeros(len(x) + 1)
+    np.cumsum(clean * clean, out=squares[1:])
+    counts = np.zeros(len(x) + 1, dtype=np.int64)
+    np.cumsum(finite, out=counts[1:])
+    index = np.arange(len(x))
+    low = np.maximum(index - window, first)
+    total = sums[index] - sums[low]
+    total2 = squares[index] - squares[low]
+    count = counts[index] - counts[low]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = total / count
+        sd = np.sqrt(np.maximum(total2 - total * mean, 0.0) / (count - 1))
+        z = np.where((count >= 2) & finite, (xs - mean) / sd, np.nan)
+    out = np.empty(len(x))
+    out[order] = z
+    return out
+
+
+def numpy_zscore_flag(x: np.ndarray, groups: np.ndarray, window: int, threshold: float):
+    with np.errstate(invalid="ignore"):
+        return (np.abs(numpy_zscore(x, groups, window)) > threshold).astype(np.float64)
+
+
+# -- the runs -------------------------------------------------------------------------------------
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000, help="values per call")
+    parser.add_argument("--sensors", type=int, default=1000, help="sensors interleaved in a batch")
+    parser.add_argument("--window", type=int, default=16, help="rows per window")
+    parser.add_argument("--repeat", type=int, default=9, help="interleaved repetitions")
+    args = parser.parse_args(argv)
+    n, window = args.rows, args.window
+
+    rng = np.random.default_rng(11)
+    x = rng.normal(20.0, 5.0, n)
+    x[rng.integers(0, n, n // 1000)] = np.nan
+    groups = rng.integers(0, args.sensors, n).astype(np.int32)
+    loaded = load_module(BUILTIN)
+
+    def runner(kernel: str, params: list[float]) -> KernelRunner:
+        return KernelRunner(loaded, kernel, inputs=1, outputs=1, params=params)
+
+    def grouped(kernel: str, params: list[float]) -> Callable[[], np.ndarray]:
+        r = runner(kernel, params)
+
+        def run() -> np.ndarray:
+            state = np.zeros((args.sensors, r.state_width))
+            return r.run([x], group=groups, ngroups=args.sensors, state=state)[0]
+
+        return run
+
+    def mapped(kernel: str, params: list[float]) -> Callable[[], np.ndarray]:
+        r = runner(kernel, params)
+        return lambda: r.run([x])[0]
+
+    cases: list[tuple[str, str, Callable[[], np.ndarray], Callable[[], np.ndarray]]] = [
+        ("calibrate", "map", mapped("calibrate", [1.02, -0.3]), lambda: x * 1.02 + -0.3),
+        (
+            "celsius_to_fahrenheit",
+            "map",
+            mapped("celsius_to_fahrenheit", []),
+            lambda: x * 1.8 + 32.0,
+        ),
+        ("pascal_to_hectopascal", "map", mapped("pascal_to_hectopascal", []), lambda: x / 100.0),
+        (
+            "valid_range",
+            "map",
+            mapped("valid_range", [10.0, 30.0]),
+            lambda: np.where((x >= 10.0) & (x <= 30.0), x, np.nan),
+        ),
+        (
+            "moving_average",
+            "window",
+            grouped("moving_average", [window]),
+            lambda: numpy_moving_average(x, groups, window),
+        ),
+        (
+            "zscore",
+            "window",
+            grouped("zscore", [window]),
+            lambda: numpy_zscore(x, groups, window),
+        ),
+        (
+            "zscore_flag",
+            "window",
+            grouped("zscore_flag", [window, 3.0]),
+            lambda: numpy_zscore_flag(x, groups, window, 3.0),
+        ),
+    ]
+    for name, _, wasm, plain in cases:  # same answers (flags: except at the threshold's edge)
+        a, b = wasm(), plain()
+        agree = np.isclose(a, b, rtol=1e-6, equal_nan=True).mean()
+        if agree < 0.999:
+            print(
+                f"{name}: wasm and numpy disagree on {1 - agree:.2%} of the values", file=sys.stderr
+            )
+            return 2
+
+    times: dict[str, dict[str, list[float]]] = {
+        name: {"wasm": [], "numpy": []} for name, *_ in cases
+    }
+    for rep in range(args.repeat):
+        for name, _, wasm, plain in cases:
+            order = (("wasm", wasm), ("numpy", plain))
+            for what, run in order if rep % 2 == 0 else order[::-1]:
+                began = time.perf_counter()
+                run()
+                times[name][what].append(time.perf_counter() - began)
+
+    print(
+        f"values: {n:,} per call, {args.sensors} sensors interleaved, window {window}, "
+        f"{args.repeat} interleaved repetitions (medians); wasm includes copies in and out"
+    )
+    print(f"{'kernel':24s} {'wasm values/s':>15s} {'numpy values/s':>15s} {'ratio':>7s}  target")
+    failed = []
+    for name, kind, *_ in cases:
+        wasm_rate = n / statistics.median(times[name]["wasm"])
+        numpy_rate = n / statistics.median(times[name]["numpy"])
+        ratio = wasm_rate / numpy_rate
+        target = WINDOW_TARGET if kind == "window" else ELEMENTWISE_TARGET
+        verdict = "ok" if ratio >= target else "BELOW"
+        if ratio < target:
+            failed.append(name)
+        print(
+            f"{name:24s} {wasm_rate:15,.0f} {numpy_rate:15,.0f} {ratio:7.2f}  >= {target} {verdict}"
+        )
+
+    batch = Batch.from_columns(
+        sensor_id=np.array([f"sensor-{g:04d}" for g in groups], dtype=object),
+        timestamp=np.arange(n),
+        temperature=x,
+    )
+    transform = wasm_transform(
+        kernel="moving_average", columns={"temperature": {"output": "avg"}}, params=[window]
+    )
+    spans = []
+    for _ in range(3):
+        began = time.perf_counter()
+        transform(batch)
+        spans.append(time.perf_counter() - began)
+    print(
+        f"whole `wasm` transform, moving_average on a Batch (sensor ids from text): "
+        f"{n / statistics.median(spans):,.0f} rows/s"
+    )
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

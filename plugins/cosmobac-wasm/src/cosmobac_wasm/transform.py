@@ -1,0 +1,417 @@
+"""The ``wasm`` transform: a kernel of a sandboxed WebAssembly module applied to batch columns.
+
+Guarantees:
+
+* the module is loaded, checked against the batch ABI and tried on an empty chunk when the
+  transform is made, so a module that cannot work fails the pipeline's start, with a
+  :class:`~cosmobac_wasm.errors.WasmError` naming the module, the kernel and the cause;
+* per batch, a trap, an exhausted budget or a memory cap raises that same error: the forwarder
+  dead-letters the batch with the message as the reason (or stops, per ``run.on_transform_error``)
+  and the next batch runs in a fresh instance;
+* rows are never dropped or reordered and every column (``seq`` included) travels through; the
+  kernel's outputs replace or add columns;
+* grouped (windowed) kernels keep their windows per value of ``group_by`` (``sensor_id``) across
+  batches; the transform is then a :class:`~cosmobac.interfaces.StatefulTransform`, so the windows
+  are saved with each acknowledgement and a restarted forwarder continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import math
+import threading
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Final
+
+import attrs
+import numpy as np
+
+from cosmobac.batch import Batch
+from cosmobac.durations import parse_duration
+from cosmobac.schema import IDENTITY, STORE_SEQ
+
+from .errors import WasmError
+from .kernels import KernelRunner
+from .runtime import BUILTIN, LoadedModule, Sandbox, load_module, parse_size, resolve_module
+
+__all__ = ["GroupedWasmTransform", "KernelCall", "WasmError", "WasmTransform", "wasm_transform"]
+
+log = logging.getLogger("cosmobac.wasm")
+
+DTYPES: Final = ("float64", "bool")
+_PROTECTED: Final = (STORE_SEQ, *IDENTITY)
+_STATE_FORMAT: Final = "cosmobac-wasm-state"
+
+
+# -- configuration checks (ValueError/TypeError naming the key) -----------------------------------
+def _names(key: str, value: Any) -> tuple[str, ...]:
+    if isinstance(value, str) or not isinstance(value, Sequence):
+        raise TypeError(f"{key} must be a list of column names, got {value!r}")
+    names = tuple(value)
+    if not names or not all(isinstance(v, str) and v for v in names):
+        raise TypeError(f"{key} must be a non-empty list of column names, got {value!r}")
+    return names
+
+
+def _numbers(key: str, value: Any) -> tuple[float, ...]:
+    if isinstance(value, str) or not isinstance(value, Sequence):
+        raise TypeError(f"{key} must be a list of numbers, got {value!r}")
+    for item in value:
+        if isinstance(item, bool) or not isinstance(item, int | float):
+            raise TypeError(f"{key} must be a list of numbers, got {item!r} in {list(value)!r}")
+    return tuple(float(v) for v in value)
+
+
+@attrs.frozen
+class KernelCall:
+    """One call of the kernel per batch: which columns go in, which come out, with what
+    parameters."""
+
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    params: tuple[float, ...]
+
+
+def _calls(inputs: Any, outputs: Any, params: Any, columns: Any) -> tuple[KernelCall, ...]:
+    default = _numbers("params", params)
+    if (inputs is None) == (columns is None):
+        raise ValueError(
+            "give either inputs (the kernel's input columns, with outputs and params) or columns "
+            "(a list of columns, or a table column = [params] / {params, output}, to run a "
+            "one-in, one-out kernel on each)"
+        )
+    if inputs is not None:
+        ins = _names("inputs", inputs)
+        outs = ins if outputs is None else _names("outputs", outputs)
+        return (KernelCall(ins, outs, default),)
+    if outputs is not None:
+        raise ValueError("outputs goes with inputs; with columns, give each column an output")
+    if isinstance(columns, Mapping):
+        if not columns:
+            raise TypeError("columns must not be empty")
+        calls = []
+        for name, spec in columns.items():
+            key = f"columns.{name}"
+            if isinstance(spec, Mapping):
+                unknown = set(spec) - {"params", "output"}
+                if unknown:
+                    raise TypeError(
+                        f"{key}: unknown key {sorted(unknown)[0]!r}; use params, output"
+                    )
+                own = _numbers(f"{key}.params", spec["params"]) if "params" in spec else default
+                output = spec.get("output", name)
+                if not isinstance(output, str) or not output:
+                    raise TypeError(f"{key}.output must be a column name, got {output!r}")
+            else:
+                own, output = _numbers(key, spec), name
+            calls.append(KernelCall((str(name),), (output,), own))
+        return tuple(calls)
+    return tuple(KernelCall((name,), (name,), default) for name in _names("columns", columns))
+
+
+def _dtypes(value: Any, calls: Sequence[KernelCall]) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise TypeError(
+            f'dtypes must be a table of output column = "bool" or "float64", got {value!r}'
+        )
+    produced = {name for call in calls for name in call.outputs}
+    out = {}
+    for name, dtype in value.items():
+        if dtype not in DTYPES:
+            raise ValueError(f"dtypes.{name} must be one of {', '.join(DTYPES)}, got {dtype!r}")
+        if name not in produced:
+            raise ValueError(
+                f"dtypes.{name}: {name!r} is not an output column ({sorted(produced)})"
+            )
+        out[str(name)] = str(dtype)
+    return out
+
+
+def _module_path(module: Any) -> str:
+    if not isinstance(module, str) or not module:
+        raise TypeError(f"module must be the path of a .wasm file or {BUILTIN!r}, got {module!r}")
+    path, _ = resolve_module(module)
+    if not path.is_file():
+        raise ValueError(
+            f"module: no file {module!r} (give the path of a .wasm file, or {BUILTIN!r} for the "
+            "kernels shipped with cosmobac-wasm)"
+        )
+    return module
+
+
+def _cache(value: Any) -> Path | bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value:
+        return Path(value).expanduser()
+    raise TypeError(
+        f"cache_dir must be a folder path, true (the default folder) or false, got {value!r}"
+    )
+
+
+def _positive_int(key: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{key} must be a whole number ≥ 1, got {value!r}")
+    return value
+
+
+# -- the transforms -------------------------------------------------------------------------------
+@attrs.define(eq=False)
+class WasmTransform:
+    """A map kernel applied to columns: each output row computed from the same input row.
+
+    Made by :func:`wasm_transform` (the ``wasm`` transform of pipeline files)."""
+
+    module: LoadedModule
+    kernel: str
+    calls: tuple[KernelCall, ...]
+    runners: tuple[KernelRunner, ...] = attrs.field(repr=False)
+    dtypes: Mapping[str, str] = attrs.field(factory=dict)
+    _lock: threading.Lock = attrs.field(init=False, factory=threading.Lock, repr=False)
+
+    def _input(self, batch: Batch, name: str, done: Mapping[str, np.ndarray]) -> np.ndarray:
+        if name in done:
+            return done[name]
+        column = batch.get(name)
+        if column is None:
+            raise self.module.error(
+                self.kernel,
+                "bad input",
+                f"the batch has no column {name!r} (it has {list(batch.columns)})",
+            )
+        if column.dtype.kind not in "fiub":
+            raise self.module.error(
+                self.kernel, "bad input", f"column {name!r} is not numeric (dtype {column.dtype})"
+            )
+        return column.astype(np.float64, copy=False)
+
+    def _finish(self, batch: Batch, done: Mapping[str, np.ndarray]) -> Batch:
+        out: dict[str, np.ndarray] = {}
+        for name, values in done.items():
+            if self.dtypes.get(name) == "bool":
+                out[name] = (values != 0) & ~np.isnan(values)
+            else:
+                out[name] = values
+        return batch.with_columns(out)
+
+    def _run(self, batch: Batch, states: Sequence[Mapping[str, Any]] | None = None) -> Batch:
+        """Each call in turn (a later call sees the columns earlier ones wrote)."""
+        done: dict[str, np.ndarray] = {}
+        extras = states if states is not None else [{}] * len(self.calls)
+        for call, runner, extra in zip(self.calls, self.runners, extras, strict=True):
+            ins = [self._input(batch, name, done) for name in call.inputs]
+            outs = runner.run(ins, **extra)
+            done.update(zip(call.outputs, outs, strict=True))
+        return self._finish(batch, done)
+
+    def __call__(self, batch: Batch) -> Batch:
+        with self._lock:
+            return self._run(batch)
+
+
+@attrs.define(eq=False)
+class GroupedWasmTransform(WasmTransform):
+    """A grouped (windowed) kernel: rows keyed by ``group_by`` (``""``: one window for the whole
+    stream), windows carried from batch to batch and saved with each acknowledgement
+    (:class:`~cosmobac.interfaces.StatefulTransform`)."""
+
+    group_by: str = "sensor_id"
+    _keys: dict[Any, int] = attrs.field(init=False, factory=dict, repr=False)
+    _tables: list[np.ndarray] = attrs.field(init=False, factory=list, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        self._tables = [np.zeros((0, r.state_width)) for r in self.runners]
+
+    def _groups(self, batch: Batch) -> tuple[np.ndarray, np.ndarray]:
+        """Each row's group index within the batch, and each such group's row in the tables."""
+        n = len(batch)
+        if not self.group_by:
+            local: dict[Any, int] = {None: 0} if n else {}
+            codes = np.zeros(n, dtype=np.int32)
+        else:
+            column = batch.get(self.group_by)
+            if column is None:
+                raise self.module.error(
+                    self.kernel,
+                    "bad input",
+                    f"the batch has no column {self.group_by!r} to group by (`group_by`)",
+                )
+            local = {}
+            codes = np.fromiter(
+                (local.setdefault(k, len(local)) for k in column.tolist()), np.int32, count=n
+            )
+        rows = np.fromiter(
+            (self._keys.setdefault(k, len(self._keys)) for k in local), np.intp, count=len(local)
+        )
+        grow = len(self._keys) - len(self._tables[0]) if self._tables else 0
+        if grow > 0:
+            self._tables = [
+                np.concatenate([t, np.zeros((max(grow, len(t)), t.shape[1]))]) for t in self._tables
+            ]
+        return codes, rows
+
+    def __call__(self, batch: Batch) -> Batch:
+        with self._lock:
+            if not len(batch):
+                return self._run(batch)
+            keys_before = len(self._keys)
+            try:
+                codes, rows = self._groups(batch)
+                gathered = [table[rows] for table in self._tables]
+                states = [
+                    {"group": codes, "ngroups": len(rows), "state": state} for state in gathered
+                ]
+                out = self._run(batch, states=states)
+            except BaseException:
+                for key in list(self._keys)[keys_before:]:  # forget groups the batch introduced
+                    del self._keys[key]
+                raise
+            for table, state in zip(self._tables, gathered, strict=True):
+                table[rows] = state  # windows advance only when every call succeeded
+            return out
+
+    # -- StatefulTransform ----------------------------------------------------------------------
+    def _identity(self) -> dict[str, Any]:
+        return {
+            "module": self.module.sha256,
+            "kernel": self.kernel,
+            "calls": [
+                {"inputs": list(c.inputs), "params": list(c.params), "width": r.state_width}
+                for c, r in zip(self.calls, self.runners, strict=True)
+            ],
+        }
+
+    def get_state(self) -> str:
+        """The windows of every group as text: JSON with the float64 state in base64."""
+        with self._lock:
+            count = len(self._keys)
+            payload = {
+                "format": _STATE_FORMAT,
+                "version": 1,
+                **self._identity(),
+                "group_by": self.group_by,
+                "keys": [_jsonable(k) for k in self._keys],
+                "state": [
+                    base64.b64encode(t[:count].astype("<f8").tobytes()).decode("ascii")
+                    for t in self._tables
+                ],
+            }
+        return json.dumps(payload, separators=(",", ":"), allow_nan=False)
+
+    def set_state(self, state: str) -> None:
+        """Restore windows saved by :meth:`get_state`. Empty text starts cold; text saved by
+        another module, kernel or parameters is ignored with a warning (the windows start
+        cold), since it cannot be continued."""
+        with self._lock:
+            self._keys = {}
+            self._tables = [np.zeros((0, r.state_width)) for r in self.runners]
+            if not state:
+                return
+            try:
+                payload = json.loads(state)
+                same = payload.get("format") == _STATE_FORMAT and all(
+                    payload.get(k) == v for k, v in self._identity().items()
+                )
+                if not same or payload.get("group_by") != self.group_by:
+                    log.warning(
+                        "wasm kernel %r: the saved window state is from another module, kernel "
+                        "or parameters; starting with empty windows",
+                        self.kernel,
+                    )
+                    return
+                keys = list(payload["keys"])
+                tables = []
+                for text, runner in zip(payload["state"], self.runners, strict=True):
+                    raw = np.frombuffer(base64.b64decode(text), dtype="<f8")
+                    tables.append(raw.astype(np.float64).reshape(len(keys), runner.state_width))
+            except (ValueError, KeyError, TypeError) as exc:
+                log.warning(
+                    "wasm kernel %r: the saved window state is unreadable (%s); starting with "
+                    "empty windows",
+                    self.kernel,
+                    exc,
+                )
+                return
+            self._keys = {k: i for i, k in enumerate(keys)}
+            self._tables = tables
+
+
+def _jsonable(key: Any) -> Any:
+    if key is None or isinstance(key, str | bool | int):
+        return key
+    if isinstance(key, float):
+        return key if math.isfinite(key) else repr(key)
+    return str(key)
+
+
+# -- the factory ----------------------------------------------------------------------------------
+def wasm_transform(
+    *,
+    kernel: str,
+    module: str = BUILTIN,
+    inputs: Sequence[str] | None = None,
+    outputs: Sequence[str] | None = None,
+    params: Sequence[float] = (),
+    columns: Sequence[str] | Mapping[str, Any] | None = None,
+    group_by: str = "sensor_id",
+    dtypes: Mapping[str, str] | None = None,
+    timeout: str | float = "5s",
+    memory_limit: str | int = "128MiB",
+    fuel: int | None = None,
+    chunk_rows: int = 65536,
+    cache_dir: str | bool = True,
+) -> WasmTransform:
+    """Run a kernel of a sandboxed WebAssembly module over columns (docs/wasm.md).
+
+    Keys: ``kernel`` (an exported kernel), ``module`` (a ``.wasm`` path, default ``"builtin"``: the
+    shipped kernels), either ``inputs``/``outputs``/``params`` (one call) or ``columns`` (a
+    one-in, one-out kernel on each column), ``group_by`` (windowed kernels), ``dtypes``, and the
+    sandbox: ``timeout`` per batch, ``memory_limit``, ``fuel``; ``chunk_rows``, ``cache_dir``.
+    """
+    if not isinstance(kernel, str) or not kernel:
+        raise TypeError(f"kernel must be the name of an exported kernel, got {kernel!r}")
+    module = _module_path(module)
+    calls = _calls(inputs, outputs, params, columns)
+    for call in calls:
+        clash = [name for name in call.outputs if name in _PROTECTED]
+        if clash:
+            raise ValueError(f"outputs: {clash[0]!r} identifies rows and cannot be overwritten")
+    types = _dtypes(dtypes, calls)
+    if not isinstance(group_by, str):
+        raise TypeError(f'group_by must be a column name (or "" for one window), got {group_by!r}')
+    sandbox = Sandbox(
+        timeout=_positive_duration(timeout),
+        memory_limit=parse_size(memory_limit, key="memory_limit"),
+        fuel=None if fuel is None else _positive_int("fuel", fuel),
+    )
+    chunk = _positive_int("chunk_rows", chunk_rows)
+    try:
+        loaded = load_module(module, sandbox=sandbox, cache_dir=_cache(cache_dir))
+    except OSError as exc:
+        raise ValueError(f"module: cannot read {module!r}: {exc.strerror or exc}") from exc
+    runners = tuple(
+        KernelRunner(
+            loaded,
+            kernel,
+            inputs=len(c.inputs),
+            outputs=len(c.outputs),
+            params=c.params,
+            chunk_rows=chunk,
+        )
+        for c in calls
+    )
+    if runners[0].grouped:
+        return GroupedWasmTransform(loaded, kernel, calls, runners, types, group_by=group_by)
+    return WasmTransform(loaded, kernel, calls, runners, types)
+
+
+def _positive_duration(value: Any) -> float:
+    seconds = parse_duration(value, key="timeout")
+    if seconds <= 0:
+        raise ValueError("timeout must be longer than zero")
+    return seconds
