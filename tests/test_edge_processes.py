@@ -91,10 +91,30 @@ def stored(tmp_path) -> tuple[dict[int, str], int]:
     return {seq: document_id(s, t) for seq, s, t in rows}, checkpoint
 
 
+def wait_for_store(tmp_path, timeout: float = 60.0) -> None:
+    """Until the collector has created the store and stored a first batch (process start-up
+    takes a while on a busy machine)."""
+    deadline = time.monotonic() + timeout
+    path = tmp_path / "edge.db"
+    while time.monotonic() < deadline:
+        if path.exists():
+            con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+            try:
+                if con.execute("SELECT 1 FROM readings LIMIT 1").fetchone():
+                    return
+            except sqlite3.OperationalError:
+                pass  # schema not created yet
+            finally:
+                con.close()
+        time.sleep(0.05)
+    raise AssertionError(f"the collector did not store anything within {timeout} s")
+
+
 def test_collector_and_killed_forwarder_lose_nothing(tmp_path):
     rng = random.Random(5)
     cfg = config(tmp_path, speed="240.0")  # 40 min of sensor time in about 10 s
     collector = start("collect", cfg)
+    wait_for_store(tmp_path)
     kills = 0
     try:
         while collector.poll() is None or kills < 6:

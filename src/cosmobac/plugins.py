@@ -50,6 +50,12 @@ BUILTIN_MODULES: Final = (
     "cosmobac.sinks.stdout",
     "cosmobac.sinks.parquet",
     "cosmobac.transforms.basic",
+    "cosmobac.transforms.validate",
+    "cosmobac.transforms.convert",
+    "cosmobac.transforms.aggregate",
+    "cosmobac.detectors",
+    "cosmobac.sinks.webhook",
+    "cosmobac.evaluation.cli",
 )
 
 

@@ -1,0 +1,172 @@
+"""Per-sensor series inside a batch, and the state they carry from batch to batch.
+
+The detectors and ``aggregate`` keep state per sensor. Within a batch they work on all sensors at
+once: rows are grouped by sensor (stable, so each sensor's rows keep their order in the batch) and
+laid out as a 2-D array ``(sensors, rows)``, padded with NaN, so that one numpy operation along the
+last axis advances every sensor's series.
+
+* :class:`Slots` numbers sensors (``sensor_id`` → slot) in the order they are first seen;
+* :class:`Groups` splits a batch's rows into :class:`Part` s, each a set of sensors with a 2-D
+  layout (sensors with very different row counts go to different parts, so padding stays below
+  half of each part);
+* :func:`encode_arrays` / :func:`decode_arrays` turn numpy arrays into JSON-safe text exactly (the
+  bytes, base64-encoded), so a checkpointed state restores bit for bit.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+__all__ = ["Groups", "Part", "Slots", "decode_arrays", "encode_arrays", "take_window"]
+
+
+class Slots:
+    """Sensor ids numbered in the order they are first seen."""
+
+    def __init__(self, ids: Sequence[str] = ()) -> None:
+        self.ids: list[str] = [str(i) for i in ids]
+        self.index: dict[str, int] = {s: i for i, s in enumerate(self.ids)}
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def codes(self, sensor_ids: np.ndarray) -> np.ndarray:
+        """The slot of every row (int64), adding sensors seen for the first time."""
+        values = sensor_ids.tolist()
+        try:
+            return np.fromiter(map(self.index.__getitem__, values), np.int64, count=len(values))
+        except KeyError:
+            pass
+        for sensor in values:
+            key = str(sensor)
+            if key not in self.index:
+                self.index[key] = len(self.ids)
+                self.ids.append(key)
+        return np.fromiter((self.index[str(v)] for v in values), np.int64, count=len(values))
+
+
+class Part:
+    """Some sensors of a batch laid out as ``(sensors, L)``: ``rows[g, j]`` is the batch row of the
+    ``j``-th reading of sensor ``slots[g]`` in this batch, or -1 past its last one."""
+
+    __slots__ = ("flat", "lengths", "members", "pad", "rows", "slots")
+
+    def __init__(
+        self,
+        slots: np.ndarray,
+        lengths: np.ndarray,
+        rows: np.ndarray,
+        members: np.ndarray,
+        flat: np.ndarray,
+    ) -> None:
+        self.slots = slots
+        self.lengths = lengths
+        self.rows = rows
+        self.pad = rows < 0
+        self.members = members  # batch rows of this part
+        self.flat = flat  # where each of them is in the flattened (g·L) layout
+
+    @property
+    def width(self) -> int:
+        return int(self.rows.shape[1])
+
+    def gather(self, columns: list[np.ndarray], fill: Any = np.nan) -> np.ndarray:
+        """Columns (each of the batch's length) as one ``(sensors, C, L)`` array; padding holds
+        ``fill``."""
+        g, width = self.rows.shape
+        out = np.empty((g, len(columns), width), dtype=columns[0].dtype if columns else float)
+        index = np.maximum(self.rows, 0)
+        for i, column in enumerate(columns):
+            out[:, i, :] = column[index]
+        if width * g > len(self.members):
+            out[np.broadcast_to(self.pad[:, None, :], out.shape)] = fill
+        return out
+
+    def gather1(self, values: np.ndarray, fill: Any) -> np.ndarray:
+        """A single column ``values`` (rows,) as ``(sensors, L)``; padding holds ``fill``."""
+        out = values[np.maximum(self.rows, 0)]
+        out[self.pad] = fill
+        return out
+
+    def scatter(self, out: np.ndarray, values: np.ndarray) -> None:
+        """Write ``values`` (sensors, C, L) into ``out`` (C, rows) at the rows they came from."""
+        g, c, width = values.shape
+        flat = values.reshape(g, c, width).transpose(1, 0, 2).reshape(c, g * width)
+        out[:, self.members] = flat[:, self.flat]
+
+
+class Groups:
+    """A batch's rows grouped by slot, in :class:`Part` s of similar row counts."""
+
+    def __init__(self, codes: np.ndarray) -> None:
+        n = len(codes)
+        small = codes.astype(np.int32) if len(codes) and codes.max() < 2**31 else codes
+        order = np.argsort(small, kind="stable")
+        ordered = codes[order]
+        bounds = np.flatnonzero(ordered[1:] != ordered[:-1]) + 1
+        starts = np.concatenate(([0], bounds)).astype(np.int64)
+        lengths = np.diff(np.concatenate((starts, [n]))).astype(np.int64)
+        self.order = order
+        self.slots = ordered[starts] if n else np.empty(0, np.int64)
+        self.starts = starts if n else np.empty(0, np.int64)
+        self.lengths = lengths if n else np.empty(0, np.int64)
+
+    def parts(self) -> Iterator[Part]:
+        if not len(self.slots):
+            return
+        lengths = self.lengths
+        total = int(lengths.sum())
+        if total * 2 >= len(lengths) * int(lengths.max()):
+            yield self._part(np.arange(len(lengths)))
+            return
+        classes = np.ceil(np.log2(lengths)).astype(np.int64)  # padding < 1/2 within a class
+        for value in np.unique(classes):
+            yield self._part(np.flatnonzero(classes == value))
+
+    def _part(self, chosen: np.ndarray) -> Part:
+        lengths = self.lengths[chosen]
+        starts = self.starts[chosen]
+        width = int(lengths.max())
+        g = len(chosen)
+        rows = np.full((g, width), -1, dtype=np.int64)
+        group = np.repeat(np.arange(g), lengths)
+        offsets = np.concatenate(([0], np.cumsum(lengths)[:-1]))
+        rank = np.arange(len(group)) - np.repeat(offsets, lengths)
+        members = self.order[np.repeat(starts, lengths) + rank]
+        rows[group, rank] = members
+        return Part(self.slots[chosen], lengths, rows, members, group * width + rank)
+
+
+def take_window(full: np.ndarray, ends: np.ndarray, width: int) -> np.ndarray:
+    """For each row ``s`` of ``full`` (S, T), the ``width`` entries ending just before
+    ``ends[s]``: ``full[s, ends[s] - width : ends[s]]``."""
+    index = ends[:, None] - width + np.arange(width)
+    return np.take_along_axis(full, index, axis=1)
+
+
+# -- state as text --------------------------------------------------------------------------------
+def encode_arrays(arrays: Mapping[str, np.ndarray]) -> dict[str, Any]:
+    """JSON-safe form of numeric arrays, exact to the bit."""
+    out: dict[str, Any] = {}
+    for name, array in arrays.items():
+        array = np.ascontiguousarray(array)
+        out[name] = {
+            "dtype": array.dtype.str,
+            "shape": list(array.shape),
+            "data": base64.b64encode(array.tobytes()).decode("ascii"),
+        }
+    return out
+
+
+def decode_arrays(data: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """The arrays :func:`encode_arrays` encoded (writable copies)."""
+    out: dict[str, np.ndarray] = {}
+    for name, spec in data.items():
+        raw = base64.b64decode(spec["data"])
+        array = np.frombuffer(raw, dtype=np.dtype(spec["dtype"])).reshape(spec["shape"])
+        out[name] = array.copy()
+    return out

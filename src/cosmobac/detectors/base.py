@@ -1,0 +1,306 @@
+"""What every built-in detector shares: configuration keys, per-sensor state, output columns.
+
+A detector is a stateful transform (:class:`cosmobac.interfaces.StatefulTransform`). For each row
+it computes a non-negative *statistic* per configured column (how unusual the value is, in the
+detector's own unit), combines the columns (by default the largest), and adds:
+
+* ``<name>_score``: the statistic mapped to [0, 1) as ``s / (s + threshold)``, so 0.5 is exactly
+  the threshold, the order of rows is kept (no clipping, no saturation) and ``inf`` maps to 1.0;
+  NaN where the detector cannot judge the row (a missing value, or still warming up);
+* ``<name>_detected``: ``s >= threshold`` (false where the score is NaN);
+* ``anomaly_score``, ``detected``, ``detector``: the chain's combined view: the largest score of
+  the detectors so far, whether any of them fired, and the names of those that fired, comma
+  separated (``None`` when none did).
+
+State is kept per sensor and per column, and rows are processed in the order the batch gives them
+(the store's order). It is saved and restored through :meth:`get_state` / :meth:`set_state`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import attrs
+import numpy as np
+
+from ..batch import Batch
+from ..schema import METRICS
+from ..values import flag, integer, real
+from ._series import Groups, Part, Slots, decode_arrays, encode_arrays
+
+__all__ = [
+    "Detector",
+    "columns_converter",
+    "name_validator",
+    "to_choice",
+    "to_flag",
+    "to_int",
+    "to_non_negative",
+    "to_positive",
+]
+
+log = logging.getLogger("cosmobac.detectors")
+
+_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+STATE_VERSION = 1
+
+
+def columns_converter(value: Any) -> tuple[str, ...]:
+    """``columns``: a non-empty list of column names (a single name is accepted too)."""
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, Sequence) or not value:
+        raise TypeError(f"columns must be a non-empty list of column names, got {value!r}")
+    names = []
+    for item in value:
+        if not isinstance(item, str) or not item:
+            raise TypeError(f"columns must hold column names (text), got {item!r}")
+        if item in names:
+            raise ValueError(f"columns lists {item!r} twice")
+        names.append(item)
+    return tuple(names)
+
+
+def name_validator(instance: Any, attribute: Any, value: Any) -> None:
+    if value is None:
+        return
+    if not isinstance(value, str) or not _NAME.match(value):
+        raise ValueError(
+            f"name must be snake_case text (letters, digits, '_', starting with a letter), "
+            f"got {value!r}"
+        )
+
+
+def _number(key: str, value: Any) -> float:
+    return real(key, value)
+
+
+def to_positive(key: str, value: Any) -> float:
+    """A finite number > 0, as float; the error names ``key``."""
+    number = _number(key, value)
+    if number <= 0:
+        raise ValueError(f"{key} must be > 0, got {value!r}")
+    return number
+
+
+def to_non_negative(key: str, value: Any) -> float:
+    """A finite number ≥ 0, as float."""
+    number = _number(key, value)
+    if number < 0:
+        raise ValueError(f"{key} must be ≥ 0, got {value!r}")
+    return number
+
+
+def to_int(key: str, value: Any, *, minimum: int = 1, optional: bool = False) -> Any:
+    """A whole number ≥ ``minimum`` (``None`` allowed if ``optional``)."""
+    if value is None and optional:
+        return None
+    number = integer(key, value)
+    if number < minimum:
+        raise ValueError(f"{key} must be ≥ {minimum}, got {value!r}")
+    return number
+
+
+def to_flag(key: str, value: Any) -> bool:
+    """``True``/``False`` (or text such as ``"true"``, ``"no"``)."""
+    return flag(key, value)
+
+
+def previous_valid(x: np.ndarray, ok: np.ndarray, last: np.ndarray) -> np.ndarray:
+    """For each position of ``x`` (S, L), the series' previous valid value (``ok``), looking back
+    into ``last`` (S,) (the last valid value before this batch, NaN if none)."""
+    length = x.shape[1]
+    index = np.where(ok, np.arange(length), -1)
+    np.maximum.accumulate(index, axis=1, out=index)
+    before = np.empty_like(index)
+    before[:, 0] = -1
+    before[:, 1:] = index[:, :-1]
+    picked = np.take_along_axis(x, np.maximum(before, 0), axis=1)
+    return np.where(before >= 0, picked, last[:, None])
+
+
+def last_valid(x: np.ndarray, ok: np.ndarray, last: np.ndarray) -> np.ndarray:
+    """Each series' last valid value after ``x`` (S, L), or ``last`` where it has none."""
+    length = x.shape[1]
+    index = np.where(ok, np.arange(length), -1).max(axis=1) if length else np.full(len(x), -1)
+    picked = x[np.arange(len(x)), np.maximum(index, 0)] if length else last
+    return np.where(index >= 0, picked, last)
+
+
+def to_choice(key: str, value: Any, choices: tuple[str, ...]) -> str:
+    """One of ``choices``."""
+    if value not in choices:
+        raise ValueError(f"{key} must be one of {', '.join(choices)}; got {value!r}")
+    return str(value)
+
+
+@attrs.define(eq=False, kw_only=True)
+class Detector:
+    """Base class of the built-in detectors (see the module docstring)."""
+
+    kind: ClassVar[str] = "detector"
+
+    columns: tuple[str, ...] = attrs.field(default=METRICS, converter=columns_converter)
+    name: str | None = attrs.field(default=None, validator=name_validator)
+
+    _slots: Slots = attrs.field(init=False, factory=Slots, repr=False)
+    _state: dict[str, np.ndarray] = attrs.field(init=False, factory=dict, repr=False)
+    _version: int = attrs.field(init=False, default=0, repr=False)
+    _cached: tuple[int, str] | None = attrs.field(init=False, default=None, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        if self.name is None:
+            self.name = self.kind
+
+    # -- what subclasses provide --------------------------------------------------------------
+    @property
+    def threshold_value(self) -> float:
+        """The statistic at which a row counts as detected."""
+        raise NotImplementedError
+
+    def _initial(self, count: int, width: int) -> dict[str, np.ndarray]:
+        """State arrays for ``count`` new sensors with ``width`` columns each."""
+        raise NotImplementedError
+
+    def _process(
+        self, part: Part, x: np.ndarray, state: dict[str, np.ndarray], batch: Batch
+    ) -> np.ndarray:
+        """The statistic ``(g, C, L)`` for ``x`` (g, C, L; NaN for missing and padding), updating
+        ``state`` (this part's sensors' arrays) in place."""
+        raise NotImplementedError
+
+    def _combine(self, stat: np.ndarray) -> np.ndarray:
+        """One statistic per row from one per column (``stat`` is (C, rows)): the largest, NaN
+        only if all are NaN."""
+        out = stat[0].copy()
+        for row in stat[1:]:
+            np.fmax(out, row, out=out)
+        return out
+
+    @property
+    def _out_width(self) -> int:
+        return len(self.columns)
+
+    # -- the transform --------------------------------------------------------------------------
+    def __call__(self, batch: Batch) -> Batch:
+        self._version += 1
+        n = len(batch)
+        present = [c for c in self.columns if c in batch]
+        if n and not present:
+            raise ValueError(
+                f"detector {self.name!r}: the batch has none of the columns {list(self.columns)}; "
+                f"set columns to some of {list(batch.columns)}"
+            )
+        stat_rows = np.full((self._out_width, n), np.nan)
+        if n:
+            missing = np.full(n, np.nan)
+            values = [
+                batch[c].astype(np.float64, copy=False) if c in batch else missing
+                for c in self.columns
+            ]
+            codes = self._slots.codes(batch["sensor_id"])
+            self._grow()
+            for part in Groups(codes).parts():
+                x = part.gather(values)
+                state = {k: v[part.slots] for k, v in self._state.items()}
+                stat = self._process(part, x, state, batch)
+                for key, array in state.items():
+                    self._state[key][part.slots] = array
+                part.scatter(stat_rows, stat)
+        stat = self._combine(stat_rows)
+        return self._emit(batch, stat)
+
+    def _grow(self) -> None:
+        have = len(next(iter(self._state.values()))) if self._state else 0
+        need = len(self._slots)
+        if need > have:
+            fresh = self._initial(need - have, len(self.columns))
+            if not self._state:
+                self._state = fresh
+            else:
+                self._state = {k: np.concatenate([self._state[k], fresh[k]]) for k in fresh}
+
+    def _emit(self, batch: Batch, stat: np.ndarray) -> Batch:
+        threshold = self.threshold_value
+        with np.errstate(invalid="ignore", divide="ignore"):
+            score = stat / (stat + threshold)
+        score[np.isposinf(stat)] = 1.0
+        detected = stat >= threshold
+        name = str(self.name)
+        out: dict[str, Any] = {f"{name}_score": score, f"{name}_detected": detected}
+        prev_score = batch.get("anomaly_score")
+        prev_detected = batch.get("detected")
+        prev_names = batch.get("detector")
+        combined_score = score
+        if prev_score is not None and prev_score.dtype.kind == "f":
+            combined_score = np.fmax(prev_score, score)
+        combined = detected
+        if prev_detected is not None and prev_detected.dtype.kind == "b":
+            combined = prev_detected | detected
+        names = np.full(len(batch), None, dtype=object)
+        if prev_names is not None and prev_names.dtype.kind == "O":
+            names[:] = prev_names
+        hit = np.flatnonzero(detected)
+        if len(hit):
+            names[hit] = [name if v is None else f"{v},{name}" for v in names[hit].tolist()]
+        out.update(anomaly_score=combined_score, detected=combined, detector=names)
+        return batch.with_columns(out)
+
+    # -- state ----------------------------------------------------------------------------------
+    def _params(self) -> dict[str, Any]:
+        params: dict[str, Any] = {}
+        for field in attrs.fields(type(self)):
+            if field.init and field.name != "name":
+                value = getattr(self, field.name)
+                params[field.name] = list(value) if isinstance(value, tuple) else value
+        return params
+
+    def get_state(self) -> str:
+        if self._cached is not None and self._cached[0] == self._version:
+            return self._cached[1]
+        text = json.dumps(
+            {
+                "version": STATE_VERSION,
+                "detector": self.kind,
+                "params": self._params(),
+                "sensors": self._slots.ids,
+                "arrays": encode_arrays(self._state),
+            },
+            separators=(",", ":"),
+        )
+        self._cached = (self._version, text)
+        return text
+
+    def set_state(self, state: str) -> None:
+        self._version += 1
+        data = json.loads(state)
+        if (
+            data.get("version") != STATE_VERSION
+            or data.get("detector") != self.kind
+            or data.get("params") != json.loads(json.dumps(self._params()))
+        ):
+            log.warning(
+                "detector %r: saved state was made with other settings (%s); starting cold",
+                self.name,
+                data.get("params"),
+            )
+            self.reset()
+            return
+        self._slots = Slots(data["sensors"])
+        self._state = decode_arrays(data["arrays"])
+        self._cached = (self._version, state)  # this text is the state: no need to encode it
+
+    def reset(self) -> None:
+        """Forget every sensor's state (as if newly made)."""
+        self._version += 1
+        self._slots = Slots()
+        self._state = {}
+
+    @property
+    def sensors(self) -> list[str]:
+        """Sensor ids this detector holds state for."""
+        return list(self._slots.ids)

@@ -1,0 +1,193 @@
+"""One self-contained HTML file: tables and plots (PNG, embedded as data URIs); no script, no
+link to anything outside the file."""
+
+from __future__ import annotations
+
+import base64
+import collections
+import datetime as dt
+import html
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ..batch import Batch
+from .plots import ReportError, _figure_class, figure_png, plot_city, plot_scores, plot_sensor
+
+__all__ = ["render_report", "write_report"]
+
+_STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
+h1 { font-size: 1.6em; } h2 { font-size: 1.25em; margin-top: 1.8em; border-bottom: 1px solid #ddd; }
+table { border-collapse: collapse; margin: 0.6em 0; font-size: 0.88em; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }
+th:first-child, td:first-child { text-align: left; }
+th { background: #f3f3f3; }
+img { max-width: 100%; margin: 0.4em 0; }
+.note { color: #666; font-size: 0.85em; }
+"""
+
+
+def _table(rows: Sequence[Mapping[str, object]]) -> str:
+    if not rows:
+        return '<p class="note">(nothing)</p>'
+    headers = list(rows[0])
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in headers)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(str(r.get(h, '')))}</td>" for h in headers) + "</tr>"
+        for r in rows
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _image(png: bytes, alt: str) -> str:
+    data = base64.b64encode(png).decode("ascii")
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+
+
+def _iso(ms: int) -> str:
+    return dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _city_rows(batch: Batch) -> list[dict[str, object]]:
+    cities = batch["city"] if "city" in batch else np.full(len(batch), None, object)
+    flags = batch["anomaly_flag"].astype(bool) if "anomaly_flag" in batch else None
+    detected = batch["detected"].astype(bool) if "detected" in batch else None
+    out = []
+    for city in sorted({str(c) for c in cities.tolist()}):
+        mine = cities.astype(str) == city
+        row: dict[str, object] = {
+            "city": city,
+            "rows": int(mine.sum()),
+            "sensors": len(set(batch["sensor_id"][mine].tolist())),
+        }
+        if flags is not None:
+            row["labelled anomalous rows"] = int((flags & mine).sum())
+        if detected is not None:
+            row["detected rows"] = int((detected & mine).sum())
+        out.append(row)
+    return out
+
+
+def _type_rows(batch: Batch, evaluation: object | None) -> list[dict[str, object]]:
+    if "anomaly_flag" not in batch:
+        return []
+    flags = batch["anomaly_flag"].astype(bool)
+    kinds = batch["anomaly_type"][flags] if "anomaly_type" in batch else np.full(flags.sum(), None)
+    rows_by_type = collections.Counter(str(k) for k in kinds.tolist())
+    events = getattr(evaluation, "events_by_type", {}) or {}
+    combined = getattr(evaluation, "detectors", {}).get("all") if evaluation is not None else None
+    out = []
+    for kind in sorted(set(rows_by_type) | set(events)):
+        row: dict[str, object] = {
+            "anomaly type": kind,
+            "events": events.get(kind, "-"),
+            "rows": rows_by_type.get(kind, 0),
+        }
+        if combined is not None and kind in combined.by_type:
+            figures = combined.by_type[kind]
+            row["events detected (all detectors)"] = f"{figures.detected_events}/{figures.events}"
+            row["rows detected"] = f"{figures.point_recall:.2f}"
+        out.append(row)
+    return out
+
+
+def render_report(
+    batch: Batch, *, title: str = "cosmobac report", sensors: int = 4, column: str = "temperature"
+) -> str:
+    """The report as HTML text: rows per city, anomalies by type, detector scores (when the rows
+    are labelled and carry detections), a fleet overview per city and ``sensors`` per-sensor
+    plots (the sensors with the most labelled events)."""
+    _figure_class()  # fail early, with the install hint, if matplotlib is missing
+    if not len(batch) or "sensor_id" not in batch or "timestamp" not in batch:
+        raise ReportError("nothing to report: the rows are empty or lack sensor_id/timestamp")
+    evaluation = None
+    if "anomaly_flag" in batch:
+        from ..evaluation.metrics import detector_names, evaluate
+
+        if detector_names(batch):
+            evaluation = evaluate(batch)
+    ts = batch["timestamp"]
+    parts = [
+        f"<h1>{html.escape(title)}</h1>",
+        f"<p>{len(batch)} rows from {len(set(batch['sensor_id'].tolist()))} sensors, "
+        f"{_iso(int(ts.min()))} to {_iso(int(ts.max()))}.</p>",
+        "<h2>Rows per city</h2>",
+        _table(_city_rows(batch)),
+        "<h2>Anomalies by type</h2>",
+        _table(_type_rows(batch, evaluation))
+        if "anomaly_flag" in batch
+        else '<p class="note">The rows carry no labels (anomaly_flag).</p>',
+    ]
+    if evaluation is not None:
+        parts += [
+            "<h2>Detector scores</h2>",
+            '<p class="note">P/R/F1: point-wise; PA: point-adjusted (an event counts as '
+            "detected in full once any of its rows is); events: detected/labelled; false alarms: "
+            "runs of detected rows outside events; delay: mean rows from an event's start to its "
+            "first detection; NAB: normalised NAB score with each sensor a series and each event "
+            "a window (for comparing detectors, not NAB's board).</p>",
+            _table(evaluation.summary_rows()),
+            "<p>Event recall by anomaly type:</p>",
+            _table(evaluation.type_rows()),
+            _image(figure_png(plot_scores(evaluation)), "detector scores"),
+        ]
+    elif "anomaly_flag" in batch:
+        parts.append(
+            '<p class="note">No detector columns: add detectors to the transforms to '
+            "score them.</p>"
+        )
+    if "city" in batch:
+        parts.append("<h2>Fleet overview per city</h2>")
+        for city in sorted({str(c) for c in batch["city"].tolist() if c is not None}):
+            parts.append(_image(figure_png(plot_city(batch, city, column=column)), f"city {city}"))
+    chosen = _busiest_sensors(batch, sensors)
+    if chosen:
+        parts.append("<h2>Sensors</h2>")
+        parts.append(
+            '<p class="note">Shaded: labelled anomaly events, by type; ×: detected rows.</p>'
+        )
+        for sensor in chosen:
+            parts.append(_image(figure_png(plot_sensor(batch, sensor)), f"sensor {sensor}"))
+    generated = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    parts.append(f'<p class="note">Generated by cosmobac on {generated}.</p>')
+    body = "\n".join(parts)
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head>\n"
+        f"<body>\n{body}\n</body></html>\n"
+    )
+
+
+def _busiest_sensors(batch: Batch, count: int) -> list[str]:
+    ids = batch["sensor_id"].astype(str)
+    names = sorted(set(ids.tolist()))
+    if count <= 0 or not names:
+        return []
+    if "anomaly_flag" not in batch:
+        return names[:count]
+    flags = batch["anomaly_flag"].astype(bool)
+    order = np.lexsort((batch["timestamp"], ids))
+    f, s = flags[order], ids[order]
+    starts = f.copy()
+    starts[1:] &= ~(f[:-1] & (s[1:] == s[:-1]))
+    events = collections.Counter(s[starts].tolist())
+    return sorted(names, key=lambda n: (-events.get(n, 0), n))[:count]
+
+
+def write_report(
+    batch: Batch,
+    out: str | os.PathLike[str],
+    *,
+    title: str = "cosmobac report",
+    sensors: int = 4,
+    column: str = "temperature",
+) -> Path:
+    """Write :func:`render_report` to ``out`` (folders created); returns the path."""
+    path = Path(out)
+    text = render_report(batch, title=title, sensors=sensors, column=column)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path

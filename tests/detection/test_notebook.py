@@ -1,0 +1,30 @@
+"""The example notebook runs from top to bottom (nbclient, a real ipykernel) and plots."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbclient  # test dependencies: nbclient, nbformat, ipykernel, and matplotlib (cosmobac[report])
+import nbformat
+
+NOTEBOOK = Path(__file__).resolve().parents[2] / "examples" / "notebooks" / "detect-anomalies.ipynb"
+
+
+def test_the_example_notebook_runs_and_plots(tmp_path):
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    assert not any(cell.get("outputs") for cell in notebook.cells if cell.cell_type == "code"), (
+        "commit the notebook without outputs"
+    )
+    client = nbclient.NotebookClient(
+        notebook,
+        timeout=120,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(tmp_path)}},
+    )
+    client.execute()
+    outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
+    assert "readings" in text and "event recall by anomaly type" in text
+    images = [o for o in outputs if "image/png" in o.get("data", {})]
+    assert len(images) == 3
