@@ -85,3 +85,31 @@ def test_every_config_key_is_in_the_reference(where, key):
     body = section(reference_text(), where)
     assert body, f"docs/reference/config*.md has no heading naming {where}"
     assert f"`{key}`" in body, f"docs/reference/config*.md, section {where}, lacks `{key}`"
+
+
+def command_paths() -> list[str]:
+    """Every command of the CLI, plugin commands included, as 'cosmobac a b'."""
+    import click
+
+    from cosmobac.cli import cli
+
+    group = click.Group(commands=dict(cli.commands))
+    Plugins().add_commands(group)
+    paths = []
+
+    def walk(command: click.Command, prefix: str) -> None:
+        if isinstance(command, click.Group):
+            for name, sub in command.commands.items():
+                walk(sub, f"{prefix} {name}")
+        else:
+            paths.append(prefix)
+
+    for name, command in group.commands.items():
+        walk(command, f"cosmobac {name}")
+    return sorted(paths)
+
+
+@pytest.mark.parametrize("command", command_paths())
+def test_every_command_is_documented(command):
+    docs = "\n".join(p.read_text() for p in (ROOT / "docs").rglob("*.md"))
+    assert f"`{command}" in docs, f"no page in docs/ shows `{command}`"
