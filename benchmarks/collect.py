@@ -34,10 +34,14 @@ CITIES = 10
 
 
 def make_fleet(rows_per_batch: int) -> tuple[SimulatedFleet, int, int]:
-    """The built-in ``simulated`` sensor (1000 sensors at 1 Hz), its start (epoch ms) and the ms
-    of sensor time that gives about ``rows_per_batch`` readings."""
+    """The built-in ``simulated`` sensor (100 sensors at 1 Hz), its start (epoch ms) and the ms
+    of sensor time that gives about ``rows_per_batch`` readings.
+
+    The fleet is sized so a run covers whole generation blocks (4096 readings per sensor), as a
+    long collect does; a wide fleet read for a few seconds would mostly measure blocks generated
+    and never used."""
     plugins = Plugins(entry_points=False)
-    sensors_per_city = 100
+    sensors_per_city = 10
     fleet = plugins.create(
         "sensor", "simulated", cities=CITIES, sensors_per_city=sensors_per_city, seed=7
     )
@@ -109,7 +113,7 @@ def run_raw(directory: Path, schema: list[str], rows: list[list[tuple]], tag: st
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=20_000, help="readings per batch")
-    parser.add_argument("--batches", type=int, default=10, help="batches per repetition")
+    parser.add_argument("--batches", type=int, default=20, help="batches per repetition")
     parser.add_argument("--repeat", type=int, default=5, help="interleaved repetitions")
     args = parser.parse_args(argv)
 
