@@ -11,7 +11,7 @@ import nox
 nox.options.sessions = ["tests", "lint", "typing", "docs"]
 nox.options.reuse_existing_virtualenvs = True
 
-PLUGINS = ["plugins/cosmobac-sqlite", "plugins/cosmobac-wasm"]
+PLUGINS = ["plugins/cosmobac-sqlite", "plugins/cosmobac-cosmos", "plugins/cosmobac-wasm"]
 EXAMPLES = ["examples/cosmobac-example-sink"]
 
 

@@ -1,0 +1,219 @@
+"""``cosmobac cosmos check|count|query`` and ``cosmobac emulator start|stop|status``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+
+from cosmobac.errors import CosmobacError
+
+__all__ = ["cosmos", "emulator"]
+
+
+def _sink(config: str, name: str | None) -> Any:
+    """The cosmos sink a pipeline file configures (``--sink`` chooses among several)."""
+    from cosmobac.config import load_config
+
+    loaded = load_config(config)
+    sinks = [c for c in loaded.sinks if c.plugin == "cosmos"]
+    names = [c.name or c.plugin for c in sinks]
+    if name is not None:
+        sinks = [c for c in sinks if (c.name or c.plugin) == name]
+    if not sinks:
+        which = f" named {name!r}" if name else ""
+        raise click.ClickException(
+            f'{config}: no [[sinks]] table with plugin = "cosmos"{which}'
+            + (f" (cosmos sinks: {', '.join(names)})" if names else "")
+        )
+    if len(sinks) > 1:
+        raise click.ClickException(
+            f"{config}: {len(sinks)} cosmos sinks; choose one with --sink ({', '.join(names)})"
+        )
+    return sinks[0].build()
+
+
+config_argument = click.argument("config", type=click.Path(dir_okay=False))
+sink_option = click.option(
+    "--sink", "sink_name", help="Which cosmos sink of the file (its name), if it has several."
+)
+
+
+def _filters(function: Any) -> Any:
+    for option in reversed(
+        [
+            click.option("--city", help="Only this city."),
+            click.option("--sensor", help="Only this sensor id."),
+            click.option(
+                "--since", help="From this time on: ISO-8601 with a zone, a date (UTC) or epoch ms."
+            ),
+            click.option("--until", help="Before this time (same forms as --since)."),
+            click.option("--anomalies", is_flag=True, help="Only readings labelled anomalous."),
+        ]
+    ):
+        function = option(function)
+    return function
+
+
+def _make_filters(**kw: Any) -> Any:
+    from .tools import Filters
+
+    filters = Filters(
+        city=kw["city"],
+        sensor=kw["sensor"],
+        since=kw["since"],
+        until=kw["until"],
+        anomalies=kw["anomalies"],
+    )
+    try:
+        filters.where()
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    return filters
+
+
+def _query_error(sink: Any, exc: Exception) -> click.ClickException:
+    from ._errors import classify
+
+    return click.ClickException(sink._redact(f"query failed: {classify(exc).message}"))
+
+
+@click.group()
+def cosmos() -> None:
+    """Check and query the Cosmos DB container a pipeline's cosmos sink writes to."""
+
+
+@cosmos.command()
+@config_argument
+@sink_option
+@click.option("--no-write", is_flag=True, help="Skip the test write (and delete).")
+def check(config: str, sink_name: str | None, no_write: bool) -> None:
+    """Reachability, credentials, database and container, partition key, one test write."""
+    from .tools import check as run_check
+
+    sink = _sink(config, sink_name)
+    try:
+        results = run_check(sink, write=not no_write)
+    finally:
+        sink.close()
+    marks = {True: "ok  ", False: "FAIL", None: "--  "}
+    for result in results:
+        click.echo(f"{marks[result.ok]} {result.what}: {result.detail}")
+    if any(r.ok is False for r in results):
+        sys.exit(1)
+
+
+@cosmos.command()
+@config_argument
+@sink_option
+@_filters
+@click.option("--json", "as_json", is_flag=True, help='Print {"count": N}.')
+def count(config: str, sink_name: str | None, as_json: bool, **filters: Any) -> None:
+    """How many documents the container holds (with filters)."""
+    from .tools import count as run_count
+
+    chosen = _make_filters(**filters)
+    sink = _sink(config, sink_name)
+    try:
+        n = run_count(sink, chosen)
+    except CosmobacError:
+        raise
+    except Exception as exc:
+        raise _query_error(sink, exc) from None
+    finally:
+        sink.close()
+    click.echo(json.dumps({"count": n}) if as_json else str(n))
+
+
+@cosmos.command()
+@config_argument
+@sink_option
+@_filters
+@click.option(
+    "--limit", type=int, default=20, show_default=True, help="At most this many (0: all)."
+)
+@click.option("--newest-first", is_flag=True, help="Newest readings first.")
+@click.option("--raw", is_flag=True, help="Keep Cosmos DB's system properties (_rid, _ts, ...).")
+def query(
+    config: str, sink_name: str | None, limit: int, newest_first: bool, raw: bool, **filters: Any
+) -> None:
+    """Matching documents as JSON lines, ordered by time."""
+    from .tools import query as run_query
+
+    if limit < 0:
+        raise click.BadParameter("--limit must be 0 (all) or more")
+    chosen = _make_filters(**filters)
+    sink = _sink(config, sink_name)
+    try:
+        for doc in run_query(sink, chosen, limit=limit or None, newest_first=newest_first, raw=raw):
+            click.echo(json.dumps(doc, ensure_ascii=False))
+    except CosmobacError:
+        raise
+    except Exception as exc:
+        raise _query_error(sink, exc) from None
+    finally:
+        sink.close()
+
+
+@click.group()
+def emulator() -> None:
+    """A local Cosmos DB-compatible server for development (Node.js; data in memory only)."""
+
+
+@emulator.command()
+@click.option("--port", type=int, default=8081, show_default=True, help="0 takes a free port.")
+@click.option("--json", "as_json", is_flag=True, help="Print the server as JSON.")
+def start(port: int, as_json: bool) -> None:
+    """Start the server on 127.0.0.1 in the background (installs it with npm on first use)."""
+    from .emulator import LOCAL_KEY, start_background
+
+    server, started = start_background(port=port, echo=lambda m: click.echo(m, err=True))
+    if as_json:
+        click.echo(json.dumps({**server.as_json(), "started": started, "key": LOCAL_KEY}))
+        return
+    click.echo(
+        f"{'started' if started else 'already running'}: {server.endpoint} (pid {server.pid})"
+    )
+    click.echo(
+        "any key works, e.g. in a pipeline file:\n"
+        "  [[sinks]]\n"
+        '  plugin = "cosmos"\n'
+        f'  endpoint = "{server.endpoint}"\n'
+        '  database = "telemetry"\n'
+        '  container = "readings"\n'
+        f'  key = "{LOCAL_KEY}"\n'
+        "  create_if_missing = true\n"
+        "data lives in memory: `cosmobac emulator stop` (or a restart) empties it"
+    )
+
+
+@emulator.command()
+def stop() -> None:
+    """Stop the background server."""
+    from .emulator import stop_background
+
+    server = stop_background()
+    click.echo("not running" if server is None else f"stopped {server.endpoint} (pid {server.pid})")
+
+
+@emulator.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def status(as_json: bool) -> None:
+    """Whether the background server runs, and where."""
+    from .emulator import background_status, reachable
+
+    server = background_status()
+    if as_json:
+        data: dict[str, Any] = {"running": server is not None}
+        if server is not None:
+            data.update(server.as_json(), reachable=reachable(server.endpoint))
+        click.echo(json.dumps(data))
+    elif server is None:
+        click.echo("not running (start it with `cosmobac emulator start`)")
+    else:
+        state = "answering" if reachable(server.endpoint) else "NOT answering"
+        click.echo(f"running: {server.endpoint} (pid {server.pid}), {state}")
+    if server is None:
+        sys.exit(3)

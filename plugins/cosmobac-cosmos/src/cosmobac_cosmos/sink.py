@@ -1,0 +1,883 @@
+"""The ``cosmos`` sink: readings into an Azure Cosmos DB container, effectively once.
+
+How a ``write(batch)`` goes:
+
+1. Rows become documents (:func:`cosmobac.documents.to_documents`: deterministic ids, ISO
+   timestamps, non-finite numbers as ``null``). Rows Cosmos DB would refuse for their content — a
+   document over 2 MB, an invalid ``id``, a partition key value over 2 KB or missing, a value JSON
+   cannot carry — are *rejected* with the reason (the forwarder dead-letters them) and never block
+   the others.
+2. The rest are grouped by partition key value into transactional batches of ``create`` operations
+   (at most 100 operations and 2 MB each), sent by a pool of threads. How many requests are in flight
+   adapts: one more per round of successes (additive increase), halved on HTTP 429, on a timeout and
+   on a response slower than ``latency_target`` (multiplicative decrease).
+3. A batch that reports a conflict (HTTP 409: the document exists — a replay after a crash, or a
+   retry of a request whose answer was lost) has its rows settled with one ``upsert`` each, so the
+   container ends with exactly one document per reading on real Cosmos DB (atomic batches) and on
+   the local test server (non-atomic batches) alike.
+4. HTTP 429 waits the server's ``x-ms-retry-after-ms`` before anything more is sent; timeouts,
+   dropped connections and 408/410/449/5xx back off exponentially with full jitter. Rows still
+   unsent when ``write_timeout`` runs out are handed back as ``retry`` (the forwarder backs off and
+   sends them again); wrong credentials, a missing container or a partition key that does not
+   match raise a permanent :class:`~cosmobac.errors.SinkError` (nothing is acknowledged).
+
+Request charges (RU) are summed into the :class:`~cosmobac.interfaces.WriteResult` stats
+(``request_charge``) and into :meth:`CosmosSink.totals`.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import json
+import logging
+import math
+import random
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
+
+import attrs
+import numpy as np
+
+from cosmobac.batch import Batch
+from cosmobac.documents import MAX_ID_LENGTH, document_ids, iso_timestamps, to_documents
+from cosmobac.errors import SinkError
+from cosmobac.interfaces import WriteResult
+from cosmobac.schema import STORE_SEQ
+
+from . import _settings as s
+from ._errors import Action, Failure, Redactor, classify, request_charge, statuses_text
+
+__all__ = ["MAX_DOCUMENT_BYTES", "CosmosSink"]
+
+log = logging.getLogger("cosmobac.cosmos")
+
+MAX_DOCUMENT_BYTES: Final = 2 * 1024 * 1024
+"""Cosmos DB's largest item (2 MB of JSON)."""
+MAX_BATCH_BYTES: Final = 2 * 1024 * 1024 - 64 * 1024
+"""Largest transactional batch request body sent (the service limit is 2 MB; room for framing)."""
+MAX_PARTITION_KEY_BYTES: Final = 2048
+_ID_FORBIDDEN: Final = frozenset("/\\?#")
+_NUMBER_BOUND: Final = 32  # characters of the longest JSON number Python writes, with slack
+
+
+def _credential_repr(value: Any) -> str:
+    return repr(value) if value is None or isinstance(value, str) else f"<{type(value).__name__}>"
+
+
+@attrs.define(eq=False)
+class _Work:
+    """One request to make: a transactional batch of creates, or one upsert."""
+
+    mode: str  # "create" or "upsert"
+    partition_key: Any
+    positions: list[int]
+    docs: list[dict[str, Any]] | None  # built just before the first send
+    attempt: int = 0
+    not_before: float = 0.0
+
+    @property
+    def built(self) -> list[dict[str, Any]]:
+        assert self.docs is not None, "documents are built before a request is made"
+        return self.docs
+
+
+@attrs.define(eq=False)
+class _Limiter:
+    """AIMD concurrency. A success adds ``1/limit`` (one more request in flight per round of
+    successes); congestion — HTTP 429, a timeout, or a response slower than ``tolerance`` times the
+    lowest latency seen lately (requests queueing somewhere) or than the configured target —
+    multiplies the limit by ``factor``, at most once per round trip."""
+
+    maximum: int
+    limit: float
+    tolerance: float = 3.0
+    # the lowest latency seen lately per kind of request (batches and single upserts differ):
+    # the unloaded round trip
+    base: dict[str, float] = attrs.field(factory=dict)
+    latency: float = 0.05  # smoothed latency of recent requests
+    _last_decrease: float = -math.inf
+
+    @property
+    def allowed(self) -> int:
+        return max(1, min(self.maximum, int(self.limit)))
+
+    def observe(self, latency: float, now: float, target: float, kind: str = "create") -> None:
+        """A successful request of ``kind`` that took ``latency`` seconds."""
+        # the minimum drifts up slowly, so that an old one is forgotten
+        base = self.base[kind] = min(self.base.get(kind, math.inf) * 1.01, latency)
+        self.latency = 0.8 * self.latency + 0.2 * latency
+        if latency > target or (latency > self.tolerance * base and latency > 0.002):
+            self.congestion(now, factor=0.75)
+        else:
+            self.limit = min(float(self.maximum), self.limit + 1.0 / max(self.limit, 1.0))
+
+    def congestion(self, now: float, factor: float = 0.5) -> bool:
+        if now - self._last_decrease < max(0.01, self.latency):
+            return False
+        self._last_decrease = now
+        self.limit = max(1.0, self.limit * factor)
+        return True
+
+
+@attrs.define(eq=False)
+class _Outcome:
+    written: list[int] = attrs.field(factory=list)
+    rejected: dict[int, str] = attrs.field(factory=dict)
+    charge: float = 0.0
+    requests: int = 0
+    throttled: int = 0
+    conflicts: int = 0
+    errors: int = 0
+    last_error: str | None = None
+    permanent: str | None = None
+
+
+@attrs.define(eq=False, kw_only=True)
+class CosmosSink:
+    """Write readings to an Azure Cosmos DB container (plugin ``cosmos``).
+
+    Keys: ``endpoint``, ``database``, ``container`` (required); ``partition_key`` (default
+    ``"/sensor_id"``, or a hierarchical list such as ``["/city", "/sensor_id"]``); ``key`` or
+    ``credential = "default"`` (Microsoft Entra ID); ``create_if_missing`` with ``throughput``,
+    ``autoscale_max_throughput``, ``default_ttl``, ``indexing_policy``; ``verify_tls``,
+    ``tls_ca_file``; ``connection_timeout``, ``read_timeout``, ``write_timeout``,
+    ``latency_target``, ``max_concurrency``, ``max_batch_operations``, ``retry_backoff``,
+    ``retry_backoff_max``. See docs/reference/config-cosmos.md.
+    """
+
+    endpoint: str = attrs.field(validator=s.check_endpoint)
+    database: str = attrs.field(validator=s.check_name)
+    container: str = attrs.field(validator=s.check_name)
+    partition_key: tuple[str, ...] = attrs.field(
+        default=s.DEFAULT_PARTITION_KEY, converter=s.parse_partition_key
+    )
+    key: str | None = attrs.field(default=None, repr=False, validator=s.check_key)
+    credential: Any = attrs.field(default=None, repr=_credential_repr, validator=s.check_credential)
+    create_if_missing: bool = attrs.field(default=False, converter=s.create_if_missing)
+    throughput: int | None = attrs.field(default=None, converter=s.throughput)
+    autoscale_max_throughput: int | None = attrs.field(
+        default=None, converter=s.autoscale_max_throughput
+    )
+    default_ttl: int | None = attrs.field(default=None, converter=s.ttl)
+    indexing_policy: Mapping[str, Any] | None = attrs.field(
+        default=None, validator=s.check_indexing_policy
+    )
+    verify_tls: bool = attrs.field(default=True, converter=s.verify_tls)
+    tls_ca_file: str | None = attrs.field(default=None, validator=s.check_optional_path)
+    connection_timeout: float = attrs.field(default=10.0, converter=s.connection_timeout)
+    read_timeout: float = attrs.field(default=30.0, converter=s.read_timeout)
+    write_timeout: float = attrs.field(default=60.0, converter=s.write_timeout)
+    latency_target: float = attrs.field(default=5.0, converter=s.latency_target)
+    max_concurrency: int = attrs.field(default=8, converter=s.max_concurrency)
+    max_batch_operations: int = attrs.field(
+        default=s.MAX_BATCH_OPERATIONS,
+        converter=s.max_batch_operations,
+    )
+    retry_backoff: float = attrs.field(default=0.1, converter=s.retry_backoff)
+    retry_backoff_max: float = attrs.field(default=10.0, converter=s.retry_backoff_max)
+
+    _client: Any = attrs.field(init=False, default=None, repr=False)
+    _container_proxy: Any = attrs.field(init=False, default=None, repr=False)
+    _session: Any = attrs.field(init=False, default=None, repr=False)
+    _own_credential: Any = attrs.field(init=False, default=None, repr=False)
+    _pool: cf.ThreadPoolExecutor | None = attrs.field(init=False, default=None, repr=False)
+    _limiter: _Limiter = attrs.field(init=False, repr=False)
+    _redact: Redactor = attrs.field(init=False, factory=Redactor, repr=False)
+    _lock: threading.Lock = attrs.field(init=False, factory=threading.Lock, repr=False)
+    _rng: random.Random = attrs.field(init=False, factory=random.Random, repr=False)
+    _throttle_until: float = attrs.field(init=False, default=0.0, repr=False)
+    _totals: dict[str, float] = attrs.field(init=False, factory=dict, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        if self.key is None and self.credential is None:
+            raise ValueError(
+                'give `key` (the account key, e.g. key = "${COSMOS_KEY}") or '
+                'credential = "default" (Microsoft Entra ID)'
+            )
+        if self.key is not None and self.credential is not None:
+            raise ValueError("give either `key` or `credential`, not both")
+        if self.throughput is not None and self.autoscale_max_throughput is not None:
+            raise ValueError("give either `throughput` (manual) or `autoscale_max_throughput`")
+        if not self.create_if_missing:
+            for name in (
+                "throughput",
+                "autoscale_max_throughput",
+                "default_ttl",
+                "indexing_policy",
+            ):
+                if getattr(self, name) is not None:
+                    raise ValueError(
+                        f"{name} only applies when the sink creates the container; set "
+                        "create_if_missing = true, or set it on the container in Azure"
+                    )
+        if self.tls_ca_file is not None and not self.verify_tls:
+            raise ValueError("tls_ca_file needs verify_tls = true")
+        if self.retry_backoff_max < self.retry_backoff:
+            raise ValueError("retry_backoff_max must be at least retry_backoff")
+        self._redact.add(self.key)
+        self._limiter = _Limiter(
+            maximum=self.max_concurrency, limit=float(max(1, min(4, self.max_concurrency)))
+        )
+        self._totals = {
+            "documents": 0.0,
+            "request_charge": 0.0,
+            "requests": 0.0,
+            "throttled": 0.0,
+            "conflicts": 0.0,
+            "errors": 0.0,
+            "rejected": 0.0,
+        }
+
+    # -- connection ---------------------------------------------------------------------------
+    @property
+    def container_client(self) -> Any:
+        """The SDK's ``ContainerProxy`` (connects on first use)."""
+        self.connect()
+        return self._container_proxy
+
+    @property
+    def cosmos_client(self) -> Any:
+        """The SDK's ``CosmosClient`` (connects on first use)."""
+        self.connect()
+        return self._client
+
+    def connect(self) -> None:
+        """Open the client, check (or create) database and container, and the partition key.
+
+        Raises :class:`SinkError`: permanent for wrong credentials, a missing container or a
+        partition key that differs from the container's; transient when unreachable."""
+        with self._lock:
+            if self._container_proxy is not None:
+                return
+            try:
+                self._open()
+            except SinkError:
+                self._close_client()
+                raise
+            except Exception as exc:
+                self._close_client()
+                failure = classify(exc)
+                raise SinkError(
+                    self._redact(f"cosmos sink: cannot use {self._where()}: {failure.message}"),
+                    transient=failure.action not in (Action.PERMANENT, Action.CONTENT),
+                ) from None
+
+    def _where(self) -> str:
+        return f"container {self.container!r} of database {self.database!r} at {self.endpoint}"
+
+    def client_options(self) -> dict[str, Any]:
+        """Keyword arguments for ``azure.cosmos.CosmosClient`` (timeouts, TLS, retries)."""
+        from azure.cosmos import SSLConfiguration
+        from azure.cosmos.documents import ConnectionPolicy, RetryOptions
+
+        policy = ConnectionPolicy()
+        # the sink honours 429 itself (retry-after, then slows down): the SDK must not wait on it
+        policy.RetryOptions = RetryOptions(max_retry_attempt_count=0)
+        options: dict[str, Any] = {
+            "connection_policy": policy,
+            "connection_timeout": self.connection_timeout,
+            "read_timeout": self.read_timeout,
+            "retry_total": 0,  # transport retries off: the sink backs off with full jitter
+            "enable_endpoint_discovery": not (
+                self.endpoint.startswith("http://") or s.is_loopback(self.endpoint)
+            ),
+            "user_agent_suffix": "cosmobac",
+        }
+        if self.verify_tls:
+            ssl = SSLConfiguration()
+            ssl.SSLCaCerts = self.tls_ca_file or True  # verify even for localhost
+            options["ssl_config"] = ssl
+        else:
+            options["connection_verify"] = False
+        return options
+
+    def _token_credential(self) -> Any:
+        if self.key is not None:
+            return self.key.strip()
+        if self.credential == "default":
+            from azure.identity import DefaultAzureCredential
+
+            self._own_credential = DefaultAzureCredential()
+            return self._own_credential
+        return self.credential
+
+    def _open(self) -> None:
+        import requests
+        from azure.core.pipeline.transport import RequestsTransport
+        from azure.cosmos import CosmosClient, PartitionKey, ThroughputProperties
+        from urllib3.util.retry import Retry
+
+        session = requests.Session()
+        # proxies from the environment (HTTPS_PROXY, NO_PROXY, ...) are looked up once here, not
+        # on every request (requests scans os.environ per request: ~10% of the client's CPU)
+        session.proxies.update(requests.utils.get_environ_proxies(self.endpoint))
+        session.trust_env = False
+        adapter = requests.adapters.HTTPAdapter(
+            pool_connections=4,
+            pool_maxsize=self.max_concurrency + 4,
+            max_retries=Retry(total=False, redirect=False, raise_on_status=False),
+        )
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+        self._session = session
+        options = self.client_options()
+        options["transport"] = RequestsTransport(session=session, session_owner=False)
+        client = CosmosClient(self.endpoint, self._token_credential(), **options)
+        self._client = client
+        if self.create_if_missing:
+            database = client.create_database_if_not_exists(id=self.database)
+            extra: dict[str, Any] = {}
+            if self.throughput is not None:
+                extra["offer_throughput"] = self.throughput
+            elif self.autoscale_max_throughput is not None:
+                extra["offer_throughput"] = ThroughputProperties(
+                    auto_scale_max_throughput=self.autoscale_max_throughput
+                )
+            if self.default_ttl is not None:
+                extra["default_ttl"] = self.default_ttl
+            if self.indexing_policy is not None:
+                extra["indexing_policy"] = dict(self.indexing_policy)
+            if len(self.partition_key) > 1:
+                key = PartitionKey(path=list(self.partition_key), kind="MultiHash")
+            else:
+                key = PartitionKey(path=self.partition_key[0], kind="Hash")
+            container = database.create_container_if_not_exists(
+                id=self.container, partition_key=key, **extra
+            )
+            properties = container.read()
+        else:
+            database = client.get_database_client(self.database)
+            container = database.get_container_client(self.container)
+            try:
+                properties = container.read()
+            except Exception as exc:
+                if getattr(exc, "status_code", None) != 404:
+                    raise
+                missing = self._missing(database)
+                raise SinkError(
+                    f"cosmos sink: {missing}. Create it in Azure (with partition key "
+                    f"{self._paths_text()}), or set create_if_missing = true where the identity "
+                    "may create databases and containers",
+                    transient=False,
+                ) from None
+        actual = tuple((properties.get("partitionKey") or {}).get("paths") or ())
+        if actual != self.partition_key:
+            raise SinkError(
+                f"cosmos sink: {self._where()} is partitioned by {list(actual)}, but the sink "
+                f"is configured with partition_key = {self._paths_text()}; make them match (a "
+                "container's partition key cannot be changed)",
+                transient=False,
+            )
+        self._container_proxy = container
+        if self._pool is None:
+            self._pool = cf.ThreadPoolExecutor(
+                max_workers=self.max_concurrency, thread_name_prefix="cosmobac-cosmos"
+            )
+        log.info("cosmos sink connected to %s", self._where())
+
+    def _missing(self, database: Any) -> str:
+        try:
+            database.read()
+        except Exception as exc:
+            if getattr(exc, "status_code", None) == 404:
+                return f"database {self.database!r} does not exist at {self.endpoint}"
+            raise
+        return f"container {self.container!r} does not exist in database {self.database!r}"
+
+    def _paths_text(self) -> str:
+        if len(self.partition_key) == 1:
+            return repr(self.partition_key[0])
+        return "[" + ", ".join(repr(p) for p in self.partition_key) + "]"
+
+    def _close_client(self) -> None:
+        client, self._client, self._container_proxy = self._client, None, None
+        if client is not None:
+            _wait_for_background_refresh(client, timeout=self.connection_timeout + 1)
+            try:
+                client.__exit__(None, None, None)
+            except Exception:  # closing must not hide the error that got us here
+                log.debug("closing the Cosmos client failed", exc_info=True)
+        if self._session is not None:
+            self._session.close()
+            self._session = None
+        if self._own_credential is not None:
+            try:
+                self._own_credential.close()
+            except Exception:
+                log.debug("closing the credential failed", exc_info=True)
+            self._own_credential = None
+
+    def close(self) -> None:
+        """Finish: stop the worker threads and close the client. Logs the totals."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)
+        with self._lock:
+            self._close_client()
+        if self._totals["documents"]:
+            log.info(
+                "cosmos sink: %d documents written, %.1f RU (%.2f RU per document)",
+                self._totals["documents"],
+                self._totals["request_charge"],
+                self._totals["request_charge"] / self._totals["documents"],
+            )
+
+    def __enter__(self) -> CosmosSink:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def totals(self) -> dict[str, float]:
+        """Counts over this sink's life: documents written, request charge (RU), requests,
+        throttled requests, conflicts settled by upserts, transient errors, rejected rows, and
+        ``request_charge_per_document``."""
+        out = dict(self._totals)
+        out["request_charge_per_document"] = (
+            out["request_charge"] / out["documents"] if out["documents"] else 0.0
+        )
+        return out
+
+    @property
+    def concurrency(self) -> int:
+        """Requests the sink currently allows in flight (adapts between 1 and max_concurrency)."""
+        return self._limiter.allowed
+
+    # -- planning -----------------------------------------------------------------------------
+    def _bounds(self, batch: Batch) -> tuple[np.ndarray, dict[int, str]]:
+        """An upper bound on each row's document size as the SDK writes it (JSON, ASCII-escaped),
+        from the columns without building documents, and the rows refused for their content.
+        Only rows whose bound passes 2 MB have their document built to know its exact size."""
+        n = len(batch)
+        rejected: dict[int, str] = {}
+        bounds = np.full(n, 2 + 6 * MAX_ID_LENGTH + 8, dtype=np.int64)  # braces and the id
+        for name in batch.columns:
+            if name == STORE_SEQ:
+                continue
+            column = batch[name]
+            key_bound = 6 * len(name) + 6
+            if name != "id" and (name == "timestamp" or column.dtype.kind in "fiub"):
+                bounds += key_bound + _NUMBER_BOUND
+                continue
+            values = column.tolist()
+            lengths = np.array([len(v) if type(v) is str else -1 for v in values], dtype=np.int64)
+            sizes = 6 * lengths + 2
+            for i in np.flatnonzero(lengths < 0).tolist():
+                size, problem = _value_bound(values[i])
+                sizes[i] = size
+                if problem is not None:
+                    rejected.setdefault(i, f"field {name!r}: {problem}")
+            bounds += key_bound + sizes
+        for i in np.flatnonzero(bounds > MAX_DOCUMENT_BYTES).tolist():
+            if i in rejected:
+                continue
+            doc = next(to_documents(batch.select([i])))
+            exact = len(json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
+            if exact > MAX_DOCUMENT_BYTES:
+                rejected[i] = (
+                    f"document is {exact} bytes of JSON; Cosmos DB stores at most 2 MB "
+                    f"({MAX_DOCUMENT_BYTES} bytes) per item"
+                )
+            bounds[i] = min(int(bounds[i]), MAX_BATCH_BYTES)
+        return bounds, rejected
+
+    def _key_values(self, batch: Batch, field: str) -> list[Any] | None:
+        """The values documents will carry in ``field`` (``None`` when the batch lacks it)."""
+        if field == "id":
+            if "id" in batch.columns:
+                return [_json_value(v) for v in batch["id"].tolist()]
+            return list(document_ids(batch).tolist())
+        column = batch.get(field)
+        if column is None:
+            return None
+        if field == "timestamp":
+            return list(iso_timestamps(column).tolist())
+        if column.dtype.kind == "f":
+            values = column.astype(object)
+            values[~np.isfinite(column)] = None
+            return list(values.tolist())
+        if column.dtype.kind == "O":
+            return [_json_value(v) for v in column.tolist()]
+        return list(column.tolist())
+
+    def _partition_values(self, batch: Batch, rejected: dict[int, str]) -> list[Any]:
+        """Each row's partition key value as the SDK takes it."""
+        n = len(batch)
+        columns = []
+        for path in self.partition_key:
+            values = self._key_values(batch, path[1:])
+            if values is None:
+                reason = (
+                    f"document has no {path[1:]!r}, the container's partition key "
+                    f"({self._paths_text()})"
+                )
+                for i in range(n):
+                    rejected.setdefault(i, reason)
+                return [None] * n
+            columns.append(values)
+        for i, parts in enumerate(zip(*columns, strict=True)):
+            size = 0
+            for value in parts:
+                if type(value) is str:
+                    long = len(value) > MAX_PARTITION_KEY_BYTES // 4
+                    size += len(value.encode("utf-8")) if long else len(value)
+                elif value is None or isinstance(value, int | float):
+                    size += 8
+                else:
+                    rejected.setdefault(i, "partition key values must be text, numbers or null")
+            if size > MAX_PARTITION_KEY_BYTES:
+                rejected.setdefault(
+                    i,
+                    f"partition key value is {size} bytes; Cosmos DB allows at most "
+                    f"{MAX_PARTITION_KEY_BYTES}",
+                )
+        if len(columns) == 1:
+            return columns[0]
+        return [list(parts) for parts in zip(*columns, strict=True)]
+
+    def _plan(self, batch: Batch) -> tuple[list[_Work], dict[int, str]]:
+        """Rows grouped by partition key value into transactional batches (≤ 100 operations,
+        ≤ 2 MB); documents are built later, just before each batch is sent."""
+        bounds, rejected = self._bounds(batch)
+        keys = self._partition_values(batch, rejected)
+        groups: dict[Any, list[int]] = {}
+        values: dict[Any, Any] = {}
+        for i, value in enumerate(keys):
+            if i in rejected:
+                continue
+            if type(value) is str:
+                group: Any = value
+            else:  # lists (hierarchical keys) are not hashable; True and 1 must stay apart
+                parts = value if isinstance(value, list) else [value]
+                group = tuple((type(v).__name__, v) for v in parts)
+            positions = groups.get(group)
+            if positions is None:
+                groups[group] = positions = []
+                values[group] = value
+            positions.append(i)
+        work: list[_Work] = []
+        limit = self.max_batch_operations
+        sizes = bounds.tolist()
+        for group, positions in groups.items():
+            chunk: list[int] = []
+            size = 0
+            for i in positions:
+                b = sizes[i]
+                if chunk and (len(chunk) >= limit or size + b > MAX_BATCH_BYTES):
+                    work.append(_Work("create", values[group], chunk, None))
+                    chunk, size = [], 0
+                chunk.append(i)
+                size += b
+            if chunk:
+                work.append(_Work("create", values[group], chunk, None))
+        return work, rejected
+
+    def _build(self, batch: Batch, item: _Work, outcome: _Outcome) -> bool:
+        """Build the documents of ``item``; rows with an invalid ``id`` are rejected. False when
+        nothing is left to send."""
+        docs = list(to_documents(batch.select(item.positions)))
+        if "id" in batch.columns:
+            keep = []
+            for position, doc in zip(item.positions, docs, strict=True):
+                problem = _id_problem(doc.get("id"))
+                if problem is None:
+                    keep.append((position, doc))
+                else:
+                    outcome.rejected[position] = problem
+            item.positions = [p for p, _ in keep]
+            docs = [d for _, d in keep]
+        item.docs = docs
+        return bool(docs)
+
+    # -- writing ------------------------------------------------------------------------------
+    def write(self, batch: Batch) -> WriteResult | None:
+        """Write every row; see the module documentation for what happens on failures."""
+        if not len(batch):
+            return None
+        self.connect()
+        work, rejected = self._plan(batch)
+        outcome = _Outcome(rejected=dict(rejected))
+        deadline = time.monotonic() + self.write_timeout
+        pending = self._run(batch, work, outcome, deadline)
+        self._account(outcome)
+        if outcome.permanent is not None:
+            raise SinkError(self._redact(outcome.permanent), transient=False)
+        retry = sorted(p for w in pending for p in w.positions)
+        stats = {
+            "request_charge": round(outcome.charge, 2),
+            "requests": outcome.requests,
+            "throttled": outcome.throttled,
+            "conflicts": outcome.conflicts,
+            "errors": outcome.errors,
+        }
+        if retry and not outcome.written and not outcome.rejected:
+            raise SinkError(
+                self._redact(
+                    f"cosmos sink: nothing written to {self._where()} in "
+                    f"{self.write_timeout:g} s: {outcome.last_error or 'no answer'}"
+                ),
+                transient=True,
+            )
+        if retry:
+            log.warning(
+                "cosmos sink: %d of %d rows not written within write_timeout (%s); the forwarder "
+                "will send them again",
+                len(retry),
+                len(batch),
+                self._redact(outcome.last_error or "no answer"),
+            )
+        for position, reason in sorted(outcome.rejected.items())[:5]:
+            log.warning("cosmos sink: row %d rejected: %s", position, reason)
+        return WriteResult(retry=retry, rejected=outcome.rejected, stats=stats)
+
+    def _account(self, outcome: _Outcome) -> None:
+        totals = self._totals
+        totals["documents"] += len(outcome.written)
+        totals["request_charge"] += outcome.charge
+        totals["requests"] += outcome.requests
+        totals["throttled"] += outcome.throttled
+        totals["conflicts"] += outcome.conflicts
+        totals["errors"] += outcome.errors
+        totals["rejected"] += len(outcome.rejected)
+
+    def _run(
+        self, batch: Batch, work: list[_Work], outcome: _Outcome, deadline: float
+    ) -> list[_Work]:
+        """Send every piece of work, adapting concurrency; returns what is left at the deadline.
+
+        While the allowed number of requests is in flight, the next batches' documents are built,
+        so building overlaps sending."""
+        pool = self._pool
+        assert pool is not None
+        queue: list[_Work] = list(work)
+        inflight: dict[cf.Future[tuple[float, dict[str, Any]]], _Work] = {}
+        limiter = self._limiter
+        while True:
+            now = time.monotonic()
+            stopping = outcome.permanent is not None or now >= deadline
+            if not stopping and now >= self._throttle_until:
+                while queue and len(inflight) < limiter.allowed:
+                    index = next((i for i, w in enumerate(queue) if w.not_before <= now), None)
+                    if index is None:
+                        break
+                    item = queue.pop(index)
+                    if item.docs is None and not self._build(batch, item, outcome):
+                        continue
+                    inflight[pool.submit(self._execute, item)] = item
+            if not inflight:
+                if stopping or not queue:
+                    return queue
+                wake = max(self._throttle_until, min(w.not_before for w in queue))
+                time.sleep(max(0.0, min(wake, deadline) - now) + 0.001)
+                continue
+            unbuilt = None if stopping else next((w for w in queue if w.docs is None), None)
+            if unbuilt is not None:  # build ahead instead of waiting idle
+                if not self._build(batch, unbuilt, outcome):
+                    queue.remove(unbuilt)
+                timeout: float | None = 0.0
+            elif queue and not stopping:
+                # wake for the first completion, or when queued work may be sent (a backoff or a
+                # throttle ends) while there is room in flight
+                wake = max(self._throttle_until, min(w.not_before for w in queue))
+                if len(inflight) >= limiter.allowed or wake <= now:
+                    wake = deadline
+                timeout = max(0.0, min(wake, deadline) - now) + 0.001
+            else:
+                timeout = None
+            done, _ = cf.wait(inflight, timeout=timeout, return_when=cf.FIRST_COMPLETED)
+            for future in done:
+                item = inflight.pop(future)
+                outcome.requests += 1
+                error = future.exception()
+                if error is None:
+                    latency, headers = future.result()
+                    outcome.charge += request_charge(headers)
+                    outcome.written.extend(item.positions)
+                    limiter.observe(latency, time.monotonic(), self.latency_target, item.mode)
+                else:
+                    queue.extend(self._failed(item, error, outcome))
+
+    def _execute(self, item: _Work) -> tuple[float, dict[str, Any]]:
+        docs = item.built
+        headers: dict[str, Any] = {}
+
+        def hook(response_headers: Mapping[str, Any], _: Any) -> None:
+            headers.update(response_headers)
+
+        started = time.monotonic()
+        container = self._container_proxy
+        if item.mode == "create":
+            container.execute_item_batch(
+                [("create", (doc,)) for doc in docs],
+                partition_key=item.partition_key,
+                response_hook=hook,
+            )
+        else:
+            container.upsert_item(docs[0], response_hook=hook)
+        return time.monotonic() - started, headers
+
+    def _failed(self, item: _Work, error: BaseException, outcome: _Outcome) -> list[_Work]:
+        """What to send next after ``item`` failed with ``error``."""
+        failure = classify(error)
+        outcome.charge += failure.request_charge
+        now = time.monotonic()
+        action = failure.action
+        if action is Action.PERMANENT:
+            outcome.permanent = f"cosmos sink: {self._where()}: {failure.message}"
+            return [item]
+        if action is Action.THROTTLED:
+            outcome.throttled += 1
+            wait = failure.retry_after
+            if wait is None:  # no retry-after: back off like any transient error
+                wait = self._backoff(item.attempt)
+                item.attempt += 1
+            self._throttle_until = max(self._throttle_until, now + wait)
+            item.not_before = now + wait
+            self._limiter.congestion(now)
+            return [item]
+        if action is Action.TRANSIENT:
+            outcome.errors += 1
+            outcome.last_error = failure.message
+            if failure.status in (None, 0, 408, 503):  # timeouts, lost connections, overload
+                self._limiter.congestion(now)
+            item.not_before = now + self._backoff(item.attempt)
+            item.attempt += 1
+            log.debug("cosmos sink: transient failure (%s); backing off", failure.message)
+            return [item]
+        if action is Action.SERIALIZE:
+            return self._split_unserialisable(item, outcome)
+        if failure.operation_statuses is not None and item.mode == "create":
+            return self._batch_failed(item, failure, outcome)
+        if action is Action.CONFLICT and item.mode == "create":
+            outcome.conflicts += len(item.positions)
+            return self._as_upserts(item, range(len(item.positions)))
+        # a content error for the whole request: isolate the document(s) it is about
+        if len(item.positions) == 1:
+            outcome.rejected[item.positions[0]] = (
+                f"Cosmos DB refused the document: {failure.message}"
+            )
+            return []
+        half = len(item.positions) // 2
+        return [
+            _Work(item.mode, item.partition_key, item.positions[:half], item.built[:half]),
+            _Work(item.mode, item.partition_key, item.positions[half:], item.built[half:]),
+        ]
+
+    def _batch_failed(self, item: _Work, failure: Failure, outcome: _Outcome) -> list[_Work]:
+        """A transactional batch answered per operation: settle each row by its status."""
+        statuses = list(failure.operation_statuses or ())
+        statuses += [424] * (len(item.positions) - len(statuses))
+        messages = list(failure.operation_messages) + [None] * len(statuses)
+        redo: list[int] = []
+        conflict = 409 in statuses
+        throttled = 429 in statuses
+        transient = any(st in (408, 410, 449) or st >= 500 for st in statuses)
+        for j, status in enumerate(statuses):
+            if 200 <= status < 300:  # committed (the local server does not roll back)
+                outcome.written.append(item.positions[j])
+            elif status in (409, 424, 429, 408, 410, 449) or status >= 500:
+                redo.append(j)
+            else:
+                reason = messages[j] or f"HTTP {status}"
+                outcome.rejected[item.positions[j]] = (
+                    f"Cosmos DB refused the document (HTTP {status}): {reason}"
+                )
+        log.debug("cosmos sink: batch of %d answered %s", len(statuses), statuses_text(statuses))
+        if not redo:
+            return []
+        if conflict:
+            outcome.conflicts += len(redo)
+            return self._as_upserts(item, redo)
+        now = time.monotonic()
+        rest = _Work(
+            item.mode,
+            item.partition_key,
+            [item.positions[j] for j in redo],
+            [item.built[j] for j in redo],
+            attempt=item.attempt,
+        )
+        if throttled or transient:
+            rest.not_before = now + self._backoff(item.attempt)
+            rest.attempt += 1
+        return [rest]
+
+    def _as_upserts(self, item: _Work, indexes: Sequence[int]) -> list[_Work]:
+        return [
+            _Work("upsert", item.partition_key, [item.positions[j]], [item.built[j]])
+            for j in indexes
+        ]
+
+    def _split_unserialisable(self, item: _Work, outcome: _Outcome) -> list[_Work]:
+        keep_positions: list[int] = []
+        keep_docs: list[dict[str, Any]] = []
+        for position, doc in zip(item.positions, item.built, strict=True):
+            try:
+                json.dumps(doc, allow_nan=False)
+            except (TypeError, ValueError) as exc:
+                outcome.rejected[position] = f"document cannot be sent as JSON: {exc}"
+                continue
+            keep_positions.append(position)
+            keep_docs.append(doc)
+        if not keep_positions:
+            return []
+        if len(keep_positions) == len(item.positions):  # not the documents: give up on it
+            outcome.permanent = "cosmos sink: the SDK failed to serialise a request"
+            return [item]
+        return [_Work(item.mode, item.partition_key, keep_positions, keep_docs)]
+
+    def _backoff(self, attempt: int) -> float:
+        """Full-jitter exponential backoff: uniform in [0, min(max, base·2^attempt)]."""
+        return self._rng.uniform(
+            0.0, min(self.retry_backoff_max, self.retry_backoff * 2.0 ** min(attempt, 30))
+        )
+
+
+def _wait_for_background_refresh(client: Any, timeout: float) -> None:
+    """The SDK checks endpoints on a background thread when a client starts; closing the client
+    under it makes that thread log a traceback. Give it a moment to finish first."""
+    manager = getattr(getattr(client, "client_connection", None), "_global_endpoint_manager", None)
+    thread = getattr(manager, "_refresh_thread", None)
+    if isinstance(thread, threading.Thread) and thread.is_alive():
+        thread.join(timeout)
+
+
+def _value_bound(value: Any) -> tuple[int, str | None]:
+    """An upper bound on the JSON size of ``value`` as the SDK writes it, and a problem if JSON
+    cannot carry it."""
+    if value is None:
+        return 4, None
+    if isinstance(value, str):
+        return 6 * len(value) + 2, None
+    if isinstance(value, bool):
+        return 5, None
+    if isinstance(value, int | float):
+        if isinstance(value, float) and not math.isfinite(value):
+            return 4, None  # cannot happen after to_documents; written as null
+        return _NUMBER_BOUND, None
+    try:
+        text = json.dumps(value, allow_nan=False)
+    except ValueError:
+        return 4, "holds a non-finite number (NaN or Infinity), which JSON cannot carry"
+    except TypeError:
+        return 4, f"a {type(value).__name__} cannot be written as JSON"
+    return 6 * len(text) + 2, None
+
+
+def _json_value(value: Any) -> Any:
+    """A value as documents carry it: non-finite floats are null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _id_problem(value: Any) -> str | None:
+    if not isinstance(value, str) or not value:
+        return f"invalid id {value!r}: Cosmos DB ids are non-empty text"
+    if len(value) > MAX_ID_LENGTH:
+        return f"invalid id ({len(value)} characters): Cosmos DB allows at most {MAX_ID_LENGTH}"
+    bad = sorted({c for c in value if c in _ID_FORBIDDEN or ord(c) < 32 or ord(c) == 127})
+    if bad:
+        return f"invalid id {value[:80]!r}: Cosmos DB ids cannot contain {bad}"
+    return None
