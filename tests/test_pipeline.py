@@ -311,3 +311,15 @@ def test_forward_reports_progress_against_the_backlog():
     assert {total for _, _, total in seen} == {20}  # two new sinks, 10 rows each
     assert seen[-1] == ("forward", 20, 20)
     assert [done for _, done, _ in seen] == sorted(done for _, done, _ in seen)
+
+
+def test_a_permanent_failure_stops_the_sink_for_the_rest_of_the_run():
+    sensor = ListSensor([readings(12)], start=0)
+    sink = ListSink(fail=1, permanent=True)
+    pipeline = Pipeline(
+        store=MemoryStore(), sensor=sensor, lanes=[Lane("out", sink)],
+        run=RunConfig(duration=12.0, step=3.0),
+    )  # fmt: skip
+    _, forwarded = pipeline.run()
+    assert sink.calls == 1  # not tried again at each collect step
+    assert forwarded.lanes[0].error == "ListSink told to fail" and not forwarded.ok

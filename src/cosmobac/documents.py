@@ -81,7 +81,11 @@ def _plain(value: Any) -> Any:
 
 def to_documents(batch: Batch) -> Iterator[dict[str, Any]]:
     """Each row of ``batch`` as the JSON-ready dict a sink receives: ``id`` first, then the columns
-    (the store's ``seq`` left out), timestamps as ISO text, non-finite floats as ``None``."""
+    (the store's ``seq`` left out), timestamps as ISO text, non-finite floats as ``None``.
+
+    A column named ``id`` (e.g. set by a transform that makes its own rows) replaces the derived id;
+    it must then obey the sink's id rules itself (the Cosmos sink dead-letters rows whose id does
+    not)."""
     if not len(batch):
         return
     ids = document_ids(batch).tolist()

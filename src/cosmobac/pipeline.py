@@ -98,6 +98,7 @@ class _LaneState:
     attempts: int = 0
     ready_at: float = 0.0
     done: bool = False
+    permanent: bool = False  # the sink failed for good: it stays stopped for this pipeline's life
     stateful: dict[str, StatefulTransform] = attrs.field(factory=dict)
 
     def snapshot(self) -> dict[str, str]:
@@ -269,7 +270,8 @@ class Pipeline:
         :attr:`stop` is set). A sink that keeps failing gives up after ``run.max_attempts`` tries
         in a row when not following; its error is in the report and its rows stay pending.
 
-        The report's counts are totals over this pipeline's life; ``error`` is from this call.
+        The report's counts are totals over this pipeline's life; ``error`` is from this call,
+        except that a sink that failed permanently stays stopped (and reported) from then on.
         Without ``follow``, progress is reported as rows handled out of the backlog at the start."""
         backlog = None
         if not follow and self.progress is not None:
@@ -286,6 +288,8 @@ class Pipeline:
             raise ConfigError("this pipeline has no sinks; add a [[sinks]] table to forward")
         states = [self._lane_state(lane) for lane in self.lanes]
         for state in states:
+            if state.permanent:
+                continue  # e.g. wrong credentials: retrying every collect step would not help
             state.done = False
             state.attempts = 0
             state.report.error = None
@@ -366,7 +370,7 @@ class Pipeline:
             state.restore(before)
             if not exc.transient:
                 report.error = str(exc)
-                state.done = True
+                state.done = state.permanent = True
                 log.error("%s: %s (giving up; nothing acknowledged)", lane.consumer, exc)
                 return
             self._failed(state, exc, follow)
