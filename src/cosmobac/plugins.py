@@ -56,6 +56,7 @@ BUILTIN_MODULES: Final = (
     "cosmobac.detectors",
     "cosmobac.sinks.webhook",
     "cosmobac.evaluation.cli",
+    "cosmobac.bacalhau.commands",
 )
 
 

@@ -1,0 +1,51 @@
+"""Fixtures for the Bacalhau wrappers' tests: the ``FakeOrchestrator`` test double, a client on
+it, Bacalhau's own example specs, and the opt-in ``bacalhau_real`` marker for a real cluster
+(see docs/bacalhau.md, "Checking against a real orchestrator")."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from bacalhau_support import fleet
+from fake_orchestrator import FakeOrchestrator
+
+from cosmobac.bacalhau.client import BacalhauClient
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "bacalhau_real: needs a real Bacalhau orchestrator (v1.7+); opt in with "
+        "COSMOBAC_BACALHAU_REAL=1 and BACALHAU_API_HOST (see docs/bacalhau.md)",
+    )
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeOrchestrator]:
+    with FakeOrchestrator(nodes=fleet()) as orchestrator:
+        yield orchestrator
+
+
+@pytest.fixture
+def client(fake: FakeOrchestrator) -> Iterator[BacalhauClient]:
+    sleeps: list[float] = []
+    with BacalhauClient(fake.url, sleep=sleeps.append) as made:
+        made.sleeps = sleeps  # type: ignore[attr-defined]
+        yield made
+
+
+@pytest.fixture(autouse=True, scope="session")
+def private_wasm_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Compiled modules go to a cache folder of this session, not the user's."""
+    patch = pytest.MonkeyPatch()
+    folder = tmp_path_factory.mktemp("bacalhau-wasm-cache")
+    folder.chmod(0o700)
+    patch.setenv("COSMOBAC_WASM_CACHE", str(folder))
+    yield
+    patch.undo()
