@@ -13,6 +13,7 @@ Guarantees:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import re
@@ -22,7 +23,7 @@ from typing import Any, Final
 import numpy as np
 
 from .batch import Batch
-from .schema import STORE_SEQ
+from .schema import CORE_FIELDS, STORE_SEQ, Kind
 
 __all__ = ["MAX_ID_LENGTH", "document_id", "document_ids", "iso_timestamps", "to_documents"]
 
@@ -33,6 +34,7 @@ _DIGEST_PREFIX: Final = (
 )
 
 
+@functools.lru_cache(maxsize=65536)  # a fleet has few sensors and many readings each
 def _encode_sensor(sensor_id: str) -> str:
     return _UNSAFE.sub(lambda m: f"%{ord(m.group()):02X}", sensor_id)
 
@@ -101,13 +103,12 @@ def to_documents(batch: Batch) -> Iterator[dict[str, Any]]:
             as_objects[~np.isfinite(column)] = None
             columns[name] = as_objects.tolist()
         elif column.dtype.kind == "O":
-            columns[name] = [_plain(v) for v in column.tolist()]
+            values = column.tolist()
+            if CORE_FIELDS.get(name) is not Kind.STR:  # core text columns hold only str or None
+                values = [_plain(v) for v in values]
+            columns[name] = values
         else:
             columns[name] = column.tolist()
-    names = list(columns)
-    lists = [columns[n] for n in names]
-    for i, doc_id in enumerate(ids):
-        doc = {"id": doc_id}
-        for name, values in zip(names, lists, strict=True):
-            doc[name] = values[i]
-        yield doc
+    keys = ["id", *columns]  # a column named "id" comes later, so it wins
+    for row in zip(ids, *columns.values(), strict=True):
+        yield dict(zip(keys, row, strict=True))
