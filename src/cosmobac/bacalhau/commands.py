@@ -555,13 +555,9 @@ def run_local_command(
         raise click.ClickException(str(exc)) from None
     _echo_file(result.stdout, err=False)
     _echo_file(result.stderr, err=True)
-    for path in result.outputs:
-        click.echo(f"output: {path}", err=True)
-    click.echo(f"exit code: {result.exit_code}", err=True)
-    if result.error:
-        click.echo(f"Error: {result.error}", err=True)
-    if not result.ok:
-        sys.exit(result.exit_code if 0 < result.exit_code < 256 else 1)
+    from cosmobac_wasm.command import report_run  # run_local needs the plugin: it is there
+
+    report_run(result)
 
 
 def _echo_file(path: Path, *, err: bool) -> None:

@@ -78,17 +78,15 @@ class LocalRun:
 
 def _wasm_plugin() -> tuple[Any, Any, Any, type[Exception]]:
     try:
-        import wasmtime
-
         from cosmobac_wasm import runtime
-        from cosmobac_wasm.command import check_env
+        from cosmobac_wasm.command import check_env, run_wasi
         from cosmobac_wasm.errors import WasmError
     except ImportError:
         raise LocalRunError(
             "running a WASM job locally needs the WebAssembly plugin: pip install cosmobac-wasm "
             "(in this repository: pip install -e plugins/cosmobac-wasm)"
         ) from None
-    return wasmtime, runtime, check_env, WasmError
+    return runtime, run_wasi, check_env, WasmError
 
 
 def _norm(target: str) -> str:
@@ -279,7 +277,7 @@ def run_local(
         )
     if task.engine.type != "wasm":
         raise LocalRunError(f"engine {task.engine.type!r} cannot run locally; only wasm jobs can")
-    wasmtime, runtime, check_env, wasm_error = _wasm_plugin()
+    runtime, run_wasi, check_env, wasm_error = _wasm_plugin()
     target = Path(result_dir)
     target.mkdir(parents=True, exist_ok=True)
     if any(target.iterdir()):
@@ -299,33 +297,29 @@ def run_local(
             for s in task.input_sources
         }
         module = _module_file(task, host_inputs)
-        wasi = wasmtime.WasiConfig()
-        wasi.argv = ["", *[str(p) for p in params.get("parameters") or ()]]
-        wasi.env = list(task_env.items())
-        wasi.stdout_file = str(target / "stdout")
-        wasi.stderr_file = str(target / "stderr")
-        for host, guest in _guest_folders(task, host_inputs, staging):
-            wasi.preopen_dir(str(host.resolve()), guest, fs_mutable=False)
+        mounts = [(host, guest, True) for host, guest in _guest_folders(task, host_inputs, staging)]
         outputs = []
         for result in task.result_paths:
             folder = target / result.name
             folder.mkdir(parents=True, exist_ok=True)
-            wasi.preopen_dir(str(folder.resolve()), "/" + result.name, fs_mutable=True)
+            mounts.append((folder, "/" + result.name, False))
             outputs.append(folder)
         sandbox = runtime.Sandbox(timeout=seconds, memory_limit=memory)
         loaded = runtime.load_module(module, sandbox=sandbox, cache_dir=cache_dir)
-        start = runtime.check_signature(
+        runtime.check_signature(
             loaded, entrypoint, entrypoint, [], [], "as a WASM job's Entrypoint"
         )
-        exit_code, error = -1, None
         try:
-            instance = runtime.Instance(loaded, wasi=wasi)  # may fail: memory, imports
-            with instance.budget(entrypoint):
-                try:
-                    instance.prepare(entrypoint, start)()
-                except wasmtime.ExitTrap as exc:
-                    exit_code = exc.code
-        except wasm_error as exc:
+            exit_code, error = run_wasi(
+                loaded,
+                entrypoint,
+                mounts=mounts,
+                args=[str(p) for p in params.get("parameters") or ()],
+                env=task_env,
+                stdout=target / "stdout",
+                stderr=target / "stderr",
+            )
+        except wasm_error as exc:  # instantiation (memory, imports) or the time limit
             exit_code, error = 1, str(exc)  # Bacalhau: exit code 1 and a failed execution
     (target / "exitCode").write_text(f"{exit_code}\n")
     written = tuple(sorted(p for folder in outputs for p in folder.iterdir()))

@@ -26,7 +26,7 @@ import tempfile
 import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Final
+from typing import Final, Protocol
 
 import attrs
 import click
@@ -38,6 +38,7 @@ from .errors import WasmError
 from .runtime import (
     BUILTIN,
     Instance,
+    LoadedModule,
     MiB,
     Sandbox,
     builtin_module_path,
@@ -46,7 +47,10 @@ from .runtime import (
     parse_size,
 )
 
-__all__ = ["RunResult", "check_env", "run_module", "wasm_group"]
+__all__ = ["Mount", "RunResult", "check_env", "report_run", "run_module", "run_wasi", "wasm_group"]
+
+Mount = tuple[str | os.PathLike[str], str, bool]
+"""A folder given to a module: (host folder, guest path, read-only)."""
 
 ENV_NAME: Final = re.compile(r"^[A-Z][A-Z0-9_]*$")
 INPUTS: Final = "/inputs"
@@ -112,16 +116,12 @@ def run_module(
         "BACALHAU_PARTITION_INDEX": "0",
         "BACALHAU_PARTITION_COUNT": "1",
     }
-    wasi = wasmtime.WasiConfig()
-    wasi.argv = ["", *args]
-    wasi.env = list({**env, **system}.items())
-    wasi.stdout_file = str(stdout)
-    wasi.stderr_file = str(stderr)
+    mounts: list[Mount] = []
     if input_dir is not None:
         source = Path(input_dir)
         if not source.is_dir():
             raise ValueError(f"--input {str(input_dir)!r} is not a folder")
-        wasi.preopen_dir(str(source.resolve()), INPUTS, fs_mutable=False)
+        mounts.append((source, INPUTS, True))
     target = None
     if output_dir is not None:
         target = Path(output_dir)
@@ -131,23 +131,19 @@ def run_module(
                 f"--output {str(output_dir)!r} is not empty; a Bacalhau output folder starts "
                 "empty (give a new or empty folder)"
             )
-        wasi.preopen_dir(str(target.resolve()), OUTPUTS, fs_mutable=True)
+        mounts.append((target, OUTPUTS, False))
     sandbox = Sandbox(timeout=timeout, memory_limit=memory_limit)
     loaded = load_module(module, sandbox=sandbox, cache_dir=cache_dir)
-    start = check_signature(loaded, "_start", "_start", [], [], "as a WASI command's entry point")
-    instance = Instance(loaded, wasi=wasi)
-    error = None
-    exit_code = -1  # Bacalhau's value for a _start that returns without proc_exit
-    try:
-        with instance.budget("_start"):
-            try:
-                instance.prepare("_start", start)()
-            except wasmtime.ExitTrap as exc:
-                exit_code = exc.code
-    except WasmError as exc:
-        if exc.cause == "budget exhausted":
-            raise
-        exit_code, error = 1, str(exc)  # a trap: Bacalhau records 1 and fails the execution
+    check_signature(loaded, "_start", "_start", [], [], "as a WASI command's entry point")
+    exit_code, error = run_wasi(
+        loaded,
+        "_start",
+        mounts=mounts,
+        args=args,
+        env={**env, **system},
+        stdout=stdout,
+        stderr=stderr,
+    )
     outputs: tuple[Path, ...] = ()
     if target is not None:
         outputs = tuple(sorted(target.iterdir()))
@@ -163,6 +159,47 @@ def run_module(
             "program with exit(0) (C) or std::process::exit(0) (Rust)"
         )
     return RunResult(exit_code, Path(stdout), Path(stderr), outputs, error)
+
+
+def run_wasi(
+    loaded: LoadedModule,
+    entrypoint: str,
+    *,
+    mounts: Sequence[Mount] = (),
+    args: Sequence[str] = (),
+    env: Mapping[str, str] | None = None,
+    stdout: str | os.PathLike[str],
+    stderr: str | os.PathLike[str],
+) -> tuple[int, str | None]:
+    """Call ``loaded``'s export ``entrypoint`` (of type ``() -> ()``, checked by the caller with
+    :func:`~cosmobac_wasm.runtime.check_signature`) as Bacalhau's WASM executor does, and return
+    the exit code Bacalhau records and an error for a run it marks *Failed*.
+
+    argv is ``[""] + args``; the environment is ``env`` exactly (not checked); no stdin; stdout
+    and stderr go to the given files; each mount's host folder is preopened at its guest path,
+    read-only or writable. ``proc_exit(n)`` gives ``(n, None)``, returning from the entry point
+    ``(-1, None)``, a trap ``(1, message)``. Raises :class:`WasmError` when the module cannot be
+    instantiated or runs out of its time budget."""
+    wasi = wasmtime.WasiConfig()
+    wasi.argv = ["", *args]
+    wasi.env = list((env or {}).items())
+    wasi.stdout_file = str(stdout)
+    wasi.stderr_file = str(stderr)
+    for host, guest, read_only in mounts:
+        wasi.preopen_dir(str(Path(host).resolve()), guest, fs_mutable=not read_only)
+    instance = Instance(loaded, wasi=wasi)
+    exit_code = -1  # Bacalhau's value for an entry point that returns without proc_exit
+    try:
+        with instance.budget(entrypoint):
+            try:
+                instance.prepare(entrypoint, loaded.functions()[entrypoint])()
+            except wasmtime.ExitTrap as exc:
+                exit_code = exc.code
+    except WasmError as exc:
+        if exc.cause == "budget exhausted":
+            raise
+        return 1, str(exc)  # a trap: Bacalhau records 1 and fails the execution
+    return exit_code, None
 
 
 # -- the command line -----------------------------------------------------------------------------
@@ -299,6 +336,24 @@ def run_command(
             _echo_file(out, err=False)
         if not stderr_path:
             _echo_file(err, err=True)
+    report_run(result)
+
+
+class _Run(Protocol):
+    @property
+    def exit_code(self) -> int: ...
+    @property
+    def error(self) -> str | None: ...
+    @property
+    def outputs(self) -> tuple[Path, ...]: ...
+    @property
+    def ok(self) -> bool: ...
+
+
+def report_run(result: _Run) -> None:
+    """Print a run's output files, exit code and error on stderr; unless it is ``ok``, exit with
+    its exit code (1 when that is outside 1-255). Used by ``cosmobac wasm run`` and ``cosmobac
+    bacalhau run-local``."""
     for path in result.outputs:
         click.echo(f"output: {path}", err=True)
     click.echo(f"exit code: {result.exit_code}", err=True)
