@@ -12,6 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from cosmobac.cli import cli
+from cosmobac.testing import run_cosmobac as cosmobac
 
 
 def pipeline_file(tmp_path, extra_run=""):
@@ -38,20 +39,6 @@ def pipeline_file(tmp_path, extra_run=""):
         )
     )
     return path
-
-
-def cosmobac(*args, env=None, check=True):
-    import os
-
-    result = subprocess.run(
-        [sys.executable, "-m", "cosmobac", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, **(env or {})},
-    )
-    if check:
-        assert result.returncode == 0, result.stderr
-    return result
 
 
 def read_docs(path):

@@ -16,7 +16,7 @@ from cosmobac import Batch, hookimpl
 from cosmobac.cli import cli
 from cosmobac.errors import PluginError
 from cosmobac.plugins import Plugins
-from cosmobac.testing import ListSensor, ListSink, MemoryStore, fresh_plugins
+from cosmobac.testing import ListSensor, ListSink, MemoryStore, fresh_plugins, run_cosmobac
 
 
 class SensorsPlugin:
@@ -160,12 +160,8 @@ def make_distribution(site, name="cosmobac-acme", body=None):
 
 
 def run_cli(site, *args, env_extra=None):
-    import os
-
-    env = {**os.environ, "PYTHONPATH": str(site), **(env_extra or {})}
-    return subprocess.run(
-        [sys.executable, "-m", "cosmobac", *args], capture_output=True, text=True, env=env
-    )
+    env = {"PYTHONPATH": str(site), **(env_extra or {})}
+    return run_cosmobac(*args, env=env, check=False)
 
 
 def test_downstream_distribution_is_listed_and_usable_in_a_pipeline(tmp_path):

@@ -5,6 +5,8 @@
   with the full Store contract.
 * :func:`fresh_plugins` gives a :class:`~cosmobac.plugins.Plugins` with built-ins only (and the
   plugins you pass), installed as the process-wide one for the duration of a ``with`` block.
+* :func:`run_cosmobac` runs the ``cosmobac`` command line in a new Python process, to test a
+  plugin's commands or an installed entry point end to end.
 * With pytest, the ``cosmobac_plugins`` fixture does the same for one test (this module is a pytest
   plugin: the fixture is available wherever cosmobac is installed).
 """
@@ -12,6 +14,9 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
@@ -25,7 +30,7 @@ from .interfaces import DeadLetter, StoreStats, WriteResult
 from .plugins import Plugins, set_plugins
 from .schema import STORE_SEQ
 
-__all__ = ["ListSensor", "ListSink", "MemoryStore", "fresh_plugins"]
+__all__ = ["ListSensor", "ListSink", "MemoryStore", "fresh_plugins", "run_cosmobac"]
 
 
 @attrs.define(eq=False)
@@ -199,6 +204,33 @@ def fresh_plugins(*plugins: Any, entry_points: bool = False) -> Iterator[Plugins
         yield fresh
     finally:
         set_plugins(previous)
+
+
+def run_cosmobac(
+    *args: str | os.PathLike[str],
+    env: Mapping[str, str] | None = None,
+    check: bool = True,
+    cwd: str | os.PathLike[str] | None = None,
+    timeout: float | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m cosmobac *args`` with this interpreter and return what it did (stdout and
+    stderr as text).
+
+    ``env`` is added to this process's environment; ``cwd`` and ``timeout`` (seconds) go to
+    :func:`subprocess.run`. With ``check`` (the default), an exit code other than 0 raises
+    ``AssertionError`` with the command's stderr; pass ``check=False`` to look at a failure."""
+    result = subprocess.run(
+        [sys.executable, "-m", "cosmobac", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        cwd=cwd,
+        timeout=timeout,
+        check=False,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(result.stderr)
+    return result
 
 
 try:

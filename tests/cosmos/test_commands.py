@@ -4,31 +4,21 @@ check|count|query``, ``cosmobac emulator start|status|stop`` and ``cosmobac demo
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sqlite3
-import subprocess
 import sys
 import textwrap
 
 import pytest
 
+from cosmobac.testing import run_cosmobac
 from cosmobac_cosmos.emulator import LOCAL_KEY
 
 from .conftest import DATABASE, make_sink
 
 
 def cosmobac(*args, env=None, check=True, timeout=180):
-    result = subprocess.run(
-        [sys.executable, "-m", "cosmobac", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, **(env or {})},
-        timeout=timeout,
-    )
-    if check:
-        assert result.returncode == 0, result.stderr
-    return result
+    return run_cosmobac(*args, env=env, check=check, timeout=timeout)
 
 
 def pipeline_file(tmp_path, endpoint, container, *, extra="", hours=1):

@@ -30,6 +30,7 @@ from cosmobac.config import RunConfig
 from cosmobac.documents import document_ids
 from cosmobac.pipeline import Lane, Pipeline
 from cosmobac.plugins import Plugins
+from cosmobac.testing import run_cosmobac
 from cosmobac_cosmos.emulator import LOCAL_KEY
 from cosmobac_sqlite import SQLiteStore
 
@@ -186,12 +187,8 @@ def test_a_wrong_key_stops_with_a_clear_error_and_nothing_acknowledged(
     )
     with SQLiteStore(tmp_path / "edge.db") as store:
         rows = fleet(store, minutes=1)
-    result = subprocess.run(
-        [sys.executable, "-m", "cosmobac", "-vv", "forward", str(config)],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "COSMOS_KEY": wrong_key},
-        timeout=120,
+    result = run_cosmobac(
+        "-vv", "forward", config, env={"COSMOS_KEY": wrong_key}, check=False, timeout=120
     )
     assert result.returncode == 1
     assert "authentication failed (HTTP 401)" in result.stderr and "`key`" in result.stderr
@@ -360,13 +357,7 @@ def test_the_forwarder_sigkilled_at_random_points_and_restarted_delivers_exactly
         log.close()
     assert mid_run >= 12, f"only {mid_run} of {kills} kills came while rows were pending"
     proxy.rules = Rules()  # the rest at full speed
-    final = subprocess.run(
-        [sys.executable, "-m", "cosmobac", "forward", str(config)],
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    assert final.returncode == 0, final.stderr
+    run_cosmobac("forward", config, timeout=180)
     with SQLiteStore(tmp_path / "edge.db") as store:
         assert store.checkpoint("cosmos") == max(expected)
     found = ids(cosmos_server, container_name)

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import os
 import resource
-import subprocess
-import sys
 import time
 
 import numpy as np
@@ -25,6 +23,7 @@ from wasm_helpers import (
 )
 
 from cosmobac import Batch
+from cosmobac.testing import run_cosmobac
 from cosmobac_wasm import WasmError, run_module, runtime, wasm_transform
 
 BATCH = Batch.from_columns(
@@ -423,12 +422,6 @@ def test_a_job_that_grows_without_end_hits_the_memory_cap(folders):
 
 def test_a_hostile_job_leaves_the_command_line_process_clean(folders):
     module = write_wat(folders, "spin", SPIN_COMMAND)
-    done = subprocess.run(
-        [sys.executable, "-m", "cosmobac", "wasm", "run", str(module), "--timeout", "0.3s"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = run_cosmobac("wasm", "run", module, "--timeout", "0.3s", check=False, timeout=60)
     assert done.returncode == 1, done  # an error exit, not a signal or a crash at exit
     assert "budget exhausted" in done.stderr

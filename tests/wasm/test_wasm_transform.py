@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import subprocess
-import sys
 import textwrap
 import time
 
@@ -20,7 +18,7 @@ from cosmobac.errors import ConfigError
 from cosmobac.interfaces import StatefulTransform
 from cosmobac.pipeline import Lane, Pipeline
 from cosmobac.plugins import Plugins
-from cosmobac.testing import ListSink, MemoryStore, fresh_plugins
+from cosmobac.testing import ListSink, MemoryStore, fresh_plugins, run_cosmobac
 from cosmobac_wasm import (
     GroupedWasmTransform,
     WasmError,
@@ -288,11 +286,7 @@ def test_a_restarted_forwarder_continues_the_windows_where_it_stopped(tmp_path):
 def test_the_command_line_runs_a_wasm_pipeline(tmp_path):
     out = tmp_path / "cli.jsonl"
     config = pipeline_toml(tmp_path, tmp_path / "cli.db", out, transforms=TRANSFORMS)
-    done = subprocess.run(
-        [sys.executable, "-m", "cosmobac", "run", str(config)],
-        capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
+    run_cosmobac("run", config, timeout=120)
     check_outputs(docs(out))
 
 
@@ -309,10 +303,7 @@ def test_a_module_that_cannot_load_stops_the_pipeline_at_start(tmp_path):
     config = pipeline_toml(
         tmp_path, tmp_path / "edge.db", tmp_path / "x.jsonl", transforms=transforms
     )
-    done = subprocess.run(
-        [sys.executable, "-m", "cosmobac", "forward", str(config)],
-        capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
+    done = run_cosmobac("forward", config, check=False, timeout=120)
     assert done.returncode == 1
     assert "Error: wasm module" in done.stderr and "broken.wasm" in done.stderr
     assert "invalid module" in done.stderr
