@@ -41,6 +41,7 @@ __all__ = [
     "to_int",
     "to_non_negative",
     "to_positive",
+    "warmup",
 ]
 
 log = logging.getLogger("cosmobac.detectors")
@@ -108,6 +109,16 @@ def to_int(key: str, value: Any, *, minimum: int = 1, optional: bool = False) ->
 def to_flag(key: str, value: Any) -> bool:
     """``True``/``False`` (or text such as ``"true"``, ``"no"``)."""
     return flag(key, value)
+
+
+def warmup(window: int, min_periods: int | None) -> int:
+    """The values a detector scoring over the last ``window`` values needs first: ``min_periods``,
+    by default half the window (at least 2); ``ValueError`` when ``min_periods`` exceeds it."""
+    if min_periods is None:
+        return max(2, window // 2)
+    if min_periods > window:
+        raise ValueError(f"min_periods must be ≤ window ({window}), got {min_periods}")
+    return min_periods
 
 
 def previous_valid(x: np.ndarray, ok: np.ndarray, last: np.ndarray) -> np.ndarray:

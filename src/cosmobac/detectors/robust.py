@@ -8,7 +8,15 @@ import numpy as np
 
 from ..batch import Batch
 from ._series import Part
-from .base import Detector, last_valid, previous_valid, to_flag, to_int, to_positive
+from .base import (
+    Detector,
+    last_valid,
+    previous_valid,
+    to_flag,
+    to_int,
+    to_positive,
+    warmup,
+)
 from .zscore import _z
 
 __all__ = ["RobustZScore", "Spike"]
@@ -45,14 +53,11 @@ class _Windowed(Detector):
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
-        if self.min_periods is not None and self.min_periods > self.window:
-            raise ValueError(
-                f"min_periods must be ≤ window ({self.window}), got {self.min_periods}"
-            )
+        warmup(self.window, self.min_periods)  # refuses min_periods > window
 
     @property
     def _min(self) -> int:
-        return max(2, self.window // 2) if self.min_periods is None else self.min_periods
+        return warmup(self.window, self.min_periods)
 
     def _initial(self, count: int, width: int) -> dict[str, np.ndarray]:
         return {
