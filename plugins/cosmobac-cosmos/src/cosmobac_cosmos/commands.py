@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 import click
@@ -74,10 +76,20 @@ def _make_filters(**kw: Any) -> Any:
     return filters
 
 
-def _query_error(sink: Any, exc: Exception) -> click.ClickException:
-    from ._errors import classify
+@contextlib.contextmanager
+def _querying(sink: Any) -> Iterator[None]:
+    """Around a query: closes ``sink`` after it, and makes a failure other than cosmobac's own
+    errors a ``query failed`` message (redacted)."""
+    try:
+        yield
+    except CosmobacError:
+        raise
+    except Exception as exc:
+        from ._errors import classify
 
-    return click.ClickException(sink._redact(f"query failed: {classify(exc).message}"))
+        raise click.ClickException(sink._redact(f"query failed: {classify(exc).message}")) from None
+    finally:
+        sink.close()
 
 
 @click.group()
@@ -116,14 +128,8 @@ def count(config: str, sink_name: str | None, as_json: bool, **filters: Any) -> 
 
     chosen = _make_filters(**filters)
     sink = _sink(config, sink_name)
-    try:
+    with _querying(sink):
         n = run_count(sink, chosen)
-    except CosmobacError:
-        raise
-    except Exception as exc:
-        raise _query_error(sink, exc) from None
-    finally:
-        sink.close()
     click.echo(json.dumps({"count": n}) if as_json else str(n))
 
 
@@ -146,15 +152,9 @@ def query(
         raise click.BadParameter("--limit must be 0 (all) or more")
     chosen = _make_filters(**filters)
     sink = _sink(config, sink_name)
-    try:
+    with _querying(sink):
         for doc in run_query(sink, chosen, limit=limit or None, newest_first=newest_first, raw=raw):
             click.echo(json.dumps(doc, ensure_ascii=False))
-    except CosmobacError:
-        raise
-    except Exception as exc:
-        raise _query_error(sink, exc) from None
-    finally:
-        sink.close()
 
 
 @click.group()

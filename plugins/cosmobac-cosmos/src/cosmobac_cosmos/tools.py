@@ -135,6 +135,11 @@ def check(sink: CosmosSink, *, write: bool = True) -> list[Check]:
         results.append(Check(False, what, sink_redact(sink, classify(exc).message)))
         return results
 
+    def missing(what: str, name: str) -> list[Check]:
+        note = " (create_if_missing will create it)" if sink.create_if_missing else ""
+        results.append(Check(bool(sink.create_if_missing), what, f"{name!r} does not exist{note}"))
+        return results
+
     auth = "account key" if sink.key is not None else "Microsoft Entra ID"
     try:
         client = CosmosClient(sink.endpoint, sink._token_credential(), **sink.client_options())
@@ -156,15 +161,7 @@ def check(sink: CosmosSink, *, write: bool = True) -> list[Check]:
             database.read()
         except Exception as exc:
             if getattr(exc, "status_code", None) == 404:
-                results.append(
-                    Check(
-                        bool(sink.create_if_missing),
-                        "database",
-                        f"{sink.database!r} does not exist"
-                        + (" (create_if_missing will create it)" if sink.create_if_missing else ""),
-                    )
-                )
-                return results
+                return missing("database", sink.database)
             return failed("database", exc)
         results.append(Check(True, "database", f"{sink.database!r} exists"))
         container = database.get_container_client(sink.container)
@@ -172,15 +169,7 @@ def check(sink: CosmosSink, *, write: bool = True) -> list[Check]:
             properties = container.read()
         except Exception as exc:
             if getattr(exc, "status_code", None) == 404:
-                results.append(
-                    Check(
-                        bool(sink.create_if_missing),
-                        "container",
-                        f"{sink.container!r} does not exist"
-                        + (" (create_if_missing will create it)" if sink.create_if_missing else ""),
-                    )
-                )
-                return results
+                return missing("container", sink.container)
             return failed("container", exc)
         paths = tuple((properties.get("partitionKey") or {}).get("paths") or ())
         ttl = properties.get("defaultTtl")
