@@ -7,17 +7,28 @@ from .batch import Batch, Reading
 from .documents import document_id, to_documents
 from .errors import ConfigError, CosmobacError, PluginError, SinkError, StoreError
 from .hookspecs import hookimpl
-from .interfaces import Sensor, Sink, Store, StoreStats, Transform, WriteResult
+from .interfaces import (
+    DeadLetter,
+    Sensor,
+    Sink,
+    StatefulTransform,
+    Store,
+    StoreStats,
+    Transform,
+    WriteResult,
+)
 
 __all__ = [
     "Batch",
     "ConfigError",
     "CosmobacError",
+    "DeadLetter",
     "PluginError",
     "Reading",
     "Sensor",
     "Sink",
     "SinkError",
+    "StatefulTransform",
     "Store",
     "StoreError",
     "StoreStats",
