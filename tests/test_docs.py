@@ -22,7 +22,6 @@ from __future__ import annotations
 import os
 import re
 import shlex
-import time
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,7 +39,6 @@ DOCS = [*sorted((ROOT / "docs").rglob("*.md")), ROOT / "README.md"]
 SKIP_MARK = "<!-- skip-test -->"
 _SAME_AS = re.compile(r"^<!-- same-as: (?P<path>\S+) -->$")
 PIPELINE_SECTIONS = frozenset({"sensor", "store", "transforms", "sinks", "run"})
-BLOCK_SECONDS = 10.0  # examples should take well under 2 s; this only catches runaways
 _OPEN = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})\s*(?P<info>[^`]*?)\s*$")
 _VAR_NO_DEFAULT = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _ENV_ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
@@ -108,16 +106,11 @@ def test_python_blocks_run(path, tmp_path, monkeypatch):
         for block in of_lang(path, "python", "py"):
             # pad so line numbers in tracebacks are the Markdown file's own
             code = compile("\n" * (block.line - 1) + block.code, str(block.path), "exec")
-            started = time.perf_counter()
             try:
                 exec(code, namespace)
             except BaseException as exc:
                 exc.add_note(f"in the python block at {block.where}")
                 raise
-            elapsed = time.perf_counter() - started
-            assert elapsed < BLOCK_SECONDS, (
-                f"{block.where} took {elapsed:.1f} s; keep examples fast"
-            )
     finally:
         os.environ.clear()
         os.environ.update(saved_env)
