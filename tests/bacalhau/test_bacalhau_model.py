@@ -295,3 +295,15 @@ def test_job_helpers():
     assert job.evolve(name="x").name == "x"
     with pytest.raises(ValueError, match="no task"):
         _ = Job().task
+
+
+def test_every_lazy_export_of_the_package_resolves_to_its_submodule():
+    import importlib
+
+    import cosmobac.bacalhau as package
+
+    for name in package.__all__:
+        module = importlib.import_module(f"cosmobac.bacalhau.{package._WHERE[name]}")
+        assert getattr(package, name) is getattr(module, name), name
+        listed = getattr(module, "__all__", None)
+        assert listed is None or name in listed, f"{name} is not in {module.__name__}.__all__"

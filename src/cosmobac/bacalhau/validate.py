@@ -50,6 +50,7 @@ __all__ = [
     "PUBLISHERS",
     "SOURCES",
     "SpecReport",
+    "check_job",
     "judge_spec",
     "normalise",
     "parse_bytes",
