@@ -275,12 +275,9 @@ class Pipeline:
         Without ``follow``, progress is reported as rows handled out of the backlog at the start."""
         backlog = None
         if not follow and self.progress is not None:
-            pending = self.store.stats().pending
-            rows = None
-            for lane in self.lanes:
-                if lane.consumer not in pending:  # a new sink: everything stored is pending
-                    rows = rows if rows is not None else self.store.stats().rows
-            backlog = sum(pending.get(lane.consumer, rows or 0) for lane in self.lanes)
+            stats = self.store.stats()
+            # a sink the store has not seen yet has everything stored pending
+            backlog = sum(stats.pending.get(lane.consumer, stats.rows) for lane in self.lanes)
         return self._deliver(follow=follow, backlog=backlog)
 
     def _deliver(self, *, follow: bool, backlog: int | None) -> ForwardReport:
