@@ -13,9 +13,13 @@ Repetitions are interleaved (the order alternates) and medians reported, since t
 noisy. Targets: ratio wasm/numpy ≥ 1.5 for window kernels, ≥ 0.5 for element-wise ones.
 
 A last line gives the whole ``wasm`` transform on a Batch (sensor ids factorised from text, state
-kept per sensor) for reference.
+kept per sensor) for reference, and a last table the element-wise ratios by column length, from a
+pipeline batch (5,000 rows, where the fixed cost of a sandboxed call shows) to columns larger than
+the CPU's caches (where numpy's single pass and the sandbox's three — copy in, kernel, copy out —
+all wait on main memory).
 
-Run: ``python benchmarks/wasm_transforms.py [--rows N] [--sensors S] [--window W] [--repeat R]``.
+Run: ``python benchmarks/wasm_transforms.py [--rows N] [--sensors S] [--window W] [--repeat R]
+[--no-sweep]``. The exit status is 1 when a kernel misses its target at ``--rows``.
 """
 
 from __future__ import annotations
@@ -105,6 +109,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sensors", type=int, default=1000, help="sensors interleaved in a batch")
     parser.add_argument("--window", type=int, default=16, help="rows per window")
     parser.add_argument("--repeat", type=int, default=9, help="interleaved repetitions")
+    parser.add_argument(
+        "--no-sweep", action="store_true", help="skip the element-wise ratios by column length"
+    )
     args = parser.parse_args(argv)
     n, window = args.rows, args.window
 
@@ -219,7 +226,41 @@ def main(argv: list[str] | None = None) -> int:
         f"whole `wasm` transform, moving_average on a Batch (sensor ids from text): "
         f"{n / statistics.median(spans):,.0f} rows/s"
     )
+    if not args.no_sweep:
+        sweep(loaded, args.repeat)
     return 1 if failed else 0
+
+
+SWEEP_ROWS = (5_000, 100_000, 1_000_000, 10_000_000)
+
+
+def sweep(loaded, repeat: int) -> None:
+    """Element-wise ratios wasm/numpy by column length (interleaved repetitions, medians)."""
+    rng = np.random.default_rng(12)
+    kernels = [
+        ("calibrate", [1.02, -0.3], lambda x: x * 1.02 + -0.3),
+        ("celsius_to_fahrenheit", [], lambda x: x * 1.8 + 32.0),
+        ("pascal_to_hectopascal", [], lambda x: x / 100.0),
+        ("valid_range", [10.0, 30.0], lambda x: np.where((x >= 10.0) & (x <= 30.0), x, np.nan)),
+    ]
+    print("\nelement-wise ratio wasm/numpy by rows per call:")
+    print(f"{'kernel':24s}" + "".join(f"{rows:>12,}" for rows in SWEEP_ROWS))
+    for name, params, plain in kernels:
+        runner = KernelRunner(loaded, name, inputs=1, outputs=1, params=params)
+        cells = []
+        for rows in SWEEP_ROWS:
+            x = rng.normal(20.0, 5.0, rows)
+            calls = max(1, 2_000_000 // rows)  # each timing covers at least ~2 M values
+            spans: dict[str, list[float]] = {"wasm": [], "numpy": []}
+            for rep in range(repeat):
+                order = (("wasm", lambda: runner.run([x])), ("numpy", lambda: plain(x)))  # noqa: B023
+                for what, run in order if rep % 2 == 0 else order[::-1]:
+                    began = time.perf_counter()
+                    for _ in range(calls):
+                        run()
+                    spans[what].append(time.perf_counter() - began)
+            cells.append(statistics.median(spans["numpy"]) / statistics.median(spans["wasm"]))
+        print(f"{name:24s}" + "".join(f"{ratio:12.2f}" for ratio in cells))
 
 
 if __name__ == "__main__":

@@ -11,7 +11,14 @@ import numpy as np
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
-from wasm_helpers import close, ref_moving_average, ref_zscore, window_scale
+from wasm_helpers import (
+    close,
+    kernel_module,
+    ref_moving_average,
+    ref_zscore,
+    window_scale,
+    write_wat,
+)
 
 from cosmobac import Batch
 from cosmobac.transforms.basic import Calibrate
@@ -266,3 +273,18 @@ def test_the_public_call_path_gives_the_same_results(monkeypatch):
     monkeypatch.setattr(runtime, "FAST_CALLS", False)
     slow = run_grouped("zscore", x, groups, (8.0,), chunk_rows=999)
     assert same(fast, slow)
+
+
+def test_a_kernel_that_grows_memory_between_chunks_still_gets_the_right_columns(tmp_path):
+    """The runner keeps its views of the module's memory and its bound call between calls, and
+    makes new ones when the memory grows or the chunk length changes: every length, every chunk
+    and a memory grown on every call still read and write the right rows."""
+    body = """
+      (drop (memory.grow (i32.const 1)))
+      (call $copy (local.get 0) (local.get 1) (local.get 2))
+      (i32.const 0)"""
+    loaded = load_module(write_wat(tmp_path, "grows", kernel_module(body)))
+    runner = KernelRunner(loaded, "k", inputs=1, outputs=1, params=(), chunk_rows=7)
+    for n in (100, 3, 64, 0, 1, 50):  # new lengths: new chunk sizes, new views
+        x = np.arange(n, dtype=np.float64) * 1.5 - n
+        np.testing.assert_array_equal(runner.run([x])[0], x)

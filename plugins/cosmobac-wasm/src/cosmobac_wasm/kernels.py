@@ -107,6 +107,7 @@ class KernelRunner:
             f"column(s), {outputs} output column(s) and {q} parameter(s) (`params`)",
         )
         self._instance: Instance | None = None
+        self._plan: _Plan | None = None
         self._block = 0
         self._rows = 0
         self._groups = 0
@@ -155,6 +156,7 @@ class KernelRunner:
             self._block = 0
             self._rows = 0
             self._groups = 0
+            self._plan = None
         return self._instance
 
     def _layout(self, rows: int, groups: int) -> tuple[list[int], int, int, int]:
@@ -200,6 +202,7 @@ class KernelRunner:
                 f"the module's {instance.memory_size()} bytes of memory",
             )
         self._block, self._rows, self._groups = block, rows, groups
+        self._plan = None
 
     def _instance_call(self, name: str, *args: int) -> Any:
         assert self._instance is not None
@@ -263,49 +266,58 @@ class KernelRunner:
     ) -> None:
         chunk = max(1, min(n, self.chunk_rows))
         self._reserve(instance, chunk, ngroups)
-        offsets, group_at, state_at, _ = self._layout(self._rows, self._groups)
-        base = self._block
-        pointers = [base + o for o in offsets]
-        head: list[int] = [base + group_at, ngroups, base + state_at] if self.grouped else []
-        state_size = ngroups * self.state_width
+        plan = self._plan
+        if plan is None or plan.chunk != chunk or plan.ngroups != ngroups:
+            plan = self._plan = _Plan(self, instance, chunk, ngroups)
         call = self._caller
-        call.bind(chunk, *head, *pointers, *self.params)
-
-        def views() -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
-            """float64/int32 views of the buffers (again whenever the memory grew)."""
-            memory = instance.view()
-            columns = [memory[p : p + chunk * 8].view(np.float64) for p in pointers]
-            at = base + group_at
-            groups = memory[at : at + chunk * 4].view(np.int32) if self.grouped else memory[:0]
-            at = base + state_at
-            states = memory[at : at + state_size * 8].view(np.float64)
-            return columns, groups, states
-
-        buffers, group_buffer, state_buffer = views()
-        size = instance.memory_size()
-        if state is not None and state_size:
-            state_buffer[:] = state.reshape(-1)
+        if state is not None and plan.state.size:
+            plan.state[:] = state.reshape(-1)
         start = 0
         while True:
             stop = min(n, start + chunk)
             rows = stop - start
-            for column, buffer in zip(columns, buffers, strict=False):
+            for column, buffer in zip(columns, plan.inputs, strict=True):
                 buffer[:rows] = column[start:stop]
             if group is not None and rows:
-                group_buffer[:rows] = group[start:stop]
+                plan.group[:rows] = group[start:stop]
             status = call.call_with_first(rows)
             if status != 0:
                 raise self._kernel_error(instance, status, f"{self.kernel} failed")
-            if instance.memory_size() != size:  # the kernel grew the memory: it may have moved
-                buffers, group_buffer, state_buffer = views()
-                size = instance.memory_size()
-            for out, buffer in zip(outs, buffers[self.inputs :], strict=True):
+            if instance.memory_size() != plan.memory_size:  # grown: the memory may have moved
+                plan = self._plan = _Plan(self, instance, chunk, ngroups)
+            for out, buffer in zip(outs, plan.outputs, strict=True):
                 out[start:stop] = buffer[:rows]
             start = stop
             if start >= n:
                 break
-        if state is not None and state_size:
-            state[...] = state_buffer.reshape(state.shape)
+        if state is not None and plan.state.size:
+            state[...] = plan.state.reshape(state.shape)
+
+
+class _Plan:
+    """Where one chunk's columns, group indices and state sit in the module's memory, as numpy
+    views, with the kernel's call bound to them. Valid while the block and the memory stay put:
+    the runner makes a new plan after a new block, a new instance or a memory growth."""
+
+    __slots__ = ("chunk", "group", "inputs", "memory_size", "ngroups", "outputs", "state")
+
+    def __init__(self, runner: KernelRunner, instance: Instance, chunk: int, ngroups: int) -> None:
+        offsets, group_at, state_at, _ = runner._layout(runner._rows, runner._groups)
+        base = runner._block
+        pointers = [base + o for o in offsets]
+        head = [base + group_at, ngroups, base + state_at] if runner.grouped else []
+        runner._caller.bind(chunk, *head, *pointers, *runner.params)
+        memory = instance.view()
+        views = [memory[p : p + chunk * 8].view(np.float64) for p in pointers]
+        self.chunk = chunk
+        self.ngroups = ngroups
+        self.memory_size = instance.memory_size()
+        self.inputs = views[: runner.inputs]
+        self.outputs = views[runner.inputs :]
+        at = base + group_at
+        self.group = memory[at : at + chunk * 4].view(np.int32) if runner.grouped else memory[:0]
+        at = base + state_at
+        self.state = memory[at : at + ngroups * runner.state_width * 8].view(np.float64)
 
 
 _SKIP: Final = {"alloc", "dealloc", "abi_version", "error_message", "_start", "_initialize"}

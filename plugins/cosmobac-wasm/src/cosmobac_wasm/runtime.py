@@ -28,7 +28,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Final
@@ -432,6 +432,32 @@ FAST_CALLS = True
 """Use the prepared-call fast path when the wasmtime binding allows it (tests turn it off)."""
 
 
+class _Budget:
+    """The context of :meth:`Instance.budget` (a class, not a generator: it wraps every batch)."""
+
+    __slots__ = ("_instance", "_kernel", "_token")
+
+    def __init__(self, instance: Instance, kernel: str | None) -> None:
+        self._instance = instance
+        self._kernel = kernel
+        self._token = -1
+
+    def __enter__(self) -> None:
+        instance = self._instance
+        sandbox = instance.loaded.sandbox
+        instance.store.set_epoch_deadline(1)
+        if sandbox.fuel is not None:
+            instance.store.set_fuel(sandbox.fuel)
+        self._token = _WATCHDOG.arm(instance.loaded.engine, sandbox.timeout)
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any
+    ) -> None:
+        _WATCHDOG.disarm(self._token)
+        if isinstance(exc, (wasmtime.WasmtimeError, wasmtime.Trap)):
+            raise self._instance._translate(exc, self._kernel) from None
+
+
 class Instance:
     """One instantiation of a loaded module in a store of its own, under its sandbox.
 
@@ -463,6 +489,9 @@ class Instance:
         self.memory: wasmtime.Memory | None = None
         self._view: np.ndarray = np.empty(0, dtype=np.uint8)
         self._view_key: tuple[int | None, int] = (None, 0)
+        self._memory_size: Any = (
+            None  # the raw size call, once instantiated (if the binding has it)
+        )
         token = _WATCHDOG.arm(loaded.engine, sandbox.timeout)
         try:
             instance = linker.instantiate(store, loaded.module)
@@ -473,6 +502,15 @@ class Instance:
         self.exports = dict(instance.exports(store).items())
         memory = self.exports.get("memory")
         self.memory = memory if isinstance(memory, wasmtime.Memory) else None
+        try:
+            from wasmtime import _ffi
+
+            if self.memory is not None:
+                self._context = store._context()
+                self._memory_ref = ctypes.byref(self.memory._memory)
+                self._memory_size = _ffi.wasmtime_memory_data_size
+        except (ImportError, AttributeError):
+            self._memory_size = None
 
     def _instantiation_error(self, exc: BaseException) -> WasmError:
         text = _first_line(exc)
@@ -500,7 +538,11 @@ class Instance:
 
     # -- memory ---------------------------------------------------------------------------------
     def memory_size(self) -> int:
-        return 0 if self.memory is None else self.memory.data_len(self.store)
+        """The linear memory's size in bytes (it changes only when a call into the module grows
+        it, and only then may the memory move)."""
+        if self._memory_size is None:
+            return 0 if self.memory is None else self.memory.data_len(self.store)
+        return int(self._memory_size(self._context, self._memory_ref))
 
     def view(self) -> np.ndarray:
         """A uint8 numpy view of the whole linear memory (valid until the next call into the
@@ -531,21 +573,10 @@ class Instance:
         """A fast caller for the export ``name`` (whose type the caller has checked)."""
         return PreparedCall(self.store, self.exports[name], ty)
 
-    @contextlib.contextmanager
-    def budget(self, kernel: str | None) -> Iterator[None]:
+    def budget(self, kernel: str | None) -> _Budget:
         """Run the calls inside under one budget: ``timeout`` seconds (and ``fuel``) in total.
         Any failure inside becomes a :class:`WasmError` for ``kernel``."""
-        sandbox = self.loaded.sandbox
-        self.store.set_epoch_deadline(1)
-        if sandbox.fuel is not None:
-            self.store.set_fuel(sandbox.fuel)
-        token = _WATCHDOG.arm(self.loaded.engine, sandbox.timeout)
-        try:
-            yield
-        except (wasmtime.WasmtimeError, wasmtime.Trap) as exc:
-            raise self._translate(exc, kernel) from None
-        finally:
-            _WATCHDOG.disarm(token)
+        return _Budget(self, kernel)
 
     def _translate(self, exc: BaseException, kernel: str | None) -> WasmError:
         sandbox = self.loaded.sandbox
