@@ -323,3 +323,88 @@ def test_a_permanent_failure_stops_the_sink_for_the_rest_of_the_run():
     _, forwarded = pipeline.run()
     assert sink.calls == 1  # not tried again at each collect step
     assert forwarded.lanes[0].error == "ListSink told to fail" and not forwarded.ok
+
+
+# -- reading ahead ----------------------------------------------------------------------------------
+class RecordingStore(MemoryStore):
+    """A MemoryStore that records each read: the thread it ran on and its ``after``."""
+
+    def __init__(self, *, slow_ahead: float = 0.0) -> None:
+        super().__init__()
+        self.reads: list[tuple[str, int | None]] = []
+        self.active = 0
+        self.slow_ahead = slow_ahead
+
+    def read(self, consumer, limit, *, after=None):
+        self.active += 1
+        try:
+            if after is not None and self.slow_ahead:
+                threading.Event().wait(self.slow_ahead)
+            self.reads.append((threading.current_thread().name.split("_")[0], after))
+            return super().read(consumer, limit, after=after)
+        finally:
+            self.active -= 1
+
+
+def test_the_next_full_batch_is_read_ahead_on_another_thread():
+    store = RecordingStore()
+    store.append(readings(10))
+    sink = ListSink()
+    report = Pipeline(store=store, lanes=[Lane("out", sink)], run=FAST).forward()
+    assert report.ok and report.lanes[0].acked == 10
+    assert [b["timestamp"].tolist() for b in sink.batches] == [
+        [0, 1000, 2000, 3000],
+        [4000, 5000, 6000, 7000],
+        [8000, 9000],
+    ]
+    assert store.reads == [
+        ("MainThread", None),
+        ("cosmobac-read-ahead", 4),  # read while batch 1 was written
+        ("cosmobac-read-ahead", 8),  # while batch 2 was: a short batch 3 reads nothing ahead
+        ("MainThread", None),  # nothing left
+    ]
+
+
+def test_a_batch_read_ahead_is_dropped_when_rows_of_the_one_before_must_be_retried():
+    store = RecordingStore()
+    store.append(readings(10))
+    calls = {"n": 0}
+
+    def respond(batch):
+        calls["n"] += 1
+        return WriteResult(retry=[1, 3]) if calls["n"] == 1 else None
+
+    sink = ListSink(respond=respond)
+    report = Pipeline(store=store, lanes=[Lane("out", sink)], run=FAST).forward()
+    assert report.ok and report.lanes[0].acked == 10 and report.lanes[0].retried == 2
+    # the rows to retry come first again, before the rows read ahead
+    assert [b["timestamp"].tolist() for b in sink.batches] == [
+        [0, 2000],
+        [1000, 3000, 4000, 5000],
+        [6000, 7000, 8000, 9000],
+    ]
+    assert sorted(sink.written["timestamp"].tolist()) == list(range(0, 10_000, 1000))
+
+
+def test_a_store_without_after_is_read_in_the_foreground_only():
+    class PlainStore(MemoryStore):
+        def read(self, consumer, limit):  # no `after`: no reading ahead
+            return super().read(consumer, limit)
+
+    store = PlainStore()
+    store.append(readings(10))
+    sink = ListSink()
+    assert Pipeline(store=store, lanes=[Lane("out", sink)], run=FAST).forward().ok
+    assert len(sink.written) == 10 and len(sink.batches) == 3
+
+
+def test_nothing_reads_the_store_once_forward_has_returned():
+    store = RecordingStore(slow_ahead=0.3)
+    store.append(readings(10))
+    sink = ListSink(fail=1, permanent=True)  # the first write fails for good: forward returns
+    pipeline = Pipeline(store=store, lanes=[Lane("out", sink)], run=FAST)
+    report = pipeline.forward()
+    assert not report.ok and store.active == 0
+    assert store.reads[-1] == ("cosmobac-read-ahead", 4)  # it finished before forward returned
+    assert len(store.read("out", 100)) == 10  # nothing acknowledged
+    pipeline.close()

@@ -454,6 +454,22 @@ def test_replay_of_rows_above_the_checkpoint(store):
     assert store.checkpoint("a") == 4 and store.dead_letters() == []
 
 
+def test_read_after_a_seq_returns_only_later_pending_rows(store):
+    store.append(readings(8))
+    store.ack("a", [1, 2, 6])
+    store.dead_letter("a", [5], "x")
+    store.dead_letter("a", [7], "y")
+    store.replay("a", [7])
+    assert store.read("a", 10, after=3)[STORE_SEQ].tolist() == [4, 7, 8]  # 5 waits, 6 acked
+    assert store.read("a", 2, after=3)[STORE_SEQ].tolist() == [4, 7]
+    assert store.read("a", 10, after=7)[STORE_SEQ].tolist() == [8]
+    assert store.read("a", 10, after=8)[STORE_SEQ].tolist() == []
+    assert store.read("a", 10, after=0)[STORE_SEQ].tolist() == [3, 4, 7, 8]
+    assert store.read("a", 10)[STORE_SEQ].tolist() == [3, 4, 7, 8]
+    with pytest.raises(ValueError, match="after must be a seq"):
+        store.read("a", 10, after="3")
+
+
 # -- stats and retention ----------------------------------------------------------------------------
 def test_stats(store):
     now = int(time.time() * 1000)

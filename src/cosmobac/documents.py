@@ -65,13 +65,22 @@ def document_id(sensor_id: str, timestamp_ms: int) -> str:
     return _make_id(sensor_id, _iso(timestamp_ms))
 
 
+def _iso_list(ms: np.ndarray) -> list[str]:
+    """:func:`iso_timestamps` as a list (what documents hold), without a second array pass."""
+    text = np.datetime_as_string(np.asarray(ms, dtype=np.int64).astype("datetime64[ms]"), unit="ms")
+    return [t + "Z" for t in text.tolist()]
+
+
+def _id_list(sensor_ids: list[str], isos: list[str]) -> list[str]:
+    return [_make_id(s, t) for s, t in zip(sensor_ids, isos, strict=True)]
+
+
 def document_ids(batch: Batch) -> np.ndarray:
     """Document ids for every row of ``batch`` (object array of str)."""
     if not len(batch):
         return np.empty(0, dtype=object)
-    isos = iso_timestamps(batch["timestamp"]).tolist()
     ids = np.empty(len(batch), dtype=object)
-    ids[:] = [_make_id(s, t) for s, t in zip(batch["sensor_id"].tolist(), isos, strict=True)]
+    ids[:] = _id_list(batch["sensor_id"].tolist(), _iso_list(batch["timestamp"]))
     return ids
 
 
@@ -90,14 +99,15 @@ def to_documents(batch: Batch) -> Iterator[dict[str, Any]]:
     not)."""
     if not len(batch):
         return
-    ids = document_ids(batch).tolist()
+    isos = _iso_list(batch["timestamp"])  # once: for the ids and for the timestamp column
+    ids = _id_list(batch["sensor_id"].tolist(), isos)
     columns: dict[str, list[Any]] = {}
     for name in batch.columns:
         if name == STORE_SEQ:
             continue
         column = batch[name]
         if name == "timestamp":
-            columns[name] = iso_timestamps(column).tolist()
+            columns[name] = isos
         elif column.dtype.kind == "f":
             as_objects = column.astype(object)
             as_objects[~np.isfinite(column)] = None

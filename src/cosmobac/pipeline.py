@@ -8,11 +8,18 @@ Guarantees:
 * setting :attr:`Pipeline.stop` (the CLI does on SIGINT/SIGTERM) ends the loops after the current
   batch: nothing read is lost, nothing unwritten is acknowledged;
 * transient sink failures back off exponentially with full jitter; a failure marked permanent stops
-  that sink at once.
+  that sink at once;
+* with a store whose ``read`` takes ``after`` (the SQLite store and ``MemoryStore`` do), the next
+  batch is read on a background thread while the sink writes a full one, so the sink does not wait
+  for the store between batches; a batch read ahead is used only when the one before it was
+  settled completely, and is dropped (its rows stay pending) otherwise, and before ``forward``
+  returns.
 """
 
 from __future__ import annotations
 
+import concurrent.futures as cf
+import inspect
 import logging
 import random
 import threading
@@ -100,6 +107,7 @@ class _LaneState:
     done: bool = False
     permanent: bool = False  # the sink failed for good: it stays stopped for this pipeline's life
     stateful: dict[str, StatefulTransform] = attrs.field(factory=dict)
+    ahead: cf.Future[Batch] | None = None  # the next batch, being read while this one is written
 
     def snapshot(self) -> dict[str, str]:
         return {key: t.get_state() for key, t in self.stateful.items()}
@@ -142,6 +150,8 @@ class Pipeline:
         self._rng = random.Random(seed)
         self._states: dict[int, _LaneState] = {}
         self._pruned_at = float("-inf")
+        self._reads_after = _reads_after(store)
+        self._reader: cf.ThreadPoolExecutor | None = None
 
     # -- construction -------------------------------------------------------------------------
     @classmethod
@@ -186,6 +196,9 @@ class Pipeline:
 
     def close(self) -> None:
         """Close the components this pipeline made (sinks first, then the store)."""
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            reader.shutdown(wait=True)
         for component in reversed(self._owned):
             _close(component)
         self._owned = []
@@ -290,6 +303,15 @@ class Pipeline:
             state.done = False
             state.attempts = 0
             state.report.error = None
+        try:
+            return self._deliver_loop(states, follow=follow, backlog=backlog)
+        finally:
+            for state in states:  # nothing reads the store once forward() has returned
+                self._drop_ahead(state)
+
+    def _deliver_loop(
+        self, states: list[_LaneState], *, follow: bool, backlog: int | None
+    ) -> ForwardReport:
         handled = lambda: sum(s.report.acked + s.report.dead_lettered for s in states)  # noqa: E731
         baseline = handled()
         while not self.stop.is_set():
@@ -315,6 +337,31 @@ class Pipeline:
                 if backlog is not None:
                     self._report("forward", handled() - baseline, backlog)
         return ForwardReport(tuple(s.report for s in states))
+
+    # -- reading ahead --------------------------------------------------------------------------
+    def _read(self, state: _LaneState) -> Batch:
+        """The lane's next batch: the one read ahead when there is one, else read now."""
+        ahead, state.ahead = state.ahead, None
+        if ahead is not None:
+            try:
+                return ahead.result()
+            except Exception as exc:  # e.g. the store was busy: read again, in the foreground
+                log.debug("%s: reading ahead failed (%s); reading again", state.lane.consumer, exc)
+        return self.store.read(state.lane.consumer, self.run_config.batch_size)
+
+    def _read_ahead(self, state: _LaneState, *, after: int) -> None:
+        if self._reader is None:
+            self._reader = cf.ThreadPoolExecutor(1, thread_name_prefix="cosmobac-read-ahead")
+        read: Callable[..., Batch] = self.store.read  # takes `after` (checked at construction)
+        state.ahead = self._reader.submit(
+            read, state.lane.consumer, self.run_config.batch_size, after=after
+        )
+
+    def _drop_ahead(self, state: _LaneState) -> None:
+        """Forget the batch read ahead (its rows stay pending), once its read has finished."""
+        ahead, state.ahead = state.ahead, None
+        if ahead is not None and not ahead.cancel():
+            cf.wait([ahead])
 
     def _maybe_prune(self, *, force: bool = False) -> None:
         """Apply the store's retention (``prune()``, where it has one) at most once a minute."""
@@ -343,10 +390,12 @@ class Pipeline:
 
     def _forward_once(self, state: _LaneState, follow: bool) -> None:
         lane, report, cfg = state.lane, state.report, self.run_config
-        batch = self.store.read(lane.consumer, cfg.batch_size)
+        batch = self._read(state)
         if not len(batch):
             state.done = True
             return
+        if self._reads_after and len(batch) >= cfg.batch_size:  # a full batch: more may follow
+            self._read_ahead(state, after=int(batch[STORE_SEQ].max()))
         before = state.snapshot()
         try:
             out = batch
@@ -366,6 +415,7 @@ class Pipeline:
         except SinkError as exc:
             state.restore(before)
             if not exc.transient:
+                self._drop_ahead(state)
                 report.error = str(exc)
                 state.done = state.permanent = True
                 log.error("%s: %s (giving up; nothing acknowledged)", lane.consumer, exc)
@@ -393,6 +443,7 @@ class Pipeline:
             state.ready_at = 0.0
 
     def _failed(self, state: _LaneState, exc: BaseException | None, follow: bool) -> None:
+        self._drop_ahead(state)  # the rows to retry come first again
         cfg = self.run_config
         state.report.failures += 1
         state.attempts += 1
@@ -478,6 +529,14 @@ class Pipeline:
     def _report(self, stage: str, done: int, total: int | None) -> None:
         if self.progress is not None:
             self.progress(stage, done, total)
+
+
+def _reads_after(store: Store) -> bool:
+    """Whether ``store.read`` takes ``after`` (rows above a seq), so batches can be read ahead."""
+    try:
+        return "after" in inspect.signature(store.read).parameters
+    except (TypeError, ValueError):  # no signature to inspect (e.g. a C function)
+        return False
 
 
 def _close(component: Any) -> None:

@@ -17,6 +17,7 @@ import contextlib
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
@@ -108,51 +109,60 @@ class MemoryStore:
     _acked: dict[str, set[int]] = attrs.field(init=False, factory=dict)
     _dead: dict[str, dict[int, DeadLetter]] = attrs.field(init=False, factory=dict)
     _state: dict[str, dict[str, str]] = attrs.field(init=False, factory=dict)
+    _lock: threading.RLock = attrs.field(init=False, factory=threading.RLock)
 
     def append(self, batch: Batch) -> int:
-        keys = list(zip(batch["sensor_id"].tolist(), batch["timestamp"].tolist(), strict=True))
-        new = np.zeros(len(keys), dtype=bool)
-        for i, key in enumerate(keys):  # duplicates, stored or inside the batch, count once
-            if key not in self._keys:
-                self._keys.add(key)
-                new[i] = True
-        fresh = batch.drop(STORE_SEQ).select(new)
-        start = len(self._rows) + 1
-        fresh = fresh.with_columns({STORE_SEQ: np.arange(start, start + len(fresh))})
-        self._rows = Batch.concat([self._rows, fresh])
-        return len(fresh)
+        with self._lock:
+            keys = list(zip(batch["sensor_id"].tolist(), batch["timestamp"].tolist(), strict=True))
+            new = np.zeros(len(keys), dtype=bool)
+            for i, key in enumerate(keys):  # duplicates, stored or inside the batch, count once
+                if key not in self._keys:
+                    self._keys.add(key)
+                    new[i] = True
+            fresh = batch.drop(STORE_SEQ).select(new)
+            start = len(self._rows) + 1
+            fresh = fresh.with_columns({STORE_SEQ: np.arange(start, start + len(fresh))})
+            self._rows = Batch.concat([self._rows, fresh])
+            return len(fresh)
 
     def last_timestamp(self) -> int | None:
         """The newest reading's timestamp, or None when empty (lets a collector resume)."""
         return int(self._rows["timestamp"].max()) if len(self._rows) else None
 
-    def read(self, consumer: str, limit: int) -> Batch:
-        acked = self._acked.setdefault(consumer, set())
-        waiting = {s for s, d in self._dead.setdefault(consumer, {}).items() if not d.replayed}
-        if not len(self._rows):
-            return self._rows
-        pending = ~np.isin(self._rows[STORE_SEQ], list(acked | waiting))
-        return self._rows.select(np.flatnonzero(pending)[:limit])
+    def read(self, consumer: str, limit: int, *, after: int | None = None) -> Batch:
+        with self._lock:  # the forwarder may read ahead from another thread
+            acked = self._acked.setdefault(consumer, set())
+            dead = self._dead.setdefault(consumer, {})
+            waiting = {s for s, d in dead.items() if not d.replayed}
+            rows = self._rows
+            if not len(rows):
+                return rows
+            pending = ~np.isin(rows[STORE_SEQ], list(acked | waiting))
+            if after is not None:
+                pending &= rows[STORE_SEQ] > after
+            return rows.select(np.flatnonzero(pending)[:limit])
 
     def ack(self, consumer: str, batch: Batch, *, state: Mapping[str, str] | None = None) -> None:
-        seqs = batch[STORE_SEQ].tolist()
-        self._acked.setdefault(consumer, set()).update(seqs)
-        dead = self._dead.setdefault(consumer, {})
-        for seq in seqs:
-            dead.pop(seq, None)
-        if state is not None:
-            self._state[consumer] = dict(state)
+        with self._lock:
+            seqs = batch[STORE_SEQ].tolist()
+            self._acked.setdefault(consumer, set()).update(seqs)
+            dead = self._dead.setdefault(consumer, {})
+            for seq in seqs:
+                dead.pop(seq, None)
+            if state is not None:
+                self._state[consumer] = dict(state)
 
     def load_state(self, consumer: str) -> dict[str, str]:
         return dict(self._state.get(consumer, {}))
 
     def dead_letter(self, consumer: str, batch: Batch, reason: str) -> None:
-        dead = self._dead.setdefault(consumer, {})
-        now = int(time.time() * 1000)
-        for row in batch.rows():
-            seq = int(row.pop(STORE_SEQ))
-            self._acked.setdefault(consumer, set()).discard(seq)
-            dead[seq] = DeadLetter(consumer, seq, reason, now, replayed=False, reading=row)
+        with self._lock:
+            dead = self._dead.setdefault(consumer, {})
+            now = int(time.time() * 1000)
+            for row in batch.rows():
+                seq = int(row.pop(STORE_SEQ))
+                self._acked.setdefault(consumer, set()).discard(seq)
+                dead[seq] = DeadLetter(consumer, seq, reason, now, replayed=False, reading=row)
 
     def dead_letters(
         self, consumer: str | None = None, *, limit: int | None = None
@@ -163,12 +173,13 @@ class MemoryStore:
         return letters if limit is None else letters[:limit]
 
     def replay(self, consumer: str, seqs: Iterable[int] | None = None) -> int:
-        dead = self._dead.setdefault(consumer, {})
-        wanted = set(dead) if seqs is None else set(seqs)
-        waiting = [s for s, d in dead.items() if s in wanted and not d.replayed]
-        for seq in waiting:
-            dead[seq] = attrs.evolve(dead[seq], replayed=True)
-        return len(waiting)
+        with self._lock:
+            dead = self._dead.setdefault(consumer, {})
+            wanted = set(dead) if seqs is None else set(seqs)
+            waiting = [s for s, d in dead.items() if s in wanted and not d.replayed]
+            for seq in waiting:
+                dead[seq] = attrs.evolve(dead[seq], replayed=True)
+            return len(waiting)
 
     def stats(self) -> StoreStats:
         consumers = sorted(set(self._acked) | set(self._dead))

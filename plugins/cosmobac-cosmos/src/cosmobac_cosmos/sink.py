@@ -462,9 +462,13 @@ class CosmosSink:
                 bounds += key_bound + _NUMBER_BOUND
                 continue
             values = column.tolist()
-            lengths = np.array([len(v) if type(v) is str else -1 for v in values], dtype=np.int64)
-            sizes = 6 * lengths + 2
-            for i in np.flatnonzero(lengths < 0).tolist():
+            # text: its length; None (null, 4 bytes): -2; anything else: -1, looked at below
+            lengths = np.array(
+                [len(v) if type(v) is str else (-2 if v is None else -1) for v in values],
+                dtype=np.int64,
+            )
+            sizes = np.where(lengths == -2, 4, 6 * lengths + 2)
+            for i in np.flatnonzero(lengths == -1).tolist():
                 size, problem = _value_bound(values[i])
                 sizes[i] = size
                 if problem is not None:

@@ -541,18 +541,25 @@ class SQLiteStore:
             out[name] = _readonly(array)
         return Batch(columns=out)
 
-    def read(self, consumer: str, limit: int = 1000) -> Batch:
+    def read(self, consumer: str, limit: int = 1000, *, after: int | None = None) -> Batch:
         """Up to ``limit`` of the oldest rows (by ``seq``) ``consumer`` has neither acknowledged nor
-        dead-lettered, together with its replayed dead letters.
+        dead-lettered, together with its replayed dead letters; with ``after``, only rows whose
+        ``seq`` is larger (the forwarder reads the next batch so while the sink writes this one).
 
         The batch has every core column (canonical dtypes), the extra columns, and an int64 ``seq``
         column to acknowledge with. Reading does not lease rows: until acknowledged, the same rows
-        come back on the next read. The consumer is registered on its first read.
+        come back on the next read. The consumer is registered on its first read. Safe to call
+        from another thread while this one writes (the connection is shared under a lock).
         """
         _validate_consumer(consumer)
         if isinstance(limit, bool) or not isinstance(limit, int | np.integer) or limit < 1:
             raise ValueError(f"limit must be a positive integer, got {limit!r}")
+        if after is not None and (
+            isinstance(after, bool) or not isinstance(after, int | np.integer)
+        ):
+            raise ValueError(f"after must be a seq (an integer) or None, got {after!r}")
         limit = int(limit)
+        above = -1 if after is None else int(after)
         for _ in range(2):
             if consumer not in self._known:
                 with self._transaction(write=True) as conn:
@@ -565,7 +572,7 @@ class SQLiteStore:
                 if row is None:  # removed by another process meanwhile: register again
                     self._known.discard(consumer)
                     continue
-                checkpoint = int(row[0])
+                checkpoint = max(int(row[0]), above)  # rows above this seq are candidates
                 extras = self._extra_kinds(conn)
                 select = self._select_list(extras)
                 # the NOT EXISTS probes cost ~40 % of a read: skip them when there is nothing
@@ -595,8 +602,8 @@ class SQLiteStore:
                 if any_replayed:
                     replayed = conn.execute(
                         f"SELECT {select} FROM dead_letters AS d JOIN readings AS r ON r.seq = d.seq "
-                        "WHERE d.consumer = ? AND d.replayed = 1 ORDER BY d.seq LIMIT ?",
-                        (consumer, limit),
+                        "WHERE d.consumer = ? AND d.replayed = 1 AND d.seq > ? ORDER BY d.seq LIMIT ?",
+                        (consumer, above, limit),
                     ).fetchall()
             if replayed:
                 rows = sorted(replayed + rows, key=lambda r: r[-1])[:limit]
