@@ -168,7 +168,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=40_000, help="readings in the store")
     parser.add_argument("--repeat", type=int, default=5, help="rounds")
     parser.add_argument("--naive-rows", type=int, default=2000, help="rows for the naive loop")
-    parser.add_argument("--batch-size", type=int, default=5000, help="forward run.batch_size")
+    parser.add_argument(
+        "--batch-size", type=int, default=RunConfig().batch_size, help="forward run.batch_size"
+    )
     parser.add_argument("--seed", type=int, default=1, help="order of the runs in each round")
     args = parser.parse_args(argv)
 

@@ -119,7 +119,7 @@ def test_invalid_toml_and_missing_file(tmp_path):
 
 def test_run_defaults():
     run = RunConfig()
-    assert run.speed is None and run.batch_size == 5000 and run.on_transform_error == "dead_letter"
+    assert run.speed is None and run.batch_size == 20000 and run.on_transform_error == "dead_letter"
 
 
 names = st.from_regex(r"[A-Z_][A-Z0-9_]{0,8}", fullmatch=True)

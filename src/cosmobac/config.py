@@ -134,7 +134,7 @@ class RunConfig:
     * ``duration``: span of sensor time to collect (``"6h"``); unset means until stopped.
     * ``speed``: ``"max"`` (simulate as fast as possible) or a real-time factor (``1.0``).
     * ``step``: sensor time collected per batch (default ``"10m"`` at full speed).
-    * ``batch_size``: rows read from the store per forward batch (default 5000).
+    * ``batch_size``: rows read from the store per forward batch (default 20000).
     * ``interval``: pause between rounds when following or running in real time (default ``"1s"``).
     * ``jitter``: random share of ``interval`` added or removed, 0–1 (default 0.1).
     * ``max_attempts``: failed writes in a row before a non-following forward gives up (default 8).
@@ -146,7 +146,7 @@ class RunConfig:
     duration: float | None = None
     speed: float | None = None
     step: float = 600.0
-    batch_size: int = 5000
+    batch_size: int = 20000
     interval: float = 1.0
     jitter: float = 0.1
     max_attempts: int = 8
