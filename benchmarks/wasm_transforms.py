@@ -14,9 +14,9 @@ noisy. Targets: ratio wasm/numpy ≥ 1.5 for window kernels, ≥ 0.5 for element
 
 A last line gives the whole ``wasm`` transform on a Batch (sensor ids factorised from text, state
 kept per sensor) for reference, and a last table the element-wise ratios by column length, from a
-pipeline batch (5,000 rows, where the fixed cost of a sandboxed call shows) to columns larger than
-the CPU's caches (where numpy's single pass and the sandbox's three — copy in, kernel, copy out —
-all wait on main memory).
+pipeline batch (20,000 rows, the default ``batch_size``, where the fixed cost of a sandboxed call
+shows) to columns larger than the CPU's caches (where numpy's single pass and the sandbox's three
+— copy in, kernel, copy out — all wait on main memory).
 
 Run: ``python benchmarks/wasm_transforms.py [--rows N] [--sensors S] [--window W] [--repeat R]
 [--no-sweep]``. The exit status is 1 when a kernel misses its target at ``--rows``.
@@ -231,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if failed else 0
 
 
-SWEEP_ROWS = (5_000, 100_000, 1_000_000, 10_000_000)
+SWEEP_ROWS = (20_000, 100_000, 1_000_000, 10_000_000)
 
 
 def sweep(loaded, repeat: int) -> None:
