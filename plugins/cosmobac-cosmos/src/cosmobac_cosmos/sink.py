@@ -34,7 +34,9 @@ import math
 import random
 import threading
 import time
+from collections import deque
 from collections.abc import Mapping, Sequence
+from queue import Empty, SimpleQueue
 from typing import Any, Final
 
 import attrs
@@ -651,46 +653,74 @@ class CosmosSink:
     ) -> list[_Work]:
         """Send every piece of work, adapting concurrency; returns what is left at the deadline.
 
-        While the allowed number of requests is in flight, the next batches' documents are built,
-        so building overlaps sending."""
+        While the allowed number of requests is in flight, the next requests' documents are built,
+        so building overlaps sending. Work to retry (after a failure) goes first once its backoff
+        has passed; every step is O(1) in the batch's size, so large batches cost no more per row.
+        """
         pool = self._pool
         assert pool is not None
-        queue: list[_Work] = list(work)
+        unbuilt: deque[_Work] = deque(work)  # in plan order; documents not built yet
+        ready: deque[_Work] = deque()  # built, never sent
+        later: list[_Work] = []  # to send again, each once its `not_before` has passed
         inflight: dict[cf.Future[tuple[float, dict[str, Any]]], _Work] = {}
+        finished: SimpleQueue[cf.Future[tuple[float, dict[str, Any]]]] = SimpleQueue()
         limiter = self._limiter
+
+        def next_to_send(now: float) -> _Work | None:
+            for i, item in enumerate(later):
+                if item.not_before <= now:
+                    return later.pop(i)
+            if ready:
+                return ready.popleft()
+            while unbuilt:
+                item = unbuilt.popleft()
+                if self._build(batch, item, outcome):
+                    return item
+            return None
+
         while True:
             now = time.monotonic()
             stopping = outcome.permanent is not None or now >= deadline
             if not stopping and now >= self._throttle_until:
-                while queue and len(inflight) < limiter.allowed:
-                    index = next((i for i, w in enumerate(queue) if w.not_before <= now), None)
-                    if index is None:
+                while len(inflight) < limiter.allowed:
+                    item = next_to_send(now)
+                    if item is None:
                         break
-                    item = queue.pop(index)
-                    if item.docs is None and not self._build(batch, item, outcome):
-                        continue
-                    inflight[pool.submit(self._execute, item)] = item
+                    future = pool.submit(self._execute, item)
+                    inflight[future] = item
+                    future.add_done_callback(finished.put)
             if not inflight:
-                if stopping or not queue:
-                    return queue
-                wake = max(self._throttle_until, min(w.not_before for w in queue))
+                if stopping or not (later or ready or unbuilt):
+                    return [*later, *ready, *unbuilt]
+                sendable = 0.0 if ready or unbuilt else min(w.not_before for w in later)
+                wake = max(self._throttle_until, sendable)
                 time.sleep(max(0.0, min(wake, deadline) - now) + 0.001)
                 continue
-            unbuilt = None if stopping else next((w for w in queue if w.docs is None), None)
-            if unbuilt is not None:  # build ahead instead of waiting idle
-                if not self._build(batch, unbuilt, outcome):
-                    queue.remove(unbuilt)
-                timeout: float | None = 0.0
-            elif queue and not stopping:
+            timeout: float | None
+            if unbuilt and not stopping:  # build ahead instead of waiting idle
+                item = unbuilt.popleft()
+                if self._build(batch, item, outcome):
+                    ready.append(item)
+                timeout = 0.0
+            elif (later or ready) and not stopping:
                 # wake for the first completion, or when queued work may be sent (a backoff or a
                 # throttle ends) while there is room in flight
-                wake = max(self._throttle_until, min(w.not_before for w in queue))
+                sendable = 0.0 if ready else min(w.not_before for w in later)
+                wake = max(self._throttle_until, sendable)
                 if len(inflight) >= limiter.allowed or wake <= now:
                     wake = deadline
                 timeout = max(0.0, min(wake, deadline) - now) + 0.001
             else:
                 timeout = None
-            done, _ = cf.wait(inflight, timeout=timeout, return_when=cf.FIRST_COMPLETED)
+            try:
+                done = [finished.get(timeout=timeout) if timeout != 0.0 else finished.get_nowait()]
+            except Empty:
+                continue
+            while True:
+                try:
+                    done.append(finished.get_nowait())
+                except Empty:
+                    break
             for future in done:
                 item = inflight.pop(future)
                 outcome.requests += 1
@@ -701,7 +731,7 @@ class CosmosSink:
                     outcome.written.extend(item.positions)
                     limiter.observe(latency, time.monotonic(), self.latency_target, item.mode)
                 else:
-                    queue.extend(self._failed(item, error, outcome))
+                    later.extend(self._failed(item, error, outcome))
 
     def _execute(self, item: _Work) -> tuple[float, dict[str, Any]]:
         docs = item.built
