@@ -470,6 +470,25 @@ def test_read_after_a_seq_returns_only_later_pending_rows(store):
         store.read("a", 10, after="3")
 
 
+def test_scan_reads_every_row_without_registering_a_consumer(store):
+    store.append(readings(6))
+    store.read("a", 10)
+    store.ack("a", [1, 2])
+    store.dead_letter("a", [4], "x")
+    before = store.consumers()
+    everything = store.scan()
+    assert everything[STORE_SEQ].tolist() == [1, 2, 3, 4, 5, 6]  # acked and dead-lettered too
+    assert everything["temperature"].tolist() == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
+    assert store.scan(after=2, limit=3)[STORE_SEQ].tolist() == [3, 4, 5]
+    assert store.scan(after=6)[STORE_SEQ].tolist() == []
+    assert store.consumers() == before  # nothing registered, nothing acknowledged
+    assert store.read("a", 10)[STORE_SEQ].tolist() == [3, 5, 6]
+    with pytest.raises(ValueError, match="limit must be"):
+        store.scan(limit=0)
+    with pytest.raises(ValueError, match="after must be"):
+        store.scan(after=1.5)
+
+
 # -- stats and retention ----------------------------------------------------------------------------
 def test_stats(store):
     now = int(time.time() * 1000)

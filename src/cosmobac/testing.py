@@ -142,6 +142,14 @@ class MemoryStore:
                 pending &= rows[STORE_SEQ] > after
             return rows.select(np.flatnonzero(pending)[:limit])
 
+    def scan(self, *, after: int | None = None, limit: int | None = None) -> Batch:
+        """Stored rows in ``seq`` order, whatever consumers did (registers nothing)."""
+        with self._lock:
+            rows = self._rows
+            if after is not None and len(rows):
+                rows = rows.select(rows[STORE_SEQ] > after)
+            return rows if limit is None else rows.select(slice(0, limit))
+
     def ack(self, consumer: str, batch: Batch, *, state: Mapping[str, str] | None = None) -> None:
         with self._lock:
             seqs = batch[STORE_SEQ].tolist()

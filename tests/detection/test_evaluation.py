@@ -193,3 +193,26 @@ def test_evaluate_documents_a_sink_wrote(labelled_run, tmp_path):
 def test_evaluate_explains_what_is_missing(tmp_path):
     result = invoke("evaluate")
     assert result.exit_code != 0 and "CONFIG" in result.output
+
+
+def test_a_store_without_scan_is_read_as_a_temporary_consumer_then_forgotten():
+    from cosmobac.evaluation.runs import _all_rows
+    from cosmobac.testing import MemoryStore
+
+    class Store(MemoryStore):
+        scan = None  # an older store: no scan()
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.removed: list[str] = []
+
+        def remove_consumer(self, consumer: str) -> bool:
+            self.removed.append(consumer)
+            return True
+
+    store = Store()
+    store.append(
+        Batch.from_columns(timestamp=[1, 2, 3], sensor_id=["s"] * 3, temperature=[1.0, 2.0, 3.0])
+    )
+    assert _all_rows(store)["timestamp"].tolist() == [1, 2, 3]
+    assert len(store.removed) == 1 and store.removed[0].startswith("cosmobac-evaluate-")

@@ -33,8 +33,9 @@ def replay_store(
     """Every row of the pipeline's store, passed through fresh instances of its
     ``[[transforms]]`` (detectors start cold, as a forwarder reading from the first row would),
     in batches of ``run.batch_size``. ``aggregate`` transforms are left out (they turn rows into
-    windows). The store is read under a temporary consumer name, removed afterwards; nothing is
-    acknowledged for any sink."""
+    windows). The store is read with its ``scan()`` where it has one (nothing is written to it),
+    else under a temporary consumer name, removed afterwards; nothing is acknowledged for any
+    sink."""
     plugins = plugins or get_plugins()
     if not isinstance(config, PipelineConfig):
         config = load_config(config, plugins=plugins)
@@ -47,16 +48,10 @@ def replay_store(
             continue
         transforms.append(spec.build(plugins))
     store = config.store.build(plugins)
-    consumer = f"cosmobac-evaluate-{os.getpid()}-{time.time_ns()}"
     try:
-        rows = store.read(consumer, _MAX_ROWS)
+        rows = _all_rows(store)
     finally:
-        remove = getattr(store, "remove_consumer", None)
-        try:
-            if callable(remove):
-                remove(consumer)
-        finally:
-            store.close()
+        store.close()
     if not len(rows):
         raise ConfigError(
             f"{config.source}: the store has no rows; collect some first (cosmobac collect)"
@@ -70,6 +65,23 @@ def replay_store(
             part = transform(part)
         out.append(part)
     return Batch.concat(out)
+
+
+def _all_rows(store: Any) -> Batch:
+    """Every stored row: by ``scan()`` (a plain read) where the store has it, else by reading as
+    a temporary consumer that is removed afterwards."""
+    scan = getattr(store, "scan", None)
+    if callable(scan):
+        rows: Batch = scan()
+        return rows
+    consumer = f"cosmobac-evaluate-{os.getpid()}-{time.time_ns()}"
+    try:
+        rows = store.read(consumer, _MAX_ROWS)
+    finally:
+        remove = getattr(store, "remove_consumer", None)
+        if callable(remove):
+            remove(consumer)
+    return rows
 
 
 def read_documents(path: str | os.PathLike[str]) -> Batch:

@@ -610,6 +610,27 @@ class SQLiteStore:
             return self._to_batch(rows, extras)
         raise self._fail(f"consumer {consumer!r} keeps being removed while it reads")
 
+    def scan(self, *, after: int | None = None, limit: int | None = None) -> Batch:
+        """Stored rows in ``seq`` order (only those above ``after``, at most ``limit``), whatever
+        any consumer acknowledged or dead-lettered: a read that registers nothing and writes
+        nothing (for evaluating or exporting what a store holds). Same columns as :meth:`read`."""
+        if after is not None and (
+            isinstance(after, bool) or not isinstance(after, int | np.integer)
+        ):
+            raise ValueError(f"after must be a seq (an integer) or None, got {after!r}")
+        if limit is not None and (
+            isinstance(limit, bool) or not isinstance(limit, int | np.integer) or limit < 1
+        ):
+            raise ValueError(f"limit must be a positive integer or None, got {limit!r}")
+        with self._transaction(write=False) as conn:
+            extras = self._extra_kinds(conn)
+            rows = conn.execute(
+                f"SELECT {self._select_list(extras)} FROM readings AS r WHERE r.seq > ? "
+                "ORDER BY r.seq LIMIT ?",
+                (-1 if after is None else int(after), -1 if limit is None else int(limit)),
+            ).fetchall()
+        return self._to_batch(rows, extras)
+
     # -- acknowledging -------------------------------------------------------------------------
     @staticmethod
     def _next_checkpoint(
