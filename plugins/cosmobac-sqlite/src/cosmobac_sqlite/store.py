@@ -115,6 +115,15 @@ def _widen(old: Kind, new: Kind) -> Kind | None:
     return None
 
 
+def _seq_floor(after: Any) -> int:
+    """The ``seq`` that rows must be above for an ``after`` argument (None: every row)."""
+    if after is None:
+        return -1
+    if isinstance(after, bool) or not isinstance(after, int | np.integer):
+        raise ValueError(f"after must be a seq (an integer) or None, got {after!r}")
+    return int(after)
+
+
 def _validate_consumer(consumer: Any) -> str:
     if not isinstance(consumer, str):
         raise TypeError(f"consumer must be a str (a sink's name), got {type(consumer).__name__}")
@@ -554,12 +563,8 @@ class SQLiteStore:
         _validate_consumer(consumer)
         if isinstance(limit, bool) or not isinstance(limit, int | np.integer) or limit < 1:
             raise ValueError(f"limit must be a positive integer, got {limit!r}")
-        if after is not None and (
-            isinstance(after, bool) or not isinstance(after, int | np.integer)
-        ):
-            raise ValueError(f"after must be a seq (an integer) or None, got {after!r}")
+        above = _seq_floor(after)
         limit = int(limit)
-        above = -1 if after is None else int(after)
         for _ in range(2):
             if consumer not in self._known:
                 with self._transaction(write=True) as conn:
@@ -614,10 +619,7 @@ class SQLiteStore:
         """Stored rows in ``seq`` order (only those above ``after``, at most ``limit``), whatever
         any consumer acknowledged or dead-lettered: a read that registers nothing and writes
         nothing (for evaluating or exporting what a store holds). Same columns as :meth:`read`."""
-        if after is not None and (
-            isinstance(after, bool) or not isinstance(after, int | np.integer)
-        ):
-            raise ValueError(f"after must be a seq (an integer) or None, got {after!r}")
+        above = _seq_floor(after)
         if limit is not None and (
             isinstance(limit, bool) or not isinstance(limit, int | np.integer) or limit < 1
         ):
@@ -627,7 +629,7 @@ class SQLiteStore:
             rows = conn.execute(
                 f"SELECT {self._select_list(extras)} FROM readings AS r WHERE r.seq > ? "
                 "ORDER BY r.seq LIMIT ?",
-                (-1 if after is None else int(after), -1 if limit is None else int(limit)),
+                (above, -1 if limit is None else int(limit)),
             ).fetchall()
         return self._to_batch(rows, extras)
 
