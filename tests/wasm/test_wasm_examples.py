@@ -1,6 +1,7 @@
-"""The kernels docs/wasm.md shows, in C (built here with ziglang) and AssemblyScript (built with
-assemblyscript 0.28.20: ``npx asc scale.ts --outFile scale.wasm -O3 --runtime stub --use abort=``),
-work as the guide says."""
+"""The kernels docs/wasm.md shows, in C (built here with ziglang), AssemblyScript (built with
+assemblyscript 0.28.20: ``npx asc scale.ts --outFile scale.wasm -O3 --runtime stub --use abort=``)
+and Rust (built with Debian's rustc 1.63; rebuilt here when such a toolchain is installed), work as
+the guide says."""
 
 from __future__ import annotations
 
@@ -84,3 +85,55 @@ def test_the_c_example_builds_with_ziglang_and_keeps_windows_per_sensor(tmp_path
         match=r"kernel error: ewma__state refused `params` \(status -1\): alpha must be in",
     ):
         wasm_transform(module=str(module), kernel="ewma", columns=["temperature"], params=[2.0])
+
+
+# -- the Rust example -------------------------------------------------------------------------------
+RUST_SOURCE = HERE / "clamp_below.rs"
+"""The ``src/lib.rs`` of docs/wasm.md (the docs test checks they are the same); ``clamp_below.wasm``
+beside it was built from it with Debian's rustc 1.63 (``apt install rustc libstd-rust-dev-wasm32``)
+by ``RUST_BUILD``."""
+RUST_BUILD = [
+    "--edition", "2021", "--target", "wasm32-wasi", "--crate-type", "cdylib",
+    "-C", "opt-level=3", "-C", "lto", "-C", "panic=abort", "-C", "strip=symbols",
+]  # fmt: skip
+
+
+def check_clamp_below(module: Path) -> None:
+    transform = wasm_transform(
+        module=str(module), kernel="clamp_below", columns=["temperature"], params=[0.5]
+    )
+    values = [0.1, 0.7, math.nan, -3.0, 2.0, math.inf, -math.inf, 0.5] * 20_000
+    out = transform(batch(values, ["a"] * len(values)))["temperature"]
+    expected = np.where(np.isnan(values), np.nan, np.maximum(values, 0.5))
+    assert np.array_equal(out, expected, equal_nan=True)
+
+
+def test_the_module_built_from_the_rust_example_works():
+    check_clamp_below(HERE / "clamp_below.wasm")
+
+
+def rust_for_wasm() -> str | None:
+    """A rustc with the WebAssembly WASI standard library installed, or None."""
+    for rustc in ("/usr/bin/rustc", "rustc"):
+        try:
+            sysroot = subprocess.run(
+                [rustc, "--print", "sysroot"], capture_output=True, text=True, check=True
+            ).stdout.strip()
+        except (OSError, subprocess.CalledProcessError):
+            continue
+        if (Path(sysroot) / "lib" / "rustlib" / "wasm32-wasi").is_dir():
+            return rustc
+    return None
+
+
+@pytest.mark.skipif(
+    rust_for_wasm() is None,
+    reason="no rustc with the wasm32-wasi standard library (apt install rustc "
+    "libstd-rust-dev-wasm32)",
+)
+def test_the_rust_example_builds_from_the_guide(tmp_path):
+    rustc = rust_for_wasm()
+    assert rustc is not None
+    module = tmp_path / "kernels.wasm"
+    subprocess.run([rustc, *RUST_BUILD, "-o", str(module), str(RUST_SOURCE)], check=True)
+    check_clamp_below(module)
