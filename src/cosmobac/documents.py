@@ -45,8 +45,13 @@ def _iso(ms: int) -> str:
 
 def iso_timestamps(ms: np.ndarray) -> np.ndarray:
     """ISO-8601 UTC text with milliseconds and a trailing ``Z`` for int64 epoch milliseconds."""
+    return np.array(_iso_list(ms), dtype=str)
+
+
+def _iso_list(ms: np.ndarray) -> list[str]:
+    """:func:`iso_timestamps` as a list of str (what documents hold)."""
     text = np.datetime_as_string(np.asarray(ms, dtype=np.int64).astype("datetime64[ms]"), unit="ms")
-    return np.char.add(text.astype(str), "Z")
+    return [t + "Z" for t in text.tolist()]
 
 
 def _make_id(sensor_id: str, iso: str) -> str:
@@ -63,12 +68,6 @@ def document_id(sensor_id: str, timestamp_ms: int) -> str:
     Characters Cosmos forbids (and ``%``) are percent-encoded, so the mapping stays injective.
     """
     return _make_id(sensor_id, _iso(timestamp_ms))
-
-
-def _iso_list(ms: np.ndarray) -> list[str]:
-    """:func:`iso_timestamps` as a list (what documents hold), without a second array pass."""
-    text = np.datetime_as_string(np.asarray(ms, dtype=np.int64).astype("datetime64[ms]"), unit="ms")
-    return [t + "Z" for t in text.tolist()]
 
 
 def _id_list(sensor_ids: list[str], isos: list[str]) -> list[str]:
