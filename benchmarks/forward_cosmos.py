@@ -27,13 +27,15 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures as cf
+import contextlib
 import random
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from azure.cosmos import CosmosClient
 
@@ -48,6 +50,7 @@ from cosmobac_sqlite import SQLiteStore
 CITIES, SENSORS_PER_CITY = 3, 4
 DATABASE = "bench"
 CONCURRENCIES = (1, 2, 4, 8)
+T = TypeVar("T")
 
 
 def fill(path: Path, rows: int) -> int:
@@ -107,29 +110,36 @@ def run_naive(endpoint: str, store_path: Path, rows: int, container: str) -> flo
         return len(batch) / (time.perf_counter() - began)
 
 
-def raw_client(endpoint: str) -> CosmosClient:
-    """The raw SDK as documented: a default client, with what plain HTTP needs."""
-    return CosmosClient(
+@contextlib.contextmanager
+def raw_container(endpoint: str, container: str) -> Iterator[Any]:
+    """A fresh container, written through the raw SDK as documented: a default client, with what
+    plain HTTP needs."""
+    with sink(endpoint, container) as cosmos:
+        cosmos.connect()  # creates the container
+    with CosmosClient(
         endpoint, LOCAL_KEY, enable_endpoint_discovery=False, connection_timeout=10, read_timeout=30
-    )
+    ) as client:
+        yield client.get_database_client(DATABASE).get_container_client(container)
+
+
+def by_key_in_hundreds(keys: list[str], items: list[T]) -> list[tuple[str, list[T]]]:
+    """``items`` grouped by their key, in runs of at most 100 (a transactional batch's limit)."""
+    groups: dict[str, list[T]] = {}
+    for key, item in zip(keys, items, strict=True):
+        groups.setdefault(key, []).append(item)
+    return [
+        (key, group[i : i + 100])
+        for key, group in groups.items()
+        for i in range(0, len(group), 100)
+    ]
 
 
 def run_limit(endpoint: str, store_path: Path, container: str, threads: int) -> float:
-    with sink(endpoint, container) as cosmos:
-        cosmos.connect()  # creates the container
-    with raw_client(endpoint) as client:
-        proxy = client.get_database_client(DATABASE).get_container_client(container)
+    with raw_container(endpoint, container) as proxy:
         began = time.perf_counter()
         with SQLiteStore(store_path) as store:
             batch = store.read(f"limit-{container}", 10**9)
-        groups: dict[str, list[int]] = {}
-        for i, key in enumerate(batch["sensor_id"].tolist()):
-            groups.setdefault(key, []).append(i)
-        chunks = [
-            (key, positions[i : i + 100])
-            for key, positions in groups.items()
-            for i in range(0, len(positions), 100)
-        ]
+        chunks = by_key_in_hundreds(batch["sensor_id"].tolist(), list(range(len(batch))))
 
         def send(chunk: tuple[str, list[int]]) -> None:
             docs = to_documents(batch.select(chunk[1]))
@@ -141,18 +151,11 @@ def run_limit(endpoint: str, store_path: Path, container: str, threads: int) -> 
 
 
 def run_sdk_only(endpoint: str, docs: list[dict[str, Any]], container: str, threads: int) -> float:
-    groups: dict[str, list[dict[str, Any]]] = {}
-    for doc in docs:
-        groups.setdefault(doc["sensor_id"], []).append(doc)
     chunks = [
-        (key, [("create", (d,)) for d in group[i : i + 100]])
-        for key, group in groups.items()
-        for i in range(0, len(group), 100)
+        (key, [("create", (d,)) for d in group])
+        for key, group in by_key_in_hundreds([d["sensor_id"] for d in docs], docs)
     ]
-    with sink(endpoint, container) as cosmos:
-        cosmos.connect()
-    with raw_client(endpoint) as client:
-        proxy = client.get_database_client(DATABASE).get_container_client(container)
+    with raw_container(endpoint, container) as proxy:
 
         def send(chunk: tuple[str, list[Any]]) -> None:
             proxy.execute_item_batch(chunk[1], partition_key=chunk[0])
