@@ -115,6 +115,17 @@ def _widen(old: Kind, new: Kind) -> Kind | None:
     return None
 
 
+def _sql_limit(limit: Any, *, optional: bool) -> int:
+    """A ``limit`` argument checked (a positive integer; None too when ``optional``), as SQLite's
+    ``LIMIT`` takes it (-1: no limit)."""
+    if limit is None and optional:
+        return -1
+    if isinstance(limit, bool) or not isinstance(limit, int | np.integer) or limit < 1:
+        none = " or None" if optional else ""
+        raise ValueError(f"limit must be a positive integer{none}, got {limit!r}")
+    return int(limit)
+
+
 def _seq_floor(after: Any) -> int:
     """The ``seq`` that rows must be above for an ``after`` argument (None: every row)."""
     if after is None:
@@ -561,10 +572,8 @@ class SQLiteStore:
         from another thread while this one writes (the connection is shared under a lock).
         """
         _validate_consumer(consumer)
-        if isinstance(limit, bool) or not isinstance(limit, int | np.integer) or limit < 1:
-            raise ValueError(f"limit must be a positive integer, got {limit!r}")
+        limit = _sql_limit(limit, optional=False)
         above = _seq_floor(after)
-        limit = int(limit)
         for _ in range(2):
             if consumer not in self._known:
                 with self._transaction(write=True) as conn:
@@ -620,16 +629,13 @@ class SQLiteStore:
         any consumer acknowledged or dead-lettered: a read that registers nothing and writes
         nothing (for evaluating or exporting what a store holds). Same columns as :meth:`read`."""
         above = _seq_floor(after)
-        if limit is not None and (
-            isinstance(limit, bool) or not isinstance(limit, int | np.integer) or limit < 1
-        ):
-            raise ValueError(f"limit must be a positive integer or None, got {limit!r}")
+        rows_at_most = _sql_limit(limit, optional=True)
         with self._transaction(write=False) as conn:
             extras = self._extra_kinds(conn)
             rows = conn.execute(
                 f"SELECT {self._select_list(extras)} FROM readings AS r WHERE r.seq > ? "
                 "ORDER BY r.seq LIMIT ?",
-                (above, -1 if limit is None else int(limit)),
+                (above, rows_at_most),
             ).fetchall()
         return self._to_batch(rows, extras)
 
