@@ -1,29 +1,124 @@
-"""Sessions: ``tests`` (the whole suite, what CI runs), ``lint``, ``typing``, ``docs``.
+"""Sessions. ``tests`` is what CI runs (the README's test command); it runs every distribution's
+suite, then the core-alone and wheel checks:
 
-Run one with ``python3 -m nox -s tests``. Each session installs the project and its plugins the way
-a user would (editable installs of each distribution folder), into its own virtualenv.
+* ``core``, ``sqlite``, ``cosmos``, ``wasm``, ``bacalhau``: one distribution's own tests, run from
+  its folder, with it and what its tests use installed editable (``python3 -m nox -s wasm``);
+* ``core_alone``: cosmobac installed with no plugin at all; the core tests that need no plugin, and
+  the checks that the command line works and names the plugin to install;
+* ``wheels``: every distribution built as a wheel and installed (not editable), then every suite's
+  fast tests run against the installed wheels (catches files missing from a package);
+* ``lint``, ``typing``, ``docs``, ``kernels``.
 """
 
 from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
 
 import nox
 
 nox.options.sessions = ["tests", "lint", "typing", "docs"]
 nox.options.reuse_existing_virtualenvs = True
 
-PLUGINS = ["plugins/cosmobac-sqlite", "plugins/cosmobac-cosmos", "plugins/cosmobac-wasm"]
-EXAMPLES = ["examples/cosmobac-example-sink"]
+ROOT = Path(__file__).resolve().parent
+
+
+@dataclass(frozen=True)
+class Distribution:
+    """One distribution of the repository, and the sibling folders its tests install besides it."""
+
+    name: str
+    folder: str
+    test_needs: tuple[str, ...] = ()
+
+
+CORE = Distribution(
+    "core",
+    ".",
+    ("plugins/cosmobac-sqlite", "examples/cosmobac-example-sink"),
+)
+PLUGINS = (
+    Distribution("sqlite", "plugins/cosmobac-sqlite"),
+    Distribution("cosmos", "plugins/cosmobac-cosmos", ("plugins/cosmobac-sqlite",)),
+    Distribution("wasm", "plugins/cosmobac-wasm", ("plugins/cosmobac-sqlite",)),
+)
+DISTRIBUTIONS = (CORE, *PLUGINS)
+EVERYTHING = tuple(d.folder for d in PLUGINS) + ("examples/cosmobac-example-sink",)
+
+
+def _editable(session: nox.Session, *folders: str) -> None:
+    """Install folders editable, each with its ``test`` extra (the root's too, where present)."""
+    args: list[str] = []
+    for folder in folders:
+        args += ["-e", f"{folder}[test]" if _has_test_extra(folder) else folder]
+    session.install(*args)
+
+
+def _has_test_extra(folder: str) -> bool:
+    return "\ntest = [" in (ROOT / folder / "pyproject.toml").read_text()
 
 
 def install_project(session: nox.Session) -> None:
-    session.install("-e", ".[test]", *[arg for path in PLUGINS + EXAMPLES for arg in ("-e", path)])
+    """Core and every plugin, editable, with their test extras."""
+    _editable(session, ".", *EVERYTHING)
+
+
+def _run_suite(session: nox.Session, dist: Distribution, *args: str) -> None:
+    with session.chdir(ROOT / dist.folder):
+        session.run("pytest", *args, *session.posargs, env={"CI": "1"})
 
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """The whole test suite: unit, property, multi-process and end-to-end tests."""
+    """Every distribution's tests, each from its own folder; then ``core_alone`` and ``wheels``."""
     install_project(session)
-    session.run("pytest", *session.posargs, env={"CI": "1"})
+    for dist in DISTRIBUTIONS:
+        _run_suite(session, dist)
+    session.notify("core_alone")
+    session.notify("wheels")
+
+
+def _one_distribution(dist: Distribution) -> None:
+    def run(session: nox.Session) -> None:
+        _editable(session, ".", *dist.test_needs, *(() if dist is CORE else (dist.folder,)))
+        _run_suite(session, dist)
+
+    what = "cosmobac (the core)" if dist is CORE else f"cosmobac-{dist.name} ({dist.folder})"
+    run.__doc__ = f"The tests of {what}, run from its folder."
+    nox.session(name=dist.name)(run)
+
+
+for _dist in DISTRIBUTIONS:
+    _one_distribution(_dist)
+
+
+@nox.session
+def core_alone(session: nox.Session) -> None:
+    """cosmobac with no plugin installed: core tests that need none, and the missing-plugin path."""
+    session.install(".[test]")
+    env = {"CI": "1", "COSMOBAC_CORE_ALONE": "1"}
+    session.run("pytest", "-m", "not needs_plugins", *session.posargs, env=env)
+
+
+@nox.session
+def wheels(session: nox.Session) -> None:
+    """Build every distribution's wheel, install the wheels (not editable), run the fast tests."""
+    out = Path(session.create_tmp()) / "wheels"
+    session.install("build")
+    folders = [".", *EVERYTHING]
+    for folder in folders:
+        session.run("python", "-m", "build", "--wheel", "--outdir", str(out), str(ROOT / folder))
+    built = sorted(str(p) for p in out.glob("*.whl"))
+    session.install(*built)
+    session.install(*sorted({req for folder in folders for req in _test_requirements(folder)}))
+    for dist in DISTRIBUTIONS:
+        _run_suite(session, dist, "-m", "not slow", "-p", "no:cacheprovider")
+
+
+def _test_requirements(folder: str) -> list[str]:
+    project = tomllib.loads((ROOT / folder / "pyproject.toml").read_text())["project"]
+    return list(project.get("optional-dependencies", {}).get("test", []))
 
 
 @nox.session

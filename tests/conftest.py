@@ -3,12 +3,6 @@ cosmobac installs as a pytest plugin (entry point ``pytest11``)."""
 
 from __future__ import annotations
 
-import os
+from cosmobac.testing import use_hypothesis_profile
 
-from hypothesis import HealthCheck, settings
-
-settings.register_profile(
-    "ci", max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow]
-)
-settings.register_profile("dev", max_examples=30, deadline=None)
-settings.load_profile("ci" if os.environ.get("CI") else "dev")
+use_hypothesis_profile()

@@ -3,6 +3,8 @@
 Importing cosmobac loads no plugin; plugins load on first use (see :mod:`cosmobac.plugins`).
 """
 
+from importlib import metadata as _metadata
+
 from .batch import Batch, Reading
 from .documents import document_id, to_documents
 from .errors import ConfigError, CosmobacError, PluginError, SinkError, StoreError
@@ -17,6 +19,11 @@ from .interfaces import (
     Transform,
     WriteResult,
 )
+
+try:
+    __version__ = _metadata.version("cosmobac")
+except _metadata.PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = "0+unknown"
 
 __all__ = [
     "Batch",

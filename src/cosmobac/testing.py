@@ -9,6 +9,8 @@
   plugin's commands or an installed entry point end to end.
 * With pytest, the ``cosmobac_plugins`` fixture does the same for one test (this module is a pytest
   plugin: the fixture is available wherever cosmobac is installed).
+* :func:`use_hypothesis_profile` loads the hypothesis settings cosmobac's own suites use (more
+  examples under CI), for a plugin's ``conftest.py``.
 """
 
 from __future__ import annotations
@@ -31,7 +33,14 @@ from .interfaces import DeadLetter, StoreStats, WriteResult
 from .plugins import Plugins, set_plugins
 from .schema import STORE_SEQ
 
-__all__ = ["ListSensor", "ListSink", "MemoryStore", "fresh_plugins", "run_cosmobac"]
+__all__ = [
+    "ListSensor",
+    "ListSink",
+    "MemoryStore",
+    "fresh_plugins",
+    "run_cosmobac",
+    "use_hypothesis_profile",
+]
 
 
 @attrs.define(eq=False)
@@ -250,6 +259,21 @@ def run_cosmobac(
     if check and result.returncode != 0:
         raise AssertionError(result.stderr)
     return result
+
+
+def use_hypothesis_profile() -> str:
+    """Register and load the hypothesis profile for this run and return its name: ``cosmobac-ci``
+    (60 examples, when ``CI`` is set) or ``cosmobac-dev`` (30); neither has a deadline, since
+    shared machines are noisy. Needs hypothesis installed."""
+    from hypothesis import HealthCheck, settings
+
+    settings.register_profile(
+        "cosmobac-ci", max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+    )
+    settings.register_profile("cosmobac-dev", max_examples=30, deadline=None)
+    name = "cosmobac-ci" if os.environ.get("CI") else "cosmobac-dev"
+    settings.load_profile(name)
+    return name
 
 
 try:

@@ -1,4 +1,4 @@
-"""Fixtures for the WebAssembly plugin's tests (skipped, with the reason, without the plugin)."""
+"""Fixtures for the WebAssembly plugin's tests."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ from collections.abc import Iterator
 
 import pytest
 
-pytest.importorskip(
-    "cosmobac_wasm", reason="cosmobac-wasm is not installed: pip install -e plugins/cosmobac-wasm"
-)
+from cosmobac.testing import use_hypothesis_profile
+
+use_hypothesis_profile()
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -1,4 +1,4 @@
-"""Writer process for tests/test_store_processes.py: appends batches to a SQLite store, then
+"""Writer process for test_store_processes.py: appends batches to a SQLite store, then
 creates DONE.
 
 Usage: python store_writer.py DB BATCHES ROWS DONE [PAUSE_S]

@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from cosmobac.testing import use_hypothesis_profile
 from cosmobac_cosmos import CosmosSink
 from cosmobac_cosmos.emulator import (
     LOCAL_KEY,
@@ -33,6 +34,8 @@ from cosmobac_cosmos.emulator import (
 from .faultproxy import FaultProxy, Rules
 
 DATABASE = "cosmobac-tests"
+
+use_hypothesis_profile()
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,4 @@
-"""Reader process for tests/test_store_processes.py: reads, "delivers" and acknowledges rows of
+"""Reader process for test_store_processes.py: reads, "delivers" and acknowledges rows of
 one consumer until the writer is done and nothing is pending.
 
 Usage: python store_reader.py DB CONSUMER OUT DONE LIMIT [PAUSE_S]

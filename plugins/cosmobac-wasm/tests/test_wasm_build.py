@@ -12,7 +12,7 @@ import pytest
 
 from cosmobac_wasm import builtin_module_path
 
-PLUGIN = Path(__file__).resolve().parents[2] / "plugins" / "cosmobac-wasm"
+PLUGIN = Path(__file__).resolve().parents[1]
 
 
 def test_the_build_record_matches_the_committed_module_and_its_source():
