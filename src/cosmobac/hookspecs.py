@@ -8,13 +8,14 @@ component satisfying the matching Protocol in :mod:`cosmobac.interfaces`.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
+import attrs
 import click
 import pluggy
 
-__all__ = ["Register", "hookimpl", "hookspec"]
+__all__ = ["DemoSink", "Register", "hookimpl", "hookspec"]
 
 hookspec = pluggy.HookspecMarker("cosmobac")
 hookimpl = pluggy.HookimplMarker("cosmobac")
@@ -52,3 +53,39 @@ def register_sinks(register: Register) -> None:
 @hookspec
 def register_commands(cli: click.Group) -> None:
     """Add commands (or command groups) to the ``cosmobac`` command line."""
+
+
+@attrs.frozen
+class DemoSink:
+    """A sink ``cosmobac demo`` forwards to besides JSON lines, offered by a plugin that can run one
+    on this machine (e.g. cosmobac-cosmos with a local Cosmos DB-compatible server).
+
+    * ``table``: the ``[[sinks]]`` table the demo's run uses;
+    * ``saved``: the table written to the demo's ``pipeline.toml`` (it may differ, e.g. an endpoint
+      written as ``${VAR:-default}`` so a later run can point elsewhere);
+    * ``summary(acked, stats, error)``: the lines to print after the run, from the sink's lane
+      (rows acknowledged, summed ``WriteResult.stats``, the error if the lane gave up);
+    * ``stop``: called once after the run, whatever happened (e.g. to stop a server it started).
+
+    When the lane gave up, the demo leaves the table out of the saved file and forgets the sink's
+    checkpoint, so the saved pipeline runs again without it.
+    """
+
+    table: Mapping[str, Any]
+    saved: Mapping[str, Any]
+    summary: Callable[[int, Mapping[str, float], str | None], Sequence[str]] = attrs.field(
+        repr=False
+    )
+    stop: Callable[[], None] | None = attrs.field(default=None, repr=False)
+
+    @property
+    def consumer(self) -> str:
+        """The checkpoint name of the sink's lane (its ``name``, else its plugin)."""
+        return str(self.table.get("name") or self.table["plugin"])
+
+
+@hookspec
+def register_demo_sinks(register: Register) -> None:
+    """Offer sinks for ``cosmobac demo``: ``register(name, prepare)``, where ``prepare(echo)``
+    returns a :class:`DemoSink`, or ``None`` after ``echo``-ing a one-line note saying why it
+    cannot run here (and what to install)."""

@@ -28,9 +28,11 @@ __all__ = [
     "BUILTIN_MODULES",
     "ENTRY_POINT_GROUP",
     "KINDS",
+    "PROVIDED_BY",
     "Component",
     "Plugins",
     "get_plugins",
+    "missing_provider",
 ]
 
 ENTRY_POINT_GROUP: Final = "cosmobac"
@@ -43,6 +45,17 @@ KINDS: Final[dict[Kind, str]] = {
     "transform": "register_transforms",
     "sink": "register_sinks",
 }
+
+PROVIDED_BY: Final[dict[tuple[str, str], str]] = {
+    ("store", "sqlite"): "cosmobac-sqlite",
+    ("sink", "cosmos"): "cosmobac-cosmos",
+    ("transform", "wasm"): "cosmobac-wasm",
+    ("command", "cosmos"): "cosmobac-cosmos",
+    ("command", "emulator"): "cosmobac-cosmos",
+    ("command", "wasm"): "cosmobac-wasm",
+}
+"""Components and commands of the plugin distributions that ship with cosmobac (kind, name) →
+distribution: names only, so an error can say what to install; core imports none of them."""
 
 BUILTIN_MODULES: Final = (
     "cosmobac.sensors.simulated",
@@ -255,15 +268,16 @@ class Plugins:
         return [c for k in kinds for c in sorted(self._registry[k].values(), key=lambda c: c.name)]
 
     def get(self, kind: Kind, name: str) -> Component:
-        """The component ``name`` of ``kind``; the error lists those available."""
+        """The component ``name`` of ``kind``; the error names the distribution to install when
+        one of cosmobac's own provides it, and lists those available."""
         for component in self.components(kind):
             if component.name == name:
                 return component
         available = ", ".join(c.name for c in self.components(kind)) or "none"
-        raise PluginError(
-            f"no {kind} named {name!r}; available: {available}. A plugin may provide it: "
-            "install it (e.g. `pip install cosmobac-<name>`) and check `cosmobac plugins`"
+        hint = missing_provider(kind, name) or (
+            "a plugin may provide it: install it and check `cosmobac plugins`"
         )
+        raise PluginError(f"no {kind} named {name!r} ({hint}); available: {available}")
 
     def create(self, kind: Kind, name: str, **config: Any) -> Any:
         """A new component: the factory of ``name`` called with ``config``."""
@@ -272,6 +286,41 @@ class Plugins:
     def add_commands(self, cli: Any) -> None:
         """Let every plugin add its commands to ``cli`` (a click group)."""
         self.manager.hook.register_commands(cli=cli)
+
+    def demo_sinks(self) -> list[tuple[str, Callable[..., Any]]]:
+        """``(name, prepare)`` for every sink offered to ``cosmobac demo`` (hook
+        ``register_demo_sinks``), in the order the plugins registered them."""
+        offered: list[tuple[str, Callable[..., Any]]] = []
+
+        def register(
+            name: str, prepare: Callable[..., Any], *, description: str | None = None
+        ) -> None:
+            if not callable(prepare):
+                raise PluginError(
+                    f"demo sink {name!r} was registered with {prepare!r}, not a callable"
+                )
+            offered.append((name, prepare))
+
+        self.manager.hook.register_demo_sinks(register=register)
+        return offered
+
+
+def missing_provider(kind: str, name: str) -> str | None:
+    """What to do when ``name`` of ``kind`` is missing but one of cosmobac's own distributions
+    provides it: install it, or (installed but left out) let it load. ``None`` otherwise."""
+    dist = PROVIDED_BY.get((kind, name))
+    if dist is None:
+        return None
+    thing = f"the {name} command" if kind == "command" else f"the {kind} {name!r}"
+    if _version(dist) is None:
+        return (
+            f"{thing} comes with the {dist} distribution, which is not installed: "
+            f"pip install {dist} (from a source checkout: pip install -e plugins/{dist})"
+        )
+    return (
+        f"{thing} comes with {dist}, which is installed but not loaded: "
+        f"{ENV_LOAD_PLUGINS} leaves it out"
+    )
 
 
 def _origin(dist: str | None) -> str:

@@ -211,6 +211,7 @@ def test_demo_falls_back_to_jsonl_without_node(tmp_path):
 def test_demo_falls_back_to_jsonl_when_the_plugin_is_not_loaded(tmp_path, allowed):
     env = {"COSMOBAC_LOAD_PLUGINS": allowed, "COSMOBAC_CACHE_DIR": str(tmp_path / "cache")}
     demo = cosmobac("demo", "--dir", str(tmp_path / "demo"), "--duration", "1h", env=env)
-    assert "note: forwarding to JSON lines only: the cosmos sink plugin is not loaded" in (
+    assert "note: forwarding to JSON lines only, no plugin offers the demo another sink" in (
         demo.stdout
     )
+    assert "cosmobac-cosmos, which is installed but not loaded" in demo.stdout

@@ -10,7 +10,8 @@ Use it from a pipeline file::
     key = "${COSMOS_KEY}"          # or: credential = "default" (Microsoft Entra ID)
 
 or directly (``CosmosSink(endpoint=..., database=..., container=..., key=...)``). It also adds the
-commands ``cosmobac cosmos check|count|query`` and ``cosmobac emulator start|stop|status``.
+commands ``cosmobac cosmos check|count|query`` and ``cosmobac emulator start|stop|status``, and
+offers ``cosmobac demo`` a local Cosmos DB-compatible server to forward to.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from cosmobac.hookspecs import Register, hookimpl
 
 from .sink import CosmosSink
 
-__all__ = ["CosmosSink", "register_commands", "register_sinks"]
+__all__ = ["CosmosSink", "register_commands", "register_demo_sinks", "register_sinks"]
 
 
 @hookimpl
@@ -36,3 +37,10 @@ def register_commands(cli: Any) -> None:
     for group in (cosmos, emulator):
         if group.name not in cli.commands:
             cli.add_command(group)
+
+
+@hookimpl
+def register_demo_sinks(register: Register) -> None:
+    from .demo import prepare_demo_sink
+
+    register("cosmos", prepare_demo_sink, description="a local Cosmos DB-compatible server")
