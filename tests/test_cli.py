@@ -14,6 +14,8 @@ from click.testing import CliRunner
 from cosmobac.cli import cli
 from cosmobac.testing import run_cosmobac as cosmobac
 
+pytestmark = pytest.mark.needs_plugins  # the sqlite store
+
 
 def pipeline_file(tmp_path, extra_run=""):
     path = tmp_path / "pipeline.toml"

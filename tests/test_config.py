@@ -42,6 +42,7 @@ def parse(text, env=None):
     return parse_config(tomllib.loads(text), source="p.toml", env=env or {})
 
 
+@pytest.mark.needs_plugins  # the sqlite store
 def test_good_file_parses_with_env_expansion(tmp_path):
     cfg = load_config(write(tmp_path, GOOD), env={"OUT": "/x/out.jsonl"})
     assert cfg.sensor is not None and cfg.sensor.options["cities"] == 2

@@ -34,6 +34,8 @@ from cosmobac.cli import cli
 from cosmobac.config import parse_config
 from cosmobac.plugins import Plugins, set_plugins
 
+pytestmark = pytest.mark.needs_plugins  # the docs use every distribution
+
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = [*sorted((ROOT / "docs").rglob("*.md")), ROOT / "README.md"]
 SKIP_MARK = "<!-- skip-test -->"

@@ -19,6 +19,8 @@ import time
 
 import pytest
 
+pytestmark = pytest.mark.needs_plugins  # the sqlite store
+
 pytestmark = pytest.mark.slow
 
 

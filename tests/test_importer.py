@@ -16,6 +16,8 @@ from cosmobac.importer import ImportProblem, ImportReport, import_original
 from cosmobac.schema import CORE_FIELDS, STORE_SEQ
 from cosmobac_sqlite import SQLiteStore
 
+pytestmark = pytest.mark.needs_plugins  # the sqlite store
+
 OLD_COLUMNS = (
     "id INTEGER PRIMARY KEY AUTOINCREMENT, timestamp REAL, sensor_id TEXT, temperature REAL, "
     "humidity REAL, pressure REAL, vibration REAL, voltage REAL, status_code INTEGER, "

@@ -18,6 +18,8 @@ from cosmobac.plugins import Plugins
 from cosmobac.sinks.parquet import ParquetSink
 from cosmobac.testing import MemoryStore
 
+pytestmark = pytest.mark.needs_plugins  # the sqlite store
+
 pa = pytest.importorskip("pyarrow")
 ds = pytest.importorskip("pyarrow.dataset")
 

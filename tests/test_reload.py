@@ -29,7 +29,8 @@ from cosmobac.reload import (
     write_atomic,
 )
 
-pytest.importorskip("cosmobac_sqlite", reason="needs the sqlite store plugin")
+pytestmark = pytest.mark.needs_plugins  # the sqlite store
+
 
 DEADLINE = 60.0  # generous bound on waiting for the forwarder thread; never a timing assert
 

@@ -311,15 +311,13 @@ def missing_provider(kind: str, name: str) -> str | None:
     dist = PROVIDED_BY.get((kind, name))
     if dist is None:
         return None
-    thing = f"the {name} command" if kind == "command" else f"the {kind} {name!r}"
     if _version(dist) is None:
         return (
-            f"{thing} comes with the {dist} distribution, which is not installed: "
-            f"pip install {dist} (from a source checkout: pip install -e plugins/{dist})"
+            f"it comes with {dist}, which is not installed: pip install {dist} "
+            f"(from a source checkout: pip install -e plugins/{dist})"
         )
     return (
-        f"{thing} comes with {dist}, which is installed but not loaded: "
-        f"{ENV_LOAD_PLUGINS} leaves it out"
+        f"it comes with {dist}, which is installed but not loaded: {ENV_LOAD_PLUGINS} leaves it out"
     )
 
 

@@ -16,6 +16,8 @@ from cosmobac.evaluation.cli import register_commands
 from cosmobac.evaluation.metrics import Counts, detector_names, evaluate, find_events
 from cosmobac.plugins import Plugins
 
+pytestmark = pytest.mark.needs_plugins  # the sqlite store
+
 
 def labelled(flags, types, detected, *, sensor="a", scores=None, start=0):
     n = len(flags)

@@ -22,6 +22,8 @@ from cosmobac.report import (
     write_report,
 )
 
+pytestmark = pytest.mark.needs_plugins  # the sqlite store
+
 
 @pytest.fixture(scope="module")
 def scored():

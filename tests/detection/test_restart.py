@@ -15,6 +15,8 @@ from cosmobac.testing import ListSink
 from cosmobac.transforms.aggregate import Aggregate
 from cosmobac_sqlite import SQLiteStore
 
+pytestmark = pytest.mark.needs_plugins  # the sqlite store
+
 DETECTOR_COLUMNS = [c for name in DETECTORS for c in (f"{name}_score", f"{name}_detected")] + [
     "anomaly_score",
     "detected",
