@@ -11,12 +11,18 @@ import nox
 nox.options.sessions = ["tests", "lint", "typing", "docs"]
 nox.options.reuse_existing_virtualenvs = True
 
-PLUGINS = ["plugins/cosmobac-sqlite", "plugins/cosmobac-cosmos", "plugins/cosmobac-wasm"]
+PLUGINS = [
+    "plugins/cosmobac-sqlite",
+    "plugins/cosmobac-cosmos",
+    "plugins/cosmobac-wasm",
+    "plugins/cosmobac-bacalhau",
+]
 EXAMPLES = ["examples/cosmobac-example-sink"]
 
 
 def install_project(session: nox.Session) -> None:
     session.install("-e", ".[test]", *[arg for path in PLUGINS + EXAMPLES for arg in ("-e", path)])
+    session.install("-e", "plugins/cosmobac-bacalhau[test]")
 
 
 @nox.session
@@ -24,6 +30,9 @@ def tests(session: nox.Session) -> None:
     """The whole test suite: unit, property, multi-process and end-to-end tests."""
     install_project(session)
     session.run("pytest", *session.posargs, env={"CI": "1"})
+    # a plugin with its own tests folder runs them from there, with its own pytest settings
+    with session.chdir("plugins/cosmobac-bacalhau"):
+        session.run("pytest", *session.posargs, env={"CI": "1"})
 
 
 @nox.session

@@ -56,7 +56,6 @@ BUILTIN_MODULES: Final = (
     "cosmobac.detectors",
     "cosmobac.sinks.webhook",
     "cosmobac.evaluation.cli",
-    "cosmobac.bacalhau.commands",
 )
 
 

@@ -13,13 +13,13 @@ import httpx
 import pytest
 from fake_orchestrator import FakeNode, FakeOrchestrator
 
-from cosmobac.bacalhau.client import (
+from cosmobac_bacalhau.client import (
     BacalhauClient,
     Execution,
     ServerVersion,
     _extract,
 )
-from cosmobac.bacalhau.errors import (
+from cosmobac_bacalhau.errors import (
     BacalhauAPIError,
     BacalhauAuthError,
     BacalhauConnectionError,
@@ -29,8 +29,8 @@ from cosmobac.bacalhau.errors import (
     JobSpecError,
     WaitTimeout,
 )
-from cosmobac.bacalhau.model import Constraint, InputSource, Job, SpecConfig, Task
-from cosmobac.bacalhau.validate import result_path
+from cosmobac_bacalhau.model import Constraint, InputSource, Job, SpecConfig, Task
+from cosmobac_bacalhau.validate import result_path
 
 
 def docker(job_type: str = "ops", name: str = "probe", **task: object) -> Job:

@@ -1,5 +1,6 @@
 """``cosmobac bacalhau``: render, validate and submit Bacalhau jobs, follow them to their results,
-and run WASM jobs locally. Registered as a built-in through ``register_commands``.
+and run WASM jobs locally. The plugin adds the group through ``register_commands`` (see
+``cosmobac_bacalhau/__init__.py``).
 
 Exit status: 0 success; 1 a job failed (on any node), a spec has errors, or an API error;
 2 a usage error; 3 ``wait`` timed out; ``run-local`` exits with the module's exit code.
@@ -15,26 +16,19 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from ..hookspecs import hookimpl
-
 if TYPE_CHECKING:
     from .client import BacalhauClient, JobOutcome
     from .model import Job
 
-__all__ = ["bacalhau_group", "register_commands"]
+__all__ = ["bacalhau_group"]
 
 FLOWS = ("pipeline", "upload", "switch", "wasm")
-
-
-@hookimpl
-def register_commands(cli: click.Group) -> None:
-    cli.add_command(bacalhau_group)
 
 
 def _duration(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
     if value is None:
         return None
-    from ..durations import parse_duration
+    from cosmobac.durations import parse_duration
 
     try:
         seconds = parse_duration(value, key=param.name or "duration")

@@ -14,9 +14,9 @@ from bacalhau_support import EXAMPLES
 from click.testing import CliRunner
 from fake_orchestrator import FakeNode, FakeOrchestrator
 
-from cosmobac.bacalhau.client import BacalhauClient
 from cosmobac.cli import cli, main
 from cosmobac.plugins import Plugins
+from cosmobac_bacalhau.client import BacalhauClient
 
 IMAGE = "registry.example.com/cosmobac:0.1.0"
 CSV = "sensor_id,timestamp,temperature\na,1,20\nb,2,5\na,3,22\n"

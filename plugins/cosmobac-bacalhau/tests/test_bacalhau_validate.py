@@ -12,8 +12,9 @@ import attrs
 import pytest
 from bacalhau_support import EXAMPLES
 
-from cosmobac.bacalhau import dataurl
-from cosmobac.bacalhau.model import (
+import cosmobac_bacalhau
+from cosmobac_bacalhau import dataurl
+from cosmobac_bacalhau.model import (
     Constraint,
     InputSource,
     Job,
@@ -27,14 +28,14 @@ from cosmobac.bacalhau.model import (
     Timeouts,
     read_job_file,
 )
-from cosmobac.bacalhau.validate import (
+from cosmobac_bacalhau.validate import (
     check_job,
     judge_spec,
     normalise,
     parse_bytes,
     validate_job,
 )
-from cosmobac.bacalhau.wasmbin import WasmFormatError, exported_functions
+from cosmobac_bacalhau.wasmbin import WasmFormatError, exported_functions
 
 
 def wasm_module(exports: dict[str, tuple[int, int]]) -> bytes:
@@ -824,7 +825,7 @@ def test_each_rule(job, code, path, severity, stage):
 
 
 def test_every_rule_has_a_test():
-    source = (Path(__file__).resolve().parents[2] / "src/cosmobac/bacalhau/validate.py").read_text()
+    source = (Path(cosmobac_bacalhau.__file__).parent / "validate.py").read_text()
     codes = set(re.findall(r'"([a-z0-9]+(?:-[a-z0-9]+)+)"', source))  # every rule code
     codes |= {f"resources-{name}" for name in ("memory", "disk")}  # made with an f-string
     codes -= {"key-case"}  # a decoding note, tested in test_model.py
@@ -987,7 +988,7 @@ VERDICTS = {
 
 @pytest.mark.parametrize(("name", "expected"), sorted(VERDICTS.items()))
 def test_bacalhaus_examples_are_judged(name, expected):
-    from cosmobac.bacalhau.model import parse_text
+    from cosmobac_bacalhau.model import parse_text
 
     path = EXAMPLES / name
     fmt = "json" if path.suffix == ".json" else "yaml"

@@ -71,7 +71,7 @@ __all__ = [
     "SubmitResult",
 ]
 
-log = logging.getLogger("cosmobac.bacalhau")
+log = logging.getLogger("cosmobac_bacalhau")
 
 API: Final = "/api/v1"
 DEFAULT_PORT: Final = 1234
