@@ -825,7 +825,8 @@ def test_each_rule(job, code, path, severity, stage):
 
 
 def test_every_rule_has_a_test():
-    source = (Path(cosmobac_bacalhau.__file__).parent / "validate.py").read_text()
+    package = Path(cosmobac_bacalhau.__file__).parent
+    source = "".join((package / name).read_text() for name in ("validate.py", "engine_rules.py"))
     codes = set(re.findall(r'"([a-z0-9]+(?:-[a-z0-9]+)+)"', source))  # every rule code
     codes |= {f"resources-{name}" for name in ("memory", "disk")}  # made with an f-string
     codes -= {"key-case"}  # a decoding note, tested in test_model.py

@@ -12,9 +12,10 @@ Three kinds of rules, all checked here before anything is sent:
   and ``WorkingDirectory``; WASM ``EntryModule`` that resolves to no input, a missing or
   unexported ``Entrypoint``; ``urlDownload`` URLs; S3 buckets; local paths).
 
-:func:`normalise` does what the server's transformers would do to a spec (and what cosmobac
-prefers to send): canonical key spelling, the pre-1.7 WASM shape turned into the current one,
-read-only fields dropped. :func:`judge_spec` reads a spec, normalises and validates it, and says
+The engines' parameter rules are in :mod:`.engine_rules`; :func:`normalise` (in :mod:`.normaliser`)
+does what the server's transformers would do to a spec (and what cosmobac prefers to send):
+canonical key spelling, the pre-1.7 WASM shape turned into the current one, read-only fields
+dropped; the type names and size grammar are in :mod:`.vocabulary`. :func:`judge_spec` reads a spec, normalises and validates it, and says
 whether it is *accepted*, *normalised* or *rejected*.
 """
 
@@ -22,27 +23,30 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import PurePosixPath
-from typing import Any, Final, Literal
+from typing import Any, Literal
 from urllib.parse import urlparse
 
 import attrs
 
 from . import dataurl
-from .model import (
-    JOB_TYPES,
-    InputSource,
-    Job,
-    Network,
-    ResultPath,
-    SpecConfig,
-    Task,
-    decode_job,
-)
-from .problems import Problem
+from .engine_rules import docker_rules, resolve_module, wasm_rules
+from .model import JOB_TYPES, Job, Network, ResultPath, SpecConfig, Task, decode_job
+from .normaliser import normalise
+from .problems import Collector, Problem
 from .selectors import OPERATORS, label_key_problem, label_value_problem
-from .wasmbin import WasmFormatError, exported_functions
+from .vocabulary import (
+    CPU_QUANTITY,
+    ENGINES,
+    MAX_BODY,
+    NETWORK_TYPES,
+    PUBLISHERS,
+    SOURCES,
+    canonical_name,
+    params_by_name,
+    parse_bytes,
+)
 
 __all__ = [
     "ENGINES",
@@ -54,258 +58,23 @@ __all__ = [
     "judge_spec",
     "normalise",
     "parse_bytes",
+    "resolve_module",
+    "result_path",
     "validate_job",
 ]
-
-ENGINES: Final = ("docker", "wasm", "noop")
-SOURCES: Final = (
-    "inline",
-    "urlDownload",
-    "s3",
-    "s3PreSigned",
-    "ipfs",
-    "local",
-    "localDirectory",
-    "noop",
-    "s3managed",
-)
-PUBLISHERS: Final = ("local", "s3", "s3managed", "ipfs", "noop")
-NETWORK_TYPES: Final = ("Default", "None", "Host", "Full", "HTTP", "Bridge")
-MAX_BODY: Final = 10 * 1024 * 1024  # the API's request body limit
-WASM_MEMORY_LIMIT: Final = 4 * 1024**3
 
 _ENV_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
 _HOST_VAR = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _SECRETISH = re.compile(r"KEY|SECRET|PASSWORD|PASSWD|TOKEN|CREDENTIAL|CONNECTION_STRING")
-_CPU = re.compile(r"^(\d+(\.\d*)?|\.\d+)m?$")
-_BYTES = re.compile(r"^(\d[\d,]*(\.\d*)?|\.\d+)([kmgtpezy]i?b?|b)?$")
-_UNITS: Final = {
-    "": 1,
-    "b": 1,
-    **{f"{u}{s}": 1000 ** (i + 1) for i, u in enumerate("kmgtpezy") for s in ("", "b")},
-    **{f"{u}i{s}": 1024 ** (i + 1) for i, u in enumerate("kmgtpezy") for s in ("", "b")},
-}
 
 Verdict = Literal["accepted", "normalised", "rejected"]
 
 
-def _canonical(value: str, choices: Iterable[str]) -> str | None:
-    for choice in choices:
-        if choice.lower() == value.strip().lower():
-            return choice
-    return None
-
-
-def parse_bytes(text: str) -> int:
-    """Bytes in a go-humanize size as the server reads it (after lower-casing and removing
-    spaces): ``"512Mb"`` is 512·10⁶, ``"1GiB"`` 2³⁰. ``ValueError`` when it is not a size."""
-    value = text.lower().replace(" ", "").replace("\n", "")
-    match = _BYTES.match(value)
-    if not match:
-        raise ValueError(text)
-    number = float(match[1].replace(",", ""))
-    return int(number * _UNITS[match[3] or ""])
-
-
-def _params(spec: SpecConfig) -> dict[str, tuple[str, Any]]:
-    """Params keyed by lower-case name (engines decode them without regard to case)."""
-    return {str(k).lower(): (str(k), v) for k, v in spec.params.items()}
-
-
-def _str_list(value: Any) -> bool:
-    return isinstance(value, list | tuple) and all(isinstance(v, str) for v in value)
-
-
-# -- normalisation ----------------------------------------------------------------------------------
-def normalise(job: Job) -> tuple[Job, list[Problem]]:
-    """The job as cosmobac sends it, and a note (severity ``info``, code ``normalised``) for each
-    change that alters what the spec says: type spellings, trimmed targets, the pre-1.7 WASM
-    shape, read-only fields, reserved ``Meta`` keys. Server defaults (``Namespace``, ``Count``)
-    are filled in silently."""
-    notes: list[Problem] = []
-
-    def note(path: str, message: str) -> None:
-        notes.append(Problem(path, message, severity="info", code="normalised"))
-
-    changes: dict[str, Any] = {}
-    if not job.namespace:
-        changes["namespace"] = "default"
-    if job.count is None and job.type in ("batch", "service"):
-        changes["count"] = 1
-    if job.state is not None or job.version or job.revision or job.create_time or job.modify_time:
-        note(
-            "State",
-            "read-only fields (State, Version, Revision, times) dropped: the server "
-            "ignores them on submission",
-        )
-        changes.update(state=None, version=0, revision=0, create_time=0, modify_time=0)
-    if job.id and job.type in ("batch", "ops"):
-        note("ID", "dropped: the server assigns batch and ops job IDs itself")
-        changes["id"] = ""
-    reserved = [k for k in job.meta if k.startswith("bacalhau.org/")]
-    if reserved:
-        note("Meta", f"reserved keys {', '.join(reserved)} dropped (the server removes them)")
-        changes["meta"] = {k: v for k, v in job.meta.items() if k not in reserved}
-    tasks = []
-    for i, task in enumerate(job.tasks):
-        tasks.append(_normalise_task(task, f"Tasks[{i}]", note))
-    changes["tasks"] = tuple(tasks)
-    return attrs.evolve(job, **changes), notes
-
-
-def _normalise_spec(spec: SpecConfig, choices: Sequence[str], path: str, note: Any) -> SpecConfig:
-    canonical = _canonical(spec.type, choices)
-    if canonical is not None and canonical != spec.type:
-        note(f"{path}.Type", f"{spec.type!r} written as {canonical!r}")
-        return attrs.evolve(spec, type=canonical)
-    return spec
-
-
-def _normalise_task(task: Task, path: str, note: Any) -> Task:
-    engine = _normalise_spec(task.engine, ENGINES, f"{path}.Engine", note)
-    publisher = (
-        None
-        if task.publisher is None
-        else _normalise_spec(task.publisher, PUBLISHERS, f"{path}.Publisher", note)
-    )
-    inputs = []
-    for i, source in enumerate(task.input_sources):
-        where = f"{path}.InputSources[{i}]"
-        spec = _normalise_spec(source.source, SOURCES, f"{where}.Source", note)
-        target, alias = source.target.strip(), source.alias.strip()
-        if (target, alias) != (source.target, source.alias):
-            note(
-                where,
-                "leading and trailing spaces of Target and Alias removed (as the server does)",
-            )
-        inputs.append(InputSource(source=spec, alias=alias, target=target))
-    network = task.network
-    canonical = _canonical(network.type, NETWORK_TYPES) if network.type else None
-    if canonical is not None and canonical != network.type:
-        note(f"{path}.Network.Type", f"{network.type!r} written as {canonical!r}")
-        network = attrs.evolve(network, type=canonical)
-    resources = task.resources
-    clean = {
-        name: getattr(resources, name).lower().replace(" ", "").replace("\n", "")
-        for name in ("cpu", "memory", "disk", "gpu")
-    }
-    resources = attrs.evolve(resources, **clean)
-    task = attrs.evolve(
-        task,
-        engine=engine,
-        publisher=publisher,
-        input_sources=tuple(inputs),
-        network=network,
-        resources=resources,
-    )
-    if engine.type == "wasm":
-        task = _normalise_wasm(task, path, note)
-    return task
-
-
-def _normalise_wasm(task: Task, path: str, note: Any) -> Task:
-    """The pre-1.7 WASM engine shape (EntryModule and ImportModules as embedded input sources,
-    ``EntryPoint``, ``EnvironmentVariables``) turned into the current one, as the server's
-    ``LegacyWasmModuleTransformer`` does, except that environment variables are moved into the
-    task's ``Env`` instead of being dropped."""
-    where = f"{path}.Engine.Params"
-    params = dict(task.engine.params)
-    lower = {k.lower(): k for k in params}
-    inputs = list(task.input_sources)
-    env = dict(task.env)
-    if "entrypoint" in lower and lower["entrypoint"] != "Entrypoint":
-        key = lower["entrypoint"]
-        params["Entrypoint"] = params.pop(key)
-        note(f"{where}.{key}", f"{key!r} written as 'Entrypoint'")
-    entry_key = lower.get("entrymodule")
-    if entry_key is not None and isinstance(params[entry_key], Mapping):
-        embedded = params.pop(entry_key)
-        source = _embedded_source(embedded, "/wasm/entry.wasm")
-        inputs.append(source)
-        params["EntryModule"] = source.target
-        note(
-            f"{where}.{entry_key}",
-            "pre-1.7 form (an embedded input source) turned into an input source at "
-            f"{source.target!r} named by EntryModule, as v1.7+ servers do",
-        )
-    imports_key = lower.get("importmodules")
-    if imports_key is not None:
-        imports = params.pop(imports_key)
-        names: list[Any] = []
-        for i, item in enumerate(imports or []):
-            if isinstance(item, Mapping):
-                source = _embedded_source(item, f"/wasm/imports/module_{i}.wasm")
-                inputs.append(source)
-                names.append(source.target)
-                note(
-                    f"{where}.{imports_key}[{i}]",
-                    f"pre-1.7 embedded input source moved to InputSources at {source.target!r}",
-                )
-            else:
-                names.append(item)
-        if names:
-            params["ImportModules"] = names
-        elif imports is not None:
-            note(f"{where}.{imports_key}", "empty ImportModules removed")
-    env_key = lower.get("environmentvariables")
-    if env_key is not None:
-        legacy_env = params.pop(env_key)
-        if isinstance(legacy_env, Mapping) and legacy_env:
-            for name, value in legacy_env.items():
-                env.setdefault(str(name), str(value))
-            note(
-                f"{where}.{env_key}",
-                "pre-1.7 engine environment moved into the task's Env (a v1.7+ server would "
-                "silently drop it)",
-            )
-        else:
-            note(f"{where}.{env_key}", "empty pre-1.7 EnvironmentVariables removed")
-    params_key = lower.get("parameters")
-    if params_key is not None and params[params_key] is None:
-        params.pop(params_key)
-        note(f"{where}.{params_key}", "null Parameters removed")
-    return attrs.evolve(
-        task,
-        engine=attrs.evolve(task.engine, params=params),
-        input_sources=tuple(inputs),
-        env=env,
-    )
-
-
-def _embedded_source(data: Mapping[str, Any], default_target: str) -> InputSource:
-    from .model import _decode_obj
-
-    problems: list[Problem] = []
-    source = _decode_obj(InputSource, data, "", problems)
-    if not source.target.strip():
-        source = attrs.evolve(source, target=default_target)
-    if not source.source.type:
-        # pre-1.7 specs often left the type out of an inline module
-        url = source.source.params.get("URL")
-        if isinstance(url, str) and url.lower().startswith("data:"):
-            source = attrs.evolve(source, source=attrs.evolve(source.source, type="inline"))
-    return source
-
-
 # -- validation -------------------------------------------------------------------------------------
-@attrs.define
-class _Collector:
-    problems: list[Problem] = attrs.field(factory=list)
-
-    def error(self, path: str, message: str, code: str, stage: str = "submit") -> None:
-        self.problems.append(Problem(path, message, "error", code, stage))  # type: ignore[arg-type]
-
-    def warn(self, path: str, message: str, code: str, stage: str = "client") -> None:
-        self.problems.append(Problem(path, message, "warning", code, stage))  # type: ignore[arg-type]
-
-    def info(self, path: str, message: str, code: str) -> None:
-        self.problems.append(Problem(path, message, "info", code, "client"))
-
-
 def validate_job(job: Job, *, engines: Sequence[str] = ENGINES) -> list[Problem]:
     """Every problem of ``job`` by Bacalhau's rules (errors, warnings and notes), in field order.
     ``engines``: the engine types the cluster runs (a custom build may add some)."""
-    out = _Collector()
+    out = Collector()
     if not job.type:
         out.error("Type", f"missing job type; one of {', '.join(JOB_TYPES)}", "job-type-missing")
     elif job.type not in JOB_TYPES:
@@ -376,7 +145,7 @@ def validate_job(job: Job, *, engines: Sequence[str] = ENGINES) -> list[Problem]
     return out.problems
 
 
-def _constraint(out: _Collector, path: str, key: str, operator: str, values: Sequence[str]) -> None:
+def _constraint(out: Collector, path: str, key: str, operator: str, values: Sequence[str]) -> None:
     if operator not in OPERATORS:
         out.error(
             f"{path}.Operator",
@@ -413,7 +182,7 @@ def _constraint(out: _Collector, path: str, key: str, operator: str, values: Seq
             )
 
 
-def _task(out: _Collector, job: Job, task: Task, path: str, engines: Sequence[str]) -> None:
+def _task(out: Collector, job: Job, task: Task, path: str, engines: Sequence[str]) -> None:
     if "\0" in task.name:
         out.error(f"{path}.Name", "task name contains a NUL character", "task-name-null")
     elif not task.name.strip():
@@ -446,12 +215,12 @@ def _task(out: _Collector, job: Job, task: Task, path: str, engines: Sequence[st
     _publisher(out, task, path)
     _network(out, task.network, f"{path}.Network")
     if engine.type == "docker":
-        _docker(out, engine, f"{path}.Engine.Params")
+        docker_rules(out, engine, f"{path}.Engine.Params")
     elif engine.type == "wasm":
-        _wasm(out, task, path)
+        wasm_rules(out, task, path)
 
 
-def _env(out: _Collector, task: Task, path: str) -> None:
+def _env(out: Collector, task: Task, path: str) -> None:
     for name, value in task.env.items():
         where = f"{path}.Env[{name!r}]"
         if not name:
@@ -490,7 +259,7 @@ def _env(out: _Collector, task: Task, path: str) -> None:
             )
 
 
-def _timeouts(out: _Collector, task: Task, path: str) -> None:
+def _timeouts(out: Collector, task: Task, path: str) -> None:
     t = task.timeouts
     for name, value in (
         ("ExecutionTimeout", t.execution_timeout),
@@ -511,11 +280,11 @@ def _timeouts(out: _Collector, task: Task, path: str) -> None:
         )
 
 
-def _resources(out: _Collector, task: Task, path: str) -> None:
+def _resources(out: Collector, task: Task, path: str) -> None:
     r = task.resources
     where = f"{path}.Resources"
     cpu = r.cpu.lower().replace(" ", "")
-    if cpu and not _CPU.match(cpu):
+    if cpu and not CPU_QUANTITY.match(cpu):
         out.error(
             f"{where}.CPU",
             f"{r.cpu!r} is not a CPU quantity (e.g. '500m', '0.5', '2')",
@@ -541,7 +310,7 @@ def _resources(out: _Collector, task: Task, path: str) -> None:
         out.error(f"{where}.GPU", f"{r.gpu!r} is not a whole number of GPUs", "resources-gpu")
 
 
-def _inputs(out: _Collector, task: Task, path: str) -> None:
+def _inputs(out: Collector, task: Task, path: str) -> None:
     aliases: dict[str, int] = {}
     targets: dict[str, int] = {}
     for i, source in enumerate(task.input_sources):
@@ -588,11 +357,11 @@ def _inputs(out: _Collector, task: Task, path: str) -> None:
                 "schedule",
             )
             continue
-        _source_params(out, spec, f"{where}.Source.Params")
+        _sourceparams_by_name(out, spec, f"{where}.Source.Params")
 
 
-def _source_params(out: _Collector, spec: SpecConfig, where: str) -> None:
-    params = _params(spec)
+def _sourceparams_by_name(out: Collector, spec: SpecConfig, where: str) -> None:
+    params = params_by_name(spec)
 
     def get(name: str) -> Any:
         return params.get(name.lower(), (name, None))[1]
@@ -665,7 +434,7 @@ def _source_params(out: _Collector, spec: SpecConfig, where: str) -> None:
             )
 
 
-def _results(out: _Collector, job: Job, task: Task, path: str) -> None:
+def _results(out: Collector, job: Job, task: Task, path: str) -> None:
     names: dict[str, int] = {}
     paths: dict[str, int] = {}
     for i, result in enumerate(task.result_paths):
@@ -709,7 +478,7 @@ def _results(out: _Collector, job: Job, task: Task, path: str) -> None:
         )
 
 
-def _publisher(out: _Collector, task: Task, path: str) -> None:
+def _publisher(out: Collector, task: Task, path: str) -> None:
     publisher = task.publisher
     where = f"{path}.Publisher"
     if publisher is None or not publisher.type.strip():
@@ -731,7 +500,7 @@ def _publisher(out: _Collector, task: Task, path: str) -> None:
         )
         return
     if publisher.type == "s3":
-        params = _params(publisher)
+        params = params_by_name(publisher)
         for name in ("Bucket", "Key"):
             value = params.get(name.lower(), (name, None))[1]
             if not isinstance(value, str) or not value:
@@ -743,16 +512,16 @@ def _publisher(out: _Collector, task: Task, path: str) -> None:
                 )
 
 
-def _network(out: _Collector, network: Network, where: str) -> None:
+def _network(out: Collector, network: Network, where: str) -> None:
     kind = network.type or "Default"
-    if _canonical(kind, NETWORK_TYPES) is None:
+    if canonical_name(kind, NETWORK_TYPES) is None:
         out.error(
             f"{where}.Type",
             f"invalid network type {network.type!r}; one of {', '.join(NETWORK_TYPES)}",
             "network-type",
         )
         return
-    canonical = _canonical(kind, NETWORK_TYPES)
+    canonical = canonical_name(kind, NETWORK_TYPES)
     if network.domains and canonical != "HTTP":
         out.error(f"{where}.Domains", "Domains are only allowed with Type HTTP", "network-domains")
     if network.ports and canonical not in ("Host", "Bridge", "Full"):
@@ -760,259 +529,6 @@ def _network(out: _Collector, network: Network, where: str) -> None:
             f"{where}.Ports",
             "Ports are only allowed with Type Host, Bridge or Full",
             "network-ports",
-        )
-
-
-_DOCKER_KEYS: Final = (
-    "Image",
-    "Entrypoint",
-    "Parameters",
-    "EnvironmentVariables",
-    "WorkingDirectory",
-)
-_WASM_KEYS: Final = ("EntryModule", "Entrypoint", "Parameters", "ImportModules")
-
-
-def _unknown_params(out: _Collector, spec: SpecConfig, known: Sequence[str], where: str) -> None:
-    lowered = {k.lower() for k in known}
-    for key in spec.params:
-        if key.lower() not in lowered:
-            out.warn(
-                f"{where}.{key}",
-                f"unknown {spec.type} parameter {key!r} (ignored); known: {', '.join(known)}",
-                "params-unknown",
-            )
-
-
-def _docker(out: _Collector, engine: SpecConfig, where: str) -> None:
-    params = _params(engine)
-    image = params.get("image", ("Image", None))[1]
-    if not isinstance(image, str) or not image.strip():
-        out.error(f"{where}.Image", "a docker task needs an Image", "docker-image", "execute")
-    else:
-        name = image.rsplit("/", 1)[-1]
-        if "@" not in name and (":" not in name or name.endswith(":latest")):
-            out.warn(
-                f"{where}.Image",
-                f"{image!r} is not pinned (no tag, or :latest): nodes may "
-                "run different images; pin a version or digest",
-                "docker-latest",
-            )
-    for key in ("Entrypoint", "Parameters"):
-        value = params.get(key.lower(), (key, None))[1]
-        if value is not None and not _str_list(value):
-            out.error(f"{where}.{key}", "must be a list of text", "docker-list", "execute")
-    env = params.get("environmentvariables", ("EnvironmentVariables", None))[1]
-    if env is not None:
-        if not _str_list(env):
-            out.error(
-                f"{where}.EnvironmentVariables",
-                "must be a list of 'NAME=value' texts",
-                "docker-env",
-                "execute",
-            )
-        else:
-            for j, item in enumerate(env):
-                name, sep, _ = item.partition("=")
-                if not sep or not name:
-                    out.error(
-                        f"{where}.EnvironmentVariables[{j}]",
-                        f"{item!r} is not NAME=value",
-                        "docker-env",
-                        "execute",
-                    )
-                elif name.upper().startswith("BACALHAU_"):
-                    out.error(
-                        f"{where}.EnvironmentVariables[{j}]",
-                        f"{name}: BACALHAU_ names are reserved",
-                        "docker-env",
-                        "execute",
-                    )
-    workdir = params.get("workingdirectory", ("WorkingDirectory", None))[1]
-    if workdir not in (None, "") and (not isinstance(workdir, str) or not workdir.startswith("/")):
-        out.error(
-            f"{where}.WorkingDirectory",
-            f"{workdir!r} must be an absolute path",
-            "docker-workdir",
-            "execute",
-        )
-    _unknown_params(out, engine, _DOCKER_KEYS, where)
-
-
-def resolve_module(task: Task, module_path: str) -> tuple[InputSource, str] | None:
-    """The input source holding ``module_path`` (leading ``/`` ignored, as Bacalhau's mount
-    FS does) and the path inside it (``""`` when the target is the module itself)."""
-    wanted = module_path.strip().lstrip("/")
-    best: tuple[InputSource, str] | None = None
-    for source in task.input_sources:
-        target = source.target.strip().lstrip("/").rstrip("/")
-        if wanted == target:
-            return source, ""
-        if (
-            target
-            and wanted.startswith(target + "/")
-            and (best is None or len(target) > len(best[0].target.strip("/")))
-        ):
-            best = (source, wanted[len(target) + 1 :])
-    return best
-
-
-def _wasm(out: _Collector, task: Task, path: str) -> None:
-    where = f"{path}.Engine.Params"
-    params = _params(task.engine)
-    entry = params.get("entrymodule", ("EntryModule", None))[1]
-    entrypoint = params.get("entrypoint", ("Entrypoint", None))
-    if isinstance(entry, Mapping):
-        out.warn(
-            f"{where}.EntryModule",
-            "the pre-1.7 form (an embedded input source); "
-            "cosmobac normalises it, a v1.7+ server converts it",
-            "wasm-legacy",
-        )
-    elif not isinstance(entry, str) or not entry.strip():
-        out.error(
-            f"{where}.EntryModule",
-            "a WASM task needs EntryModule: the Target of the input source holding the module",
-            "wasm-entry-module-missing",
-            "execute",
-        )
-    else:
-        _wasm_module(out, task, entry, entrypoint[1], where)
-    if entrypoint[0] != "Entrypoint" and entrypoint[1] is not None:
-        out.warn(
-            f"{where}.{entrypoint[0]}", "pre-1.7 spelling; v1.7+ reads 'Entrypoint'", "wasm-legacy"
-        )
-    if not isinstance(entrypoint[1], str) or not entrypoint[1].strip():
-        out.error(
-            f"{where}.Entrypoint",
-            "missing: the server sets no default; give the exported "
-            "function to call, normally '_start'",
-            "wasm-entrypoint-missing",
-            "execute",
-        )
-    for key in ("Parameters", "ImportModules"):
-        value = params.get(key.lower(), (key, None))[1]
-        if (
-            value is not None
-            and not _str_list(value)
-            and not (key == "ImportModules" and isinstance(value, list))
-        ):
-            out.error(f"{where}.{key}", "must be a list of text", "wasm-list", "execute")
-    for j, name in enumerate(params.get("importmodules", ("ImportModules", None))[1] or []):
-        if isinstance(name, str) and resolve_module(task, name) is None:
-            out.error(
-                f"{where}.ImportModules[{j}]",
-                f"{name!r} is not the Target of any input source",
-                "wasm-import-module-unresolved",
-                "execute",
-            )
-        elif isinstance(name, Mapping):
-            out.warn(
-                f"{where}.ImportModules[{j}]",
-                "the pre-1.7 form (an embedded input source)",
-                "wasm-legacy",
-            )
-    if "environmentvariables" in params:
-        out.warn(
-            f"{where}.{params['environmentvariables'][0]}",
-            "v1.7+ servers silently drop engine EnvironmentVariables: use the task's Env",
-            "wasm-env-params",
-        )
-    _unknown_params(
-        out,
-        attrs.evolve(
-            task.engine,
-            params={
-                k: v
-                for k, v in task.engine.params.items()
-                if k.lower() not in ("environmentvariables",)
-            },
-        ),
-        _WASM_KEYS,
-        where,
-    )
-    for i, result in enumerate(task.result_paths):
-        if result.name and result.path and result.name != result.path.lstrip("/"):
-            out.warn(
-                f"{path}.ResultPaths[{i}]",
-                f"a WASM task sees this output at "
-                f"'/{result.name}', not at {result.path!r}: use Name = the Path without its "
-                f"leading '/' (here {result.path.lstrip('/')!r})",
-                "wasm-result-name",
-            )
-    memory = task.resources.memory
-    if memory:
-        try:
-            size = parse_bytes(memory)
-        except ValueError:
-            size = 0
-        if size > WASM_MEMORY_LIMIT:
-            out.error(
-                f"{path}.Resources.Memory",
-                f"{memory!r} is more than the 4 GiB a wasm32 module can address",
-                "wasm-memory",
-                "execute",
-            )
-
-
-def _wasm_module(out: _Collector, task: Task, entry: str, entrypoint: Any, where: str) -> None:
-    found = resolve_module(task, entry)
-    targets = ", ".join(repr(s.target) for s in task.input_sources) or "none"
-    if found is None:
-        out.error(
-            f"{where}.EntryModule",
-            f"{entry!r} is not the Target of any input source "
-            f"(targets: {targets}); add the module as an input and name its Target",
-            "wasm-entry-module-unresolved",
-            "execute",
-        )
-        return
-    source, inner = found
-    spec = source.source
-    if spec.type in ("urlDownload", "s3") and not inner:
-        url = str(spec.params.get("URL") or spec.params.get("Key") or "")
-        if url and not url.lower().rstrip("/").endswith(".wasm") and not url.endswith("/"):
-            out.warn(
-                f"{where}.EntryModule",
-                f"{entry!r} is a folder (a {spec.type} target); "
-                "it must hold exactly one .wasm file, and this source's file name does not "
-                "end in .wasm",
-                "wasm-entry-dir",
-            )
-    if spec.type != "inline" or inner or not isinstance(entrypoint, str) or not entrypoint:
-        return
-    try:
-        media_type, payload = dataurl.decode(str(spec.params.get("URL")))
-    except ValueError:
-        return  # reported by the source check
-    if media_type == "application/gzip":
-        return
-    try:
-        exports = exported_functions(payload)
-    except WasmFormatError as exc:
-        out.error(
-            f"{where}.EntryModule",
-            f"the inline module is not WebAssembly: {exc}",
-            "wasm-module-invalid",
-            "execute",
-        )
-        return
-    if entrypoint not in exports:
-        names = ", ".join(sorted(exports)) or "none"
-        out.error(
-            f"{where}.Entrypoint",
-            f"the module exports no function {entrypoint!r} (it exports: {names})",
-            "wasm-entrypoint-export",
-            "execute",
-        )
-    elif exports[entrypoint] != ((), ()):
-        params, results = exports[entrypoint]
-        out.error(
-            f"{where}.Entrypoint",
-            f"{entrypoint} must take no parameters and return "
-            f"nothing; it is ({', '.join(params)}) -> ({', '.join(results)})",
-            "wasm-entrypoint-signature",
-            "execute",
         )
 
 
