@@ -13,7 +13,8 @@ command line stay fast:
   ``judge_spec`` (accepted / normalised / rejected);
 * :mod:`~cosmobac_bacalhau.builders`: ``pipeline_job``, ``wasm_job``, ``upload_job``,
   ``switch_job``;
-* :mod:`~cosmobac_bacalhau.client`: ``BacalhauClient``;
+* :mod:`~cosmobac_bacalhau.client`: ``BacalhauClient`` (the records it returns are in
+  :mod:`~cosmobac_bacalhau.api_records`);
 * :mod:`~cosmobac_bacalhau.local`: ``run_local``, ``explain_docker``.
 
 See docs/bacalhau.md.
