@@ -250,7 +250,28 @@ def test_a_key_given_twice_in_two_cases_keeps_the_last_and_warns():
 
 def test_states_read_as_strings_or_integers():
     assert decode_job({"State": {"StateType": "Completed"}})[0].state.state_type == "Completed"
-    assert decode_job({"State": {"StateType": 4}})[0].state.state_type == "Failed"
+    assert decode_job({"State": {"StateType": 5}})[0].state.state_type == "Failed"
+
+
+@pytest.mark.parametrize(
+    ("number", "name"),
+    # the order of Go's JobStateType constants (pkg/models/job.go): Queued comes before Running
+    [
+        (0, "Undefined"),
+        (1, "Pending"),
+        (2, "Queued"),
+        (3, "Running"),
+        (4, "Completed"),
+        (5, "Failed"),
+        (6, "Stopped"),
+    ],
+)
+def test_job_states_given_as_integers_decode_in_gos_order(number, name):
+    assert decode_job({"State": {"StateType": number}})[0].state.state_type == name
+
+
+def test_an_unknown_job_state_number_is_named_as_such():
+    assert decode_job({"State": {"StateType": 9}})[0].state.state_type == "JobStateType(9)"
 
 
 def test_a_put_body_reads_as_its_job():

@@ -56,14 +56,14 @@ JOB_TYPES: Final = ("batch", "ops", "daemon", "service")
 TERMINAL_JOB_STATES: Final = frozenset({"Completed", "Failed", "Stopped"})
 JOB_STATE_NAMES: Final = {
     # Job states travel as strings; an integer (older encodings, some tools) is mapped by the
-    # order of Go's JobStateType constants.
+    # order of Go's JobStateType constants (pkg/models/job.go), where Queued follows Pending.
     0: "Undefined",
     1: "Pending",
-    2: "Running",
-    3: "Completed",
-    4: "Failed",
-    5: "Stopped",
-    6: "Queued",
+    2: "Queued",
+    3: "Running",
+    4: "Completed",
+    5: "Failed",
+    6: "Stopped",
 }
 
 _WIRE: Final = "cosmobac_bacalhau.wire"
