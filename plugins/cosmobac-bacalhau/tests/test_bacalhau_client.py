@@ -173,6 +173,24 @@ def test_a_non_zero_exit_code_is_a_failure_although_bacalhau_says_completed(tmp_
         assert fetched["b"].exit_code == 5  # read from the result's exitCode file too
 
 
+def test_an_entry_point_that_returned_normally_counts_as_completed(tmp_path):
+    """Bacalhau records exit code -1 when a WASM entry point returns without proc_exit (a Rust
+    main that returns): the execution is Completed, and so is the node here."""
+    nodes = [FakeNode("a"), FakeNode("b", behaviour="exit:-1")]
+    with FakeOrchestrator(nodes=nodes) as fake, BacalhauClient(fake.url, sleep=no_sleep) as client:
+        submitted = client.submit(docker())
+        assert client.wait(submitted.job_id).state == "Completed"
+        outcome = client.outcome(submitted.job_id)
+        assert [(n.node_id, n.exit_code, n.reason) for n in outcome.nodes] == [
+            ("a", 0, ""),
+            ("b", -1, ""),
+        ]
+        assert outcome.ok and outcome.failed == []
+        assert [n.node_id for n in outcome.completed] == ["a", "b"]
+        fetched = {f.node_id: f for f in client.download_results(submitted.job_id, tmp_path)}
+        assert fetched["b"].exit_code == -1 and fetched["b"].error == ""
+
+
 def test_stop_sends_the_reason_in_the_body(client, fake):
     submitted = client.submit(docker("daemon", name="d"))
     client.wait(submitted.job_id)

@@ -187,9 +187,10 @@ def test_exit_codes_and_failures_follow_bacalhau(tmp_path, wat, exit_code, error
     assert result.exit_code == exit_code
     assert (tmp_path / "r" / "exitCode").read_text() == f"{exit_code}\n"
     if error is None:
-        assert result.error is None and not result.ok
+        # Bacalhau calls such an execution Completed (only ErrorMsg fails one): so does cosmobac
+        assert result.error is None and result.ok
     else:
-        assert error in result.error
+        assert error in result.error and not result.ok
 
 
 def test_the_time_limit_stops_a_spinning_module(tmp_path):

@@ -20,6 +20,7 @@ from .model import TERMINAL_JOB_STATES, Job, SpecConfig
 __all__ = [
     "DESIRED_STATES",
     "EXECUTION_STATES",
+    "NORMAL_EXIT_CODES",
     "TERMINAL_EXECUTION_STATES",
     "DownloadedResult",
     "Execution",
@@ -54,6 +55,9 @@ TERMINAL_EXECUTION_STATES: Final = frozenset(
     {"AskForBidRejected", "BidRejected", "Completed", "Failed", "Cancelled"}
 )
 DESIRED_STATES: Final = {0: "Pending", 1: "Running", 2: "Stopped"}
+# 0, or -1: a WASM entry point that returned without proc_exit (Bacalhau records -1 and calls the
+# execution Completed; a Rust main that returns normally ends so)
+NORMAL_EXIT_CODES: Final = (0, -1)
 
 
 # -- reading the server's objects -------------------------------------------------------------------
@@ -305,8 +309,14 @@ class NodeOutcome:
 
     @property
     def ok(self) -> bool:
-        """Completed with exit code 0 (Bacalhau calls a non-zero exit *Completed* too)."""
-        return self.state == "Completed" and self.exit_code in (0, None) and not self.error
+        """Completed with exit code 0, or -1: what Bacalhau records when a WASM entry point
+        returns without calling ``proc_exit`` (it calls a non-zero exit *Completed* too, which is
+        a failure here)."""
+        return (
+            self.state == "Completed"
+            and self.exit_code in (*NORMAL_EXIT_CODES, None)
+            and not self.error
+        )
 
     @property
     def reason(self) -> str:
@@ -317,7 +327,11 @@ class NodeOutcome:
             return self.error
         if self.state == "Completed":
             return f"exited with code {self.exit_code}"
-        detail = f" (exit code {self.exit_code})" if self.exit_code not in (None, 0) else ""
+        detail = (
+            f" (exit code {self.exit_code})"
+            if self.exit_code not in (*NORMAL_EXIT_CODES, None)
+            else ""
+        )
         return f"{self.state}{detail}"
 
 

@@ -3,7 +3,8 @@ and run WASM jobs locally. The plugin adds the group through ``register_commands
 ``cosmobac_bacalhau/__init__.py``).
 
 Exit status: 0 success; 1 a job failed (on any node), a spec has errors, or an API error;
-2 a usage error; 3 ``wait`` timed out; ``run-local`` exits with the module's exit code.
+2 a usage error; 3 ``wait`` timed out; ``run-local`` exits with the module's exit code (0 when its
+entry point returned, which Bacalhau records as -1 and calls Completed).
 """
 
 from __future__ import annotations
