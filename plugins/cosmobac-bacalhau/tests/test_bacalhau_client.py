@@ -209,6 +209,14 @@ def test_daemons_have_no_results_endpoint(client):
         client.results(submitted.job_id)
 
 
+def test_downloading_the_results_of_a_daemon_says_why_there_are_none(client, tmp_path):
+    submitted = client.submit(docker("daemon", name="d"))
+    client.wait(submitted.job_id)
+    with pytest.raises(BacalhauError, match="is a daemon job: Bacalhau publishes results only"):
+        client.download_results(submitted.job_id, tmp_path / "r")
+    assert not (tmp_path / "r").exists()
+
+
 def test_lists_follow_next_tokens():
     with FakeOrchestrator(nodes=[FakeNode("n")], page_size=2) as fake:
         client = BacalhauClient(fake.url)

@@ -74,6 +74,7 @@ from .validate import check_job, normalise
 
 __all__ = [
     "EXECUTION_STATES",
+    "RESULT_JOB_TYPES",
     "BacalhauClient",
     "Execution",
     "HistoryEvent",
@@ -84,6 +85,7 @@ __all__ = [
     "RunOutput",
     "ServerVersion",
     "SubmitResult",
+    "no_results_reason",
 ]
 
 log = logging.getLogger("cosmobac_bacalhau")
@@ -540,16 +542,15 @@ class BacalhauClient:
         """Fetch and unpack the published result of every completed node into
         ``destination/<node id>/`` (``stdout``, ``stderr``, ``exitCode``, one folder per result
         path). Nodes that failed are skipped; a result that cannot be fetched is reported, not
-        raised, so one unreachable node does not cost the others' results."""
+        raised, so one unreachable node does not cost the others' results. A daemon or service
+        job has no results: :class:`~.errors.BacalhauError` says so."""
         if isinstance(outcome, str):
             outcome = self.outcome(outcome)
+        if outcome.type not in RESULT_JOB_TYPES:
+            raise BacalhauError(no_results_reason(outcome))
         target = Path(destination)
         target.mkdir(parents=True, exist_ok=True)
-        published = (
-            {_spec_key(r) for r in self.results(outcome.job_id)}
-            if outcome.type in ("batch", "ops")
-            else set()
-        )
+        published = {_spec_key(r) for r in self.results(outcome.job_id)}
         downloads = []
         for node in outcome.nodes:
             if node.state != "Completed":
@@ -600,6 +601,20 @@ class BacalhauClient:
         with contextlib.suppress(OSError, ValueError):
             code = int((folder / "exitCode").read_text().strip())
         return DownloadedResult(node.node_id, node.execution_id, folder, code)
+
+
+RESULT_JOB_TYPES: Final = ("batch", "ops")
+
+
+def no_results_reason(outcome: JobOutcome) -> str:
+    """Why a job of a type other than batch or ops has no results to fetch."""
+    return (
+        f"job {outcome.name or outcome.job_id} ({outcome.job_id}) is a {outcome.type or 'untyped'} "
+        "job: Bacalhau publishes results only for batch and ops jobs (GET /jobs/{id}/results "
+        "refuses the others), so there is nothing to fetch; a long-running job's data leaves "
+        "through the workload itself (for the cosmobac forwarder: its sinks). Use "
+        "'cosmobac bacalhau status' to see its nodes."
+    )
 
 
 def _spec_key(spec: SpecConfig) -> str:

@@ -450,9 +450,14 @@ def wait_command(
 @pass_settings
 def results_command(settings: _Context, job_id: str, output: str) -> None:
     """Fetch every completed node's published result (stdout, stderr, exitCode, outputs);
-    failed nodes are listed with their reason. Exits 1 when a node failed or exited non-zero."""
+    failed nodes are listed with their reason. Exits 1 when a node failed or exited non-zero, or
+    when the job is a daemon or service job (Bacalhau keeps no results for those)."""
+    from .client import RESULT_JOB_TYPES, no_results_reason
+
     client = settings.client()
     outcome = client.outcome(job_id)
+    if outcome.type not in RESULT_JOB_TYPES:
+        raise click.ClickException(no_results_reason(outcome))
     _download(client, outcome, output)
     for node in outcome.failed:
         click.echo(f"{node.node_id}: failed: {node.reason}", err=True)
