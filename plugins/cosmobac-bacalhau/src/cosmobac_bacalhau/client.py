@@ -29,6 +29,7 @@ import os
 import re
 import tarfile
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
@@ -550,7 +551,13 @@ class BacalhauClient:
             raise BacalhauError(no_results_reason(outcome))
         target = Path(destination)
         target.mkdir(parents=True, exist_ok=True)
-        published = {_spec_key(r) for r in self.results(outcome.job_id)}
+        listed = self.results(outcome.job_id)
+        published = {_spec_key(r) for r in listed}
+        signed = [
+            url
+            for url in (get_key(r.params, "URL") for r in listed if r.type == "urlDownload")
+            if isinstance(url, str) and url
+        ]
         downloads = []
         for node in outcome.nodes:
             if node.state != "Completed":
@@ -566,28 +573,36 @@ class BacalhauClient:
                     )
                 )
                 continue
-            if published and _spec_key(node.result) not in published:
+            url = None
+            if node.result.type in SIGNED_RESULT_TYPES:
+                url = _signed_url(node.result, signed)
+            elif published and _spec_key(node.result) not in published:
                 log.info("result of %s is not in the job's results list", node.execution_id)
             folder = target / _safe_name(node.node_id or node.execution_id)
             if node.partition_index:
                 folder = folder.with_name(f"{folder.name}-{node.partition_index}")
-            downloads.append(self._download(node, folder))
+            downloads.append(self._download(node, folder, url))
         return downloads
 
-    def _download(self, node: NodeOutcome, folder: Path) -> DownloadedResult:
+    def _download(self, node: NodeOutcome, folder: Path, signed: str | None) -> DownloadedResult:
         assert node.result is not None
         result = node.result
-        url = get_key(result.params, "URL") if result.type == "urlDownload" else None
+        url = get_key(result.params, "URL") if result.type == "urlDownload" else signed
         if result.type == "s3PreSigned":
             url = get_key(result.params, "PreSignedURL")
         if not isinstance(url, str) or not url:
             where = ", ".join(f"{k}={v}" for k, v in result.params.items())
+            why = (
+                "no signed URL for it in the job's results (GET /jobs/{id}/results)"
+                if result.type in SIGNED_RESULT_TYPES
+                else "cosmobac cannot download that kind of result"
+            )
             return DownloadedResult(
                 node.node_id,
                 node.execution_id,
                 None,
                 node.exit_code,
-                f"published to {result.type} ({where}): fetch it from there",
+                f"published to {result.type} ({where}): {why}; fetch it from there",
             )
         try:
             response = self._results_http.get(url)
@@ -604,6 +619,29 @@ class BacalhauClient:
 
 
 RESULT_JOB_TYPES: Final = ("batch", "ops")
+# results the orchestrator hands out as pre-signed URLs in GET /jobs/{id}/results
+SIGNED_RESULT_TYPES: Final = ("s3", "s3managed")
+
+
+def _signed_url(result: SpecConfig, signed: Sequence[str]) -> str | None:
+    """The pre-signed URL of an S3 result: the listed URL whose path ends with the result's key
+    (the results list carries no execution or node ID, and the signature varies)."""
+    key = get_key(result.params, "Key")
+    if not isinstance(key, str) or not key.strip("/"):
+        return None
+    suffix = "/" + key.strip("/")
+    bucket = get_key(result.params, "Bucket")
+    matches = []
+    for url in signed:
+        parsed = urllib.parse.urlsplit(url)
+        path = urllib.parse.unquote(parsed.path)
+        if not path.endswith(suffix):
+            continue
+        # path-style (host/BUCKET/KEY) or virtual-hosted (BUCKET.host/KEY) addressing
+        if isinstance(bucket, str) and bucket and bucket not in parsed.netloc + path:
+            continue
+        matches.append(url)
+    return matches[0] if len(matches) == 1 else None
 
 
 def no_results_reason(outcome: JobOutcome) -> str:
