@@ -585,8 +585,16 @@ RULES = [
         task({"publisher": None}),
         "publisher-missing",
         "Tasks[0].Publisher",
-        "warning",
-        "client",
+        "error",
+        "submit",
+    ),
+    (
+        "no publisher on a daemon",
+        docker_job().evolve(type="daemon").with_task(publisher=None),
+        "publisher-missing",
+        "Tasks[0].Publisher",
+        "error",
+        "submit",
     ),
     (
         "publisher unknown",
@@ -625,6 +633,60 @@ RULES = [
         task({"network": Network(type="HTTP", ports=(Port(name="p"),))}),
         "network-ports",
         "Tasks[0].Network.Ports",
+        "error",
+        "submit",
+    ),
+    (
+        "network domain",
+        task({"network": Network(type="HTTP", domains=("example.org", "not a domain"))}),
+        "network-domain",
+        "Tasks[0].Network.Domains[1]",
+        "error",
+        "submit",
+    ),
+    (
+        "port name missing",
+        task({"network": Network(type="Bridge", ports=(Port(target=80),))}),
+        "network-port-name",
+        "Tasks[0].Network.Ports[0].Name",
+        "error",
+        "submit",
+    ),
+    (
+        "port name syntax",
+        task({"network": Network(type="Bridge", ports=(Port(name="web-ui", target=80),))}),
+        "network-port-name",
+        "Tasks[0].Network.Ports[0].Name",
+        "error",
+        "submit",
+    ),
+    (
+        "port name twice",
+        task(
+            {
+                "network": Network(
+                    type="Bridge", ports=(Port(name="web", target=80), Port(name="web", target=81))
+                )
+            }
+        ),
+        "network-port-duplicate",
+        "Tasks[0].Network.Ports[1].Name",
+        "error",
+        "submit",
+    ),
+    (
+        "port out of range",
+        task({"network": Network(type="Full", ports=(Port(name="web", static=70000),))}),
+        "network-port-range",
+        "Tasks[0].Network.Ports[0].Static",
+        "error",
+        "submit",
+    ),
+    (
+        "target port on a host network",
+        task({"network": Network(type="Host", ports=(Port(name="web", static=8080, target=80),))}),
+        "network-port-host-target",
+        "Tasks[0].Network.Ports[0].Target",
         "error",
         "submit",
     ),

@@ -21,6 +21,8 @@ whether it is *accepted*, *normalised* or *rejected*.
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
 import json
 import re
 from collections.abc import Sequence
@@ -32,7 +34,7 @@ import attrs
 
 from . import dataurl
 from .engine_rules import docker_rules, resolve_module, wasm_rules
-from .model import JOB_TYPES, Job, Network, ResultPath, SpecConfig, Task, decode_job
+from .model import JOB_TYPES, Job, Network, Port, ResultPath, SpecConfig, Task, decode_job
 from .normaliser import normalise
 from .problems import Collector, Problem
 from .selectors import OPERATORS, label_key_problem, label_value_problem
@@ -65,6 +67,9 @@ __all__ = [
 
 _ENV_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
 _HOST_VAR = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# Bacalhau's domain pattern (pkg/models/network.go), matched anywhere in the lower-cased domain
+_DOMAIN = re.compile(r"\b([a-z0-9]+(-[a-z0-9]+)*\.)+[a-z]{2,}\b", re.ASCII)
+_PORT_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _SECRETISH = re.compile(r"KEY|SECRET|PASSWORD|PASSWD|TOKEN|CREDENTIAL|CONNECTION_STRING")
 
 Verdict = Literal["accepted", "normalised", "rejected"]
@@ -212,7 +217,7 @@ def _task(out: Collector, job: Job, task: Task, path: str, engines: Sequence[str
     _resources(out, task, path)
     _inputs(out, task, path)
     _results(out, job, task, path)
-    _publisher(out, task, path)
+    _publisher(out, job, task, path)
     _network(out, task.network, f"{path}.Network")
     if engine.type == "docker":
         docker_rules(out, engine, f"{path}.Engine.Params")
@@ -478,16 +483,24 @@ def _results(out: Collector, job: Job, task: Task, path: str) -> None:
         )
 
 
-def _publisher(out: Collector, task: Task, path: str) -> None:
+def _publisher(out: Collector, job: Job, task: Task, path: str) -> None:
     publisher = task.publisher
     where = f"{path}.Publisher"
     if publisher is None or not publisher.type.strip():
         if task.result_paths:
-            out.warn(
+            # Bacalhau's full Task.Validate: 'publisher must be set if result paths are set'.
+            # Only batch and ops jobs can get one from the orchestrator's JobDefaults, and the
+            # shipped defaults set none.
+            fallback = (
+                " (an orchestrator whose JobDefaults set a batch/ops publisher would fill it in; "
+                "the shipped defaults set none)"
+                if job.type in ("batch", "ops")
+                else f" ({job.type or 'this'} jobs get no default publisher)"
+            )
+            out.error(
                 where,
-                "ResultPaths without a Publisher: accepted only where the "
-                "orchestrator has a default publisher (else 'publisher must be set if result "
-                "paths are set'); set e.g. {Type: local}",
+                "ResultPaths without a Publisher are refused ('publisher must be set if "
+                f"result paths are set'){fallback}; set one, e.g. {{Type: local}}",
                 "publisher-missing",
             )
         return
@@ -514,21 +527,85 @@ def _publisher(out: Collector, task: Task, path: str) -> None:
 
 def _network(out: Collector, network: Network, where: str) -> None:
     kind = network.type or "Default"
-    if canonical_name(kind, NETWORK_TYPES) is None:
+    canonical = canonical_name(kind, NETWORK_TYPES)
+    if canonical is None:
         out.error(
             f"{where}.Type",
             f"invalid network type {network.type!r}; one of {', '.join(NETWORK_TYPES)}",
             "network-type",
         )
         return
-    canonical = canonical_name(kind, NETWORK_TYPES)
     if network.domains and canonical != "HTTP":
         out.error(f"{where}.Domains", "Domains are only allowed with Type HTTP", "network-domains")
+    for i, domain in enumerate(network.domains):
+        _domain(out, domain, f"{where}.Domains[{i}]")
     if network.ports and canonical not in ("Host", "Bridge", "Full"):
         out.error(
             f"{where}.Ports",
             "Ports are only allowed with Type Host, Bridge or Full",
             "network-ports",
+        )
+        return
+    names: dict[str, int] = {}
+    for i, port in enumerate(network.ports):
+        _port(out, port, canonical, f"{where}.Ports[{i}]", names, i)
+
+
+def _domain(out: Collector, domain: str, where: str) -> None:
+    """Bacalhau lower-cases and trims each domain, then accepts it when its domain pattern
+    matches somewhere in it (Go's MatchString is not anchored) or it is an IP address; a
+    leading '.' (``.example.org``) is its wildcard for every subdomain."""
+    text = domain.strip().lower()
+    if _DOMAIN.search(text):
+        return
+    with contextlib.suppress(ValueError):
+        ipaddress.ip_address(text)
+        return
+    out.error(
+        where,
+        f"invalid domain {domain!r}: give a DNS name such as 'example.org', '.example.org' "
+        "for it and every subdomain, or an IP address",
+        "network-domain",
+    )
+
+
+def _port(
+    out: Collector, port: Port, network: str, where: str, names: dict[str, int], index: int
+) -> None:
+    if not port.name.strip():
+        out.error(
+            f"{where}.Name",
+            "missing port name: the job reads its port from BACALHAU_PORT_<name>",
+            "network-port-name",
+        )
+    elif not _PORT_NAME.match(port.name):
+        out.error(
+            f"{where}.Name",
+            f"{port.name!r}: a port name is letters, digits and '_', not starting with a digit "
+            f"(it names BACALHAU_PORT_<name>; e.g. {re.sub(r'[^A-Za-z0-9_]', '_', port.name)!r})",
+            "network-port-name",
+        )
+    elif port.name in names:
+        out.error(
+            f"{where}.Name",
+            f"port name {port.name!r} is already used by Ports[{names[port.name]}]",
+            "network-port-duplicate",
+        )
+    else:
+        names[port.name] = index
+    for name, value in (("Static", port.static), ("Target", port.target)):
+        if not 0 <= value <= 65535:
+            out.error(
+                f"{where}.{name}",
+                f"{value} is not a port number (1-65535, or 0 to leave it out)",
+                "network-port-range",
+            )
+    if network == "Host" and port.target and port.target != port.static:
+        out.error(
+            f"{where}.Target",
+            "a Host network maps no ports: the task listens on the node's own port, so Target "
+            "must be left out (or equal Static)",
+            "network-port-host-target",
         )
 
 
