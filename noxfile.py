@@ -42,6 +42,11 @@ PLUGINS = (
     Distribution("sqlite", "plugins/cosmobac-sqlite"),
     Distribution("cosmos", "plugins/cosmobac-cosmos", ("plugins/cosmobac-sqlite",)),
     Distribution("wasm", "plugins/cosmobac-wasm", ("plugins/cosmobac-sqlite",)),
+    Distribution(
+        "bacalhau",
+        "plugins/cosmobac-bacalhau",
+        ("plugins/cosmobac-sqlite", "plugins/cosmobac-cosmos", "plugins/cosmobac-wasm"),
+    ),
 )
 DISTRIBUTIONS = (CORE, *PLUGINS)
 EVERYTHING = (*(d.folder for d in PLUGINS), "examples/cosmobac-example-sink")

@@ -21,7 +21,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from cosmobac.bacalhau import (
+from cosmobac_bacalhau import (
     BacalhauClient,
     Job,
     cosmos_upload_config,

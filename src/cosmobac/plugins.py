@@ -53,6 +53,7 @@ PROVIDED_BY: Final[dict[tuple[str, str], str]] = {
     ("command", "cosmos"): "cosmobac-cosmos",
     ("command", "emulator"): "cosmobac-cosmos",
     ("command", "wasm"): "cosmobac-wasm",
+    ("command", "bacalhau"): "cosmobac-bacalhau",
 }
 """Components and commands of the plugin distributions that ship with cosmobac (kind, name) →
 distribution: names only, so an error can say what to install; core imports none of them."""
@@ -69,7 +70,6 @@ BUILTIN_MODULES: Final = (
     "cosmobac.detectors",
     "cosmobac.sinks.webhook",
     "cosmobac.evaluation.cli",
-    "cosmobac.bacalhau.commands",
 )
 
 

@@ -1,8 +1,10 @@
 """``cosmobac bacalhau``: render, validate and submit Bacalhau jobs, follow them to their results,
-and run WASM jobs locally. Registered as a built-in through ``register_commands``.
+and run WASM jobs locally. The plugin adds the group through ``register_commands`` (see
+``cosmobac_bacalhau/__init__.py``).
 
 Exit status: 0 success; 1 a job failed (on any node), a spec has errors, or an API error;
-2 a usage error; 3 ``wait`` timed out; ``run-local`` exits with the module's exit code.
+2 a usage error; 3 ``wait`` timed out; ``run-local`` exits with the module's exit code (0 when its
+entry point returned, which Bacalhau records as -1 and calls Completed).
 """
 
 from __future__ import annotations
@@ -15,26 +17,19 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from ..hookspecs import hookimpl
-
 if TYPE_CHECKING:
     from .client import BacalhauClient, JobOutcome
     from .model import Job
 
-__all__ = ["bacalhau_group", "register_commands"]
+__all__ = ["bacalhau_group"]
 
 FLOWS = ("pipeline", "upload", "switch", "wasm")
-
-
-@hookimpl
-def register_commands(cli: click.Group) -> None:
-    cli.add_command(bacalhau_group)
 
 
 def _duration(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
     if value is None:
         return None
-    from ..durations import parse_duration
+    from cosmobac.durations import parse_duration
 
     try:
         seconds = parse_duration(value, key=param.name or "duration")
@@ -455,9 +450,14 @@ def wait_command(
 @pass_settings
 def results_command(settings: _Context, job_id: str, output: str) -> None:
     """Fetch every completed node's published result (stdout, stderr, exitCode, outputs);
-    failed nodes are listed with their reason. Exits 1 when a node failed or exited non-zero."""
+    failed nodes are listed with their reason. Exits 1 when a node failed or exited non-zero, or
+    when the job is a daemon or service job (Bacalhau keeps no results for those)."""
+    from .client import RESULT_JOB_TYPES, no_results_reason
+
     client = settings.client()
     outcome = client.outcome(job_id)
+    if outcome.type not in RESULT_JOB_TYPES:
+        raise click.ClickException(no_results_reason(outcome))
     _download(client, outcome, output)
     for node in outcome.failed:
         click.echo(f"{node.node_id}: failed: {node.reason}", err=True)

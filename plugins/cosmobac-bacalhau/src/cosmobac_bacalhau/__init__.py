@@ -1,18 +1,21 @@
-"""Bacalhau jobs for cosmobac fleets: the v1 job model (exact wire format, JSON and YAML), the
-server's validation rules, builders for cosmobac's flows, a REST client and a local WASM runner.
+"""cosmobac-bacalhau: Bacalhau jobs for cosmobac fleets: the v1 job model (exact wire format, JSON
+and YAML), the server's validation rules, builders for cosmobac's flows, a REST client and a local
+WASM runner. As the cosmobac plugin ``bacalhau`` it adds the ``cosmobac bacalhau …`` commands
+(``register_commands``).
 
-Everything is importable from here; submodules load on first use, so ``import cosmobac`` and the
+Everything is importable from here; submodules load on first use, so loading the plugin and the
 command line stay fast:
 
-* :mod:`~cosmobac.bacalhau.model`: ``Job``, ``Task``, ``SpecConfig``, ``InputSource``,
+* :mod:`~cosmobac_bacalhau.model`: ``Job``, ``Task``, ``SpecConfig``, ``InputSource``,
   ``ResultPath``, ``Resources``, ``Network``, ``Timeouts``, ``Constraint``; ``loads_job``,
   ``read_job_file``, ``dumps_json``, ``dumps_yaml``;
-* :mod:`~cosmobac.bacalhau.validate`: ``validate_job``, ``check_job``, ``normalise``,
+* :mod:`~cosmobac_bacalhau.validate`: ``validate_job``, ``check_job``, ``normalise``,
   ``judge_spec`` (accepted / normalised / rejected);
-* :mod:`~cosmobac.bacalhau.builders`: ``pipeline_job``, ``wasm_job``, ``upload_job``,
+* :mod:`~cosmobac_bacalhau.builders`: ``pipeline_job``, ``wasm_job``, ``upload_job``,
   ``switch_job``;
-* :mod:`~cosmobac.bacalhau.client`: ``BacalhauClient``;
-* :mod:`~cosmobac.bacalhau.local`: ``run_local``, ``explain_docker``.
+* :mod:`~cosmobac_bacalhau.client`: ``BacalhauClient`` (the records it returns are in
+  :mod:`~cosmobac_bacalhau.api_records`);
+* :mod:`~cosmobac_bacalhau.local`: ``run_local``, ``explain_docker``.
 
 See docs/bacalhau.md.
 """
@@ -21,6 +24,10 @@ from __future__ import annotations
 
 import importlib
 from typing import Any
+
+import click
+
+from cosmobac.hookspecs import hookimpl
 
 _EXPORTS = {
     "model": (
@@ -79,17 +86,28 @@ _EXPORTS = {
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 
-__all__ = sorted(_WHERE)
+__all__ = sorted([*_WHERE, "register_commands"])
+
+
+@hookimpl
+def register_commands(cli: click.Group) -> None:
+    """Add the ``cosmobac bacalhau`` group."""
+    from .commands import bacalhau_group
+
+    cli.add_command(bacalhau_group)
 
 
 def __getattr__(name: str) -> Any:
     module = _WHERE.get(name)
     if module is None:
-        raise AttributeError(f"module 'cosmobac.bacalhau' has no attribute {name!r}")
+        raise AttributeError(f"module 'cosmobac_bacalhau' has no attribute {name!r}")
     value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
     globals()[name] = value
     return value
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+    # Only what is bound already: pluggy reads every name dir() gives when it registers the
+    # plugin, and listing the lazy names would import every submodule (httpx among them) on each
+    # run of the command line. ``__all__`` lists everything importable from here.
+    return sorted(globals())

@@ -8,7 +8,7 @@ Guarantees:
 * reading (:func:`decode_job`, :func:`loads_job`, :func:`read_job_file`) matches keys without
   regard to case, as Go's ``encoding/json`` does, so lower-case YAML reads the same; every key the
   server would ignore, every value of the wrong type and every key spelled differently from the
-  canonical form is reported as a :class:`~cosmobac.bacalhau.validate.Problem` naming its field path;
+  canonical form is reported as a :class:`~cosmobac_bacalhau.validate.Problem` naming its field path;
 * ``decode_job(job.to_wire())`` gives back an equal job, in JSON and in YAML (property-tested);
 * a PUT body (``{"Job": ..., "Force": ...}``) is read as the job it holds.
 
@@ -56,20 +56,20 @@ JOB_TYPES: Final = ("batch", "ops", "daemon", "service")
 TERMINAL_JOB_STATES: Final = frozenset({"Completed", "Failed", "Stopped"})
 JOB_STATE_NAMES: Final = {
     # Job states travel as strings; an integer (older encodings, some tools) is mapped by the
-    # order of Go's JobStateType constants.
+    # order of Go's JobStateType constants (pkg/models/job.go), where Queued follows Pending.
     0: "Undefined",
     1: "Pending",
-    2: "Running",
-    3: "Completed",
-    4: "Failed",
-    5: "Stopped",
-    6: "Queued",
+    2: "Queued",
+    3: "Running",
+    4: "Completed",
+    5: "Failed",
+    6: "Stopped",
 }
 
-_WIRE: Final = "cosmobac.bacalhau.wire"
-_KIND: Final = "cosmobac.bacalhau.kind"
-_CLS: Final = "cosmobac.bacalhau.cls"
-_ALWAYS: Final = "cosmobac.bacalhau.always"
+_WIRE: Final = "cosmobac_bacalhau.wire"
+_KIND: Final = "cosmobac_bacalhau.kind"
+_CLS: Final = "cosmobac_bacalhau.cls"
+_ALWAYS: Final = "cosmobac_bacalhau.always"
 
 
 def _field(
@@ -222,7 +222,7 @@ class Task:
 
 @attrs.frozen(kw_only=True)
 class Job:
-    """A Bacalhau v1 job. Build one with the functions of :mod:`cosmobac.bacalhau.builders` or
+    """A Bacalhau v1 job. Build one with the functions of :mod:`cosmobac_bacalhau.builders` or
     read one with :func:`loads_job`; render it with :meth:`to_wire`, :func:`dumps_json` or
     :func:`dumps_yaml`.
 

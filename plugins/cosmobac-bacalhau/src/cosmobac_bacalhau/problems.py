@@ -8,7 +8,7 @@ from typing import Final, Literal
 
 import attrs
 
-__all__ = ["STAGES", "Problem", "errors", "format_problems"]
+__all__ = ["STAGES", "Collector", "Problem", "errors", "format_problems"]
 
 Severity = Literal["error", "warning", "info"]
 Stage = Literal["decode", "submit", "schedule", "execute", "client"]
@@ -48,6 +48,22 @@ class Problem:
             "code": self.code,
             "stage": self.stage,
         }
+
+
+@attrs.define
+class Collector:
+    """Gathers the problems of one spec, in the order the rules find them."""
+
+    problems: list[Problem] = attrs.field(factory=list)
+
+    def error(self, path: str, message: str, code: str, stage: Stage = "submit") -> None:
+        self.problems.append(Problem(path, message, "error", code, stage))
+
+    def warn(self, path: str, message: str, code: str, stage: Stage = "client") -> None:
+        self.problems.append(Problem(path, message, "warning", code, stage))
+
+    def info(self, path: str, message: str, code: str) -> None:
+        self.problems.append(Problem(path, message, "info", code, "client"))
 
 
 def errors(problems: Iterable[Problem]) -> list[Problem]:

@@ -12,8 +12,9 @@ import attrs
 import pytest
 from bacalhau_support import EXAMPLES
 
-from cosmobac.bacalhau import dataurl
-from cosmobac.bacalhau.model import (
+import cosmobac_bacalhau
+from cosmobac_bacalhau import dataurl
+from cosmobac_bacalhau.model import (
     Constraint,
     InputSource,
     Job,
@@ -27,14 +28,14 @@ from cosmobac.bacalhau.model import (
     Timeouts,
     read_job_file,
 )
-from cosmobac.bacalhau.validate import (
+from cosmobac_bacalhau.validate import (
     check_job,
     judge_spec,
     normalise,
     parse_bytes,
     validate_job,
 )
-from cosmobac.bacalhau.wasmbin import WasmFormatError, exported_functions
+from cosmobac_bacalhau.wasmbin import WasmFormatError, exported_functions
 
 
 def wasm_module(exports: dict[str, tuple[int, int]]) -> bytes:
@@ -584,8 +585,16 @@ RULES = [
         task({"publisher": None}),
         "publisher-missing",
         "Tasks[0].Publisher",
-        "warning",
-        "client",
+        "error",
+        "submit",
+    ),
+    (
+        "no publisher on a daemon",
+        docker_job().evolve(type="daemon").with_task(publisher=None),
+        "publisher-missing",
+        "Tasks[0].Publisher",
+        "error",
+        "submit",
     ),
     (
         "publisher unknown",
@@ -624,6 +633,60 @@ RULES = [
         task({"network": Network(type="HTTP", ports=(Port(name="p"),))}),
         "network-ports",
         "Tasks[0].Network.Ports",
+        "error",
+        "submit",
+    ),
+    (
+        "network domain",
+        task({"network": Network(type="HTTP", domains=("example.org", "not a domain"))}),
+        "network-domain",
+        "Tasks[0].Network.Domains[1]",
+        "error",
+        "submit",
+    ),
+    (
+        "port name missing",
+        task({"network": Network(type="Bridge", ports=(Port(target=80),))}),
+        "network-port-name",
+        "Tasks[0].Network.Ports[0].Name",
+        "error",
+        "submit",
+    ),
+    (
+        "port name syntax",
+        task({"network": Network(type="Bridge", ports=(Port(name="web-ui", target=80),))}),
+        "network-port-name",
+        "Tasks[0].Network.Ports[0].Name",
+        "error",
+        "submit",
+    ),
+    (
+        "port name twice",
+        task(
+            {
+                "network": Network(
+                    type="Bridge", ports=(Port(name="web", target=80), Port(name="web", target=81))
+                )
+            }
+        ),
+        "network-port-duplicate",
+        "Tasks[0].Network.Ports[1].Name",
+        "error",
+        "submit",
+    ),
+    (
+        "port out of range",
+        task({"network": Network(type="Full", ports=(Port(name="web", static=70000),))}),
+        "network-port-range",
+        "Tasks[0].Network.Ports[0].Static",
+        "error",
+        "submit",
+    ),
+    (
+        "target port on a host network",
+        task({"network": Network(type="Host", ports=(Port(name="web", static=8080, target=80),))}),
+        "network-port-host-target",
+        "Tasks[0].Network.Ports[0].Target",
         "error",
         "submit",
     ),
@@ -824,7 +887,8 @@ def test_each_rule(job, code, path, severity, stage):
 
 
 def test_every_rule_has_a_test():
-    source = (Path(__file__).resolve().parents[2] / "src/cosmobac/bacalhau/validate.py").read_text()
+    package = Path(cosmobac_bacalhau.__file__).parent
+    source = "".join((package / name).read_text() for name in ("validate.py", "engine_rules.py"))
     codes = set(re.findall(r'"([a-z0-9]+(?:-[a-z0-9]+)+)"', source))  # every rule code
     codes |= {f"resources-{name}" for name in ("memory", "disk")}  # made with an f-string
     codes -= {"key-case"}  # a decoding note, tested in test_model.py
@@ -987,7 +1051,7 @@ VERDICTS = {
 
 @pytest.mark.parametrize(("name", "expected"), sorted(VERDICTS.items()))
 def test_bacalhaus_examples_are_judged(name, expected):
-    from cosmobac.bacalhau.model import parse_text
+    from cosmobac_bacalhau.model import parse_text
 
     path = EXAMPLES / name
     fmt = "json" if path.suffix == ".json" else "yaml"

@@ -10,8 +10,8 @@ import tomllib
 
 import pytest
 
-from cosmobac.bacalhau import dataurl
-from cosmobac.bacalhau.builders import (
+from cosmobac_bacalhau import dataurl
+from cosmobac_bacalhau.builders import (
     DATA,
     LIVE_CONFIG,
     cosmos_upload_config,
@@ -20,9 +20,9 @@ from cosmobac.bacalhau.builders import (
     upload_job,
     wasm_job,
 )
-from cosmobac.bacalhau.errors import BacalhauAPIError, JobSpecError
-from cosmobac.bacalhau.model import Constraint, Job, dumps_json, dumps_yaml, loads_job
-from cosmobac.bacalhau.validate import check_job, judge_spec
+from cosmobac_bacalhau.errors import BacalhauAPIError, JobSpecError
+from cosmobac_bacalhau.model import Constraint, Job, dumps_json, dumps_yaml, loads_job
+from cosmobac_bacalhau.validate import check_job, judge_spec
 
 IMAGE = "registry.example.com/cosmobac:0.1.0"
 EDGE = textwrap.dedent(

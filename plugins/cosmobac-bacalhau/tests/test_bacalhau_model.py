@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -10,8 +12,8 @@ from bacalhau_support import EXAMPLES
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cosmobac.bacalhau.errors import JobSpecError
-from cosmobac.bacalhau.model import (
+from cosmobac_bacalhau.errors import JobSpecError
+from cosmobac_bacalhau.model import (
     Constraint,
     InputSource,
     Job,
@@ -248,7 +250,28 @@ def test_a_key_given_twice_in_two_cases_keeps_the_last_and_warns():
 
 def test_states_read_as_strings_or_integers():
     assert decode_job({"State": {"StateType": "Completed"}})[0].state.state_type == "Completed"
-    assert decode_job({"State": {"StateType": 4}})[0].state.state_type == "Failed"
+    assert decode_job({"State": {"StateType": 5}})[0].state.state_type == "Failed"
+
+
+@pytest.mark.parametrize(
+    ("number", "name"),
+    # the order of Go's JobStateType constants (pkg/models/job.go): Queued comes before Running
+    [
+        (0, "Undefined"),
+        (1, "Pending"),
+        (2, "Queued"),
+        (3, "Running"),
+        (4, "Completed"),
+        (5, "Failed"),
+        (6, "Stopped"),
+    ],
+)
+def test_job_states_given_as_integers_decode_in_gos_order(number, name):
+    assert decode_job({"State": {"StateType": number}})[0].state.state_type == name
+
+
+def test_an_unknown_job_state_number_is_named_as_such():
+    assert decode_job({"State": {"StateType": 9}})[0].state.state_type == "JobStateType(9)"
 
 
 def test_a_put_body_reads_as_its_job():
@@ -300,10 +323,24 @@ def test_job_helpers():
 def test_every_lazy_export_of_the_package_resolves_to_its_submodule():
     import importlib
 
-    import cosmobac.bacalhau as package
+    import cosmobac_bacalhau as package
 
-    for name in package.__all__:
-        module = importlib.import_module(f"cosmobac.bacalhau.{package._WHERE[name]}")
+    assert set(package.__all__) == {*package._WHERE, "register_commands"}
+    for name in package._WHERE:
+        module = importlib.import_module(f"cosmobac_bacalhau.{package._WHERE[name]}")
         assert getattr(package, name) is getattr(module, name), name
         listed = getattr(module, "__all__", None)
         assert listed is None or name in listed, f"{name} is not in {module.__name__}.__all__"
+
+
+def test_loading_the_plugin_imports_no_submodule():
+    """pluggy reads every name dir() lists when it registers the plugin: that must not import the
+    client (httpx) or the rest, or every run of the command line would pay for them."""
+    code = (
+        "import sys; from cosmobac.plugins import Plugins; "
+        "plugins = Plugins(allow={'bacalhau'}); plugins.manager; "
+        "assert plugins.manager.has_plugin('bacalhau'); "
+        "print(sorted(m for m in sys.modules if m.startswith('cosmobac_bacalhau')))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "['cosmobac_bacalhau']"

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from cosmobac.bacalhau.client import BacalhauClient
-from cosmobac.bacalhau.validate import judge_spec
 from cosmobac.config import parse_config
+from cosmobac_bacalhau.client import BacalhauClient
+from cosmobac_bacalhau.validate import judge_spec
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "bacalhau-fleet"
+EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "bacalhau-fleet"
 
 
 @pytest.fixture(scope="module")

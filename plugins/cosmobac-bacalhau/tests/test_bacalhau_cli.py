@@ -14,9 +14,9 @@ from bacalhau_support import EXAMPLES
 from click.testing import CliRunner
 from fake_orchestrator import FakeNode, FakeOrchestrator
 
-from cosmobac.bacalhau.client import BacalhauClient
 from cosmobac.cli import cli, main
 from cosmobac.plugins import Plugins
+from cosmobac_bacalhau.client import BacalhauClient
 
 IMAGE = "registry.example.com/cosmobac:0.1.0"
 CSV = "sensor_id,timestamp,temperature\na,1,20\nb,2,5\na,3,22\n"
@@ -226,6 +226,17 @@ def test_submit_wait_status_results_on_a_partly_failing_fleet(run, fake, tmp_pat
     assert "node-lisbon-1: " in out and "node-berlin-1: failed: disk full" in err
     code, out, _ = run(*api, "wait", job_id)
     assert code == 1
+
+
+def test_results_of_a_daemon_job_say_why_there_are_none(run, fake, tmp_path):
+    api = ("bacalhau", "--api", fake.url)
+    code, out, _ = run(*api, "submit", job_file(tmp_path, "daemon"), "--wait")
+    job_id = out.splitlines()[0]
+    code, out, err = run(*api, "results", job_id, "-o", str(tmp_path / "r"))
+    assert code == 1
+    assert f"({job_id}) is a daemon job" in err
+    assert "results only for batch and ops jobs" in err
+    assert not (tmp_path / "r").exists()
 
 
 def test_wait_times_out_with_status_3_and_stop_ends_a_daemon(run, fake, tmp_path):

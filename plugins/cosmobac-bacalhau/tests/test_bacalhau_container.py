@@ -19,12 +19,12 @@ from pathlib import Path
 import pytest
 
 from cosmobac import Batch
-from cosmobac.bacalhau import dataurl
-from cosmobac.bacalhau.builders import pipeline_job, switch_job
-from cosmobac.bacalhau.model import Job
 from cosmobac.plugins import get_plugins
+from cosmobac_bacalhau import dataurl
+from cosmobac_bacalhau.builders import pipeline_job, switch_job
+from cosmobac_bacalhau.model import Job
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]  # the repository: its Dockerfile and .dockerignore
 DOCKERFILE = ROOT / "Dockerfile"
 BIN = Path(sys.executable).parent
 DEADLINE = 60.0

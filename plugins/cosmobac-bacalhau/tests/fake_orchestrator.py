@@ -14,7 +14,11 @@ Hint}`` — and follows Bacalhau's state machine:
 * each fake node has a behaviour: ``ok`` (exit 0), ``exit:N`` (Completed, exit code N) or
   ``fail:MESSAGE`` (Failed, with ``ErrorMsg``);
 * completed executions publish a tarball (``stdout``, ``stderr``, ``exitCode``, one folder per
-  result path) served, like a compute node's local publisher, without credentials;
+  result path) served, like a compute node's local publisher, without credentials; with an
+  ``s3`` or ``s3managed`` publisher the execution's ``PublishedResult`` names the bucket and key
+  (``{executionID}`` and ``{jobID}`` in the key filled in) and ``GET /jobs/{id}/results`` hands
+  out a pre-signed ``urlDownload`` URL for each, as the orchestrator's result signer does; the
+  fake's ``/s3/BUCKET/KEY`` route plays the bucket and refuses a URL without its signature;
 * names: on a v1.8+ server an existing name is an update (same ID, new version, rerun) and an
   unchanged spec is refused unless ``Force``; v1.7 has no such semantics;
 * with ``users``, every route but the open agent ones needs ``Authorization`` (Bearer API key or
@@ -28,6 +32,7 @@ records every request in :attr:`FakeOrchestrator.requests`.
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import json
 import re
@@ -38,7 +43,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlparse
+from urllib.parse import parse_qs, quote, unquote, urlparse
 
 # Execution ComputeState values (integers on the wire)
 RUNNING, COMPLETED, FAILED, CANCELLED, BID_ACCEPTED = 6, 9, 10, 11, 5
@@ -62,7 +67,7 @@ class FakeNode:
                 "SupportedProtocols": ["NCLv1"],
                 "ComputeNodeInfo": {
                     "ExecutionEngines": list(self.engines),
-                    "Publishers": ["local", "noop"],
+                    "Publishers": ["local", "s3", "s3managed", "noop"],
                     "StorageSources": ["inline", "local", "urlDownload", "s3"],
                     "RunningExecutions": 0,
                 },
@@ -229,6 +234,9 @@ class FakeOrchestrator:
             if parsed.path.startswith("/results/"):
                 self._send_bytes(handler, self._result_tarball(parsed.path))
                 return
+            if parsed.path.startswith("/s3/"):
+                self._send_bytes(handler, self._s3_object(parsed.path, query))
+                return
             self._authorize(handler, parsed.path)
             body: Any = None
             if raw:
@@ -357,7 +365,7 @@ class FakeOrchestrator:
                         400, f"job type {job.type} does not support results", "BadRequest"
                     )
                 items = [
-                    e["PublishedResult"]
+                    self._signed(e["PublishedResult"])
                     for e in job.executions
                     if e["ComputeState"]["StateType"] == COMPLETED and e["PublishedResult"]
                 ]
@@ -549,10 +557,24 @@ class FakeOrchestrator:
             "ExitCode": code,
             "ErrorMsg": "",
         }
-        if (task.get("Publisher") or {}).get("Type") == "local":
+        publisher = task.get("Publisher") or {}
+        if publisher.get("Type") == "local":
             execution["PublishedResult"] = {
                 "Type": "urlDownload",
                 "Params": {"URL": f"{self.url}/results/{execution['ID']}.tar.gz"},
+            }
+        elif publisher.get("Type") in ("s3", "s3managed"):
+            params = publisher.get("Params") or {}
+            if publisher["Type"] == "s3":
+                bucket, key = params["Bucket"], params["Key"]
+            else:  # the orchestrator's own bucket and key layout
+                bucket, key = "bacalhau-managed", "jobs/{jobID}/{executionID}"
+            key = key.replace("{executionID}", execution["ID"]).replace("{jobID}", job.id)
+            if not key.endswith(".tar.gz"):
+                key += ".tar.gz"
+            execution["PublishedResult"] = {
+                "Type": publisher["Type"],
+                "Params": {**params, "Bucket": bucket, "Key": key},
             }
         execution["ModifyTime"] = self._now()
         self._event(job, "ExecutionLevel", "Completed", execution["ID"])
@@ -569,6 +591,28 @@ class FakeOrchestrator:
         return {"EvaluationID": str(uuid.uuid4())}
 
     # -- published results ------------------------------------------------------------------------
+    def _signed(self, published: dict[str, Any]) -> dict[str, Any]:
+        """What ``GET /jobs/{id}/results`` lists for one published result: S3 results become
+        pre-signed ``urlDownload`` URLs; others are listed as published."""
+        if published["Type"] not in ("s3", "s3managed"):
+            return published
+        params = published["Params"]
+        path = quote(f"/s3/{params['Bucket']}/{params['Key']}")
+        signature = hashlib.sha256(path.encode()).hexdigest()
+        query = f"X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Expires=900&X-Amz-Signature={signature}"
+        return {"Type": "urlDownload", "Params": {"URL": f"{self.url}{path}?{query}"}}
+
+    def _s3_object(self, path: str, query: dict[str, str]) -> bytes:
+        if query.get("X-Amz-Signature") != hashlib.sha256(path.encode()).hexdigest():
+            raise ApiError(403, "SignatureDoesNotMatch", "Forbidden")
+        key = unquote(path).split("/", 3)[3]
+        for job in self.jobs.values():
+            for execution in job.executions:
+                published = execution.get("PublishedResult") or {}
+                if (published.get("Params") or {}).get("Key") == key:
+                    return self._tar(job, execution)
+        raise ApiError(404, "NoSuchKey", "NotFound")
+
     def _result_tarball(self, path: str) -> bytes:
         execution_id = path.rsplit("/", 1)[-1].removesuffix(".tar.gz")
         for job in self.jobs.values():

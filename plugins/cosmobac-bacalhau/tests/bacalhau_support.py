@@ -6,7 +6,7 @@ from pathlib import Path
 
 from fake_orchestrator import FakeNode
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "data" / "bacalhau-jobs"
+EXAMPLES = Path(__file__).resolve().parent / "data" / "bacalhau-jobs"
 
 
 def fleet() -> list[FakeNode]:

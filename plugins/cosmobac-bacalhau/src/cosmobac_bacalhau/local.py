@@ -38,6 +38,7 @@ from typing import Any, Final
 import attrs
 
 from . import dataurl
+from .api_records import NORMAL_EXIT_CODES
 from .errors import BacalhauError, JobSpecError
 from .model import InputSource, Job, Task
 from .validate import check_job, normalise, parse_bytes, resolve_module
@@ -56,7 +57,8 @@ class LocalRunError(BacalhauError):
 class LocalRun:
     """What a local run did. ``exit_code`` as Bacalhau records it; ``error`` is set when the
     execution would be *Failed* on Bacalhau (a trap, the time limit) or broke a rule of its
-    output folders; ``ok``: exit code 0 and no error."""
+    output folders; ``ok``: exit code 0, or -1 (an entry point that returned, which Bacalhau
+    calls Completed), and no error."""
 
     exit_code: int
     error: str | None
@@ -65,7 +67,7 @@ class LocalRun:
 
     @property
     def ok(self) -> bool:
-        return self.exit_code == 0 and self.error is None
+        return self.exit_code in NORMAL_EXIT_CODES and self.error is None
 
     @property
     def stdout(self) -> Path:

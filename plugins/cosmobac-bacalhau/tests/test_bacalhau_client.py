@@ -13,13 +13,13 @@ import httpx
 import pytest
 from fake_orchestrator import FakeNode, FakeOrchestrator
 
-from cosmobac.bacalhau.client import (
+from cosmobac_bacalhau.client import (
     BacalhauClient,
     Execution,
     ServerVersion,
     _extract,
 )
-from cosmobac.bacalhau.errors import (
+from cosmobac_bacalhau.errors import (
     BacalhauAPIError,
     BacalhauAuthError,
     BacalhauConnectionError,
@@ -29,11 +29,13 @@ from cosmobac.bacalhau.errors import (
     JobSpecError,
     WaitTimeout,
 )
-from cosmobac.bacalhau.model import Constraint, InputSource, Job, SpecConfig, Task
-from cosmobac.bacalhau.validate import result_path
+from cosmobac_bacalhau.model import Constraint, InputSource, Job, SpecConfig, Task
+from cosmobac_bacalhau.validate import result_path
 
 
 def docker(job_type: str = "ops", name: str = "probe", **task: object) -> Job:
+    if job_type in ("batch", "ops"):
+        task.setdefault("publisher", SpecConfig("local"))
     return Job(
         name=name,
         type=job_type,
@@ -41,7 +43,6 @@ def docker(job_type: str = "ops", name: str = "probe", **task: object) -> Job:
             Task(
                 name="main",
                 engine=SpecConfig("docker", {"Image": "busybox:1.37.0", "Parameters": ["true"]}),
-                publisher=SpecConfig("local") if job_type in ("batch", "ops") else None,
                 result_paths=[result_path("outputs")] if job_type in ("batch", "ops") else (),
                 **task,  # type: ignore[arg-type]
             )
@@ -173,6 +174,67 @@ def test_a_non_zero_exit_code_is_a_failure_although_bacalhau_says_completed(tmp_
         assert fetched["b"].exit_code == 5  # read from the result's exitCode file too
 
 
+def test_an_entry_point_that_returned_normally_counts_as_completed(tmp_path):
+    """Bacalhau records exit code -1 when a WASM entry point returns without proc_exit (a Rust
+    main that returns): the execution is Completed, and so is the node here."""
+    nodes = [FakeNode("a"), FakeNode("b", behaviour="exit:-1")]
+    with FakeOrchestrator(nodes=nodes) as fake, BacalhauClient(fake.url, sleep=no_sleep) as client:
+        submitted = client.submit(docker())
+        assert client.wait(submitted.job_id).state == "Completed"
+        outcome = client.outcome(submitted.job_id)
+        assert [(n.node_id, n.exit_code, n.reason) for n in outcome.nodes] == [
+            ("a", 0, ""),
+            ("b", -1, ""),
+        ]
+        assert outcome.ok and outcome.failed == []
+        assert [n.node_id for n in outcome.completed] == ["a", "b"]
+        fetched = {f.node_id: f for f in client.download_results(submitted.job_id, tmp_path)}
+        assert fetched["b"].exit_code == -1 and fetched["b"].error == ""
+
+
+@pytest.mark.parametrize(
+    "publisher",
+    [
+        SpecConfig("s3", {"Bucket": "fleet-results", "Key": "runs/{jobID}/{executionID}"}),
+        SpecConfig("s3managed"),
+    ],
+    ids=["s3", "s3managed"],
+)
+def test_results_published_to_s3_are_fetched_through_the_signed_urls(tmp_path, publisher):
+    """The executions name a bucket and key; GET /jobs/{id}/results hands out pre-signed URLs,
+    which are fetched without the orchestrator's credentials."""
+    nodes = [FakeNode("a"), FakeNode("b", behaviour="fail:disk full")]
+    with (
+        FakeOrchestrator(nodes=nodes, users={"k" * 24: ["*"]}) as fake,
+        BacalhauClient(fake.url, api_key="k" * 24, sleep=no_sleep) as client,
+    ):
+        submitted = client.submit(docker(publisher=publisher))
+        client.wait(submitted.job_id)
+        outcome = client.outcome(submitted.job_id)
+        assert outcome.nodes[0].result is not None
+        assert outcome.nodes[0].result.type == publisher.type
+        fetched = {f.node_id: f for f in client.download_results(outcome, tmp_path)}
+        assert set(fetched) == {"a"}  # the failed node published nothing
+        assert fetched["a"].error == "" and fetched["a"].exit_code == 0
+        assert (tmp_path / "a" / "outputs" / "node.txt").read_text() == "a"
+        s3_gets = [r for r in fake.requests if r["path"].startswith("/s3/")]
+        assert len(s3_gets) == 1 and "X-Amz-Signature" in s3_gets[0]["query"]
+        assert "authorization" not in {k.lower() for k in s3_gets[0]["headers"]}
+
+
+def test_an_s3_result_missing_from_the_signed_list_is_reported_not_guessed(tmp_path, monkeypatch):
+    with (
+        FakeOrchestrator(nodes=[FakeNode("a")]) as fake,
+        BacalhauClient(fake.url, sleep=no_sleep) as client,
+    ):
+        submitted = client.submit(docker(publisher=SpecConfig("s3", {"Bucket": "b", "Key": "k"})))
+        client.wait(submitted.job_id)
+        monkeypatch.setattr(client, "results", lambda job_id: [])
+        (fetched,) = client.download_results(submitted.job_id, tmp_path)
+        assert fetched.path is None
+        assert "no signed URL for it" in fetched.error and "Bucket=b" in fetched.error
+
+
 def test_stop_sends_the_reason_in_the_body(client, fake):
     submitted = client.submit(docker("daemon", name="d"))
     client.wait(submitted.job_id)
@@ -189,6 +251,14 @@ def test_daemons_have_no_results_endpoint(client):
     submitted = client.submit(docker("daemon", name="d"))
     with pytest.raises(BacalhauAPIError, match="does not support results"):
         client.results(submitted.job_id)
+
+
+def test_downloading_the_results_of_a_daemon_says_why_there_are_none(client, tmp_path):
+    submitted = client.submit(docker("daemon", name="d"))
+    client.wait(submitted.job_id)
+    with pytest.raises(BacalhauError, match="is a daemon job: Bacalhau publishes results only"):
+        client.download_results(submitted.job_id, tmp_path / "r")
+    assert not (tmp_path / "r").exists()
 
 
 def test_lists_follow_next_tokens():
@@ -371,6 +441,9 @@ def test_an_unreachable_result_is_reported_not_raised(client, fake, tmp_path):
     execution["PublishedResult"]["Params"]["URL"] = fake.url + "/results/missing.tar.gz"
     fetched = client.download_results(submitted.job_id, tmp_path)
     assert fetched[0].path is None and "cannot fetch" in fetched[0].error
-    execution["PublishedResult"] = {"Type": "s3", "Params": {"Bucket": "b", "Key": "k"}}
+    execution["PublishedResult"] = {"Type": "ipfs", "Params": {"CID": "QmResult"}}
     fetched = client.download_results(submitted.job_id, tmp_path)
-    assert "published to s3" in fetched[0].error
+    assert fetched[0].error == (
+        "published to ipfs (CID=QmResult): cosmobac cannot download that kind of result; "
+        "fetch it from there"
+    )

@@ -1,7 +1,7 @@
 """The same client, builders and rules against a real Bacalhau orchestrator (v1.7+): opt-in.
 
     COSMOBAC_BACALHAU_REAL=1 BACALHAU_API_HOST=... [BACALHAU_API_KEY=...] \\
-        pytest -m bacalhau_real tests/bacalhau
+        pytest -m bacalhau_real plugins/cosmobac-bacalhau/tests
 
 needs at least one compute node with the WASM engine and the local publisher reachable from this
 machine (``Publishers.Types.Local.Address``); ``bacalhau devstack`` gives such a cluster on one
@@ -18,7 +18,7 @@ from collections.abc import Iterator
 import pytest
 from bacalhau_support import EXAMPLES
 
-from cosmobac.bacalhau import (
+from cosmobac_bacalhau import (
     BacalhauAPIError,
     BacalhauClient,
     Job,
@@ -26,7 +26,7 @@ from cosmobac.bacalhau import (
     read_job_file,
     wasm_job,
 )
-from cosmobac.bacalhau.local import run_local
+from cosmobac_bacalhau.local import run_local
 
 pytestmark = pytest.mark.bacalhau_real
 

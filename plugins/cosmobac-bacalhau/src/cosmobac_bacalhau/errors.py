@@ -1,11 +1,11 @@
-"""The exceptions of :mod:`cosmobac.bacalhau`. Every message says what was wrong and what to do."""
+"""The exceptions of :mod:`cosmobac_bacalhau`. Every message says what was wrong and what to do."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..errors import CosmobacError
+from cosmobac.errors import CosmobacError
 
 if TYPE_CHECKING:
     from .problems import Problem

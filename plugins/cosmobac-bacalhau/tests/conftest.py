@@ -1,21 +1,32 @@
 """Fixtures for the Bacalhau wrappers' tests: the ``FakeOrchestrator`` test double, a client on
 it, Bacalhau's own example specs, and the opt-in ``bacalhau_real`` marker for a real cluster
-(see docs/bacalhau.md, "Checking against a real orchestrator")."""
+(see docs/bacalhau.md, "Checking against a real orchestrator"). Fixtures such as
+``cosmobac_plugins`` and ``run_cosmobac`` come from ``cosmobac.testing`` (a pytest plugin that
+cosmobac installs)."""
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 sys.path.insert(0, str(Path(__file__).parent))
 
 from bacalhau_support import fleet
 from fake_orchestrator import FakeOrchestrator
 
-from cosmobac.bacalhau.client import BacalhauClient
+from cosmobac_bacalhau.client import BacalhauClient
+
+# the same profiles as cosmobac's own suite (its tests/conftest.py)
+settings.register_profile(
+    "ci", max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.register_profile("dev", max_examples=30, deadline=None)
+settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 
 def pytest_configure(config: pytest.Config) -> None:

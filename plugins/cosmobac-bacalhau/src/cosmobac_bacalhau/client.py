@@ -29,6 +29,7 @@ import os
 import re
 import tarfile
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
@@ -37,6 +38,22 @@ from typing import Any, Final, Literal
 import attrs
 import httpx
 
+from .api_records import (
+    EXECUTION_STATES,
+    TERMINAL_EXECUTION_STATES,
+    DownloadedResult,
+    Execution,
+    HistoryEvent,
+    JobInfo,
+    JobOutcome,
+    Node,
+    NodeOutcome,
+    RunOutput,
+    ServerVersion,
+    SubmitResult,
+    get_key,
+    spec_from_wire,
+)
 from .errors import (
     BacalhauAPIError,
     BacalhauAuthError,
@@ -49,7 +66,6 @@ from .errors import (
 )
 from .model import (
     JOB_STATE_NAMES,
-    TERMINAL_JOB_STATES,
     Job,
     SpecConfig,
     decode_job,
@@ -59,6 +75,7 @@ from .validate import check_job, normalise
 
 __all__ = [
     "EXECUTION_STATES",
+    "RESULT_JOB_TYPES",
     "BacalhauClient",
     "Execution",
     "HistoryEvent",
@@ -69,354 +86,14 @@ __all__ = [
     "RunOutput",
     "ServerVersion",
     "SubmitResult",
+    "no_results_reason",
 ]
 
-log = logging.getLogger("cosmobac.bacalhau")
+log = logging.getLogger("cosmobac_bacalhau")
 
 API: Final = "/api/v1"
 DEFAULT_PORT: Final = 1234
 MIN_VERSION: Final = (1, 7)
-
-EXECUTION_STATES: Final = {
-    0: "Undefined",
-    1: "New",
-    2: "AskForBid",
-    3: "AskForBidAccepted",
-    4: "AskForBidRejected",
-    5: "BidAccepted",
-    6: "Running",
-    7: "Publishing",
-    8: "BidRejected",
-    9: "Completed",
-    10: "Failed",
-    11: "Cancelled",
-}
-TERMINAL_EXECUTION_STATES: Final = frozenset(
-    {"AskForBidRejected", "BidRejected", "Completed", "Failed", "Cancelled"}
-)
-DESIRED_STATES: Final = {0: "Pending", 1: "Running", 2: "Stopped"}
-
-
-# -- reading the server's objects -------------------------------------------------------------------
-def _get(data: Any, key: str, default: Any = None) -> Any:
-    """``data[key]``, matching the key without regard to case (the server mixes ``Stdout`` and
-    ``stderr``)."""
-    if not isinstance(data, Mapping):
-        return default
-    if key in data:
-        return data[key]
-    lowered = key.lower()
-    for name, value in data.items():
-        if isinstance(name, str) and name.lower() == lowered:
-            return value
-    return default
-
-
-def _state_name(value: Any, names: Mapping[int, str]) -> str:
-    """A state as its name, from the integer or the string form (``"Completed"``,
-    ``"ExecutionStateCompleted"``, ``9``)."""
-    if isinstance(value, bool):
-        return str(value)
-    if isinstance(value, int):
-        return names.get(value, f"State({value})")
-    text = str(value or "")
-    for prefix in ("ExecutionState", "JobStateType", "ExecutionDesiredState"):
-        if text.startswith(prefix):
-            text = text[len(prefix) :]
-    for name in names.values():
-        if name.lower() == text.lower():
-            return name
-    return text or names.get(0, "Undefined")
-
-
-def _spec(data: Any) -> SpecConfig | None:
-    if not isinstance(data, Mapping) or not _get(data, "Type"):
-        return None
-    params = _get(data, "Params") or {}
-    return SpecConfig(str(_get(data, "Type")), dict(params) if isinstance(params, Mapping) else {})
-
-
-@attrs.frozen
-class ServerVersion:
-    """The orchestrator's build version."""
-
-    major: int
-    minor: int
-    patch: int
-    git_version: str
-
-    @classmethod
-    def from_wire(cls, data: Any) -> ServerVersion:
-        git = str(_get(data, "GitVersion") or "")
-        match = re.match(r"^v?(\d+)\.(\d+)(?:\.(\d+))?", git)
-        if match:
-            return cls(int(match[1]), int(match[2]), int(match[3] or 0), git)
-        try:
-            major = int(str(_get(data, "Major") or "").strip() or "x")
-            minor = int(re.sub(r"\D.*$", "", str(_get(data, "Minor") or "")) or "x")
-        except ValueError:
-            return cls(0, 0, 0, git or "unknown")
-        return cls(major, minor, 0, git or f"v{major}.{minor}")
-
-    @property
-    def known(self) -> bool:
-        return (self.major, self.minor) != (0, 0)
-
-    def at_least(self, major: int, minor: int) -> bool:
-        return (self.major, self.minor) >= (major, minor)
-
-    def __str__(self) -> str:
-        return self.git_version or f"v{self.major}.{self.minor}.{self.patch}"
-
-
-@attrs.frozen
-class RunOutput:
-    """The first 2 KB of stdout and stderr, the exit code and the runtime error of an execution."""
-
-    stdout: str = ""
-    stdout_truncated: bool = False
-    stderr: str = ""
-    stderr_truncated: bool = False
-    exit_code: int | None = None
-    error: str = ""
-
-    @classmethod
-    def from_wire(cls, data: Any) -> RunOutput | None:
-        if not isinstance(data, Mapping):
-            return None
-        code = _get(data, "ExitCode")
-        return cls(
-            stdout=str(_get(data, "Stdout") or ""),
-            stdout_truncated=bool(_get(data, "StdoutTruncated")),
-            stderr=str(_get(data, "stderr") or ""),
-            stderr_truncated=bool(_get(data, "StderrTruncated")),
-            exit_code=int(code) if isinstance(code, int | float) else None,
-            error=str(_get(data, "ErrorMsg") or ""),
-        )
-
-
-@attrs.frozen
-class Execution:
-    """One execution of a job on one node."""
-
-    id: str
-    node_id: str
-    job_id: str
-    state: str  # ComputeState, by name: Completed, Failed, Running, ...
-    message: str
-    desired_state: str
-    run_output: RunOutput | None
-    published_result: SpecConfig | None
-    partition_index: int
-    job_version: int
-    modify_time: int
-    raw: Mapping[str, Any] = attrs.field(repr=False, eq=False)
-
-    @classmethod
-    def from_wire(cls, data: Mapping[str, Any]) -> Execution:
-        compute = _get(data, "ComputeState") or {}
-        desired = _get(data, "DesiredState") or {}
-        return cls(
-            id=str(_get(data, "ID") or ""),
-            node_id=str(_get(data, "NodeID") or ""),
-            job_id=str(_get(data, "JobID") or ""),
-            state=_state_name(_get(compute, "StateType"), EXECUTION_STATES),
-            message=str(_get(compute, "Message") or ""),
-            desired_state=_state_name(_get(desired, "StateType"), DESIRED_STATES),
-            run_output=RunOutput.from_wire(_get(data, "RunOutput")),
-            published_result=_spec(_get(data, "PublishedResult")),
-            partition_index=int(_get(data, "PartitionIndex") or 0),
-            job_version=int(_get(data, "JobVersion") or 0),
-            modify_time=int(_get(data, "ModifyTime") or _get(data, "CreateTime") or 0),
-            raw=dict(data),
-        )
-
-    @property
-    def terminal(self) -> bool:
-        return self.state in TERMINAL_EXECUTION_STATES
-
-
-@attrs.frozen
-class HistoryEvent:
-    """One entry of a job's history."""
-
-    seq: int
-    type: str
-    execution_id: str
-    time: str
-    message: str
-    topic: str
-    raw: Mapping[str, Any] = attrs.field(repr=False, eq=False)
-
-    @classmethod
-    def from_wire(cls, data: Mapping[str, Any]) -> HistoryEvent:
-        event = _get(data, "Event") or {}
-        return cls(
-            seq=int(_get(data, "SeqNum") or 0),
-            type=str(_get(data, "Type") or ""),
-            execution_id=str(_get(data, "ExecutionID") or ""),
-            time=str(_get(data, "Time") or _get(event, "Timestamp") or ""),
-            message=str(_get(event, "Message") or ""),
-            topic=str(_get(event, "Topic") or ""),
-            raw=dict(data),
-        )
-
-
-@attrs.frozen
-class Node:
-    """A node as the orchestrator knows it."""
-
-    id: str
-    type: str
-    labels: Mapping[str, str]
-    membership: str
-    connection: str
-    engines: tuple[str, ...]
-    publishers: tuple[str, ...]
-    sources: tuple[str, ...]
-    version: str
-    raw: Mapping[str, Any] = attrs.field(repr=False, eq=False)
-
-    @classmethod
-    def from_wire(cls, data: Mapping[str, Any]) -> Node:
-        info = _get(data, "Info") or {}
-        compute = _get(info, "ComputeNodeInfo") or {}
-        connection = _get(data, "ConnectionState") or {}
-        version = _get(info, "BacalhauVersion") or {}
-        return cls(
-            id=str(_get(info, "NodeID") or ""),
-            type=str(_get(info, "NodeType") or ""),
-            labels={str(k): str(v) for k, v in (_get(info, "Labels") or {}).items()},
-            membership=str(_get(data, "Membership") or ""),
-            connection=str(_get(connection, "Status") or _get(data, "Connection") or ""),
-            engines=tuple(str(e) for e in _get(compute, "ExecutionEngines") or ()),
-            publishers=tuple(str(e) for e in _get(compute, "Publishers") or ()),
-            sources=tuple(str(e) for e in _get(compute, "StorageSources") or ()),
-            version=str(_get(version, "GitVersion") or ""),
-            raw=dict(data),
-        )
-
-
-@attrs.frozen
-class JobInfo:
-    """A job with its executions and history, as ``describe`` returns it."""
-
-    job: Job
-    executions: tuple[Execution, ...] = ()
-    history: tuple[HistoryEvent, ...] = ()
-
-    @property
-    def state(self) -> str:
-        return self.job.state.state_type if self.job.state else "Undefined"
-
-    @property
-    def message(self) -> str:
-        return self.job.state.message if self.job.state else ""
-
-    @property
-    def terminal(self) -> bool:
-        return self.state in TERMINAL_JOB_STATES
-
-
-@attrs.frozen
-class SubmitResult:
-    """What the orchestrator said to a submission."""
-
-    job_id: str
-    evaluation_id: str
-    warnings: tuple[str, ...]
-    name: str
-
-
-@attrs.frozen
-class NodeOutcome:
-    """One node's part of a job: its latest execution there."""
-
-    node_id: str
-    execution_id: str
-    state: str
-    exit_code: int | None
-    error: str
-    stdout: str
-    stderr: str
-    result: SpecConfig | None
-    partition_index: int = 0
-
-    @property
-    def ok(self) -> bool:
-        """Completed with exit code 0 (Bacalhau calls a non-zero exit *Completed* too)."""
-        return self.state == "Completed" and self.exit_code in (0, None) and not self.error
-
-    @property
-    def reason(self) -> str:
-        """Why the node failed, in a few words ('' when it did not)."""
-        if self.ok:
-            return ""
-        if self.error:
-            return self.error
-        if self.state == "Completed":
-            return f"exited with code {self.exit_code}"
-        detail = f" (exit code {self.exit_code})" if self.exit_code not in (None, 0) else ""
-        return f"{self.state}{detail}"
-
-
-@attrs.frozen
-class JobOutcome:
-    """A job's state and every node's outcome. ``ok``: the job completed and every node exited
-    with 0. A partial failure keeps the completed nodes (with their published results) in
-    :attr:`completed` and lists the others with a reason in :attr:`failed`."""
-
-    job_id: str
-    name: str
-    type: str
-    state: str
-    message: str
-    nodes: tuple[NodeOutcome, ...]
-
-    @property
-    def failed(self) -> list[NodeOutcome]:
-        return [n for n in self.nodes if n.state in TERMINAL_EXECUTION_STATES and not n.ok]
-
-    @property
-    def completed(self) -> list[NodeOutcome]:
-        return [n for n in self.nodes if n.ok]
-
-    @property
-    def running(self) -> list[NodeOutcome]:
-        return [n for n in self.nodes if n.state not in TERMINAL_EXECUTION_STATES]
-
-    @property
-    def ok(self) -> bool:
-        if self.type in ("daemon", "service"):
-            return self.state == "Running" and not self.failed
-        return self.state == "Completed" and bool(self.nodes) and not self.failed
-
-    def summary(self) -> str:
-        lines = [
-            f"job {self.name or self.job_id} ({self.job_id}, {self.type}): {self.state}"
-            + (f": {self.message}" if self.message else "")
-        ]
-        for node in self.nodes:
-            code = "" if node.exit_code is None else f", exit code {node.exit_code}"
-            why = f": {node.reason}" if node.reason else ""
-            lines.append(f"  {node.node_id}: {node.state}{code}{why}")
-        if self.failed and self.completed:
-            lines.append(
-                f"partial failure: {len(self.failed)} of {len(self.nodes)} nodes failed; "
-                "the results of the others are still available"
-            )
-        return "\n".join(lines)
-
-
-@attrs.frozen
-class DownloadedResult:
-    """Where one node's result went (``path``), or why it could not be fetched (``error``)."""
-
-    node_id: str
-    execution_id: str
-    path: Path | None
-    exit_code: int | None = None
-    error: str = ""
 
 
 # -- the client -------------------------------------------------------------------------------------
@@ -561,10 +238,12 @@ class BacalhauClient:
         except ValueError:
             body = None
         if isinstance(body, Mapping):
-            message = str(_get(body, "Message") or _get(body, "Error") or response.reason_phrase)
-            code = _get(body, "Code")
-            hint = _get(body, "Hint")
-            request_id = _get(body, "RequestID")
+            message = str(
+                get_key(body, "Message") or get_key(body, "Error") or response.reason_phrase
+            )
+            code = get_key(body, "Code")
+            hint = get_key(body, "Hint")
+            request_id = get_key(body, "RequestID")
         else:
             message = response.text.strip()[:500] or response.reason_phrase
             code = hint = request_id = None
@@ -601,13 +280,13 @@ class BacalhauClient:
         count = 0
         while True:
             page = self._request("GET", path, params={**(params or {}), "next_token": token})
-            items = _get(page, key) or []
+            items = get_key(page, key) or []
             for item in items:
                 yield item
                 count += 1
                 if limit is not None and count >= limit:
                     return
-            token = _get(page, "NextToken")
+            token = get_key(page, "NextToken")
             if not token or not items:
                 return
 
@@ -641,7 +320,7 @@ class BacalhauClient:
             data = self._request("GET", "/agent/alive", check_version=False)
         except BacalhauError:
             return False
-        return str(_get(data, "Status") or "").upper() == "OK"
+        return str(get_key(data, "Status") or "").upper() == "OK"
 
     # -- jobs -------------------------------------------------------------------------------------
     def prepare(self, job: Job, *, validate: bool = True) -> Job:
@@ -675,12 +354,12 @@ class BacalhauClient:
             params={"namespace": prepared.namespace or None},
             body=submit_body(prepared, force=force),
         )
-        warnings = tuple(str(w) for w in _get(data, "Warnings") or ())
+        warnings = tuple(str(w) for w in get_key(data, "Warnings") or ())
         for warning in warnings:
             log.warning("orchestrator: %s", warning)
         return SubmitResult(
-            job_id=str(_get(data, "JobID") or ""),
-            evaluation_id=str(_get(data, "EvaluationID") or ""),
+            job_id=str(get_key(data, "JobID") or ""),
+            evaluation_id=str(get_key(data, "EvaluationID") or ""),
             warnings=warnings,
             name=prepared.name,
         )
@@ -707,12 +386,12 @@ class BacalhauClient:
             f"/orchestrator/jobs/{job_id}",
             params={"namespace": self.namespace, "include": ",".join(include) or None},
         )
-        job, _ = decode_job(_get(data, "Job") or {})
+        job, _ = decode_job(get_key(data, "Job") or {})
         executions = tuple(
-            Execution.from_wire(e) for e in _get(_get(data, "Executions"), "Items") or ()
+            Execution.from_wire(e) for e in get_key(get_key(data, "Executions"), "Items") or ()
         )
         history = tuple(
-            HistoryEvent.from_wire(h) for h in _get(_get(data, "History"), "Items") or ()
+            HistoryEvent.from_wire(h) for h in get_key(get_key(data, "History"), "Items") or ()
         )
         return JobInfo(job, executions, history)
 
@@ -750,7 +429,7 @@ class BacalhauClient:
         items = self._pages(
             f"/orchestrator/jobs/{job_id}/results", "Items", {"namespace": self.namespace}
         )
-        return [spec for spec in (_spec(item) for item in items) if spec is not None]
+        return [spec for spec in (spec_from_wire(item) for item in items) if spec is not None]
 
     def stop(self, job_id: str, reason: str = "") -> str:
         """Stop a job (the reason travels in the body, where the server reads it); returns the
@@ -761,7 +440,7 @@ class BacalhauClient:
             params={"namespace": self.namespace},
             body={"reason": reason} if reason else None,
         )
-        return str(_get(data, "EvaluationID") or "")
+        return str(get_key(data, "EvaluationID") or "")
 
     def nodes(self, *, labels: str | None = None, status: str | None = None) -> list[Node]:
         """The cluster's nodes (``labels``: a selector such as ``city in (lisbon)``; ``status``:
@@ -864,16 +543,21 @@ class BacalhauClient:
         """Fetch and unpack the published result of every completed node into
         ``destination/<node id>/`` (``stdout``, ``stderr``, ``exitCode``, one folder per result
         path). Nodes that failed are skipped; a result that cannot be fetched is reported, not
-        raised, so one unreachable node does not cost the others' results."""
+        raised, so one unreachable node does not cost the others' results. A daemon or service
+        job has no results: :class:`~.errors.BacalhauError` says so."""
         if isinstance(outcome, str):
             outcome = self.outcome(outcome)
+        if outcome.type not in RESULT_JOB_TYPES:
+            raise BacalhauError(no_results_reason(outcome))
         target = Path(destination)
         target.mkdir(parents=True, exist_ok=True)
-        published = (
-            {_spec_key(r) for r in self.results(outcome.job_id)}
-            if outcome.type in ("batch", "ops")
-            else set()
-        )
+        listed = self.results(outcome.job_id)
+        published = {_spec_key(r) for r in listed}
+        signed = [
+            url
+            for url in (get_key(r.params, "URL") for r in listed if r.type == "urlDownload")
+            if isinstance(url, str) and url
+        ]
         downloads = []
         for node in outcome.nodes:
             if node.state != "Completed":
@@ -889,28 +573,36 @@ class BacalhauClient:
                     )
                 )
                 continue
-            if published and _spec_key(node.result) not in published:
+            url = None
+            if node.result.type in SIGNED_RESULT_TYPES:
+                url = _signed_url(node.result, signed)
+            elif published and _spec_key(node.result) not in published:
                 log.info("result of %s is not in the job's results list", node.execution_id)
             folder = target / _safe_name(node.node_id or node.execution_id)
             if node.partition_index:
                 folder = folder.with_name(f"{folder.name}-{node.partition_index}")
-            downloads.append(self._download(node, folder))
+            downloads.append(self._download(node, folder, url))
         return downloads
 
-    def _download(self, node: NodeOutcome, folder: Path) -> DownloadedResult:
+    def _download(self, node: NodeOutcome, folder: Path, signed: str | None) -> DownloadedResult:
         assert node.result is not None
         result = node.result
-        url = _get(result.params, "URL") if result.type == "urlDownload" else None
+        url = get_key(result.params, "URL") if result.type == "urlDownload" else signed
         if result.type == "s3PreSigned":
-            url = _get(result.params, "PreSignedURL")
+            url = get_key(result.params, "PreSignedURL")
         if not isinstance(url, str) or not url:
             where = ", ".join(f"{k}={v}" for k, v in result.params.items())
+            why = (
+                "no signed URL for it in the job's results (GET /jobs/{id}/results)"
+                if result.type in SIGNED_RESULT_TYPES
+                else "cosmobac cannot download that kind of result"
+            )
             return DownloadedResult(
                 node.node_id,
                 node.execution_id,
                 None,
                 node.exit_code,
-                f"published to {result.type} ({where}): fetch it from there",
+                f"published to {result.type} ({where}): {why}; fetch it from there",
             )
         try:
             response = self._results_http.get(url)
@@ -924,6 +616,43 @@ class BacalhauClient:
         with contextlib.suppress(OSError, ValueError):
             code = int((folder / "exitCode").read_text().strip())
         return DownloadedResult(node.node_id, node.execution_id, folder, code)
+
+
+RESULT_JOB_TYPES: Final = ("batch", "ops")
+# results the orchestrator hands out as pre-signed URLs in GET /jobs/{id}/results
+SIGNED_RESULT_TYPES: Final = ("s3", "s3managed")
+
+
+def _signed_url(result: SpecConfig, signed: Sequence[str]) -> str | None:
+    """The pre-signed URL of an S3 result: the listed URL whose path ends with the result's key
+    (the results list carries no execution or node ID, and the signature varies)."""
+    key = get_key(result.params, "Key")
+    if not isinstance(key, str) or not key.strip("/"):
+        return None
+    suffix = "/" + key.strip("/")
+    bucket = get_key(result.params, "Bucket")
+    matches = []
+    for url in signed:
+        parsed = urllib.parse.urlsplit(url)
+        path = urllib.parse.unquote(parsed.path)
+        if not path.endswith(suffix):
+            continue
+        # path-style (host/BUCKET/KEY) or virtual-hosted (BUCKET.host/KEY) addressing
+        if isinstance(bucket, str) and bucket and bucket not in parsed.netloc + path:
+            continue
+        matches.append(url)
+    return matches[0] if len(matches) == 1 else None
+
+
+def no_results_reason(outcome: JobOutcome) -> str:
+    """Why a job of a type other than batch or ops has no results to fetch."""
+    return (
+        f"job {outcome.name or outcome.job_id} ({outcome.job_id}) is a {outcome.type or 'untyped'} "
+        "job: Bacalhau publishes results only for batch and ops jobs (GET /jobs/{id}/results "
+        "refuses the others), so there is nothing to fetch; a long-running job's data leaves "
+        "through the workload itself (for the cosmobac forwarder: its sinks). Use "
+        "'cosmobac bacalhau status' to see its nodes."
+    )
 
 
 def _spec_key(spec: SpecConfig) -> str:

@@ -1,6 +1,6 @@
 """Jobs for cosmobac's flows on a Bacalhau fleet. Each builder is a plain function returning a
-:class:`~cosmobac.bacalhau.model.Job`, checked by :func:`~cosmobac.bacalhau.validate.check_job`
-(a :class:`~cosmobac.bacalhau.errors.JobSpecError` lists every problem).
+:class:`~cosmobac_bacalhau.model.Job`, checked by :func:`~cosmobac_bacalhau.validate.check_job`
+(a :class:`~cosmobac_bacalhau.errors.JobSpecError` lists every problem).
 
 The container jobs run the cosmobac image (``Dockerfile``; its ENTRYPOINT is ``cosmobac``, so
 ``Parameters`` are the command line). On every node:
@@ -321,7 +321,7 @@ def cosmos_upload_config(
     checkpoint name: use the one the node's forwarder uses, so each row is sent once."""
     credential = f'key = "${{{secret}}}"' if secret else 'credential = "default"'
     return (
-        "# written by cosmobac.bacalhau.cosmos_upload_config\n"
+        "# written by cosmobac_bacalhau.cosmos_upload_config\n"
         "[store]\n"
         'plugin = "sqlite"\n'
         f"path = {_toml_str(store)}\n\n"
@@ -490,7 +490,7 @@ def wasm_job(
     ``Env``. ``data``: a folder of the node holding ``input_file`` (mounted read-only at
     ``/inputs``), or the CSV bytes themselves (shipped inline). The output is published under
     ``outputs/``; a non-zero exit code (the kernel's, see docs/wasm.md) is reported per node by
-    :meth:`~cosmobac.bacalhau.client.BacalhauClient.outcome`."""
+    :meth:`~cosmobac_bacalhau.client.BacalhauClient.outcome`."""
     payload, module_name = _wasm_module(module)
     env = {"KERNEL": kernel, "COLUMNS": ",".join(columns)}
     if params:
