@@ -219,9 +219,10 @@ def _summarise_cosmos(
     }
     if lane.error is not None:
         # the server is gone after the demo: forget the cosmos checkpoint, save jsonl only
-        remove = getattr(pipeline.store, "remove_consumer", None)
-        if callable(remove):
-            remove("cosmos")
+        from .interfaces import ConsumerAdminStore
+
+        if isinstance(pipeline.store, ConsumerAdminStore):
+            pipeline.store.remove_consumer("cosmos")
         jsonl_only = {**saved, "sinks": [s for s in saved["sinks"] if s["plugin"] != "cosmos"]}
         config_path.write_text(_toml(jsonl_only), encoding="utf-8")
     return summary
