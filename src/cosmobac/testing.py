@@ -9,6 +9,11 @@
   plugin's commands or an installed entry point end to end.
 * With pytest, the ``cosmobac_plugins`` fixture does the same for one test (this module is a pytest
   plugin: the fixture is available wherever cosmobac is installed).
+* The conformance kit — :func:`check_store`, :func:`check_sink`, :func:`check_sensor`,
+  :func:`check_transform` (from :mod:`cosmobac.conformance`) — runs the checks of the component
+  contract, and of each capability a component declares, against components a factory makes; they
+  raise ``AssertionError`` naming the broken guarantee. :func:`sample_readings` is the data they
+  use.
 * :func:`use_hypothesis_profile` loads the hypothesis settings cosmobac's own suites use (more
   examples under CI), for a plugin's ``conftest.py``.
 """
@@ -28,6 +33,7 @@ import attrs
 import numpy as np
 
 from .batch import Batch
+from .conformance import check_sensor, check_sink, check_store, check_transform, sample_readings
 from .errors import SinkError
 from .interfaces import DeadLetter, StoreStats, WriteResult
 from .plugins import Plugins, set_plugins
@@ -37,8 +43,13 @@ __all__ = [
     "ListSensor",
     "ListSink",
     "MemoryStore",
+    "check_sensor",
+    "check_sink",
+    "check_store",
+    "check_transform",
     "fresh_plugins",
     "run_cosmobac",
+    "sample_readings",
     "use_hypothesis_profile",
 ]
 
