@@ -320,6 +320,7 @@ def _store_state(c: _Checker) -> None:
             )
             none = dict(store.load_state("b"))
             c.expect(none == {}, g, f"load_state of a consumer that saved none gives {none}")
+            c.ran.append("load_state gives the state of the last ack with one (StatefulStore)")
 
 
 def _store_dead_letters(c: _Checker) -> None:
@@ -369,6 +370,7 @@ def _store_dead_letters(c: _Checker) -> None:
         c.expect(not len(store.read("a", _ALL)), g, "an acknowledged replay is read again")
         waiting = store.stats().dead_letters.get("a", 0)
         c.expect(waiting == 0, g, f"stats counts {waiting} dead letters after the replay is acked")
+        c.ran.append(g)
 
 
 def _store_model(c: _Checker, seed: int) -> None:
@@ -557,7 +559,7 @@ def _store_scan(c: _Checker) -> None:
 
 
 def _store_remove_consumer(c: _Checker) -> None:
-    g = "remove_consumer forgets a consumer's checkpoint, dead letters and state"
+    g = "remove_consumer forgets a consumer's checkpoint, dead letters and state (ConsumerAdminStore)"
     with c.fresh(ConsumerAdminStore, g) as store:
         store.append(sample_readings(5))
         rows = store.read("a", _ALL)
