@@ -419,3 +419,51 @@ def test_nothing_reads_the_store_once_forward_has_returned():
     assert store.reads[-1] == ("cosmobac-read-ahead", 4)  # it finished before forward returned
     assert len(store.read("out", 100)) == 10  # nothing acknowledged
     pipeline.close()
+
+
+# -- components are checked against their Protocols -----------------------------------------------
+def test_a_component_missing_a_method_is_refused_at_once_naming_it():
+    class NoClose:
+        def write(self, batch):
+            return None
+
+    with pytest.raises(
+        TypeError, match=r"sink of lane 'out' \(NoClose\) is not a Sink: it lacks close"
+    ):
+        Pipeline(store=MemoryStore(), lanes=[Lane("out", NoClose())])
+
+    class NoStats(MemoryStore):
+        stats = None
+
+    with pytest.raises(TypeError, match=r"the store \(NoStats\) is not a Store: it lacks stats"):
+        Pipeline(store=NoStats())
+
+
+def test_a_pipeline_from_a_file_closes_a_sensor_that_is_closeable():
+    from cosmobac import hookimpl
+    from cosmobac.config import parse_config
+    from cosmobac.testing import fresh_plugins
+
+    made = []
+
+    class ClosingSensor(ListSensor):
+        closed = 0
+
+        def close(self):
+            self.closed += 1
+
+    class SensorPlugin:
+        @hookimpl
+        def register_sensors(self, register):
+            register("closing", lambda: made.append(ClosingSensor()) or made[-1])
+
+        @hookimpl
+        def register_stores(self, register):
+            register("memory", MemoryStore)
+
+    with fresh_plugins() as plugins:
+        plugins.register(SensorPlugin(), name="closing-sensor")
+        config = parse_config({"sensor": {"plugin": "closing"}, "store": {"plugin": "memory"}})
+        with Pipeline.from_config(config, plugins=plugins, need_sensor=True):
+            pass
+    assert len(made) == 1 and made[0].closed == 1
