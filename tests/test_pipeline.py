@@ -10,6 +10,7 @@ import pytest
 from cosmobac import Batch, WriteResult
 from cosmobac.config import RunConfig
 from cosmobac.errors import ConfigError
+from cosmobac.interfaces import ReadAheadStore, Store
 from cosmobac.pipeline import Lane, Pipeline, backoff_delay
 from cosmobac.testing import ListSensor, ListSink, MemoryStore
 
@@ -327,7 +328,8 @@ def test_a_permanent_failure_stops_the_sink_for_the_rest_of_the_run():
 
 # -- reading ahead ----------------------------------------------------------------------------------
 class RecordingStore(MemoryStore):
-    """A MemoryStore that records each read: the thread it ran on and its ``after``."""
+    """A MemoryStore that records each read: the thread it ran on and its ``after`` (None for
+    ``read``, the seq for ``read_after``)."""
 
     def __init__(self, *, slow_ahead: float = 0.0) -> None:
         super().__init__()
@@ -335,15 +337,23 @@ class RecordingStore(MemoryStore):
         self.active = 0
         self.slow_ahead = slow_ahead
 
-    def read(self, consumer, limit, *, after=None):
+    def _record(self, after, read):
         self.active += 1
         try:
             if after is not None and self.slow_ahead:
                 threading.Event().wait(self.slow_ahead)
             self.reads.append((threading.current_thread().name.split("_")[0], after))
-            return super().read(consumer, limit, after=after)
+            return read()
         finally:
             self.active -= 1
+
+    def read(self, consumer, limit):
+        return self._record(None, lambda: super(RecordingStore, self).read(consumer, limit))
+
+    def read_after(self, consumer, limit, after):
+        return self._record(
+            after, lambda: super(RecordingStore, self).read_after(consumer, limit, after)
+        )
 
 
 def test_the_next_full_batch_is_read_ahead_on_another_thread():
@@ -386,16 +396,17 @@ def test_a_batch_read_ahead_is_dropped_when_rows_of_the_one_before_must_be_retri
     assert sorted(sink.written["timestamp"].tolist()) == list(range(0, 10_000, 1000))
 
 
-def test_a_store_without_after_is_read_in_the_foreground_only():
-    class PlainStore(MemoryStore):
-        def read(self, consumer, limit):  # no `after`: no reading ahead
-            return super().read(consumer, limit)
+def test_a_store_that_is_not_a_read_ahead_store_is_read_in_the_foreground_only():
+    class PlainStore(RecordingStore):
+        read_after = None  # takes back the capability: not a ReadAheadStore
 
     store = PlainStore()
+    assert isinstance(store, Store) and not isinstance(store, ReadAheadStore)
     store.append(readings(10))
     sink = ListSink()
     assert Pipeline(store=store, lanes=[Lane("out", sink)], run=FAST).forward().ok
     assert len(sink.written) == 10 and len(sink.batches) == 3
+    assert store.reads == [("MainThread", None)] * 4
 
 
 def test_nothing_reads_the_store_once_forward_has_returned():
@@ -408,3 +419,51 @@ def test_nothing_reads_the_store_once_forward_has_returned():
     assert store.reads[-1] == ("cosmobac-read-ahead", 4)  # it finished before forward returned
     assert len(store.read("out", 100)) == 10  # nothing acknowledged
     pipeline.close()
+
+
+# -- components are checked against their Protocols -----------------------------------------------
+def test_a_component_missing_a_method_is_refused_at_once_naming_it():
+    class NoClose:
+        def write(self, batch):
+            return None
+
+    with pytest.raises(
+        TypeError, match=r"sink of lane 'out' \(NoClose\) is not a Sink: it lacks close"
+    ):
+        Pipeline(store=MemoryStore(), lanes=[Lane("out", NoClose())])
+
+    class NoStats(MemoryStore):
+        stats = None
+
+    with pytest.raises(TypeError, match=r"the store \(NoStats\) is not a Store: it lacks stats"):
+        Pipeline(store=NoStats())
+
+
+def test_a_pipeline_from_a_file_closes_a_sensor_that_is_closeable():
+    from cosmobac import hookimpl
+    from cosmobac.config import parse_config
+    from cosmobac.testing import fresh_plugins
+
+    made = []
+
+    class ClosingSensor(ListSensor):
+        closed = 0
+
+        def close(self):
+            self.closed += 1
+
+    class SensorPlugin:
+        @hookimpl
+        def register_sensors(self, register):
+            register("closing", lambda: made.append(ClosingSensor()) or made[-1])
+
+        @hookimpl
+        def register_stores(self, register):
+            register("memory", MemoryStore)
+
+    with fresh_plugins() as plugins:
+        plugins.register(SensorPlugin(), name="closing-sensor")
+        config = parse_config({"sensor": {"plugin": "closing"}, "store": {"plugin": "memory"}})
+        with Pipeline.from_config(config, plugins=plugins, need_sensor=True):
+            pass
+    assert len(made) == 1 and made[0].closed == 1

@@ -16,6 +16,7 @@ import click
 
 from .documents import document_id
 from .errors import ConfigError, CosmobacError
+from .interfaces import DeadLetterStore, Store
 from .pipeline import ForwardReport, Pipeline
 from .plugins import get_plugins, missing_provider
 
@@ -228,14 +229,13 @@ def status(config: str, as_json: bool) -> None:
         )
 
 
-def _dead_letter_api(store: Any, name: str) -> Any:
-    method = getattr(store, name, None)
-    if method is None:
+def _dead_letter_store(store: Store) -> DeadLetterStore:
+    if not isinstance(store, DeadLetterStore):
         raise click.ClickException(
-            f"this store ({type(store).__name__}) cannot {name.replace('_', ' ')}; "
-            "the sqlite store can"
+            f"this store ({type(store).__name__}) cannot list or replay dead letters (it is not "
+            "a DeadLetterStore); the sqlite store can"
         )
-    return method
+    return store
 
 
 @cli.group(name="dead-letters")
@@ -251,7 +251,7 @@ def dead_letters() -> None:
 def dead_letters_list(config: str, consumer: str | None, limit: int, as_json: bool) -> None:
     """Rows set aside per sink, oldest first, with the reason."""
     with _open(config) as pipeline:
-        letters = _dead_letter_api(pipeline.store, "dead_letters")(consumer, limit=limit)
+        letters = _dead_letter_store(pipeline.store).dead_letters(consumer, limit=limit)
     for letter in letters:
         if as_json:
             record = {
@@ -280,7 +280,7 @@ def dead_letters_list(config: str, consumer: str | None, limit: int, as_json: bo
 def dead_letters_replay(config: str, consumer: str, seqs: tuple[int, ...]) -> None:
     """Make dead letters deliverable again; the next `forward` sends them."""
     with _open(config) as pipeline:
-        count = _dead_letter_api(pipeline.store, "replay")(consumer, list(seqs) or None)
+        count = _dead_letter_store(pipeline.store).replay(consumer, list(seqs) or None)
     click.echo(f"{count} dead letters of {consumer} will be sent again by the next forward")
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from .config import parse_config
 from .hookspecs import DemoSink
+from .interfaces import ConsumerAdminStore
 from .pipeline import ForwardReport, Pipeline
 from .plugins import get_plugins, missing_provider
 
@@ -92,10 +93,9 @@ def run_demo(
         ) as pipeline:
             collected, forwarded = pipeline.run()
             failed = _failed_lanes(offered, forwarded)
-            remove = getattr(pipeline.store, "remove_consumer", None)
-            if callable(remove):  # e.g. a server that is gone after the demo: forget its checkpoint
-                for consumer in failed:
-                    remove(consumer)
+            if isinstance(pipeline.store, ConsumerAdminStore):
+                for consumer in failed:  # e.g. a server gone after the demo: forget its checkpoint
+                    pipeline.store.remove_consumer(consumer)
             for sink in offered:
                 lane = _lane(forwarded, sink.consumer)
                 summaries.extend(sink.summary(lane.acked, dict(lane.stats), lane.error))
@@ -149,10 +149,11 @@ def _offered_sinks(echo: Callable[[str], Any]) -> list[DemoSink]:
     """The sinks plugins offer and can run here (each that cannot has echoed why)."""
     registered = get_plugins().demo_sinks()
     if not registered:
-        why = (
-            missing_provider("sink", "cosmos") or "cosmobac-cosmos offers a local Cosmos DB server"
+        why = missing_provider("sink", "cosmos") or "it comes with cosmobac-cosmos"
+        echo(
+            "note: forwarding to JSON lines only, no plugin offers the demo another sink "
+            f"(a local Cosmos DB server: {why})"
         )
-        echo(f"note: forwarding to JSON lines only, no plugin offers the demo another sink ({why})")
     offered = []
     for name, prepare in registered:
         sink = prepare(echo)

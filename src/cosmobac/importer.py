@@ -37,7 +37,7 @@ import attrs
 import numpy as np
 
 from .batch import Batch, to_epoch_ms
-from .interfaces import Store
+from .interfaces import FileStore, Store
 from .schema import CORE_FIELDS, Kind
 
 __all__ = ["ImportProblem", "ImportReport", "import_original"]
@@ -334,8 +334,7 @@ def import_original(
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     if isinstance(paths, str | os.PathLike):
         paths = [paths]
-    store_path = getattr(store, "path", None)
-    skip = Path(store_path).resolve() if isinstance(store_path, str | os.PathLike) else None
+    skip = Path(store.path).resolve() if isinstance(store, FileStore) else None
 
     files: list[Path] = []
     problems: list[ImportProblem] = []

@@ -3,11 +3,22 @@
 Components are plain objects satisfying these Protocols; nothing needs to inherit from cosmobac.
 Factories registered through the hooks (see :mod:`cosmobac.hookspecs`) take keyword configuration
 and return one component.
+
+Besides the four component Protocols (:class:`Sensor`, :class:`Store`, :class:`Transform`,
+:class:`Sink`), optional abilities are Protocols of their own (*capabilities*): a component has one
+by having its methods, and cosmobac asks with ``isinstance`` (e.g. ``isinstance(store,
+PrunableStore)``), never by probing for attributes. ``isinstance`` against a Protocol only checks
+that the members exist, so each capability is named by methods whose presence is the promise
+(read-ahead is its own method, :meth:`ReadAheadStore.read_after`, rather than an optional keyword of
+``read``). :func:`cosmobac.testing.check_store` and its siblings check what the methods do.
+
+A subclass can take back a capability it inherited by setting the method to ``None``
+(``scan = None``): ``isinstance`` then says no.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import attrs
@@ -15,14 +26,26 @@ import attrs
 from .batch import Batch
 
 __all__ = [
+    "Closeable",
+    "ConsumerAdminStore",
     "DeadLetter",
+    "DeadLetterStore",
+    "FileStore",
+    "FixedStartSensor",
+    "PrunableStore",
+    "ReadAheadStore",
+    "ResumableStore",
+    "ScannableStore",
+    "SeekableSensor",
     "Sensor",
     "Sink",
+    "StatefulStore",
     "StatefulTransform",
     "Store",
     "StoreStats",
     "Transform",
     "WriteResult",
+    "missing_members",
 ]
 
 
@@ -36,6 +59,36 @@ class Sensor(Protocol):
     """
 
     def read(self, until: int) -> Batch: ...
+
+
+@runtime_checkable
+class FixedStartSensor(Sensor, Protocol):
+    """A sensor whose time begins at a set point: ``collect`` starts at ``start`` (epoch ms)
+    instead of the wall clock's current time. ``start`` may be ``None`` when the sensor has no
+    readings to place (e.g. ``ListSensor`` given nothing): the wall clock is used then."""
+
+    @property
+    def start(self) -> int | None: ...
+
+
+@runtime_checkable
+class SeekableSensor(Sensor, Protocol):
+    """A sensor that can skip ahead: ``seek(until)`` counts every reading with
+    ``timestamp < until`` as already returned, so the next ``read`` starts at ``until``.
+
+    A collector restarted over a :class:`ResumableStore` seeks past the newest stored reading and
+    so neither collects a reading twice nor leaves a gap."""
+
+    def seek(self, until: int) -> None: ...
+
+
+@runtime_checkable
+class Closeable(Protocol):
+    """Anything holding resources to release: ``close()``, callable more than once. Stores and
+    sinks always have it; a pipeline built from a file also closes a sensor or transform that has
+    it."""
+
+    def close(self) -> None: ...
 
 
 @attrs.frozen
@@ -104,6 +157,97 @@ class Store(Protocol):
 
 
 @runtime_checkable
+class ReadAheadStore(Store, Protocol):
+    """A store the forwarder can read the next batch from while the sink writes this one.
+
+    ``read_after(consumer, limit, after)`` returns what ``read(consumer, limit)`` would, restricted
+    to rows whose ``seq`` is larger than ``after`` (oldest first, at most ``limit``), and must be
+    safe to call from another thread while the store is used on this one. Like ``read`` it leases
+    nothing: the rows come back on later reads until acknowledged.
+
+    It is a method of its own, not an optional ``after=`` keyword of ``read``, because
+    ``isinstance`` checks only that methods exist, not their signatures: having ``read_after`` is
+    the store's declaration that it can do this."""
+
+    def read_after(self, consumer: str, limit: int, after: int) -> Batch: ...
+
+
+@runtime_checkable
+class StatefulStore(Store, Protocol):
+    """A store that keeps each consumer's transform state with its checkpoint:
+    ``load_state(consumer)`` returns the ``state`` given with that consumer's last ``ack`` that
+    carried one (an empty mapping when none did), so a restarted forwarder resumes its
+    :class:`StatefulTransform` s warm. A store without it ignores ``state``; stateful transforms then
+    start cold after a restart."""
+
+    def load_state(self, consumer: str) -> Mapping[str, str]: ...
+
+
+@runtime_checkable
+class ResumableStore(Store, Protocol):
+    """A store that can say what it holds last: ``last_timestamp()`` is the newest stored reading's
+    timestamp (epoch ms), ``None`` when empty. With a :class:`SeekableSensor` a restarted collector
+    resumes just after it."""
+
+    def last_timestamp(self) -> int | None: ...
+
+
+@runtime_checkable
+class PrunableStore(Store, Protocol):
+    """A store with retention: ``prune()`` deletes rows it no longer needs and returns how many.
+    It must never delete a row some consumer has not acknowledged, nor one waiting as a dead
+    letter. The forwarder calls it about once a minute and when it has nothing left to send."""
+
+    def prune(self) -> int: ...
+
+
+@runtime_checkable
+class ScannableStore(Store, Protocol):
+    """A store that can be read whole without acting as a consumer: ``scan(*, after=None,
+    limit=None)`` returns stored rows in ``seq`` order (only above ``after``, at most ``limit``),
+    whatever consumers acknowledged, registering nothing (``evaluate`` and ``report`` use it)."""
+
+    def scan(self, *, after: int | None = None, limit: int | None = None) -> Batch: ...
+
+
+@runtime_checkable
+class DeadLetterStore(Store, Protocol):
+    """A store whose dead letters can be listed and replayed (the ``cosmobac dead-letters``
+    commands).
+
+    * ``dead_letters(consumer=None, *, limit=None)``: the dead letters of one consumer (or all),
+      by consumer then ``seq``; replayed ones stay listed (``replayed=True``) until acknowledged;
+    * ``replay(consumer, seqs=None)``: makes the consumer's waiting dead letters (all, or those
+      ``seq`` s) deliverable again, so ``read`` returns them until acknowledged; returns how many
+      were waiting.
+    """
+
+    def dead_letters(
+        self, consumer: str | None = None, *, limit: int | None = None
+    ) -> list[DeadLetter]: ...
+
+    def replay(self, consumer: str, seqs: Iterable[int] | None = None) -> int: ...
+
+
+@runtime_checkable
+class ConsumerAdminStore(Store, Protocol):
+    """A store that can forget a consumer: ``remove_consumer(consumer)`` drops its checkpoint,
+    acknowledgements, dead letters and state (rows only it held back become prunable) and returns
+    whether it existed. Used for a sink taken out of a pipeline and for temporary readers."""
+
+    def remove_consumer(self, consumer: str) -> bool: ...
+
+
+@runtime_checkable
+class FileStore(Store, Protocol):
+    """A store kept in a file: ``path`` names it (the importer refuses to import the store into
+    itself)."""
+
+    @property
+    def path(self) -> str: ...
+
+
+@runtime_checkable
 class Transform(Protocol):
     """A step between store and sink: returns a new batch (may add columns or drop rows).
 
@@ -161,3 +305,16 @@ class Sink(Protocol):
     def write(self, batch: Batch) -> WriteResult | None: ...
 
     def close(self) -> None: ...
+
+
+def missing_members(component: object, protocol: type) -> list[str]:
+    """The members of ``protocol`` that ``component`` lacks (or has set to ``None``), in name
+    order: empty exactly when ``isinstance(component, protocol)`` holds, for a message that says
+    what is missing rather than only that something is."""
+    names: set[str] = set()
+    for klass in protocol.__mro__:
+        if klass in (object, Protocol) or not getattr(klass, "_is_protocol", False):
+            continue
+        names.update(n for n in vars(klass) if not n.startswith("_") or n == "__call__")
+        names.update(n for n in getattr(klass, "__annotations__", {}) if not n.startswith("_"))
+    return sorted(n for n in names if getattr(component, n, None) is None)

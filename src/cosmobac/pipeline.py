@@ -9,8 +9,8 @@ Guarantees:
   batch: nothing read is lost, nothing unwritten is acknowledged;
 * transient sink failures back off exponentially with full jitter; a failure marked permanent stops
   that sink at once;
-* with a store whose ``read`` takes ``after`` (the SQLite store and ``MemoryStore`` do), the next
-  batch is read on a background thread while the sink writes a full one, so the sink does not wait
+* with a :class:`~cosmobac.interfaces.ReadAheadStore` (the SQLite store and ``MemoryStore`` are),
+  the next batch is read on a background thread while the sink writes a full one, so the sink does not wait
   for the store between batches; a batch read ahead is used only when the one before it was
   settled completely, and is dropped (its rows stay pending) otherwise, and before ``forward``
   returns.
@@ -19,7 +19,6 @@ Guarantees:
 from __future__ import annotations
 
 import concurrent.futures as cf
-import inspect
 import logging
 import random
 import threading
@@ -33,7 +32,22 @@ import numpy as np
 from .batch import Batch
 from .config import PipelineConfig, RunConfig, load_config
 from .errors import ConfigError, SinkError
-from .interfaces import Sensor, Sink, StatefulTransform, Store, Transform, WriteResult
+from .interfaces import (
+    Closeable,
+    FixedStartSensor,
+    PrunableStore,
+    ReadAheadStore,
+    ResumableStore,
+    SeekableSensor,
+    Sensor,
+    Sink,
+    StatefulStore,
+    StatefulTransform,
+    Store,
+    Transform,
+    WriteResult,
+    missing_members,
+)
 from .plugins import Plugins, get_plugins
 from .schema import STORE_SEQ
 
@@ -140,17 +154,24 @@ class Pipeline:
         progress: Progress | None = None,
         seed: int | None = None,
     ) -> None:
+        _require(store, Store, "store")
+        if sensor is not None:
+            _require(sensor, Sensor, "sensor")
+        for lane in lanes:
+            _require(lane.sink, Sink, f"sink of lane {lane.consumer!r}")
+            for transform in lane.transforms:
+                _require(transform, Transform, f"transform of lane {lane.consumer!r}")
         self.store = store
         self.sensor = sensor
         self.lanes = list(lanes)
         self.run_config = run or RunConfig()
         self.progress = progress
         self.stop = threading.Event()
-        self._owned: list[Any] = []
+        self._owned: list[Closeable] = []
         self._rng = random.Random(seed)
         self._states: dict[int, _LaneState] = {}
         self._pruned_at = float("-inf")
-        self._reads_after = _reads_after(store)
+        self._reads_after = isinstance(store, ReadAheadStore)
         self._reader: cf.ThreadPoolExecutor | None = None
 
     # -- construction -------------------------------------------------------------------------
@@ -174,28 +195,34 @@ class Pipeline:
             raise ConfigError(f"{config.source}: missing [sensor] section, needed to collect")
         if need_sinks and not config.sinks:
             raise ConfigError(f"{config.source}: no [[sinks]] table, needed to forward")
-        owned: list[Any] = []
+        owned: list[Closeable] = []
         try:
             store = config.store.build(plugins)
             owned.append(store)
             sensor = config.sensor.build(plugins) if config.sensor and need_sensor else None
+            if isinstance(sensor, Closeable):
+                owned.append(sensor)
             lanes = []
             if need_sinks:
                 for sink_cfg in config.sinks:
                     sink = sink_cfg.build(plugins)
                     owned.append(sink)
                     transforms = [t.build(plugins) for t in config.transforms]
+                    owned.extend(t for t in transforms if isinstance(t, Closeable))
                     lanes.append(Lane(sink_cfg.name or sink_cfg.plugin, sink, transforms))
+            pipeline = cls(
+                store=store, sensor=sensor, lanes=lanes, run=config.run, progress=progress
+            )
         except BaseException:
             for component in reversed(owned):
                 _close(component)
             raise
-        pipeline = cls(store=store, sensor=sensor, lanes=lanes, run=config.run, progress=progress)
         pipeline._owned = owned
         return pipeline
 
     def close(self) -> None:
-        """Close the components this pipeline made (sinks first, then the store)."""
+        """Close the components this pipeline made (transforms and sinks first, then the sensor,
+        then the store)."""
         reader, self._reader = self._reader, None
         if reader is not None:
             reader.shutdown(wait=True)
@@ -217,7 +244,7 @@ class Pipeline:
 
     def _span(self, duration: float | None) -> tuple[int, int | None]:
         sensor = self._sensor()
-        start = getattr(sensor, "start", None)
+        start = sensor.start if isinstance(sensor, FixedStartSensor) else None
         if start is None:
             start = int(time.time() * 1000)
         duration = self.run_config.duration if duration is None else duration
@@ -229,7 +256,7 @@ class Pipeline:
         ``run.duration``). At ``speed = "max"`` sensor time runs as fast as the machine allows; at a
         factor, it follows the wall clock. With ``forward=True`` each collected step is forwarded
         before the next (the ``run`` command). A restarted collector resumes after the newest
-        stored reading where store and sensor support it (see :meth:`_resume_point`)."""
+        stored reading where store and sensor can (see :meth:`_resume_point`)."""
         sensor = self._sensor()
         cfg = self.run_config
         start, end = self._span(duration)
@@ -262,18 +289,18 @@ class Pipeline:
 
     def _resume_point(self, sensor: Sensor, start: int) -> int:
         """Where collecting starts: after the newest stored reading when the store can say which it
-        is (``last_timestamp()``) and the sensor can skip ahead (``seek(until)``); else ``start``.
+        is (a :class:`ResumableStore`) and the sensor can skip ahead (a :class:`SeekableSensor`);
+        else ``start``.
 
         Safe because each collected batch holds every reading below its ``until`` and is stored
         in one transaction: nothing below the newest stored reading is missing."""
-        last_timestamp = getattr(self.store, "last_timestamp", None)
-        seek = getattr(sensor, "seek", None)
-        if last_timestamp is None or seek is None:
+        store = self.store
+        if not isinstance(store, ResumableStore) or not isinstance(sensor, SeekableSensor):
             return start
-        newest = last_timestamp()
+        newest = store.last_timestamp()
         if newest is None or newest < start:
             return start
-        seek(newest + 1)
+        sensor.seek(int(newest) + 1)
         log.info("resuming collection after the newest stored reading (%d)", newest)
         return int(newest) + 1
 
@@ -350,11 +377,13 @@ class Pipeline:
         return self.store.read(state.lane.consumer, self.run_config.batch_size)
 
     def _read_ahead(self, state: _LaneState, *, after: int) -> None:
+        store = self.store
+        if not isinstance(store, ReadAheadStore):  # pragma: no cover - checked by the caller
+            raise AssertionError("reading ahead needs a ReadAheadStore")
         if self._reader is None:
             self._reader = cf.ThreadPoolExecutor(1, thread_name_prefix="cosmobac-read-ahead")
-        read: Callable[..., Batch] = self.store.read  # takes `after` (checked at construction)
         state.ahead = self._reader.submit(
-            read, state.lane.consumer, self.run_config.batch_size, after=after
+            store.read_after, state.lane.consumer, self.run_config.batch_size, after
         )
 
     def _drop_ahead(self, state: _LaneState) -> None:
@@ -364,13 +393,15 @@ class Pipeline:
             cf.wait([ahead])
 
     def _maybe_prune(self, *, force: bool = False) -> None:
-        """Apply the store's retention (``prune()``, where it has one) at most once a minute."""
-        prune = getattr(self.store, "prune", None)
+        """Apply the retention of a :class:`PrunableStore` at most once a minute."""
+        store = self.store
         now = time.monotonic()
-        if prune is None or (not force and now - self._pruned_at < PRUNE_EVERY_S):
+        if not isinstance(store, PrunableStore) or (
+            not force and now - self._pruned_at < PRUNE_EVERY_S
+        ):
             return
         self._pruned_at = now
-        removed = prune()
+        removed = store.prune()
         if removed:
             log.info("retention pruned %d acknowledged rows", removed)
 
@@ -383,9 +414,10 @@ class Pipeline:
                 for i, t in enumerate(lane.transforms)
                 if isinstance(t, StatefulTransform)
             }
-            load = getattr(self.store, "load_state", None)
-            if state.stateful and load is not None:
-                state.restore(load(lane.consumer))  # warm state from the last acknowledged batch
+            store = self.store
+            if state.stateful and isinstance(store, StatefulStore):
+                # warm state from the last acknowledged batch
+                state.restore(store.load_state(lane.consumer))
         return state
 
     def _forward_once(self, state: _LaneState, follow: bool) -> None:
@@ -531,21 +563,21 @@ class Pipeline:
             self.progress(stage, done, total)
 
 
-def _reads_after(store: Store) -> bool:
-    """Whether ``store.read`` takes ``after`` (rows above a seq), so batches can be read ahead."""
+def _require(component: object, protocol: type, role: str) -> None:
+    """Fail at once, saying what is missing, when ``component`` does not satisfy ``protocol``."""
+    if not isinstance(component, protocol):
+        missing = ", ".join(missing_members(component, protocol)) or "?"
+        raise TypeError(
+            f"the {role} ({type(component).__name__}) is not a {protocol.__name__}: it lacks "
+            f"{missing} (see cosmobac.interfaces)"
+        )
+
+
+def _close(component: Closeable) -> None:
     try:
-        return "after" in inspect.signature(store.read).parameters
-    except (TypeError, ValueError):  # no signature to inspect (e.g. a C function)
-        return False
-
-
-def _close(component: Any) -> None:
-    close = getattr(component, "close", None)
-    if callable(close):
-        try:
-            close()
-        except Exception:  # closing must not hide the error that got us here
-            log.exception("closing %r failed", component)
+        component.close()
+    except Exception:  # closing must not hide the error that got us here
+        log.exception("closing %r failed", component)
 
 
 def lanes_from(sinks: Mapping[str, Sink], transforms: Sequence[Transform] = ()) -> list[Lane]:

@@ -9,6 +9,11 @@
   plugin's commands or an installed entry point end to end.
 * With pytest, the ``cosmobac_plugins`` fixture does the same for one test (this module is a pytest
   plugin: the fixture is available wherever cosmobac is installed).
+* The conformance kit — :func:`check_store`, :func:`check_sink`, :func:`check_sensor`,
+  :func:`check_transform` (from :mod:`cosmobac.conformance`) — runs the checks of the component
+  contract, and of each capability a component declares, against components a factory makes; they
+  raise ``AssertionError`` naming the broken guarantee. :func:`sample_readings` is the data they
+  use.
 * :func:`use_hypothesis_profile` loads the hypothesis settings cosmobac's own suites use (more
   examples under CI), for a plugin's ``conftest.py``.
 """
@@ -28,17 +33,23 @@ import attrs
 import numpy as np
 
 from .batch import Batch
+from .conformance import check_sensor, check_sink, check_store, check_transform, sample_readings
 from .errors import SinkError
 from .interfaces import DeadLetter, StoreStats, WriteResult
 from .plugins import Plugins, set_plugins
-from .schema import STORE_SEQ
+from .schema import IDENTITY, STORE_SEQ
 
 __all__ = [
     "ListSensor",
     "ListSink",
     "MemoryStore",
+    "check_sensor",
+    "check_sink",
+    "check_store",
+    "check_transform",
     "fresh_plugins",
     "run_cosmobac",
+    "sample_readings",
     "use_hypothesis_profile",
 ]
 
@@ -110,8 +121,14 @@ class ListSink:
 
 @attrs.define(eq=False)
 class MemoryStore:
-    """The Store contract in memory, dead letters and consumer state included: for tests and
-    notebooks that need no file."""
+    """The Store contract in memory, for tests and notebooks that need no file, and a short
+    reference implementation.
+
+    Besides :class:`~cosmobac.interfaces.Store` it is a :class:`~cosmobac.interfaces.ReadAheadStore`,
+    :class:`~cosmobac.interfaces.StatefulStore`, :class:`~cosmobac.interfaces.ResumableStore`,
+    :class:`~cosmobac.interfaces.ScannableStore`, :class:`~cosmobac.interfaces.DeadLetterStore` and
+    :class:`~cosmobac.interfaces.ConsumerAdminStore`; it has no retention (not prunable) and no
+    file."""
 
     _rows: Batch = attrs.field(init=False, factory=Batch.empty)
     _keys: set[tuple[str, int]] = attrs.field(init=False, factory=set)
@@ -121,6 +138,15 @@ class MemoryStore:
     _lock: threading.RLock = attrs.field(init=False, factory=threading.RLock)
 
     def append(self, batch: Batch) -> int:
+        if not isinstance(batch, Batch):
+            raise TypeError(f"append takes a Batch, got {type(batch).__name__}")
+        if not len(batch):
+            return 0
+        missing = [name for name in IDENTITY if name not in batch]
+        if missing:
+            raise ValueError(f"batch lacks the identity column(s) {missing}")
+        if any(s is None for s in batch["sensor_id"].tolist()):
+            raise ValueError("batch has rows without a 'sensor_id'; every reading needs one")
         with self._lock:
             keys = list(zip(batch["sensor_id"].tolist(), batch["timestamp"].tolist(), strict=True))
             new = np.zeros(len(keys), dtype=bool)
@@ -138,7 +164,14 @@ class MemoryStore:
         """The newest reading's timestamp, or None when empty (lets a collector resume)."""
         return int(self._rows["timestamp"].max()) if len(self._rows) else None
 
-    def read(self, consumer: str, limit: int, *, after: int | None = None) -> Batch:
+    def read(self, consumer: str, limit: int) -> Batch:
+        return self._pending(consumer, limit, None)
+
+    def read_after(self, consumer: str, limit: int, after: int) -> Batch:
+        """:meth:`read`, only rows whose ``seq`` is above ``after`` (safe from another thread)."""
+        return self._pending(consumer, limit, int(after))
+
+    def _pending(self, consumer: str, limit: int, after: int | None) -> Batch:
         with self._lock:  # the forwarder may read ahead from another thread
             acked = self._acked.setdefault(consumer, set())
             dead = self._dead.setdefault(consumer, {})
@@ -171,6 +204,14 @@ class MemoryStore:
 
     def load_state(self, consumer: str) -> dict[str, str]:
         return dict(self._state.get(consumer, {}))
+
+    def remove_consumer(self, consumer: str) -> bool:
+        """Forget ``consumer`` (acks, dead letters, state); whether it existed."""
+        with self._lock:
+            existed = consumer in self._acked or consumer in self._dead
+            for table in (self._acked, self._dead, self._state):
+                table.pop(consumer, None)
+            return existed
 
     def dead_letter(self, consumer: str, batch: Batch, reason: str) -> None:
         with self._lock:

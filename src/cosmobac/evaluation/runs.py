@@ -16,6 +16,7 @@ import numpy as np
 from ..batch import Batch
 from ..config import PipelineConfig, load_config
 from ..errors import ConfigError
+from ..interfaces import ConsumerAdminStore, ScannableStore, Store
 from ..plugins import Plugins, get_plugins
 from ..schema import STORE_SEQ
 from .nab import NabSeries
@@ -67,21 +68,23 @@ def replay_store(
     return Batch.concat(out)
 
 
-def _all_rows(store: Any) -> Batch:
-    """Every stored row: by ``scan()`` (a plain read) where the store has it, else by reading as
-    a temporary consumer that is removed afterwards."""
-    scan = getattr(store, "scan", None)
-    if callable(scan):
-        rows: Batch = scan()
-        return rows
+def _all_rows(store: Store) -> Batch:
+    """Every stored row: by ``scan()`` (a plain read) from a :class:`ScannableStore`, else, from
+    a :class:`ConsumerAdminStore`, by reading as a temporary consumer that is removed afterwards.
+    A store that is neither is refused: reading it would leave a consumer behind for good."""
+    if isinstance(store, ScannableStore):
+        return store.scan()
+    if not isinstance(store, ConsumerAdminStore):
+        raise ConfigError(
+            f"this store ({type(store).__name__}) can be evaluated only if it can be scanned "
+            "(ScannableStore) or can remove a temporary consumer (ConsumerAdminStore); it can "
+            "do neither"
+        )
     consumer = f"cosmobac-evaluate-{os.getpid()}-{time.time_ns()}"
     try:
-        rows = store.read(consumer, _MAX_ROWS)
+        return store.read(consumer, _MAX_ROWS)
     finally:
-        remove = getattr(store, "remove_consumer", None)
-        if callable(remove):
-            remove(consumer)
-    return rows
+        store.remove_consumer(consumer)
 
 
 def read_documents(path: str | os.PathLike[str]) -> Batch:

@@ -10,10 +10,14 @@ import html
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..batch import Batch
+
+if TYPE_CHECKING:
+    from ..evaluation.metrics import Evaluation
 from .plots import ReportError, _figure_class, figure_png, plot_city, plot_scores, plot_sensor
 
 __all__ = ["render_report", "write_report"]
@@ -71,14 +75,14 @@ def _city_rows(batch: Batch) -> list[dict[str, object]]:
     return out
 
 
-def _type_rows(batch: Batch, evaluation: object | None) -> list[dict[str, object]]:
+def _type_rows(batch: Batch, evaluation: Evaluation | None) -> list[dict[str, object]]:
     if "anomaly_flag" not in batch:
         return []
     flags = batch["anomaly_flag"].astype(bool)
     kinds = batch["anomaly_type"][flags] if "anomaly_type" in batch else np.full(flags.sum(), None)
     rows_by_type = collections.Counter(str(k) for k in kinds.tolist())
-    events = getattr(evaluation, "events_by_type", {}) or {}
-    combined = getattr(evaluation, "detectors", {}).get("all") if evaluation is not None else None
+    events: Mapping[str, int] = {} if evaluation is None else evaluation.events_by_type
+    combined = None if evaluation is None else evaluation.detectors.get("all")
     out = []
     for kind in sorted(set(rows_by_type) | set(events)):
         row: dict[str, object] = {

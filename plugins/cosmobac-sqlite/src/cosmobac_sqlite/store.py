@@ -172,6 +172,9 @@ class SQLiteStore:
     reading's timestamp when :meth:`prune` runs. ``busy_timeout`` is how many seconds to wait for a
     lock another process holds. ``synchronous`` is ``"normal"`` (durable at WAL checkpoints; a power
     cut may lose the last transactions, never corrupt) or ``"full"`` (durable at every commit).
+
+    Capabilities (:mod:`cosmobac.interfaces`): read-ahead, stateful, resumable, prunable,
+    scannable, dead-letter, consumer-admin and file store.
     """
 
     def __init__(
@@ -623,6 +626,10 @@ class SQLiteStore:
                 rows = sorted(replayed + rows, key=lambda r: r[-1])[:limit]
             return self._to_batch(rows, extras)
         raise self._fail(f"consumer {consumer!r} keeps being removed while it reads")
+
+    def read_after(self, consumer: str, limit: int, after: int) -> Batch:
+        """:meth:`read` with ``after``: what makes this a ``ReadAheadStore``."""
+        return self.read(consumer, limit, after=after)
 
     def scan(self, *, after: int | None = None, limit: int | None = None) -> Batch:
         """Stored rows in ``seq`` order (only those above ``after``, at most ``limit``), whatever
