@@ -114,12 +114,12 @@ config_argument = click.argument("config", type=click.Path(dir_okay=False))
 @click.option("--duration", help="Sensor time to collect (overrides run.duration), e.g. 6h.")
 def run(config: str, duration: str | None) -> None:
     """Collect and forward in one process."""
-    from .durations import parse_duration
+    from .values import duration as parse_seconds
 
     bar = _ProgressBar()
     with _open(config, sensor=True, sinks=True, progress=bar) as pipeline:
         with graceful_stop(pipeline.stop):
-            seconds = None if duration is None else parse_duration(duration, key="--duration")
+            seconds = None if duration is None else parse_seconds("--duration", duration)
             collected, forwarded = pipeline.run(duration=seconds)
         bar.close()
     click.echo(f"collected {collected.rows_added} new rows ({collected.rows_read} read)")
@@ -133,12 +133,12 @@ def run(config: str, duration: str | None) -> None:
 @click.option("--duration", help="Sensor time to collect (overrides run.duration), e.g. 6h.")
 def collect(config: str, duration: str | None) -> None:
     """Read the sensor into the store (no forwarding)."""
-    from .durations import parse_duration
+    from .values import duration as parse_seconds
 
     bar = _ProgressBar()
     with _open(config, sensor=True, progress=bar) as pipeline:
         with graceful_stop(pipeline.stop):
-            seconds = None if duration is None else parse_duration(duration, key="--duration")
+            seconds = None if duration is None else parse_seconds("--duration", duration)
             report = pipeline.collect(duration=seconds)
         bar.close()
     click.echo(f"collected {report.rows_added} new rows ({report.rows_read} read)")

@@ -32,11 +32,10 @@ from typing import Any, Final
 import attrs
 import numpy as np
 
-from ..batch import Batch, to_epoch_ms
-from ..durations import parse_duration
+from ..batch import Batch, read_only, to_epoch_ms
 from ..hookspecs import Register, hookimpl
 from ..schema import CORE_FIELDS, METRICS, Kind
-from ..values import integer, real
+from ..values import duration, fraction, integer, real
 
 __all__ = [
     "ANOMALY_TYPES",
@@ -197,10 +196,7 @@ def _parse_cities(value: Any) -> tuple[City, ...]:
     if isinstance(value, bool):
         raise TypeError(f"cities must be a count or a list of city names, got {value!r}")
     if isinstance(value, int | np.integer) or (isinstance(value, str) and value.strip().isdigit()):
-        count = integer("cities", value)
-        if not 1 <= count <= len(known):
-            raise ValueError(f"cities must be between 1 and {len(known)}, got {count}")
-        return known[:count]
+        return known[: integer("cities", value, minimum=1, maximum=len(known))]
     names: Sequence[Any]
     if isinstance(value, str):
         names = [value]
@@ -301,10 +297,7 @@ class AnomalyConfig:
 
 
 def _non_negative(key: str, value: Any) -> float:
-    number = real(key, value)
-    if number < 0:
-        raise ValueError(f"{key} must be ≥ 0, got {number:g}")
-    return number
+    return real(key, value, minimum=0)
 
 
 def _per_name(
@@ -319,26 +312,13 @@ def _per_name(
     return out
 
 
-def _duration(key: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise TypeError(
-            f"{key} must be a duration such as '5m' or a number of seconds, got {value!r}"
-        )
-    seconds = parse_duration(value, key=key)
-    if not math.isfinite(seconds):
-        raise ValueError(f"{key} must be finite, got {value!r}")
-    return seconds
-
-
 def _parse_anomalies(value: Any) -> AnomalyConfig:
     given = {} if value is None else _table("anomalies", value)
     accepted = tuple(DEFAULT_ANOMALIES)
     for name in given:
         if name not in accepted:
             raise _unknown("anomalies", "setting", name, accepted)
-    probability = real("anomalies.probability", given.get("probability", 0.002))
-    if not 0.0 <= probability <= 1.0:
-        raise ValueError(f"anomalies.probability must be between 0 and 1, got {probability:g}")
+    probability = fraction("anomalies.probability", given.get("probability", 0.002))
     weights = _per_name(
         "anomalies.weights", given.get("weights", {}), DEFAULT_ANOMALIES["weights"], "anomaly type"
     )
@@ -349,7 +329,7 @@ def _parse_anomalies(value: Any) -> AnomalyConfig:
         given.get("durations", {}),
         DEFAULT_ANOMALIES["durations"],
         "anomaly type",
-        parse=_duration,
+        parse=duration,
     )
     firmware = _per_name(
         "anomalies.firmware_multipliers",
@@ -400,31 +380,18 @@ def _parse_start(value: Any) -> int:
 
 
 def _parse_rate(value: Any) -> float:
-    rate = real("rate_hz", value)
-    if not 0 < rate <= _MAX_RATE_HZ:
-        raise ValueError(
-            f"rate_hz must be > 0 and ≤ {_MAX_RATE_HZ:g} (timestamps are whole milliseconds), "
-            f"got {rate:g}"
-        )
+    rate = real("rate_hz", value, above=0, maximum=_MAX_RATE_HZ)
     if round(1e6 / rate) > 10**12:
         raise ValueError(f"rate_hz must be at least 1e-6 (one reading per 11.6 days), got {rate:g}")
     return rate
 
 
 def _parse_sensors_per_city(value: Any) -> int:
-    count = integer("sensors_per_city", value)
-    if count < 1:
-        raise ValueError(f"sensors_per_city must be ≥ 1, got {count}")
-    if count > 99_999:
-        raise ValueError(f"sensors_per_city must be ≤ 99999, got {count}")
-    return count
+    return integer("sensors_per_city", value, minimum=1, maximum=99_999)
 
 
 def _parse_seed(value: Any) -> int:
-    seed = integer("seed", value)
-    if seed < 0:
-        raise ValueError(f"seed must be ≥ 0, got {seed}")
-    return seed
+    return integer("seed", value, minimum=0)
 
 
 # -- identity -------------------------------------------------------------------------------------
@@ -492,11 +459,6 @@ class _SensorState:
         self.carry: _Event | None = None  # event running past the end of the last block made
 
 
-def _readonly(array: np.ndarray) -> np.ndarray:
-    array.flags.writeable = False
-    return array
-
-
 def _empty_batch() -> Batch:
     dtypes = {
         Kind.TIMESTAMP: np.int64,
@@ -506,7 +468,7 @@ def _empty_batch() -> Batch:
     }
     return Batch(
         columns={
-            name: _readonly(np.empty(0, dtype=dtypes.get(kind, np.int64)))
+            name: read_only(np.empty(0, dtype=dtypes.get(kind, np.int64)))
             for name, kind in CORE_FIELDS.items()
         }
     )
@@ -872,9 +834,8 @@ class SimulatedFleet:
             columns[name] = self._columns[name][ranks]
         columns["anomaly_flag"] = codes != 0
         columns["anomaly_type"] = _TYPE_NAMES[codes]
-        for column in columns.values():
-            column.flags.writeable = False
-        return Batch(columns={name: columns[name] for name in CORE_FIELDS})
+        # the metric columns view ``values``, built here and dropped: no copy needed
+        return Batch(columns={name: read_only(columns[name], private=True) for name in CORE_FIELDS})
 
 
 @hookimpl

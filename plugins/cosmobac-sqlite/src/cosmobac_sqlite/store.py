@@ -29,7 +29,7 @@ from typing import Any, Final
 
 import numpy as np
 
-from cosmobac.batch import Batch
+from cosmobac.batch import Batch, read_only
 from cosmobac.durations import parse_duration
 from cosmobac.errors import StoreError
 from cosmobac.interfaces import DeadLetter, StoreStats
@@ -70,11 +70,6 @@ def _retention_seconds(value: Any) -> float:
 
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
-
-
-def _readonly(array: np.ndarray) -> np.ndarray:
-    array.flags.writeable = False
-    return array
 
 
 def _object_array(values: Sequence[Any]) -> np.ndarray:
@@ -558,7 +553,7 @@ class SQLiteStore:
                 array = _column(values, CORE_FIELDS[name], core=True)
             else:
                 array = _column(values, extras[name], core=False)
-            out[name] = _readonly(array)
+            out[name] = read_only(array)
         return Batch(columns=out)
 
     def read(self, consumer: str, limit: int = 1000, *, after: int | None = None) -> Batch:
