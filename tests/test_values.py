@@ -234,7 +234,7 @@ def test_choice_errors_name_the_key_and_list_the_options(key: str, text: str) ->
 
 
 def test_choice_suggests_a_close_option_and_refuses_other_types() -> None:
-    with pytest.raises(ValueError, match=r"got 'ful' \(did you mean 'full'\?\)$"):
+    with pytest.raises(ValueError, match=r"got 'ful'; did you mean 'full'\?$"):
         choice("synchronous", "ful", ("normal", "full"))
     with pytest.raises(TypeError, match="^synchronous must be one of 'normal', 'full'; got 1"):
         choice("synchronous", 1, ("normal", "full"))

@@ -30,6 +30,7 @@ __all__ = [
     "YES",
     "choice",
     "data_flag",
+    "did_you_mean",
     "duration",
     "flag",
     "fraction",
@@ -240,10 +241,20 @@ def choice(key: str, value: Any, options: Iterable[str]) -> str:
     accepted = ", ".join(repr(o) for o in options)
     if not isinstance(value, str):
         raise TypeError(f"{key} must be one of {accepted}; got {value!r} ({type(value).__name__})")
-    by_folded = {o.casefold(): o for o in options}
-    found = by_folded.get(value.strip().casefold())
+    found = {o.casefold(): o for o in options}.get(value.strip().casefold())
     if found is not None:
         return found
-    close = difflib.get_close_matches(value.strip().casefold(), list(by_folded), n=1)
-    hint = f" (did you mean {by_folded[close[0]]!r}?)" if close else ""
-    raise ValueError(f"{key} must be one of {accepted}; got {value!r}{hint}")
+    raise ValueError(
+        f"{key} must be one of {accepted}; got {value!r}{did_you_mean(value, options)}"
+    )
+
+
+def did_you_mean(word: str, options: Iterable[str]) -> str:
+    """``"; did you mean 'x'?"`` naming the options closest to ``word`` (ignoring case), or ``""``
+    when none is close: a hint to end an error message with."""
+    options = list(options)
+    close = difflib.get_close_matches(word, options, n=3, cutoff=0.6)
+    if not close:
+        folded = {o.casefold(): o for o in options}
+        close = [folded[c] for c in difflib.get_close_matches(word.casefold(), list(folded), n=3)]
+    return f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""

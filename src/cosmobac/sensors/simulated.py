@@ -18,7 +18,6 @@ Guarantees:
 from __future__ import annotations
 
 import csv
-import difflib
 import hashlib
 import io
 import math
@@ -35,7 +34,7 @@ import numpy as np
 from ..batch import Batch, read_only, to_epoch_ms
 from ..hookspecs import Register, hookimpl
 from ..schema import CORE_FIELDS, METRICS, Kind
-from ..values import duration, fraction, integer, real
+from ..values import did_you_mean, duration, fraction, integer, real
 
 __all__ = [
     "ANOMALY_TYPES",
@@ -122,21 +121,12 @@ DEFAULT_ANOMALIES: Final[Mapping[str, Any]] = {
 
 
 # -- validation helpers ---------------------------------------------------------------------------
-def _suggest(word: str, choices: Iterable[str]) -> str:
-    choices = list(choices)
-    close = difflib.get_close_matches(word, choices, n=3, cutoff=0.6)
-    if not close:
-        close = difflib.get_close_matches(word.lower(), [c.lower() for c in choices], n=3)
-        lowered = {c.lower(): c for c in choices}
-        close = [lowered[c] for c in close]
-    hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-    return hint
-
-
 def _unknown(key: str, what: str, name: str, choices: Iterable[str]) -> ValueError:
     choices = list(choices)
     shown = ", ".join(choices) if len(choices) <= 12 else ", ".join(choices[:12]) + ", …"
-    return ValueError(f"{key}: unknown {what} {name!r}{_suggest(name, choices)} (known: {shown})")
+    return ValueError(
+        f"{key}: unknown {what} {name!r}{did_you_mean(name, choices)} (known: {shown})"
+    )
 
 
 def _table(key: str, value: Any) -> Mapping[str, Any]:

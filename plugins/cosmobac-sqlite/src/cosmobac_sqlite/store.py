@@ -16,7 +16,6 @@ Guarantees:
 
 from __future__ import annotations
 
-import math
 import os
 import re
 import sqlite3
@@ -30,11 +29,10 @@ from typing import Any, Final
 import numpy as np
 
 from cosmobac.batch import Batch, read_only
-from cosmobac.durations import parse_duration
 from cosmobac.errors import StoreError
 from cosmobac.interfaces import DeadLetter, StoreStats
 from cosmobac.schema import CORE_FIELDS, IDENTITY, STORE_SEQ, Kind, kind_of
-from cosmobac.values import real
+from cosmobac.values import choice, duration
 
 from ._schema import FORMAT, SCHEMA, SCHEMA_VERSION, SQL_TYPES, quote
 
@@ -47,25 +45,6 @@ _MEMORY: Final = ":memory:"
 # Connections inherited across fork() are never used nor closed by the child (closing could touch
 # the parent's locks or WAL); they are parked here so garbage collection does not close them either.
 _ABANDONED: list[sqlite3.Connection] = []
-
-
-def _retention_seconds(value: Any) -> float:
-    """Seconds for the ``retention`` setting: a number of seconds or text like ``"7d"``."""
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise TypeError(
-            "store 'retention' must be a number of seconds or a duration like '7d' or '12h', "
-            f"got {type(value).__name__}"
-        )
-    if isinstance(value, str):
-        try:
-            seconds = float(value.strip())
-        except ValueError:
-            seconds = parse_duration(value, key="store 'retention'")
-    else:
-        seconds = float(value)
-    if not math.isfinite(seconds) or seconds < 0:
-        raise ValueError(f"store 'retention' must be a finite duration of 0 or more, got {value!r}")
-    return seconds
 
 
 def _now_ms() -> int:
@@ -164,8 +143,8 @@ class SQLiteStore:
     ``path`` is the database file (created with its parent directories if missing; ``":memory:"``
     for a private in-memory store). ``retention`` is how long rows acknowledged by every consumer
     are kept, as seconds or text like ``"7d"``/``"12h"`` (default: keep everything), judged by the
-    reading's timestamp when :meth:`prune` runs. ``busy_timeout`` is how many seconds to wait for a
-    lock another process holds. ``synchronous`` is ``"normal"`` (durable at WAL checkpoints; a power
+    reading's timestamp when :meth:`prune` runs. ``busy_timeout`` is how long to wait for a lock
+    another process holds (seconds, or text like ``"30s"``). ``synchronous`` is ``"normal"`` (durable at WAL checkpoints; a power
     cut may lose the last transactions, never corrupt) or ``"full"`` (durable at every commit).
     """
 
@@ -174,7 +153,7 @@ class SQLiteStore:
         path: str | os.PathLike[str],
         *,
         retention: str | float | None = None,
-        busy_timeout: float = 30.0,
+        busy_timeout: str | float = 30.0,
         synchronous: str = "normal",
     ) -> None:
         if isinstance(path, os.PathLike):
@@ -183,24 +162,10 @@ class SQLiteStore:
             raise TypeError(f"store 'path' must be a file path, got {type(path).__name__}")
         if not path.strip():
             raise ValueError("store 'path' must not be empty")
-        busy_timeout = real("store 'busy_timeout'", busy_timeout)  # text from ${VAR} is fine
-        if busy_timeout < 0:
-            raise ValueError(
-                f"store 'busy_timeout' must be 0 or more seconds, got {busy_timeout!r}"
-            )
-        if not isinstance(synchronous, str):
-            raise TypeError(
-                f"store 'synchronous' must be one of {', '.join(_SYNCHRONOUS)}, "
-                f"got {type(synchronous).__name__}"
-            )
-        if synchronous.lower() not in _SYNCHRONOUS:
-            raise ValueError(
-                f"store 'synchronous' must be one of {', '.join(_SYNCHRONOUS)}, got {synchronous!r}"
-            )
-        self._retention_s = None if retention is None else _retention_seconds(retention)
+        self._retention_s = None if retention is None else duration("store 'retention'", retention)
+        self._busy_timeout = duration("store 'busy_timeout'", busy_timeout)
+        self._synchronous = choice("store 'synchronous'", synchronous, _SYNCHRONOUS)
         self._path = path
-        self._busy_timeout = float(busy_timeout)
-        self._synchronous = synchronous.lower()
         self._lock = threading.RLock()
         self._known: set[str] = set()
         self._insert_sql: dict[tuple[str, ...], str] = {}

@@ -32,7 +32,7 @@ import attrs
 import click
 import wasmtime
 
-from cosmobac.durations import parse_duration
+from cosmobac.values import duration, size
 
 from .errors import WasmError
 from .runtime import (
@@ -44,7 +44,6 @@ from .runtime import (
     builtin_module_path,
     check_signature,
     load_module,
-    parse_size,
 )
 
 __all__ = ["Mount", "RunResult", "check_env", "report_run", "run_module", "run_wasi", "wasm_group"]
@@ -221,17 +220,14 @@ def _env_pair(
 
 def _duration(ctx: click.Context, param: click.Parameter, value: str) -> float:
     try:
-        seconds = parse_duration(value, key=param.name or "timeout")
-    except ValueError as exc:
+        return duration(param.name or "timeout", value, positive=True)
+    except (TypeError, ValueError) as exc:
         raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
-    if seconds <= 0:
-        raise click.BadParameter("must be longer than zero", ctx=ctx, param=param)
-    return seconds
 
 
 def _size(ctx: click.Context, param: click.Parameter, value: str) -> int:
     try:
-        return parse_size(value, key=param.name or "memory")
+        return size(param.name or "memory", value)
     except (TypeError, ValueError) as exc:
         raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
 
