@@ -162,11 +162,11 @@ def collect(config: str, duration: str | None) -> None:
 def forward(config: str, follow: bool, reload: bool, seed: str | None) -> None:
     """Deliver pending rows from the store to every sink, acknowledging what they wrote."""
     if seed is not None:
-        from .reload import install_seed
+        from .live_config import install_seed
 
         install_seed(seed, config)
     if follow and reload:
-        from .reload import forward_following
+        from .live_config import forward_following
 
         stop = threading.Event()
         with graceful_stop(stop):

@@ -17,8 +17,7 @@ from click.testing import CliRunner
 from cosmobac import Batch
 from cosmobac.cli import cli
 from cosmobac.errors import ConfigError
-from cosmobac.plugins import get_plugins
-from cosmobac.reload import (
+from cosmobac.live_config import (
     ConfigWatcher,
     forward_following,
     install,
@@ -28,6 +27,7 @@ from cosmobac.reload import (
     status_path,
     write_atomic,
 )
+from cosmobac.plugins import get_plugins
 
 pytest.importorskip("cosmobac_sqlite", reason="needs the sqlite store plugin")
 
@@ -287,3 +287,25 @@ def test_a_seed_that_cannot_be_installed_is_a_config_error(tmp_path):
     (tmp_path / "file").write_text("")
     with pytest.raises(ConfigError, match="cannot install the pipeline file"):
         install_seed(seed, tmp_path / "file" / "live.toml")
+
+
+def test_the_old_module_name_still_runs_the_switch(tmp_path):
+    import subprocess
+    import sys
+
+    import cosmobac.live_config as live_config
+    import cosmobac.reload as old
+
+    assert [getattr(old, name) for name in old.__all__] == [
+        getattr(live_config, name) for name in old.__all__
+    ]
+    bad = tmp_path / "next.toml"
+    bad.write_text("not = [toml", encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, "-m", "cosmobac.reload", "install", str(bad), str(tmp_path / "live.toml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stderr  # the switch ran and refused a file that is not TOML
+    assert not (tmp_path / "live.toml").exists()
