@@ -285,3 +285,10 @@ def test_stdout_and_stderr_can_be_kept_in_files(tmp_path):
     assert result.exit_code == 0, result.output
     assert (tmp_path / "out.txt").read_bytes() == b"\0hello\0"
     assert b"BACALHAU_EXECUTION_ID=" in (tmp_path / "err.txt").read_bytes()
+
+
+def test_the_old_module_name_names_the_same_objects():
+    import cosmobac_wasm.command as old
+    import cosmobac_wasm.commands as commands
+
+    assert [getattr(old, n) for n in old.__all__] == [getattr(commands, n) for n in old.__all__]
