@@ -291,3 +291,16 @@ def test_bad_arguments(tmp_path, store):
     report = import_original([tmp_path / "missing.db"], store)
     assert report.files == () and "no such file" in str(report.problems[0])
     assert import_original([], store) == ImportReport((), 0, 0, 0, ())
+
+
+def test_anomaly_flags_read_with_the_one_vocabulary(tmp_path, store):
+    flags = [1, 0, "yes", "F", " True ", "2.0", None, "", "sometimes", b"\x01"]
+    rows = [base(timestamp=1710072000 + i, anomaly_flag=f) for i, f in enumerate(flags)]
+    source = make_db(tmp_path / "flags.db", OLD_COLUMNS, rows)
+    report = import_original(source, store)
+    assert report.rows_added == len(flags)
+    read = stored(store)["anomaly_flag"].tolist()
+    assert read == [True, False, True, False, True, True, False, False, False, False]
+    assert [str(p) for p in report.problems] == [
+        f"{source}: 2 unparsable value(s) in 'anomaly_flag' read as missing"
+    ]

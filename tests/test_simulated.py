@@ -487,7 +487,11 @@ def test_default_demo_is_a_few_percent_anomalous() -> None:
 @pytest.mark.parametrize(
     ("config", "error", "message"),
     [
-        ({"sensors_per_city": 0}, ValueError, "sensors_per_city must be ≥ 1, got 0"),
+        (
+            {"sensors_per_city": 0},
+            ValueError,
+            "sensors_per_city must be between 1 and 99999, got 0",
+        ),
         ({"sensors_per_city": 2.5}, TypeError, "sensors_per_city must be an integer"),
         ({"cities": 0}, ValueError, "cities must be between 1 and"),
         ({"cities": ["London", "london"]}, ValueError, "cities lists 'London' twice"),

@@ -20,8 +20,9 @@ import numpy as np
 import numpy.typing as npt
 
 from .schema import CORE_FIELDS, Kind, kind_of
+from .values import data_flag
 
-__all__ = ["Batch", "Reading", "to_epoch_ms"]
+__all__ = ["Batch", "Reading", "read_only", "to_epoch_ms"]
 
 _MS_PER_S = 1000
 
@@ -58,9 +59,12 @@ def to_epoch_ms(value: Any) -> int:
     )
 
 
-def _readonly(array: np.ndarray) -> np.ndarray:
+def read_only(array: np.ndarray, *, private: bool = False) -> np.ndarray:
+    """``array``, marked read-only. A writable view (of data someone else may still write
+    through another name) is copied first, unless ``private`` says the caller holds the only
+    reference to the data it views (a scratch array it built and drops)."""
     if array.flags.writeable:
-        if array.base is not None or not array.flags.owndata:
+        if not private and (array.base is not None or not array.flags.owndata):
             array = array.copy()
         array.flags.writeable = False
     return array
@@ -105,31 +109,11 @@ def _coerce(name: str, kind: Kind, values: Any, n: int | None) -> np.ndarray:
             return array.astype(np.int64)
         if kind is Kind.BOOL:
             if array.dtype.kind in "OUS":
-                array = np.array([_flag(v) for v in array], dtype=np.bool_)
+                array = np.array([data_flag(v) for v in array], dtype=np.bool_)
             return array.astype(np.bool_)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"column {name!r}: {exc}") from None
     raise AssertionError(kind)  # pragma: no cover
-
-
-_TRUE = frozenset({"true", "1", "yes", "t", "y"})
-_FALSE = frozenset({"false", "0", "no", "f", "n", ""})
-
-
-def _flag(value: Any) -> bool:
-    """A flag from a Python value; text must say true/false (or 1/0, yes/no), None is False."""
-    if value is None:
-        return False
-    if isinstance(value, str | np.str_):
-        text = value.strip().lower()
-        if text in _TRUE:
-            return True
-        if text in _FALSE:
-            return False
-        raise ValueError(f"{str(value)!r} is not a flag (write true/false, 1/0 or yes/no)")
-    if isinstance(value, float) and value != value:
-        return False  # NaN: a missing flag is not set
-    return bool(value)
 
 
 def _canonical(name: str, values: Any, n: int | None) -> np.ndarray:
@@ -182,7 +166,7 @@ class Batch:
         merged = {**(columns or {}), **more}
         lengths = [len(v) for v in merged.values() if np.ndim(v) > 0]
         n = max(lengths) if lengths else 0
-        out = {name: _readonly(_canonical(name, v, n)) for name, v in merged.items()}
+        out = {name: read_only(_canonical(name, v, n)) for name, v in merged.items()}
         return cls(columns=out)
 
     @classmethod
@@ -219,7 +203,7 @@ class Batch:
         out: dict[str, np.ndarray] = {}
         for name, example in names.items():
             parts = [b[name] if name in b else _missing_like(example, len(b)) for b in batches]
-            out[name] = _readonly(np.concatenate(parts))
+            out[name] = read_only(np.concatenate(parts))
         return cls(columns=out)
 
     # -- access -------------------------------------------------------------------------------
@@ -260,7 +244,7 @@ class Batch:
         n = len(self)
         out = dict(self._columns)
         for name, values in merged.items():
-            array = _readonly(_canonical(name, values, n))
+            array = read_only(_canonical(name, values, n))
             if len(array) != n and self._columns:
                 raise ValueError(f"column {name!r} has {len(array)} rows, the batch has {n}")
             out[name] = array
@@ -277,7 +261,7 @@ class Batch:
         index = np.asarray(rows)
         if index.dtype == np.bool_ and len(index) != len(self):
             raise ValueError(f"mask has {len(index)} entries, the batch has {len(self)} rows")
-        return Batch(columns={k: _readonly(v[index]) for k, v in self._columns.items()})
+        return Batch(columns={k: read_only(v[index]) for k, v in self._columns.items()})
 
     def sort(self, *by: str) -> Batch:
         """A new batch ordered by the given columns (stable; first name is the primary key)."""

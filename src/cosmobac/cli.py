@@ -19,6 +19,8 @@ from .errors import ConfigError, CosmobacError
 from .interfaces import DeadLetterStore, Store
 from .pipeline import ForwardReport, Pipeline
 from .plugins import get_plugins, missing_provider
+from .values import click_callback
+from .values import duration as parse_duration
 
 __all__ = ["cli", "main"]
 
@@ -127,16 +129,17 @@ config_argument = click.argument("config", type=click.Path(dir_okay=False))
 
 @cli.command()
 @config_argument
-@click.option("--duration", help="Sensor time to collect (overrides run.duration), e.g. 6h.")
-def run(config: str, duration: str | None) -> None:
+@click.option(
+    "--duration",
+    callback=click_callback(parse_duration),
+    help="Sensor time to collect (overrides run.duration), e.g. 6h.",
+)
+def run(config: str, duration: float | None) -> None:
     """Collect and forward in one process."""
-    from .durations import parse_duration
-
     bar = _ProgressBar()
     with _open(config, sensor=True, sinks=True, progress=bar) as pipeline:
         with graceful_stop(pipeline.stop):
-            seconds = None if duration is None else parse_duration(duration, key="--duration")
-            collected, forwarded = pipeline.run(duration=seconds)
+            collected, forwarded = pipeline.run(duration=duration)
         bar.close()
     click.echo(f"collected {collected.rows_added} new rows ({collected.rows_read} read)")
     _echo_forward(forwarded)
@@ -146,16 +149,17 @@ def run(config: str, duration: str | None) -> None:
 
 @cli.command()
 @config_argument
-@click.option("--duration", help="Sensor time to collect (overrides run.duration), e.g. 6h.")
-def collect(config: str, duration: str | None) -> None:
+@click.option(
+    "--duration",
+    callback=click_callback(parse_duration),
+    help="Sensor time to collect (overrides run.duration), e.g. 6h.",
+)
+def collect(config: str, duration: float | None) -> None:
     """Read the sensor into the store (no forwarding)."""
-    from .durations import parse_duration
-
     bar = _ProgressBar()
     with _open(config, sensor=True, progress=bar) as pipeline:
         with graceful_stop(pipeline.stop):
-            seconds = None if duration is None else parse_duration(duration, key="--duration")
-            report = pipeline.collect(duration=seconds)
+            report = pipeline.collect(duration=duration)
         bar.close()
     click.echo(f"collected {report.rows_added} new rows ({report.rows_read} read)")
 
@@ -178,11 +182,11 @@ def collect(config: str, duration: str | None) -> None:
 def forward(config: str, follow: bool, reload: bool, seed: str | None) -> None:
     """Deliver pending rows from the store to every sink, acknowledging what they wrote."""
     if seed is not None:
-        from .reload import install_seed
+        from .live_config import install_seed
 
         install_seed(seed, config)
     if follow and reload:
-        from .reload import forward_following
+        from .live_config import forward_following
 
         stop = threading.Event()
         with graceful_stop(stop):

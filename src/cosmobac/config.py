@@ -19,15 +19,15 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any, Final
 
 import attrs
 
-from .durations import parse_duration
 from .errors import ConfigError, PluginError
 from .plugins import Kind, Plugins, get_plugins
-from .values import integer, real
+from .values import choice, duration, fraction, integer, real
 
 __all__ = [
     "ComponentConfig",
@@ -69,62 +69,30 @@ def expand_env(value: Any, *, env: Mapping[str, str], where: str) -> Any:
     return value
 
 
-def _speed(value: Any) -> float | None:
+def _speed(key: str, value: Any) -> float | None:
     """``"max"`` → None (as fast as possible); otherwise a positive real-time factor."""
     if value is None or (isinstance(value, str) and value.strip().lower() == "max"):
         return None
-    if isinstance(value, bool):
-        raise ValueError("speed must be 'max' or a positive number (1.0 = real time)")
     try:
-        factor = float(value)
+        return real(key, value, above=0)
     except (TypeError, ValueError):
         raise ValueError(
-            f"speed must be 'max' or a positive number (1.0 = real time), got {value!r}"
+            f"{key} must be 'max' or a number > 0 (1.0 = real time), got {value!r}"
         ) from None
-    if factor <= 0:
-        raise ValueError(f"speed must be positive, got {value!r}")
-    return factor
-
-
-def _positive_int(key: str, value: Any) -> int:
-    number = integer(key, value)
-    if number < 1:
-        raise ValueError(f"{key} must be a whole number ≥ 1, got {value!r}")
-    return number
-
-
-def _fraction(key: str, value: Any) -> float:
-    number = real(key, value)
-    if not 0 <= number <= 1:
-        raise ValueError(f"{key} must be a number from 0 to 1, got {value!r}")
-    return number
-
-
-def _positive_duration(key: str, value: Any) -> float:
-    seconds = parse_duration(value, key=key)
-    if seconds <= 0:
-        raise ValueError(f"{key} must be longer than zero")
-    return seconds
 
 
 _RUN_CONVERTERS: Final[dict[str, Any]] = {
-    "duration": lambda k, v: None if v is None else _positive_duration(k, v),
-    "speed": lambda k, v: _speed(v),
-    "step": _positive_duration,
-    "batch_size": _positive_int,
-    "interval": lambda k, v: parse_duration(v, key=k),
-    "jitter": _fraction,
-    "max_attempts": _positive_int,
-    "backoff": lambda k, v: parse_duration(v, key=k),
-    "max_backoff": lambda k, v: parse_duration(v, key=k),
-    "on_transform_error": lambda k, v: _choice(k, v, ("dead_letter", "stop")),
+    "duration": lambda k, v: None if v is None else duration(k, v, positive=True),
+    "speed": _speed,
+    "step": partial(duration, positive=True),
+    "batch_size": partial(integer, minimum=1),
+    "interval": duration,
+    "jitter": fraction,
+    "max_attempts": partial(integer, minimum=1),
+    "backoff": duration,
+    "max_backoff": duration,
+    "on_transform_error": lambda k, v: choice(k, v, ("dead_letter", "stop")),
 }
-
-
-def _choice(key: str, value: Any, choices: tuple[str, ...]) -> str:
-    if value not in choices:
-        raise ValueError(f"{key} must be one of {', '.join(choices)}; got {value!r}")
-    return str(value)
 
 
 @attrs.frozen(kw_only=True)

@@ -39,6 +39,7 @@ import numpy as np
 from .batch import Batch, to_epoch_ms
 from .interfaces import FileStore, Store
 from .schema import CORE_FIELDS, Kind
+from .values import data_flag
 
 __all__ = ["ImportProblem", "ImportReport", "import_original"]
 
@@ -46,7 +47,6 @@ TABLE: Final = "sensor_readings"
 _DROPPED: Final = frozenset({"id", "synced"})
 _RENAMED: Final = {"location": "city"}
 _MAX_EPOCH_S: Final = 253_402_300_800  # 10000-01-01: beyond it no date type can hold the time
-_TRUE_TEXT: Final = frozenset({"true", "t", "yes", "y"})
 
 
 @attrs.frozen
@@ -158,24 +158,16 @@ def _strings(values: Sequence[Any]) -> np.ndarray:
     return out
 
 
-def _flag(value: Any) -> bool:
-    """An anomaly flag: non-zero numbers and 'true'/'yes'/'1' text are true; missing is false."""
-    if isinstance(value, int | float):
-        return bool(value) and not math.isnan(value)
-    if isinstance(value, str):
-        text = value.strip().lower()
-        if text in _TRUE_TEXT:
-            return True
+def _flags(values: Sequence[Any]) -> tuple[np.ndarray, int]:
+    """Flags, and how many values were not flags (read as false, like a missing flag)."""
+    out = np.zeros(len(values), dtype=np.bool_)
+    bad = 0
+    for i, value in enumerate(values):
         try:
-            number = float(text)
+            out[i] = data_flag(value)
         except ValueError:
-            return False
-        return bool(number) and not math.isnan(number)
-    return False
-
-
-def _flags(values: Sequence[Any]) -> np.ndarray:
-    return np.fromiter((_flag(v) for v in values), dtype=np.bool_, count=len(values))
+            bad += 1
+    return out, bad
 
 
 def _affinity(declared: str) -> Kind:
@@ -304,7 +296,7 @@ def _to_batch(
         if kind is Kind.FLOAT:
             array, bad = _floats(values)
         elif kind is Kind.BOOL:
-            array, bad = _flags(values), 0
+            array, bad = _flags(values)
         elif kind is Kind.STR:
             array, bad = _strings(values), 0
         else:

@@ -69,7 +69,7 @@ BUILTIN_MODULES: Final = (
     "cosmobac.transforms.aggregate",
     "cosmobac.detectors",
     "cosmobac.sinks.webhook",
-    "cosmobac.evaluation.cli",
+    "cosmobac.evaluation.commands",
 )
 
 

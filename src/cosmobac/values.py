@@ -1,24 +1,109 @@
-"""Configuration values from TOML or from ``${VAR}`` text: numbers, whole numbers and flags.
+"""The one parser for configuration values: flags, whole and real numbers, fractions, durations,
+sizes and choices, for pipeline files, sensors, transforms, detectors, sinks, stores and plugins.
 
-Every function names the key in its error, so a user can find what to fix. Text is accepted
-wherever a number or flag is, because values expanded from environment variables are always text.
+Guarantees:
+
+* every function takes the key first and names it in its error, shows the bad value and says what
+  is accepted, so a user can find what to fix;
+* text is accepted wherever a number, flag, duration or size is, because values expanded from
+  ``${VAR}`` are always text;
+* a value of the wrong type (a list where a number belongs, ``True`` where a count belongs) raises
+  ``TypeError``; a value of the right type that is out of range or unreadable raises ``ValueError``;
+* there is one yes/no vocabulary, :data:`YES` and :data:`NO`, any case.
+
+:func:`data_flag` reads flags found in *data* (a column of a batch, a cell of an imported file): it
+uses the same words, and also reads a missing value as false.
 """
 
 from __future__ import annotations
 
+import difflib
 import math
-from typing import Any
+import re
+from collections.abc import Callable, Iterable
+from typing import Any, Final, TypeVar
 
 import numpy as np
 
-__all__ = ["flag", "integer", "real"]
+__all__ = [
+    "NO",
+    "YES",
+    "choice",
+    "click_callback",
+    "data_flag",
+    "did_you_mean",
+    "duration",
+    "flag",
+    "fraction",
+    "integer",
+    "parse_duration",
+    "real",
+    "size",
+]
 
-_TRUE = frozenset({"true", "yes", "on", "1"})
-_FALSE = frozenset({"false", "no", "off", "0"})
+YES: Final = frozenset({"true", "yes", "on", "1", "t", "y"})
+"""Text read as true, in any case."""
+NO: Final = frozenset({"false", "no", "off", "0", "f", "n"})
+"""Text read as false, in any case."""
+_WORDS: Final = "true/false, yes/no, on/off, 1/0, t/f or y/n"
+
+_DURATION_UNITS: Final = {
+    "ms": 0.001,
+    "s": 1.0,
+    "m": 60.0,
+    "h": 3600.0,
+    "d": 86400.0,
+    "w": 604800.0,
+}
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)")
+_DURATION_EXAMPLES: Final = "'30s', '15m', '6h', '1h30m', '7d' or a number of seconds"
+
+_SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)$", re.IGNORECASE)
+_SIZE_POWERS: Final = {"": 0, "k": 1, "m": 2, "g": 3, "t": 4}
+_SIZE_EXAMPLES: Final = "'64MB', '128MiB', '1GiB' or a number of bytes"
 
 
-def real(key: str, value: Any) -> float:
-    """A finite float from a number or numeric text."""
+def _show(number: float) -> str:
+    return f"{number:g}" if isinstance(number, float) else str(number)
+
+
+def _check_bounds(
+    key: str,
+    value: Any,
+    number: float,
+    *,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    above: float | None = None,
+) -> None:
+    """``ValueError`` naming ``key`` unless ``number`` is within the bounds (inclusive ``minimum``
+    and ``maximum``, exclusive ``above``)."""
+    if (
+        (minimum is None or number >= minimum)
+        and (maximum is None or number <= maximum)
+        and (above is None or number > above)
+    ):
+        return
+    if minimum is not None and maximum is not None and above is None:
+        accepted = f"between {_show(minimum)} and {_show(maximum)}"
+    else:
+        parts = [f"> {_show(above)}"] if above is not None else []
+        parts += [f"≥ {_show(minimum)}"] if minimum is not None else []
+        parts += [f"≤ {_show(maximum)}"] if maximum is not None else []
+        accepted = " and ".join(parts)
+    raise ValueError(f"{key} must be {accepted}, got {value!r}")
+
+
+def real(
+    key: str,
+    value: Any,
+    *,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    above: float | None = None,
+) -> float:
+    """A finite float from a number or numeric text, within the bounds given (``minimum`` and
+    ``maximum`` inclusive, ``above`` exclusive)."""
     if isinstance(value, bool) or not isinstance(
         value, int | float | np.integer | np.floating | str
     ):
@@ -29,29 +114,173 @@ def real(key: str, value: Any) -> float:
         raise ValueError(f"{key} must be a number, got {value!r}") from None
     if not math.isfinite(number):
         raise ValueError(f"{key} must be a finite number, got {value!r}")
+    _check_bounds(key, value, number, minimum=minimum, maximum=maximum, above=above)
     return number
 
 
-def integer(key: str, value: Any) -> int:
-    """An int from an integer or integer text."""
+def fraction(key: str, value: Any) -> float:
+    """A number from 0 to 1 inclusive (a probability, a share)."""
+    return real(key, value, minimum=0.0, maximum=1.0)
+
+
+def integer(key: str, value: Any, *, minimum: int | None = None, maximum: int | None = None) -> int:
+    """An int from an integer or integer text, from ``minimum`` to ``maximum`` inclusive."""
     if isinstance(value, bool) or not isinstance(value, int | np.integer | str):
         raise TypeError(f"{key} must be an integer, got {value!r} ({type(value).__name__})")
     if isinstance(value, str):
         try:
-            return int(value.strip())
+            number = int(value.strip())
         except ValueError:
             raise ValueError(f"{key} must be an integer, got {value!r}") from None
-    return int(value)
+    else:
+        number = int(value)
+    _check_bounds(key, value, number, minimum=minimum, maximum=maximum)
+    return number
 
 
 def flag(key: str, value: Any) -> bool:
-    """A bool from a bool or text: true/false, yes/no, on/off, 1/0 (any case)."""
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str):
+    """A bool from a bool or from text in :data:`YES` or :data:`NO` (any case)."""
+    if isinstance(value, bool | np.bool_):
+        return bool(value)
+    if not isinstance(value, str):
+        raise TypeError(f"{key} must be true or false, got {value!r} ({type(value).__name__})")
+    text = value.strip().lower()
+    if text in YES:
+        return True
+    if text in NO:
+        return False
+    raise ValueError(f"{key} must be true or false, got {value!r} (accepted: {_WORDS})")
+
+
+def data_flag(value: Any) -> bool:
+    """A flag read from data, not configuration: :data:`YES`/:data:`NO` text, or a number or
+    numeric text (true when not zero); a missing value (``None``, NaN, empty text) is false.
+    Anything else raises ``ValueError``; the caller names the column."""
+    if value is None:
+        return False
+    if isinstance(value, str | np.str_):
         text = value.strip().lower()
-        if text in _TRUE:
+        if text in YES:
             return True
-        if text in _FALSE:
+        if text in NO or not text:
             return False
-    raise TypeError(f"{key} must be true or false, got {value!r}")
+        try:
+            value = float(text)
+        except ValueError:
+            raise ValueError(
+                f"{str(value)!r} is not a flag (accepted: {_WORDS}, or a number)"
+            ) from None
+    if isinstance(value, float | np.floating) and math.isnan(value):
+        return False
+    if isinstance(value, int | float | np.bool_ | np.integer | np.floating):
+        return bool(value)
+    raise ValueError(f"{value!r} is not a flag (accepted: {_WORDS}, or a number)")
+
+
+def duration(key: str, value: Any, *, positive: bool = False) -> float:
+    """Seconds from a number of seconds or text such as ``"30s"``, ``"6h"``, ``"1h30m"``,
+    ``"250ms"``, ``"7d"``, ``"2w"`` or ``"30"``; never negative, and above zero if ``positive``."""
+    if isinstance(value, bool) or not isinstance(
+        value, int | float | np.integer | np.floating | str
+    ):
+        raise TypeError(
+            f"{key} must be a duration such as {_DURATION_EXAMPLES}, got {value!r} "
+            f"({type(value).__name__})"
+        )
+    if isinstance(value, str):
+        text = value.strip().lower().replace(" ", "")
+        try:
+            seconds = float(text)  # a bare number, as ${VAR} gives: seconds
+        except ValueError:
+            parts = _DURATION_PART.findall(text)
+            if not text or "".join(n + u for n, u in parts) != text:
+                raise ValueError(
+                    f"{key}: {value!r} is not a duration; write e.g. {_DURATION_EXAMPLES}"
+                ) from None
+            seconds = sum(float(n) * _DURATION_UNITS[u] for n, u in parts)
+    else:
+        seconds = float(value)
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ValueError(f"{key} must be a finite duration of 0 or more, got {value!r}")
+    if positive and seconds <= 0:
+        raise ValueError(f"{key} must be longer than zero, got {value!r}")
+    return seconds
+
+
+def parse_duration(value: Any, *, key: str = "duration") -> float:
+    """:func:`duration` with the value first (its older spelling, kept for callers)."""
+    return duration(key, value)
+
+
+def size(key: str, value: Any) -> int:
+    """Bytes (above zero) from a whole number of bytes or text such as ``"64MB"``, ``"128MiB"``,
+    ``"1GiB"``, ``"4096"``: ``KiB``/``MiB``/``GiB``/``TiB`` are powers of 1024,
+    ``KB``/``MB``/``GB``/``TB`` powers of 1000, any case. A fraction of a byte is dropped."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer | float | str):
+        raise TypeError(
+            f"{key} must be a size such as {_SIZE_EXAMPLES}, got {value!r} ({type(value).__name__})"
+        )
+    if isinstance(value, str):
+        match = _SIZE.match(value.strip())
+        if match is None:
+            raise ValueError(f"{key}: {value!r} is not a size; write e.g. {_SIZE_EXAMPLES}")
+        unit = match[2].lower().removesuffix("b")
+        base = 1024 if unit.endswith("i") else 1000
+        if unit == "i":
+            raise ValueError(f"{key}: {value!r} is not a size; write e.g. {_SIZE_EXAMPLES}")
+        number = float(match[1]) * base ** _SIZE_POWERS[unit.removesuffix("i")]
+    else:
+        number = float(value)
+    if not math.isfinite(number) or int(number) < 1:
+        raise ValueError(f"{key} must be a size of at least one byte, got {value!r}")
+    return int(number)
+
+
+def choice(key: str, value: Any, options: Iterable[str]) -> str:
+    """The one of ``options`` that ``value`` names (any case, surrounding spaces ignored)."""
+    options = tuple(options)
+    accepted = ", ".join(repr(o) for o in options)
+    if not isinstance(value, str):
+        raise TypeError(f"{key} must be one of {accepted}; got {value!r} ({type(value).__name__})")
+    found = {o.casefold(): o for o in options}.get(value.strip().casefold())
+    if found is not None:
+        return found
+    raise ValueError(
+        f"{key} must be one of {accepted}; got {value!r}{did_you_mean(value, options)}"
+    )
+
+
+def did_you_mean(word: str, options: Iterable[str]) -> str:
+    """``"; did you mean 'x'?"`` naming the options closest to ``word`` (ignoring case), or ``""``
+    when none is close: a hint to end an error message with."""
+    options = list(options)
+    close = difflib.get_close_matches(word, options, n=3, cutoff=0.6)
+    if not close:
+        folded = {o.casefold(): o for o in options}
+        close = [folded[c] for c in difflib.get_close_matches(word.casefold(), list(folded), n=3)]
+    return f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+
+
+_T = TypeVar("_T")
+
+
+def click_callback(
+    parse: Callable[..., _T], **options: Any
+) -> Callable[[Any, Any, Any], _T | None]:
+    """A click option callback that reads the option with ``parse(key, value, **options)`` (the key
+    is the option's name, e.g. ``--timeout``), passes ``None`` through, and turns the parser's
+    error into click's usage error (exit status 2), e.g.
+    ``@click.option("--timeout", callback=click_callback(duration, positive=True))``."""
+
+    def callback(ctx: Any, param: Any, value: Any) -> _T | None:
+        import click
+
+        if value is None:
+            return None
+        key = param.opts[0] if param is not None and param.opts else "value"
+        try:
+            return parse(key, value, **options)
+        except (TypeError, ValueError) as exc:
+            raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
+
+    return callback

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from cosmobac.batch import Batch
 from cosmobac.cli import cli
-from cosmobac.evaluation.cli import register_commands
+from cosmobac.evaluation.commands import register_commands
 from cosmobac.evaluation.metrics import Counts, detector_names, evaluate, find_events
 from cosmobac.plugins import Plugins
 

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 from detection_support import DATA
 
-from cosmobac.evaluation.cli import evaluate_command
+from cosmobac.evaluation.commands import evaluate_command
 from cosmobac.evaluation.nab import (
     IN_PROBATION,
     OUTSIDE,

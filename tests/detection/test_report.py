@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from detection_support import fleet_rows, run
 
 from cosmobac.detectors import Cusum, Dropout, Stuck, ZScore
-from cosmobac.evaluation.cli import report_command
+from cosmobac.evaluation.commands import report_command
 from cosmobac.evaluation.metrics import evaluate
 from cosmobac.report import (
     ReportError,

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pytest
@@ -18,46 +15,7 @@ from cosmobac.pipeline import Lane, Pipeline
 from cosmobac.plugins import Plugins
 from cosmobac.sinks.webhook import WebhookSink
 from cosmobac.testing import MemoryStore
-
-
-class Receiver:
-    """A loopback HTTP server that records each POST and answers from a script of
-    ``(status, headers)`` (then 200)."""
-
-    def __init__(self) -> None:
-        self.posts: list[dict] = []
-        self.headers: list[dict] = []
-        self.script: list[tuple[int, dict[str, str]]] = []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["content-length"]))
-                status, headers = receiver.script.pop(0) if receiver.script else (200, {})
-                if status < 300:
-                    receiver.posts.append(json.loads(body))
-                    receiver.headers.append(dict(self.headers))
-                self.send_response(status)
-                for name, value in headers.items():
-                    self.send_header(name, value)
-                text = b"" if status < 300 else f"status {status}".encode()
-                self.send_header("content-length", str(len(text)))
-                self.end_headers()
-                self.wfile.write(text)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/alerts"
-        self.thread = threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
-        )
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+from webhook_receiver import Receiver
 
 
 @pytest.fixture

@@ -204,7 +204,7 @@ def test_the_switch_job_installs_a_new_file_and_waits_for_the_forwarder():
     job = switch_job(new, image=IMAGE, cities=["porto"], wait=30)
     assert job.type == "ops" and job.name.startswith("cosmobac-switch-")
     params = job.task.engine.params
-    assert params["Entrypoint"] == ["python", "-m", "cosmobac.reload"]
+    assert params["Entrypoint"] == ["python", "-m", "cosmobac.live_config"]
     assert params["Parameters"] == [
         "install",
         "/etc/cosmobac/next.toml",

@@ -240,7 +240,7 @@ def test_the_fleet_daemon_picks_up_a_switched_stage_while_it_runs(tmp_path, node
 
 
 def test_a_restarted_daemon_keeps_the_switched_stage(tmp_path, node):
-    from cosmobac.reload import write_atomic
+    from cosmobac.live_config import write_atomic
 
     data = node["/var/lib/cosmobac"]
     daemon = pipeline_job(edge_config("first.jsonl"), image="cosmobac:test", host_env=["CITY"])

@@ -16,8 +16,9 @@ from cosmobac.errors import ConfigError
 from cosmobac.plugins import Plugins
 from cosmobac_cosmos import CosmosSink
 from cosmobac_cosmos._errors import Action, Redactor, classify, retry_after_seconds
+from cosmobac_cosmos.concurrency import Limiter
 from cosmobac_cosmos.emulator import LOCAL_KEY
-from cosmobac_cosmos.sink import MAX_BATCH_BYTES, MAX_DOCUMENT_BYTES, _Limiter, _Outcome
+from cosmobac_cosmos.sink import MAX_BATCH_BYTES, MAX_DOCUMENT_BYTES, _Outcome
 from cosmobac_cosmos.tools import Filters
 
 SECRET = "c2VjcmV0LWFjY291bnQta2V5LXRoYXQtbXVzdC1uZXZlci1sZWFr"  # base64, like a real key
@@ -303,7 +304,7 @@ def test_a_401_message_names_the_setting_not_the_key():
 
 # -- concurrency and backoff ---------------------------------------------------------------------
 def test_aimd_adds_one_per_round_and_halves_on_congestion():
-    limiter = _Limiter(maximum=16, limit=4.0)
+    limiter = Limiter(maximum=16, limit=4.0)
     now = 0.0
     for _ in range(40):
         now += 0.01
@@ -320,11 +321,11 @@ def test_aimd_adds_one_per_round_and_halves_on_congestion():
 
 
 def test_aimd_slows_down_when_latency_grows():
-    limiter = _Limiter(maximum=16, limit=8.0)
+    limiter = Limiter(maximum=16, limit=8.0)
     limiter.observe(0.01, 1.0, target=5.0)
     limiter.observe(0.2, 2.0, target=5.0)  # 20x the unloaded latency: queueing
     assert limiter.limit < 8.0
-    limiter = _Limiter(maximum=16, limit=8.0)
+    limiter = Limiter(maximum=16, limit=8.0)
     limiter.observe(6.0, 1.0, target=5.0)  # slower than latency_target
     assert limiter.limit < 8.0
 

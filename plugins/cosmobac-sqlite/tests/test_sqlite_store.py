@@ -120,8 +120,8 @@ def test_schema_wal_and_meta(store):
 
 @pytest.mark.parametrize(("setting", "level"), [("normal", 1), ("FULL", 2)])
 def test_synchronous_setting(tmp_path, setting, level):
-    with SQLiteStore(tmp_path / "sync.db", synchronous=setting, busy_timeout=2.5) as s:
-        conn = s._connection()
+    store = SQLiteStore(tmp_path / "sync.db", synchronous=setting, busy_timeout=2.5)
+    with store, store._transaction(write=False) as conn:
         assert conn.execute("PRAGMA synchronous").fetchone()[0] == level
         assert conn.execute("PRAGMA busy_timeout").fetchone()[0] == 2500
 

@@ -147,4 +147,4 @@ def test_store_handed_to_a_child_process_opens_its_own_connection(tmp_path, meth
         assert store.checkpoint("child") == 60
         store.ack("parent", store.read("parent", 100))
         assert store.checkpoint("parent") == 60
-        assert os.getpid() == store._pid
+        assert os.getpid() == store._db.pid

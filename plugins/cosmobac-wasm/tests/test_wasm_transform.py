@@ -128,7 +128,7 @@ def test_an_empty_batch_gets_the_output_columns():
         ({"columns": ["t"], "timeout": 0}, ValueError, ["timeout must be longer than zero"]),
         ({"columns": ["t"], "memory_limit": "lots"}, ValueError, ["memory_limit"]),
         ({"columns": ["t"], "memory_limit": "5GiB"}, ValueError, ["memory_limit", "4 GiB"]),
-        ({"columns": ["t"], "fuel": 0}, ValueError, ["fuel must be a whole number"]),
+        ({"columns": ["t"], "fuel": 0}, ValueError, ["fuel must be ≥ 1, got 0"]),
         ({"columns": ["t"], "chunk_rows": 0}, ValueError, ["chunk_rows"]),
         ({"columns": ["t"], "cache_dir": 3}, TypeError, ["cache_dir"]),
         ({"columns": ["t"], "group_by": 1}, TypeError, ["group_by"]),

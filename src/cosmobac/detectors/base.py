@@ -29,18 +29,12 @@ import numpy as np
 
 from ..batch import Batch
 from ..schema import METRICS
-from ..values import flag, integer, real
 from ._series import Groups, Part, Slots, decode_arrays, encode_arrays
 
 __all__ = [
     "Detector",
     "columns_converter",
     "name_validator",
-    "to_choice",
-    "to_flag",
-    "to_int",
-    "to_non_negative",
-    "to_positive",
     "warmup",
 ]
 
@@ -76,41 +70,6 @@ def name_validator(instance: Any, attribute: Any, value: Any) -> None:
         )
 
 
-def _number(key: str, value: Any) -> float:
-    return real(key, value)
-
-
-def to_positive(key: str, value: Any) -> float:
-    """A finite number > 0, as float; the error names ``key``."""
-    number = _number(key, value)
-    if number <= 0:
-        raise ValueError(f"{key} must be > 0, got {value!r}")
-    return number
-
-
-def to_non_negative(key: str, value: Any) -> float:
-    """A finite number ≥ 0, as float."""
-    number = _number(key, value)
-    if number < 0:
-        raise ValueError(f"{key} must be ≥ 0, got {value!r}")
-    return number
-
-
-def to_int(key: str, value: Any, *, minimum: int = 1, optional: bool = False) -> Any:
-    """A whole number ≥ ``minimum`` (``None`` allowed if ``optional``)."""
-    if value is None and optional:
-        return None
-    number = integer(key, value)
-    if number < minimum:
-        raise ValueError(f"{key} must be ≥ {minimum}, got {value!r}")
-    return number
-
-
-def to_flag(key: str, value: Any) -> bool:
-    """``True``/``False`` (or text such as ``"true"``, ``"no"``)."""
-    return flag(key, value)
-
-
 def warmup(window: int, min_periods: int | None) -> int:
     """The values a detector scoring over the last ``window`` values needs first: ``min_periods``,
     by default half the window (at least 2); ``ValueError`` when ``min_periods`` exceeds it."""
@@ -140,13 +99,6 @@ def last_valid(x: np.ndarray, ok: np.ndarray, last: np.ndarray) -> np.ndarray:
     index = np.where(ok, np.arange(length), -1).max(axis=1) if length else np.full(len(x), -1)
     picked = x[np.arange(len(x)), np.maximum(index, 0)] if length else last
     return np.where(index >= 0, picked, last)
-
-
-def to_choice(key: str, value: Any, choices: tuple[str, ...]) -> str:
-    """One of ``choices``."""
-    if value not in choices:
-        raise ValueError(f"{key} must be one of {', '.join(choices)}; got {value!r}")
-    return str(value)
 
 
 @attrs.define(eq=False, kw_only=True)

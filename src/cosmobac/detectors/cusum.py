@@ -6,8 +6,9 @@ import attrs
 import numpy as np
 
 from ..batch import Batch
+from ..values import integer, real
 from ._series import Part
-from .base import Detector, to_int, to_non_negative, to_positive
+from .base import Detector
 from .ewma import halflife_alpha
 
 __all__ = ["Cusum"]
@@ -36,12 +37,12 @@ class Cusum(Detector):
 
     kind = "cusum"
 
-    halflife: float = attrs.field(default=120.0, converter=lambda v: to_positive("halflife", v))
-    slack: float = attrs.field(default=0.5, converter=lambda v: to_non_negative("slack", v))
-    threshold: float = attrs.field(default=8.0, converter=lambda v: to_positive("threshold", v))
-    clip: float = attrs.field(default=3.0, converter=lambda v: to_non_negative("clip", v))
+    halflife: float = attrs.field(default=120.0, converter=lambda v: real("halflife", v, above=0))
+    slack: float = attrs.field(default=0.5, converter=lambda v: real("slack", v, minimum=0))
+    threshold: float = attrs.field(default=8.0, converter=lambda v: real("threshold", v, above=0))
+    clip: float = attrs.field(default=3.0, converter=lambda v: real("clip", v, minimum=0))
     min_periods: int = attrs.field(
-        default=30, converter=lambda v: to_int("min_periods", v, minimum=2)
+        default=30, converter=lambda v: integer("min_periods", v, minimum=2)
     )
 
     @property

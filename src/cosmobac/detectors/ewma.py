@@ -8,8 +8,9 @@ import attrs
 import numpy as np
 
 from ..batch import Batch
+from ..values import integer, real
 from ._series import Part
-from .base import Detector, to_int, to_positive
+from .base import Detector
 from .zscore import _z
 
 __all__ = ["EWMA", "ewm_scan", "ewm_state", "halflife_alpha"]
@@ -152,11 +153,11 @@ class EWMA(Detector):
 
     kind = "ewma"
 
-    halflife: float = attrs.field(default=30.0, converter=lambda v: to_positive("halflife", v))
+    halflife: float = attrs.field(default=30.0, converter=lambda v: real("halflife", v, above=0))
     min_periods: int = attrs.field(
-        default=30, converter=lambda v: to_int("min_periods", v, minimum=2)
+        default=30, converter=lambda v: integer("min_periods", v, minimum=2)
     )
-    threshold: float = attrs.field(default=4.0, converter=lambda v: to_positive("threshold", v))
+    threshold: float = attrs.field(default=4.0, converter=lambda v: real("threshold", v, above=0))
 
     @property
     def threshold_value(self) -> float:

@@ -9,18 +9,14 @@ import attrs
 import numpy as np
 
 from ..batch import Batch
-from ..durations import parse_duration
 from ..schema import METRICS
+from ..values import choice, duration, integer, real
 from ._series import Part
 from .base import (
     Detector,
     columns_converter,
     last_valid,
     previous_valid,
-    to_choice,
-    to_int,
-    to_non_negative,
-    to_positive,
 )
 from .ewma import STATE_KEYS, ewm_scan, ewm_state, halflife_alpha
 
@@ -63,10 +59,10 @@ class Stuck(Detector):
 
     kind = "stuck"
 
-    min_run: int = attrs.field(default=3, converter=lambda v: to_int("min_run", v, minimum=2))
-    tolerance: float = attrs.field(default=0.0, converter=lambda v: to_non_negative("tolerance", v))
+    min_run: int = attrs.field(default=3, converter=lambda v: integer("min_run", v, minimum=2))
+    tolerance: float = attrs.field(default=0.0, converter=lambda v: real("tolerance", v, minimum=0))
     require: str = attrs.field(
-        default="all", converter=lambda v: to_choice("require", v, ("all", "any"))
+        default="all", converter=lambda v: choice("require", v, ("all", "any"))
     )
 
     @property
@@ -109,10 +105,7 @@ class Stuck(Detector):
 def _max_gap(value: Any) -> float | None:
     if value is None or value == "auto":
         return None
-    seconds = parse_duration(value, key="max_gap")
-    if seconds <= 0:
-        raise ValueError(f"max_gap must be longer than zero, got {value!r}")
-    return seconds
+    return duration("max_gap", value, positive=True)
 
 
 @attrs.define(eq=False, kw_only=True)
@@ -138,11 +131,13 @@ class Dropout(Detector):
 
     columns: tuple[str, ...] = attrs.field(default=METRICS, converter=columns_converter)
     require: str = attrs.field(
-        default="all", converter=lambda v: to_choice("require", v, ("all", "any"))
+        default="all", converter=lambda v: choice("require", v, ("all", "any"))
     )
-    min_missing: int = attrs.field(default=1, converter=lambda v: to_int("min_missing", v))
+    min_missing: int = attrs.field(
+        default=1, converter=lambda v: integer("min_missing", v, minimum=1)
+    )
     max_gap: float | None = attrs.field(default=None, converter=_max_gap)
-    gap_factor: float = attrs.field(default=3.0, converter=lambda v: to_positive("gap_factor", v))
+    gap_factor: float = attrs.field(default=3.0, converter=lambda v: real("gap_factor", v, above=0))
 
     @property
     def threshold_value(self) -> float:

@@ -7,14 +7,12 @@ import attrs
 import numpy as np
 
 from ..batch import Batch
+from ..values import flag, integer, real
 from ._series import Part
 from .base import (
     Detector,
     last_valid,
     previous_valid,
-    to_flag,
-    to_int,
-    to_positive,
     warmup,
 )
 from .zscore import _z
@@ -45,11 +43,12 @@ def _median(windows: np.ndarray, counts: np.ndarray) -> np.ndarray:
 class _Windowed(Detector):
     """A detector that sees, for each value, the previous ``window`` values of its series."""
 
-    window: int = attrs.field(default=60, converter=lambda v: to_int("window", v, minimum=3))
+    window: int = attrs.field(default=60, converter=lambda v: integer("window", v, minimum=3))
     min_periods: int | None = attrs.field(
-        default=None, converter=lambda v: to_int("min_periods", v, minimum=2, optional=True)
+        default=None,
+        converter=lambda v: None if v is None else integer("min_periods", v, minimum=2),
     )
-    skip_repeats: bool = attrs.field(default=True, converter=lambda v: to_flag("skip_repeats", v))
+    skip_repeats: bool = attrs.field(default=True, converter=lambda v: flag("skip_repeats", v))
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -120,7 +119,7 @@ class RobustZScore(_Windowed):
 
     kind = "robust_zscore"
 
-    threshold: float = attrs.field(default=5.0, converter=lambda v: to_positive("threshold", v))
+    threshold: float = attrs.field(default=5.0, converter=lambda v: real("threshold", v, above=0))
 
     @property
     def threshold_value(self) -> float:
@@ -154,9 +153,11 @@ class Spike(_Windowed):
 
     kind = "spike"
 
-    window: int = attrs.field(default=30, converter=lambda v: to_int("window", v, minimum=3))
-    neighbours: int = attrs.field(default=5, converter=lambda v: to_int("neighbours", v, minimum=1))
-    threshold: float = attrs.field(default=6.0, converter=lambda v: to_positive("threshold", v))
+    window: int = attrs.field(default=30, converter=lambda v: integer("window", v, minimum=3))
+    neighbours: int = attrs.field(
+        default=5, converter=lambda v: integer("neighbours", v, minimum=1)
+    )
+    threshold: float = attrs.field(default=6.0, converter=lambda v: real("threshold", v, above=0))
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()

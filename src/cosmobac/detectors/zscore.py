@@ -6,14 +6,12 @@ import attrs
 import numpy as np
 
 from ..batch import Batch
+from ..values import flag, integer, real
 from ._series import Part, take_window
 from .base import (
     Detector,
     last_valid,
     previous_valid,
-    to_flag,
-    to_int,
-    to_positive,
     warmup,
 )
 
@@ -49,12 +47,13 @@ class ZScore(Detector):
 
     kind = "zscore"
 
-    window: int = attrs.field(default=60, converter=lambda v: to_int("window", v, minimum=2))
+    window: int = attrs.field(default=60, converter=lambda v: integer("window", v, minimum=2))
     min_periods: int | None = attrs.field(
-        default=None, converter=lambda v: to_int("min_periods", v, minimum=2, optional=True)
+        default=None,
+        converter=lambda v: None if v is None else integer("min_periods", v, minimum=2),
     )
-    threshold: float = attrs.field(default=4.0, converter=lambda v: to_positive("threshold", v))
-    skip_repeats: bool = attrs.field(default=True, converter=lambda v: to_flag("skip_repeats", v))
+    threshold: float = attrs.field(default=4.0, converter=lambda v: real("threshold", v, above=0))
+    skip_repeats: bool = attrs.field(default=True, converter=lambda v: flag("skip_repeats", v))
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()

@@ -1,5 +1,7 @@
 """Built-in sensor ``simulated``: a deterministic fleet of simulated environmental sensors.
 
+Its keys are read and checked in :mod:`cosmobac.sensors.fleet_config`.
+
 Guarantees:
 
 * the readings are a pure function of the configuration (seed included): two fleets with the same
@@ -17,26 +19,32 @@ Guarantees:
 
 from __future__ import annotations
 
-import csv
-import difflib
 import hashlib
-import io
 import math
-import re
-import unicodedata
-from collections.abc import Iterable, Mapping, Sequence
-from functools import cache
-from importlib import resources
-from typing import Any, Final
+from collections.abc import Sequence
+from typing import Final
 
 import attrs
 import numpy as np
 
-from ..batch import Batch, to_epoch_ms
-from ..durations import parse_duration
+from ..batch import Batch, read_only
 from ..hookspecs import Register, hookimpl
 from ..schema import CORE_FIELDS, METRICS, Kind
-from ..values import integer, real
+from .fleet_config import (
+    ANOMALY_TYPES,
+    DEFAULT_START,
+    AnomalyConfig,
+    City,
+    MetricSpec,
+    load_cities,
+    parse_anomalies,
+    parse_cities,
+    parse_metrics,
+    parse_rate,
+    parse_seed,
+    parse_sensors_per_city,
+    parse_start,
+)
 
 __all__ = [
     "ANOMALY_TYPES",
@@ -48,12 +56,6 @@ __all__ = [
     "SimulatedFleet",
     "load_cities",
 ]
-
-ANOMALY_TYPES: Final = ("spike", "dip", "drift", "pattern", "stuck", "dropout", "noise")
-"""Anomaly types the fleet injects, in the order of their internal codes (1, 2, …)."""
-
-DEFAULT_START: Final = "2026-01-01T00:00:00Z"
-"""Sensor time begins here unless ``start`` says otherwise, so runs are reproducible."""
 
 _SPIKE, _DIP, _DRIFT, _PATTERN, _STUCK, _DROPOUT, _NOISE = range(1, 8)
 _TYPE_NAMES: Final = np.array([None, *ANOMALY_TYPES], dtype=object)
@@ -67,16 +69,6 @@ _MS_PER_HOUR: Final = 3_600_000
 _PEAK_HOUR: Final = 15.0  # local solar time of the daily maximum
 _OFFSET_FRACTION: Final = 0.2  # per-sensor calibration offset: N(0, 0.2·std)
 _GPS_JITTER_DEG: Final = 0.02  # sensor position: city centre + N(0, 0.02°) (≈ 2 km)
-_MAX_RATE_HZ: Final = 1000.0
-
-DEFAULT_METRICS: Final[Mapping[str, Mapping[str, float]]] = {
-    "temperature": {"mean": 20.0, "std": 2.0, "min": -40.0, "max": 60.0, "daily_amplitude": 5.0},
-    "humidity": {"mean": 55.0, "std": 5.0, "min": 0.0, "max": 100.0, "daily_amplitude": -8.0},
-    "pressure": {"mean": 1013.0, "std": 2.0, "min": 950.0, "max": 1060.0, "daily_amplitude": 1.0},
-    "vibration": {"mean": 2.0, "std": 0.2, "min": 0.0, "max": 50.0, "daily_amplitude": 0.5},
-    "voltage": {"mean": 12.0, "std": 0.05, "min": 10.0, "max": 14.0, "daily_amplitude": 0.1},
-}
-"""Default value settings per metric (°C, %, hPa, mm/s, V)."""
 
 # Identity distributions: (value, weight). Each sensor draws one of each from its own stream.
 FIRMWARE_VERSIONS: Final = (("1.3.9", 0.15), ("1.4.2", 0.40), ("1.5.0", 0.35), ("2.0.0-beta", 0.10))
@@ -87,344 +79,10 @@ MANUFACTURERS: Final = (
     ("Kestrel Labs", 0.25),
 )
 
-DEFAULT_ANOMALIES: Final[Mapping[str, Any]] = {
-    "probability": 0.002,
-    "weights": {
-        "spike": 0.30,
-        "dip": 0.15,
-        "drift": 0.10,
-        "pattern": 0.10,
-        "stuck": 0.10,
-        "dropout": 0.10,
-        "noise": 0.15,
-    },
-    "durations": {
-        "spike": 0.0,
-        "dip": 0.0,
-        "drift": 300.0,
-        "pattern": 120.0,
-        "stuck": 60.0,
-        "dropout": 30.0,
-        "noise": 60.0,
-    },
-    "firmware_multipliers": {"1.3.9": 1.5, "1.4.2": 1.0, "1.5.0": 0.8, "2.0.0-beta": 2.5},
-    "manufacturer_multipliers": {
-        "Acme Instruments": 1.0,
-        "Nordlys Sensing": 0.7,
-        "Kestrel Labs": 1.4,
-    },
-    "model_weights": {
-        "EnviroNode 100": {"dropout": 2.0, "stuck": 1.5},
-        "EnviroNode 200": {},
-        "TerraSense X1": {"noise": 1.5, "drift": 2.0, "dropout": 0.5},
-    },
-}
-"""Default anomaly settings; a user's ``anomalies`` table is merged over these, entry by entry."""
-
-
-# -- validation helpers ---------------------------------------------------------------------------
-def _suggest(word: str, choices: Iterable[str]) -> str:
-    choices = list(choices)
-    close = difflib.get_close_matches(word, choices, n=3, cutoff=0.6)
-    if not close:
-        close = difflib.get_close_matches(word.lower(), [c.lower() for c in choices], n=3)
-        lowered = {c.lower(): c for c in choices}
-        close = [lowered[c] for c in close]
-    hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-    return hint
-
-
-def _unknown(key: str, what: str, name: str, choices: Iterable[str]) -> ValueError:
-    choices = list(choices)
-    shown = ", ".join(choices) if len(choices) <= 12 else ", ".join(choices[:12]) + ", …"
-    return ValueError(f"{key}: unknown {what} {name!r}{_suggest(name, choices)} (known: {shown})")
-
-
-def _table(key: str, value: Any) -> Mapping[str, Any]:
-    if not isinstance(value, Mapping):
-        raise TypeError(
-            f"{key} must be a table (a mapping), got {value!r} ({type(value).__name__})"
-        )
-    for name in value:
-        if not isinstance(name, str):
-            raise TypeError(f"{key}: keys must be text, got {name!r}")
-    return value
-
-
-def _slug(text: str) -> str:
-    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
-    return re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")
-
 
 def _stable_key(text: str) -> int:
     """A 64-bit key for ``text``, the same in every process and Python version."""
     return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "little")
-
-
-# -- cities ---------------------------------------------------------------------------------------
-@attrs.frozen
-class City:
-    """A city from the bundled list: name, country and the position of its centre (degrees)."""
-
-    name: str
-    country: str
-    latitude: float
-    longitude: float
-
-    @property
-    def slug(self) -> str:
-        """The name in lower-case ASCII with dashes (``"São Paulo"`` → ``"sao-paulo"``)."""
-        return _slug(self.name)
-
-
-@cache
-def load_cities() -> tuple[City, ...]:
-    """Every city in the bundled ``cosmobac/data/cities.csv``, in file order."""
-    text = resources.files("cosmobac.data").joinpath("cities.csv").read_text(encoding="utf-8")
-    return tuple(
-        City(
-            name=row["name"].strip(),
-            country=row["country"].strip(),
-            latitude=float(row["latitude"]),
-            longitude=float(row["longitude"]),
-        )
-        for row in csv.DictReader(io.StringIO(text))
-    )
-
-
-def _parse_cities(value: Any) -> tuple[City, ...]:
-    known = load_cities()
-    if isinstance(value, bool):
-        raise TypeError(f"cities must be a count or a list of city names, got {value!r}")
-    if isinstance(value, int | np.integer) or (isinstance(value, str) and value.strip().isdigit()):
-        count = integer("cities", value)
-        if not 1 <= count <= len(known):
-            raise ValueError(f"cities must be between 1 and {len(known)}, got {count}")
-        return known[:count]
-    names: Sequence[Any]
-    if isinstance(value, str):
-        names = [value]
-    elif isinstance(value, Sequence) and not isinstance(value, bytes):
-        names = list(value)
-    else:
-        raise TypeError(
-            f"cities must be a count or a list of city names, got {value!r} "
-            f"({type(value).__name__})"
-        )
-    if not names:
-        raise ValueError("cities must name at least one city")
-    by_key: dict[str, City] = {}
-    for city in known:
-        by_key.setdefault(city.name.casefold(), city)
-        by_key.setdefault(city.slug, city)
-    chosen: list[City] = []
-    for name in names:
-        if not isinstance(name, str):
-            raise TypeError(f"cities: each entry must be a city name, got {name!r}")
-        found = by_key.get(name.strip().casefold()) or by_key.get(_slug(name))
-        if found is None:
-            raise _unknown("cities", "city", name, [c.name for c in known])
-        if found in chosen:
-            raise ValueError(f"cities lists {found.name!r} twice")
-        chosen.append(found)
-    return tuple(chosen)
-
-
-# -- value settings -------------------------------------------------------------------------------
-@attrs.frozen
-class MetricSpec:
-    """How one metric's normal readings are drawn.
-
-    A reading is ``mean + sensor offset + daily_amplitude · cos(2π (h − 15) / 24) + std · N(0, 1)``
-    clipped to ``[min, max]``, where ``h`` is the local solar hour (UTC hour + longitude / 15), so
-    the cycle peaks at 15:00 (a negative amplitude puts the trough there, as for humidity).
-    """
-
-    mean: float
-    std: float
-    min: float
-    max: float
-    daily_amplitude: float
-
-    @property
-    def spread(self) -> float:
-        """The metric's typical spread, ``sqrt(std² + amplitude²/2)`` (1.0 when both are 0):
-        the unit anomaly magnitudes are measured in."""
-        return math.sqrt(self.std**2 + self.daily_amplitude**2 / 2) or 1.0
-
-
-def _parse_metrics(value: Any) -> dict[str, MetricSpec]:
-    given = {} if value is None else _table("metrics", value)
-    for name in given:
-        if name not in DEFAULT_METRICS:
-            raise _unknown("metrics", "metric", name, DEFAULT_METRICS)
-    specs: dict[str, MetricSpec] = {}
-    fields = ("mean", "std", "min", "max", "daily_amplitude")
-    for name, defaults in DEFAULT_METRICS.items():
-        override = _table(f"metrics.{name}", given.get(name, {}))
-        for field in override:
-            if field not in fields:
-                raise _unknown(f"metrics.{name}", "setting", field, fields)
-        values = {
-            f: real(f"metrics.{name}.{f}", override[f]) if f in override else defaults[f]
-            for f in fields
-        }
-        spec = MetricSpec(**values)
-        key = f"metrics.{name}"
-        if spec.std < 0:
-            raise ValueError(f"{key}.std must be ≥ 0, got {spec.std:g}")
-        if not spec.min < spec.max:
-            raise ValueError(f"{key}.min must be < max, got min={spec.min:g}, max={spec.max:g}")
-        if not spec.min <= spec.mean <= spec.max:
-            raise ValueError(
-                f"{key}.mean must lie within [min, max] = [{spec.min:g}, {spec.max:g}], "
-                f"got {spec.mean:g}"
-            )
-        specs[name] = spec
-    return specs
-
-
-# -- anomaly settings -----------------------------------------------------------------------------
-@attrs.frozen
-class AnomalyConfig:
-    """Anomaly settings after merging the user's table over :data:`DEFAULT_ANOMALIES`.
-
-    ``durations`` are in seconds; ``model_weights`` maps model → anomaly type → weight multiplier.
-    """
-
-    probability: float
-    weights: Mapping[str, float]
-    durations: Mapping[str, float]
-    firmware_multipliers: Mapping[str, float]
-    manufacturer_multipliers: Mapping[str, float]
-    model_weights: Mapping[str, Mapping[str, float]]
-
-
-def _non_negative(key: str, value: Any) -> float:
-    number = real(key, value)
-    if number < 0:
-        raise ValueError(f"{key} must be ≥ 0, got {number:g}")
-    return number
-
-
-def _per_name(
-    key: str, given: Any, defaults: Mapping[str, float], what: str, parse: Any = _non_negative
-) -> dict[str, float]:
-    table = _table(key, given)
-    out = dict(defaults)
-    for name, raw in table.items():
-        if name not in defaults:
-            raise _unknown(key, what, name, defaults)
-        out[name] = parse(f"{key}.{name}", raw)
-    return out
-
-
-def _duration(key: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise TypeError(
-            f"{key} must be a duration such as '5m' or a number of seconds, got {value!r}"
-        )
-    seconds = parse_duration(value, key=key)
-    if not math.isfinite(seconds):
-        raise ValueError(f"{key} must be finite, got {value!r}")
-    return seconds
-
-
-def _parse_anomalies(value: Any) -> AnomalyConfig:
-    given = {} if value is None else _table("anomalies", value)
-    accepted = tuple(DEFAULT_ANOMALIES)
-    for name in given:
-        if name not in accepted:
-            raise _unknown("anomalies", "setting", name, accepted)
-    probability = real("anomalies.probability", given.get("probability", 0.002))
-    if not 0.0 <= probability <= 1.0:
-        raise ValueError(f"anomalies.probability must be between 0 and 1, got {probability:g}")
-    weights = _per_name(
-        "anomalies.weights", given.get("weights", {}), DEFAULT_ANOMALIES["weights"], "anomaly type"
-    )
-    if not any(w > 0 for w in weights.values()):
-        raise ValueError("anomalies.weights must give at least one anomaly type a weight > 0")
-    durations = _per_name(
-        "anomalies.durations",
-        given.get("durations", {}),
-        DEFAULT_ANOMALIES["durations"],
-        "anomaly type",
-        parse=_duration,
-    )
-    firmware = _per_name(
-        "anomalies.firmware_multipliers",
-        given.get("firmware_multipliers", {}),
-        DEFAULT_ANOMALIES["firmware_multipliers"],
-        "firmware version",
-    )
-    manufacturers = _per_name(
-        "anomalies.manufacturer_multipliers",
-        given.get("manufacturer_multipliers", {}),
-        DEFAULT_ANOMALIES["manufacturer_multipliers"],
-        "manufacturer",
-    )
-    model_table = _table("anomalies.model_weights", given.get("model_weights", {}))
-    models: dict[str, dict[str, float]] = {}
-    for model, defaults in DEFAULT_ANOMALIES["model_weights"].items():
-        full = {t: float(defaults.get(t, 1.0)) for t in ANOMALY_TYPES}
-        models[model] = full
-    for model, raw in model_table.items():
-        if model not in models:
-            raise _unknown("anomalies.model_weights", "model", model, models)
-        models[model] = _per_name(
-            f"anomalies.model_weights.{model}", raw, models[model], "anomaly type"
-        )
-    return AnomalyConfig(
-        probability=probability,
-        weights=weights,
-        durations=durations,
-        firmware_multipliers=firmware,
-        manufacturer_multipliers=manufacturers,
-        model_weights=models,
-    )
-
-
-# -- scalar keys ----------------------------------------------------------------------------------
-def _parse_start(value: Any) -> int:
-    if isinstance(value, bool | float | np.floating):
-        raise TypeError(
-            f"start must be epoch milliseconds (an integer) or ISO-8601 text with a zone such as "
-            f"'2026-01-01T00:00:00Z', got {value!r}"
-        )
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value.strip())
-    try:
-        return to_epoch_ms(value)
-    except ValueError as exc:
-        raise ValueError(f"start: {exc}") from None
-
-
-def _parse_rate(value: Any) -> float:
-    rate = real("rate_hz", value)
-    if not 0 < rate <= _MAX_RATE_HZ:
-        raise ValueError(
-            f"rate_hz must be > 0 and ≤ {_MAX_RATE_HZ:g} (timestamps are whole milliseconds), "
-            f"got {rate:g}"
-        )
-    if round(1e6 / rate) > 10**12:
-        raise ValueError(f"rate_hz must be at least 1e-6 (one reading per 11.6 days), got {rate:g}")
-    return rate
-
-
-def _parse_sensors_per_city(value: Any) -> int:
-    count = integer("sensors_per_city", value)
-    if count < 1:
-        raise ValueError(f"sensors_per_city must be ≥ 1, got {count}")
-    if count > 99_999:
-        raise ValueError(f"sensors_per_city must be ≤ 99999, got {count}")
-    return count
-
-
-def _parse_seed(value: Any) -> int:
-    seed = integer("seed", value)
-    if seed < 0:
-        raise ValueError(f"seed must be ≥ 0, got {seed}")
-    return seed
 
 
 # -- identity -------------------------------------------------------------------------------------
@@ -492,11 +150,6 @@ class _SensorState:
         self.carry: _Event | None = None  # event running past the end of the last block made
 
 
-def _readonly(array: np.ndarray) -> np.ndarray:
-    array.flags.writeable = False
-    return array
-
-
 def _empty_batch() -> Batch:
     dtypes = {
         Kind.TIMESTAMP: np.int64,
@@ -506,7 +159,7 @@ def _empty_batch() -> Batch:
     }
     return Batch(
         columns={
-            name: _readonly(np.empty(0, dtype=dtypes.get(kind, np.int64)))
+            name: read_only(np.empty(0, dtype=dtypes.get(kind, np.int64)))
             for name, kind in CORE_FIELDS.items()
         }
     )
@@ -589,13 +242,13 @@ class SimulatedFleet:
     :attr:`sensors` (a tuple of :class:`SensorInfo`, in fleet order: city by city).
     """
 
-    cities: tuple[City, ...] = attrs.field(default=3, converter=_parse_cities)
-    sensors_per_city: int = attrs.field(default=4, converter=_parse_sensors_per_city)
-    seed: int = attrs.field(default=0, converter=_parse_seed)
-    start: int = attrs.field(default=DEFAULT_START, converter=_parse_start)  # type: ignore[assignment]
-    rate_hz: float = attrs.field(default=1.0, converter=_parse_rate)
-    metrics: dict[str, MetricSpec] = attrs.field(default=None, converter=_parse_metrics)
-    anomalies: AnomalyConfig = attrs.field(default=None, converter=_parse_anomalies)
+    cities: tuple[City, ...] = attrs.field(default=3, converter=parse_cities)
+    sensors_per_city: int = attrs.field(default=4, converter=parse_sensors_per_city)
+    seed: int = attrs.field(default=0, converter=parse_seed)
+    start: int = attrs.field(default=DEFAULT_START, converter=parse_start)  # type: ignore[assignment]
+    rate_hz: float = attrs.field(default=1.0, converter=parse_rate)
+    metrics: dict[str, MetricSpec] = attrs.field(default=None, converter=parse_metrics)
+    anomalies: AnomalyConfig = attrs.field(default=None, converter=parse_anomalies)
 
     sensors: tuple[SensorInfo, ...] = attrs.field(init=False, repr=False)
     _period_us: int = attrs.field(init=False, repr=False)
@@ -872,9 +525,8 @@ class SimulatedFleet:
             columns[name] = self._columns[name][ranks]
         columns["anomaly_flag"] = codes != 0
         columns["anomaly_type"] = _TYPE_NAMES[codes]
-        for column in columns.values():
-            column.flags.writeable = False
-        return Batch(columns={name: columns[name] for name in CORE_FIELDS})
+        # the metric columns view ``values``, built here and dropped: no copy needed
+        return Batch(columns={name: read_only(columns[name], private=True) for name in CORE_FIELDS})
 
 
 @hookimpl

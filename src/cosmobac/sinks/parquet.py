@@ -47,7 +47,7 @@ from ..documents import document_ids
 from ..errors import ConfigError
 from ..hookspecs import Register, hookimpl
 from ..schema import STORE_SEQ
-from ..values import flag
+from ..values import choice, flag
 
 __all__ = ["ParquetSink"]
 
@@ -72,13 +72,6 @@ def _directory(value: Any) -> Path:
     return Path(value)
 
 
-def _compression(value: Any) -> str:
-    text = str(value).lower() if isinstance(value, str) else value
-    if text not in COMPRESSIONS:
-        raise ValueError(f"compression must be one of {', '.join(COMPRESSIONS)}; got {value!r}")
-    return str(text)
-
-
 def _segment(value: Any) -> str:
     """A Hive partition value: percent-encoded (``/``, ``=``, ``%``, spaces ...), or the Hive
     null marker."""
@@ -98,7 +91,9 @@ class ParquetSink:
     """
 
     path: Path = attrs.field(converter=_directory)
-    compression: str = attrs.field(default="zstd", converter=_compression)
+    compression: str = attrs.field(
+        default="zstd", converter=lambda v: choice("compression", v, COMPRESSIONS)
+    )
     fsync: bool = attrs.field(default=True, converter=lambda v: flag("fsync", v))
     _pa: Any = attrs.field(init=False, default=None, repr=False)
 

@@ -25,11 +25,10 @@ import numpy as np
 
 from ..batch import Batch
 from ..documents import to_documents
-from ..durations import parse_duration
 from ..errors import SinkError
 from ..hookspecs import Register, hookimpl
 from ..interfaces import WriteResult
-from ..values import integer
+from ..values import choice, duration, integer
 
 __all__ = ["WebhookSink"]
 
@@ -55,26 +54,6 @@ def _headers(value: Any) -> dict[str, str]:
             raise TypeError(f"headers must map text to text; got {name!r} = {text!r}")
         out[name] = text
     return out
-
-
-def _seconds(key: str, value: Any, *, positive: bool) -> float:
-    seconds = parse_duration(value, key=key)
-    if positive and seconds <= 0:
-        raise ValueError(f"{key} must be longer than zero, got {value!r}")
-    return seconds
-
-
-def _count(key: str, value: Any, minimum: int) -> int:
-    number = integer(key, value)
-    if number < minimum:
-        raise ValueError(f"{key} must be ≥ {minimum}, got {value!r}")
-    return number
-
-
-def _include(value: Any) -> str:
-    if value not in ("anomalies", "all"):
-        raise ValueError(f"include must be 'anomalies' or 'all', got {value!r}")
-    return str(value)
 
 
 class _Rejected(Exception):
@@ -111,19 +90,17 @@ class WebhookSink:
     """
 
     url: str = attrs.field(converter=_url)
-    include: str = attrs.field(default="anomalies", converter=_include)
+    include: str = attrs.field(
+        default="anomalies", converter=lambda v: choice("include", v, ("anomalies", "all"))
+    )
     headers: dict[str, str] = attrs.field(factory=dict, converter=_headers)
-    max_rows: int = attrs.field(default=500, converter=lambda v: _count("max_rows", v, 1))
+    max_rows: int = attrs.field(default=500, converter=lambda v: integer("max_rows", v, minimum=1))
     timeout: float = attrs.field(
-        default=10.0, converter=lambda v: _seconds("timeout", v, positive=True)
+        default=10.0, converter=lambda v: duration("timeout", v, positive=True)
     )
-    retries: int = attrs.field(default=4, converter=lambda v: _count("retries", v, 0))
-    backoff: float = attrs.field(
-        default=0.5, converter=lambda v: _seconds("backoff", v, positive=False)
-    )
-    max_backoff: float = attrs.field(
-        default=10.0, converter=lambda v: _seconds("max_backoff", v, positive=False)
-    )
+    retries: int = attrs.field(default=4, converter=lambda v: integer("retries", v, minimum=0))
+    backoff: float = attrs.field(default=0.5, converter=lambda v: duration("backoff", v))
+    max_backoff: float = attrs.field(default=10.0, converter=lambda v: duration("max_backoff", v))
 
     _client: Any = attrs.field(init=False, default=None, repr=False)
     _rng: random.Random = attrs.field(init=False, factory=random.Random, repr=False)

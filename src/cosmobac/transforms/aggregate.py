@@ -12,10 +12,10 @@ import numpy as np
 from ..batch import Batch
 from ..detectors._series import Groups, Slots, decode_arrays, encode_arrays
 from ..detectors.base import columns_converter
-from ..durations import parse_duration
 from ..errors import ConfigError
 from ..hookspecs import Register, hookimpl
 from ..schema import METRICS
+from ..values import duration
 
 __all__ = ["Aggregate"]
 
@@ -24,9 +24,7 @@ _STATE_VERSION = 1
 
 
 def _to_window_ms(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise TypeError(f"window must be a duration such as '1m', got {value!r}")
-    seconds = parse_duration(value, key="window")
+    seconds = duration("window", value)
     ms = round(seconds * 1000)
     if ms < 1 or abs(seconds * 1000 - ms) > 1e-6:
         raise ValueError(f"window must be a whole number of milliseconds ≥ 1ms, got {value!r}")
@@ -34,9 +32,7 @@ def _to_window_ms(value: Any) -> int:
 
 
 def _to_lateness_ms(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise TypeError(f"lateness must be a duration such as '30s', got {value!r}")
-    return round(parse_duration(value, key="lateness") * 1000)
+    return round(duration("lateness", value) * 1000)
 
 
 def _empty(width: int) -> dict[str, np.ndarray]:

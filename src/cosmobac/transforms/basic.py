@@ -10,6 +10,7 @@ import numpy as np
 
 from ..batch import Batch
 from ..hookspecs import Register, hookimpl
+from ..values import real
 
 
 def _gains(value: Any) -> dict[str, tuple[float, float]]:
@@ -22,11 +23,10 @@ def _gains(value: Any) -> dict[str, tuple[float, float]]:
     for column, spec in value.items():
         if not isinstance(spec, Mapping) or set(spec) - {"gain", "offset"}:
             raise TypeError(f"columns.{column} must be a table with keys gain and offset")
-        gain, offset = spec.get("gain", 1.0), spec.get("offset", 0.0)
-        for key, number in (("gain", gain), ("offset", offset)):
-            if isinstance(number, bool) or not isinstance(number, int | float):
-                raise TypeError(f"columns.{column}.{key} must be a number, got {number!r}")
-        out[str(column)] = (float(gain), float(offset))
+        out[str(column)] = (
+            real(f"columns.{column}.gain", spec.get("gain", 1.0)),
+            real(f"columns.{column}.offset", spec.get("offset", 0.0)),
+        )
     return out
 
 

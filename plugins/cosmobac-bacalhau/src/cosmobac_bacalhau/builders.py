@@ -409,7 +409,7 @@ def switch_job(
 ) -> Job:
     """Switch the stages (transforms, sinks) of the forwarders running on the matching nodes:
     an ``ops`` job that writes the new pipeline file atomically over the live one
-    (``python -m cosmobac.reload install``) and waits up to ``wait`` seconds for the running
+    (``python -m cosmobac.live_config install``) and waits up to ``wait`` seconds for the running
     forwarder (a :func:`pipeline_job` daemon) to report it applied. Each node's exit code says
     what happened there: 0 applied, 3 rejected by the forwarder (its reason in stdout), 4 no
     forwarder took it in time, 2 not a pipeline file.
@@ -426,7 +426,7 @@ def switch_job(
         engine=_docker(
             image,
             ["install", shipped, live_config, "--wait", str(wait)],
-            entrypoint=["python", "-m", "cosmobac.reload"],
+            entrypoint=["python", "-m", "cosmobac.live_config"],
         ),
         publisher=publisher or SpecConfig("local"),
         input_sources=(inline_file(data, shipped, "application/toml"), node_folder(data_dir)),

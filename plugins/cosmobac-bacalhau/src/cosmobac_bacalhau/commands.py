@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from cosmobac.values import click_callback, duration
+
 if TYPE_CHECKING:
     from .client import BacalhauClient, JobOutcome
     from .model import Job
@@ -24,20 +26,6 @@ if TYPE_CHECKING:
 __all__ = ["bacalhau_group"]
 
 FLOWS = ("pipeline", "upload", "switch", "wasm")
-
-
-def _duration(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
-    if value is None:
-        return None
-    from cosmobac.durations import parse_duration
-
-    try:
-        seconds = parse_duration(value, key=param.name or "duration")
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
-    if seconds <= 0:
-        raise click.BadParameter("must be longer than zero", ctx=ctx, param=param)
-    return seconds
 
 
 def _pairs(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict[str, str]:
@@ -352,7 +340,11 @@ def _echo_outcome(outcome: JobOutcome, as_json: bool = False) -> None:
 @click.option("--force", is_flag=True, help="Rerun an unchanged job under its name (v1.8+).")
 @click.option("--wait", "wait_", is_flag=True, help="Follow the job until it ends (or runs).")
 @click.option(
-    "--timeout", default="10m", show_default=True, callback=_duration, help="With --wait: how long."
+    "--timeout",
+    default="10m",
+    show_default=True,
+    callback=click_callback(duration, positive=True),
+    help="With --wait: how long.",
 )
 @click.option("--results", type=click.Path(file_okay=False), help="With --wait: fetch results.")
 @pass_settings
@@ -421,7 +413,9 @@ def status_command(settings: _Context, job_id: str, as_json: bool, history: bool
 
 @bacalhau_group.command(name="wait")
 @click.argument("job_id", metavar="JOB")
-@click.option("--timeout", default="10m", show_default=True, callback=_duration)
+@click.option(
+    "--timeout", default="10m", show_default=True, callback=click_callback(duration, positive=True)
+)
 @click.option(
     "--until",
     type=click.Choice(["terminal", "running"]),
@@ -527,7 +521,11 @@ def nodes_command(settings: _Context, select: str | None, as_json: bool) -> None
     metavar="NODE_PATH=PATH",
     help="Where a local source's node folder is on this machine.",
 )
-@click.option("--timeout", callback=_duration, help="Time limit (default: the job's).")
+@click.option(
+    "--timeout",
+    callback=click_callback(duration, positive=True),
+    help="Time limit (default: the job's).",
+)
 def run_local_command(
     spec: str,
     output: str | None,
@@ -555,7 +553,7 @@ def run_local_command(
         raise click.ClickException(str(exc)) from None
     _echo_file(result.stdout, err=False)
     _echo_file(result.stderr, err=True)
-    from cosmobac_wasm.command import report_run  # run_local needs the plugin: it is there
+    from cosmobac_wasm.commands import report_run  # run_local needs the plugin: it is there
 
     report_run(result)
 

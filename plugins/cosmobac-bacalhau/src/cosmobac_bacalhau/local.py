@@ -81,7 +81,7 @@ class LocalRun:
 def _wasm_plugin() -> tuple[Any, Any, Any, type[Exception]]:
     try:
         from cosmobac_wasm import runtime
-        from cosmobac_wasm.command import check_env, run_wasi
+        from cosmobac_wasm.commands import check_env, run_wasi
         from cosmobac_wasm.errors import WasmError
     except ImportError:
         raise LocalRunError(

@@ -5,14 +5,12 @@ from __future__ import annotations
 import base64
 import binascii
 import ipaddress
-import math
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 from urllib.parse import urlsplit
 
-from cosmobac.durations import parse_duration
-from cosmobac.values import flag, integer
+from cosmobac.values import duration, flag, integer
 
 __all__ = [
     "DEFAULT_PARTITION_KEY",
@@ -113,41 +111,6 @@ def check_credential(_: Any, attribute: Any, value: Any) -> None:
         )
 
 
-def seconds(key: str, *, minimum: float = 0.0) -> Any:
-    """A converter: a number of seconds or a duration text such as ``"30s"``, above ``minimum``."""
-
-    def convert(value: Any) -> float:
-        result = parse_duration(value, key=key)
-        if not math.isfinite(result) or result <= minimum:
-            raise ValueError(f"{key} must be longer than {minimum:g} s, got {value!r}")
-        return result
-
-    return convert
-
-
-def int_between(key: str, low: int, high: int | None = None) -> Any:
-    """A converter: a whole number (or its text, as ``${VAR}`` gives) from ``low`` to ``high``."""
-
-    def convert(value: Any) -> int:
-        number = integer(key, value)
-        if number < low or (high is not None and number > high):
-            if high is None:
-                raise ValueError(f"{key} must be at least {low}, got {number}")
-            raise ValueError(f"{key} must be between {low} and {high}, got {number}")
-        return number
-
-    return convert
-
-
-def optional_int_between(key: str, low: int, high: int | None = None) -> Any:
-    inner = int_between(key, low, high)
-
-    def convert(value: Any) -> int | None:
-        return None if value is None else inner(value)
-
-    return convert
-
-
 def ttl(value: Any) -> int | None:
     """``default_ttl``: seconds ≥ 1, or -1 (TTL on, no default expiry), or None."""
     if value is None:
@@ -187,45 +150,43 @@ def is_loopback(endpoint: str) -> bool:
 
 # Named converters, one per key (attrs' type checking wants named functions).
 def connection_timeout(value: Any) -> float:
-    return float(seconds("connection_timeout")(value))
+    return duration("connection_timeout", value, positive=True)
 
 
 def read_timeout(value: Any) -> float:
-    return float(seconds("read_timeout")(value))
+    return duration("read_timeout", value, positive=True)
 
 
 def write_timeout(value: Any) -> float:
-    return float(seconds("write_timeout")(value))
+    return duration("write_timeout", value, positive=True)
 
 
 def latency_target(value: Any) -> float:
-    return float(seconds("latency_target")(value))
+    return duration("latency_target", value, positive=True)
 
 
 def retry_backoff(value: Any) -> float:
-    return float(seconds("retry_backoff")(value))
+    return duration("retry_backoff", value, positive=True)
 
 
 def retry_backoff_max(value: Any) -> float:
-    return float(seconds("retry_backoff_max")(value))
+    return duration("retry_backoff_max", value, positive=True)
 
 
 def max_concurrency(value: Any) -> int:
-    return int(int_between("max_concurrency", 1, 64)(value))
+    return integer("max_concurrency", value, minimum=1, maximum=64)
 
 
 def max_batch_operations(value: Any) -> int:
-    return int(int_between("max_batch_operations", 1, MAX_BATCH_OPERATIONS)(value))
+    return integer("max_batch_operations", value, minimum=1, maximum=MAX_BATCH_OPERATIONS)
 
 
 def throughput(value: Any) -> int | None:
-    result: int | None = optional_int_between("throughput", 400)(value)
-    return result
+    return None if value is None else integer("throughput", value, minimum=400)
 
 
 def autoscale_max_throughput(value: Any) -> int | None:
-    result: int | None = optional_int_between("autoscale_max_throughput", 1000)(value)
-    return result
+    return None if value is None else integer("autoscale_max_throughput", value, minimum=1000)
 
 
 def create_if_missing(value: Any) -> bool:

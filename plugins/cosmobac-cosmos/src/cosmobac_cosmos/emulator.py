@@ -389,7 +389,7 @@ def drop(endpoint: str, database: str, container: str | None = None, key: str = 
     from azure.cosmos import CosmosClient
     from azure.cosmos.exceptions import CosmosResourceNotFoundError
 
-    from .sink import _wait_for_background_refresh
+    from .connection import wait_for_background_refresh
 
     client = CosmosClient(
         endpoint, key, enable_endpoint_discovery=False, connection_timeout=5, read_timeout=30
@@ -403,7 +403,7 @@ def drop(endpoint: str, database: str, container: str | None = None, key: str = 
     except CosmosResourceNotFoundError:
         return False
     finally:
-        _wait_for_background_refresh(client, timeout=6)
+        wait_for_background_refresh(client, timeout=6)
         client.__exit__(None, None, None)
 
 

@@ -30,14 +30,13 @@ from __future__ import annotations
 import concurrent.futures as cf
 import json
 import logging
-import math
 import random
 import threading
 import time
 from collections import deque
 from collections.abc import Mapping, Sequence
 from queue import Empty, SimpleQueue
-from typing import Any, Final
+from typing import Any
 
 import attrs
 import numpy as np
@@ -50,18 +49,21 @@ from cosmobac.schema import STORE_SEQ
 
 from . import _settings as s
 from ._errors import Action, Failure, Redactor, classify, request_charge, statuses_text
+from .concurrency import Limiter
+from .connection import Connection, client_options, open_container, paths_text, where
+from .limits import (
+    MAX_BATCH_BYTES,
+    MAX_DOCUMENT_BYTES,
+    MAX_PARTITION_KEY_BYTES,
+    NUMBER_BOUND,
+    id_problem,
+    json_value,
+    value_bound,
+)
 
 __all__ = ["MAX_DOCUMENT_BYTES", "CosmosSink"]
 
 log = logging.getLogger("cosmobac.cosmos")
-
-MAX_DOCUMENT_BYTES: Final = 2 * 1024 * 1024
-"""Cosmos DB's largest item (2 MB of JSON)."""
-MAX_BATCH_BYTES: Final = 2 * 1024 * 1024 - 64 * 1024
-"""Largest transactional batch request body sent (the service limit is 2 MB; room for framing)."""
-MAX_PARTITION_KEY_BYTES: Final = 2048
-_ID_FORBIDDEN: Final = frozenset("/\\?#")
-_NUMBER_BOUND: Final = 32  # characters of the longest JSON number Python writes, with slack
 
 
 def _credential_repr(value: Any) -> str:
@@ -83,44 +85,6 @@ class _Work:
     def built(self) -> list[dict[str, Any]]:
         assert self.docs is not None, "documents are built before a request is made"
         return self.docs
-
-
-@attrs.define(eq=False)
-class _Limiter:
-    """AIMD concurrency. A success adds ``1/limit`` (one more request in flight per round of
-    successes); congestion — HTTP 429, a timeout, or a response slower than ``tolerance`` times the
-    lowest latency seen lately (requests queueing somewhere) or than the configured target —
-    multiplies the limit by ``factor``, at most once per round trip."""
-
-    maximum: int
-    limit: float
-    tolerance: float = 3.0
-    # the lowest latency seen lately per kind of request (batches and single upserts differ):
-    # the unloaded round trip
-    base: dict[str, float] = attrs.field(factory=dict)
-    latency: float = 0.05  # smoothed latency of recent requests
-    _last_decrease: float = -math.inf
-
-    @property
-    def allowed(self) -> int:
-        return max(1, min(self.maximum, int(self.limit)))
-
-    def observe(self, latency: float, now: float, target: float, kind: str = "create") -> None:
-        """A successful request of ``kind`` that took ``latency`` seconds."""
-        # the minimum drifts up slowly, so that an old one is forgotten
-        base = self.base[kind] = min(self.base.get(kind, math.inf) * 1.01, latency)
-        self.latency = 0.8 * self.latency + 0.2 * latency
-        if latency > target or (latency > self.tolerance * base and latency > 0.002):
-            self.congestion(now, factor=0.75)
-        else:
-            self.limit = min(float(self.maximum), self.limit + 1.0 / max(self.limit, 1.0))
-
-    def congestion(self, now: float, factor: float = 0.5) -> bool:
-        if now - self._last_decrease < max(0.01, self.latency):
-            return False
-        self._last_decrease = now
-        self.limit = max(1.0, self.limit * factor)
-        return True
 
 
 @attrs.define(eq=False)
@@ -180,12 +144,10 @@ class CosmosSink:
     retry_backoff: float = attrs.field(default=0.1, converter=s.retry_backoff)
     retry_backoff_max: float = attrs.field(default=10.0, converter=s.retry_backoff_max)
 
-    _client: Any = attrs.field(init=False, default=None, repr=False)
+    _connection: Connection | None = attrs.field(init=False, default=None, repr=False)
     _container_proxy: Any = attrs.field(init=False, default=None, repr=False)
-    _session: Any = attrs.field(init=False, default=None, repr=False)
-    _own_credential: Any = attrs.field(init=False, default=None, repr=False)
     _pool: cf.ThreadPoolExecutor | None = attrs.field(init=False, default=None, repr=False)
-    _limiter: _Limiter = attrs.field(init=False, repr=False)
+    _limiter: Limiter = attrs.field(init=False, repr=False)
     _redact: Redactor = attrs.field(init=False, factory=Redactor, repr=False)
     _lock: threading.Lock = attrs.field(init=False, factory=threading.Lock, repr=False)
     _rng: random.Random = attrs.field(init=False, factory=random.Random, repr=False)
@@ -219,7 +181,7 @@ class CosmosSink:
         if self.retry_backoff_max < self.retry_backoff:
             raise ValueError("retry_backoff_max must be at least retry_backoff")
         self._redact.add(self.key)
-        self._limiter = _Limiter(
+        self._limiter = Limiter(
             maximum=self.max_concurrency, limit=float(max(1, min(4, self.max_concurrency)))
         )
         self._totals = {
@@ -243,10 +205,12 @@ class CosmosSink:
     def cosmos_client(self) -> Any:
         """The SDK's ``CosmosClient`` (connects on first use)."""
         self.connect()
-        return self._client
+        assert self._connection is not None
+        return self._connection.client
 
     def connect(self) -> None:
-        """Open the client, check (or create) database and container, and the partition key.
+        """Open the client, check (or create) database and container, and the partition key
+        (:func:`cosmobac_cosmos.connection.open_container`).
 
         Raises :class:`SinkError`: permanent for wrong credentials, a missing container or a
         partition key that differs from the container's; transient when unreachable."""
@@ -254,162 +218,30 @@ class CosmosSink:
             if self._container_proxy is not None:
                 return
             try:
-                self._open()
+                self._connection = open_container(self)
             except SinkError:
-                self._close_client()
                 raise
             except Exception as exc:
-                self._close_client()
                 failure = classify(exc)
                 raise SinkError(
-                    self._redact(f"cosmos sink: cannot use {self._where()}: {failure.message}"),
+                    self._redact(f"cosmos sink: cannot use {where(self)}: {failure.message}"),
                     transient=failure.action not in (Action.PERMANENT, Action.CONTENT),
                 ) from None
-
-    def _where(self) -> str:
-        return f"container {self.container!r} of database {self.database!r} at {self.endpoint}"
+            self._container_proxy = self._connection.container
+            if self._pool is None:
+                self._pool = cf.ThreadPoolExecutor(
+                    max_workers=self.max_concurrency, thread_name_prefix="cosmobac-cosmos"
+                )
+            log.info("cosmos sink connected to %s", where(self))
 
     def client_options(self) -> dict[str, Any]:
         """Keyword arguments for ``azure.cosmos.CosmosClient`` (timeouts, TLS, retries)."""
-        from azure.cosmos import SSLConfiguration
-        from azure.cosmos.documents import ConnectionPolicy, RetryOptions
-
-        policy = ConnectionPolicy()
-        # the sink honours 429 itself (retry-after, then slows down): the SDK must not wait on it
-        policy.RetryOptions = RetryOptions(max_retry_attempt_count=0)
-        options: dict[str, Any] = {
-            "connection_policy": policy,
-            "connection_timeout": self.connection_timeout,
-            "read_timeout": self.read_timeout,
-            "retry_total": 0,  # transport retries off: the sink backs off with full jitter
-            "enable_endpoint_discovery": not (
-                self.endpoint.startswith("http://") or s.is_loopback(self.endpoint)
-            ),
-            "user_agent_suffix": "cosmobac",
-        }
-        if self.verify_tls:
-            ssl = SSLConfiguration()
-            ssl.SSLCaCerts = self.tls_ca_file or True  # verify even for localhost
-            options["ssl_config"] = ssl
-        else:
-            options["connection_verify"] = False
-        return options
-
-    def _token_credential(self) -> Any:
-        if self.key is not None:
-            return self.key.strip()
-        if self.credential == "default":
-            from azure.identity import DefaultAzureCredential
-
-            self._own_credential = DefaultAzureCredential()
-            return self._own_credential
-        return self.credential
-
-    def _open(self) -> None:
-        import requests
-        from azure.core.pipeline.transport import RequestsTransport
-        from azure.cosmos import CosmosClient, PartitionKey, ThroughputProperties
-        from urllib3.util.retry import Retry
-
-        session = requests.Session()
-        # proxies from the environment (HTTPS_PROXY, NO_PROXY, ...) are looked up once here, not
-        # on every request (requests scans os.environ per request: ~10% of the client's CPU)
-        session.proxies.update(requests.utils.get_environ_proxies(self.endpoint))
-        session.trust_env = False
-        adapter = requests.adapters.HTTPAdapter(
-            pool_connections=4,
-            pool_maxsize=self.max_concurrency + 4,
-            max_retries=Retry(total=False, redirect=False, raise_on_status=False),
-        )
-        session.mount("http://", adapter)
-        session.mount("https://", adapter)
-        self._session = session
-        options = self.client_options()
-        options["transport"] = RequestsTransport(session=session, session_owner=False)
-        client = CosmosClient(self.endpoint, self._token_credential(), **options)
-        self._client = client
-        if self.create_if_missing:
-            database = client.create_database_if_not_exists(id=self.database)
-            extra: dict[str, Any] = {}
-            if self.throughput is not None:
-                extra["offer_throughput"] = self.throughput
-            elif self.autoscale_max_throughput is not None:
-                extra["offer_throughput"] = ThroughputProperties(
-                    auto_scale_max_throughput=self.autoscale_max_throughput
-                )
-            if self.default_ttl is not None:
-                extra["default_ttl"] = self.default_ttl
-            if self.indexing_policy is not None:
-                extra["indexing_policy"] = dict(self.indexing_policy)
-            if len(self.partition_key) > 1:
-                key = PartitionKey(path=list(self.partition_key), kind="MultiHash")
-            else:
-                key = PartitionKey(path=self.partition_key[0], kind="Hash")
-            container = database.create_container_if_not_exists(
-                id=self.container, partition_key=key, **extra
-            )
-            properties = container.read()
-        else:
-            database = client.get_database_client(self.database)
-            container = database.get_container_client(self.container)
-            try:
-                properties = container.read()
-            except Exception as exc:
-                if getattr(exc, "status_code", None) != 404:
-                    raise
-                missing = self._missing(database)
-                raise SinkError(
-                    f"cosmos sink: {missing}. Create it in Azure (with partition key "
-                    f"{self._paths_text()}), or set create_if_missing = true where the identity "
-                    "may create databases and containers",
-                    transient=False,
-                ) from None
-        actual = tuple((properties.get("partitionKey") or {}).get("paths") or ())
-        if actual != self.partition_key:
-            raise SinkError(
-                f"cosmos sink: {self._where()} is partitioned by {list(actual)}, but the sink "
-                f"is configured with partition_key = {self._paths_text()}; make them match (a "
-                "container's partition key cannot be changed)",
-                transient=False,
-            )
-        self._container_proxy = container
-        if self._pool is None:
-            self._pool = cf.ThreadPoolExecutor(
-                max_workers=self.max_concurrency, thread_name_prefix="cosmobac-cosmos"
-            )
-        log.info("cosmos sink connected to %s", self._where())
-
-    def _missing(self, database: Any) -> str:
-        try:
-            database.read()
-        except Exception as exc:
-            if getattr(exc, "status_code", None) == 404:
-                return f"database {self.database!r} does not exist at {self.endpoint}"
-            raise
-        return f"container {self.container!r} does not exist in database {self.database!r}"
-
-    def _paths_text(self) -> str:
-        if len(self.partition_key) == 1:
-            return repr(self.partition_key[0])
-        return "[" + ", ".join(repr(p) for p in self.partition_key) + "]"
+        return client_options(self)
 
     def _close_client(self) -> None:
-        client, self._client, self._container_proxy = self._client, None, None
-        if client is not None:
-            _wait_for_background_refresh(client, timeout=self.connection_timeout + 1)
-            try:
-                client.__exit__(None, None, None)
-            except Exception:  # closing must not hide the error that got us here
-                log.debug("closing the Cosmos client failed", exc_info=True)
-        if self._session is not None:
-            self._session.close()
-            self._session = None
-        if self._own_credential is not None:
-            try:
-                self._own_credential.close()
-            except Exception:
-                log.debug("closing the credential failed", exc_info=True)
-            self._own_credential = None
+        connection, self._connection, self._container_proxy = self._connection, None, None
+        if connection is not None:
+            connection.close(timeout=self.connection_timeout + 1)
 
     def close(self) -> None:
         """Finish: stop the worker threads and close the client. Logs the totals."""
@@ -461,7 +293,7 @@ class CosmosSink:
             column = batch[name]
             key_bound = 6 * len(name) + 6
             if name != "id" and (name == "timestamp" or column.dtype.kind in "fiub"):
-                bounds += key_bound + _NUMBER_BOUND
+                bounds += key_bound + NUMBER_BOUND
                 continue
             values = column.tolist()
             # text: its length; None (null, 4 bytes): -2; anything else: -1, looked at below
@@ -471,7 +303,7 @@ class CosmosSink:
             )
             sizes = np.where(lengths == -2, 4, 6 * lengths + 2)
             for i in np.flatnonzero(lengths == -1).tolist():
-                size, problem = _value_bound(values[i])
+                size, problem = value_bound(values[i])
                 sizes[i] = size
                 if problem is not None:
                     rejected.setdefault(i, f"field {name!r}: {problem}")
@@ -493,7 +325,7 @@ class CosmosSink:
         """The values documents will carry in ``field`` (``None`` when the batch lacks it)."""
         if field == "id":
             if "id" in batch.columns:
-                return [_json_value(v) for v in batch["id"].tolist()]
+                return [json_value(v) for v in batch["id"].tolist()]
             return list(document_ids(batch).tolist())
         column = batch.get(field)
         if column is None:
@@ -505,7 +337,7 @@ class CosmosSink:
             values[~np.isfinite(column)] = None
             return list(values.tolist())
         if column.dtype.kind == "O":
-            return [_json_value(v) for v in column.tolist()]
+            return [json_value(v) for v in column.tolist()]
         return list(column.tolist())
 
     def _partition_values(self, batch: Batch, rejected: dict[int, str]) -> list[Any]:
@@ -517,7 +349,7 @@ class CosmosSink:
             if values is None:
                 reason = (
                     f"document has no {path[1:]!r}, the container's partition key "
-                    f"({self._paths_text()})"
+                    f"({paths_text(self.partition_key)})"
                 )
                 for i in range(n):
                     rejected.setdefault(i, reason)
@@ -587,7 +419,7 @@ class CosmosSink:
         if "id" in batch.columns:
             keep = []
             for position, doc in zip(item.positions, docs, strict=True):
-                problem = _id_problem(doc.get("id"))
+                problem = id_problem(doc.get("id"))
                 if problem is None:
                     keep.append((position, doc))
                 else:
@@ -621,7 +453,7 @@ class CosmosSink:
         if retry and not outcome.written and not outcome.rejected:
             raise SinkError(
                 self._redact(
-                    f"cosmos sink: nothing written to {self._where()} in "
+                    f"cosmos sink: nothing written to {where(self)} in "
                     f"{self.write_timeout:g} s: {outcome.last_error or 'no answer'}"
                 ),
                 transient=True,
@@ -759,7 +591,7 @@ class CosmosSink:
         now = time.monotonic()
         action = failure.action
         if action is Action.PERMANENT:
-            outcome.permanent = f"cosmos sink: {self._where()}: {failure.message}"
+            outcome.permanent = f"cosmos sink: {where(self)}: {failure.message}"
             return [item]
         if action is Action.THROTTLED:
             outcome.throttled += 1
@@ -866,52 +698,3 @@ class CosmosSink:
         return self._rng.uniform(
             0.0, min(self.retry_backoff_max, self.retry_backoff * 2.0 ** min(attempt, 30))
         )
-
-
-def _wait_for_background_refresh(client: Any, timeout: float) -> None:
-    """The SDK checks endpoints on a background thread when a client starts; closing the client
-    under it makes that thread log a traceback. Give it a moment to finish first."""
-    manager = getattr(getattr(client, "client_connection", None), "_global_endpoint_manager", None)
-    thread = getattr(manager, "_refresh_thread", None)
-    if isinstance(thread, threading.Thread) and thread.is_alive():
-        thread.join(timeout)
-
-
-def _value_bound(value: Any) -> tuple[int, str | None]:
-    """An upper bound on the JSON size of ``value`` as the SDK writes it, and a problem if JSON
-    cannot carry it."""
-    if value is None:
-        return 4, None
-    if isinstance(value, str):
-        return 6 * len(value) + 2, None
-    if isinstance(value, bool):
-        return 5, None
-    if isinstance(value, int | float):
-        if isinstance(value, float) and not math.isfinite(value):
-            return 4, None  # cannot happen after to_documents; written as null
-        return _NUMBER_BOUND, None
-    try:
-        text = json.dumps(value, allow_nan=False)
-    except ValueError:
-        return 4, "holds a non-finite number (NaN or Infinity), which JSON cannot carry"
-    except TypeError:
-        return 4, f"a {type(value).__name__} cannot be written as JSON"
-    return 6 * len(text) + 2, None
-
-
-def _json_value(value: Any) -> Any:
-    """A value as documents carry it: non-finite floats are null."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-def _id_problem(value: Any) -> str | None:
-    if not isinstance(value, str) or not value:
-        return f"invalid id {value!r}: Cosmos DB ids are non-empty text"
-    if len(value) > MAX_ID_LENGTH:
-        return f"invalid id ({len(value)} characters): Cosmos DB allows at most {MAX_ID_LENGTH}"
-    bad = sorted({c for c in value if c in _ID_FORBIDDEN or ord(c) < 32 or ord(c) == 127})
-    if bad:
-        return f"invalid id {value[:80]!r}: Cosmos DB ids cannot contain {bad}"
-    return None

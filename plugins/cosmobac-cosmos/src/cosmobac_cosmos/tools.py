@@ -18,7 +18,8 @@ from cosmobac.batch import to_epoch_ms
 from cosmobac.documents import iso_timestamps
 
 from ._errors import Action, classify, request_charge
-from .sink import CosmosSink, _wait_for_background_refresh
+from .connection import close_client, credential_for
+from .sink import CosmosSink
 
 __all__ = ["Check", "Filters", "check", "count", "query"]
 
@@ -141,8 +142,9 @@ def check(sink: CosmosSink, *, write: bool = True) -> list[Check]:
         return results
 
     auth = "account key" if sink.key is not None else "Microsoft Entra ID"
+    credential, owned = credential_for(sink)
     try:
-        client = CosmosClient(sink.endpoint, sink._token_credential(), **sink.client_options())
+        client = CosmosClient(sink.endpoint, credential, **sink.client_options())
         account = client.get_database_account()
     except Exception as exc:
         failure = classify(exc)
@@ -197,8 +199,9 @@ def check(sink: CosmosSink, *, write: bool = True) -> list[Check]:
         results.append(_test_write(sink, container))
         return results
     finally:
-        _wait_for_background_refresh(client, timeout=sink.connection_timeout + 1)
-        client.__exit__(None, None, None)
+        close_client(client, timeout=sink.connection_timeout + 1)
+        if owned is not None:
+            owned.close()
 
 
 def _test_write(sink: CosmosSink, container: Any) -> Check:

@@ -1,4 +1,4 @@
-"""The store's SQLite schema (version 1).
+"""The store's SQLite schema (version 1), and how each kind of column is held in it.
 
 Tables:
 
@@ -19,7 +19,10 @@ Tables:
 
 from __future__ import annotations
 
-from typing import Final
+from collections.abc import Sequence
+from typing import Any, Final
+
+import numpy as np
 
 from cosmobac.schema import CORE_FIELDS, Kind
 
@@ -40,6 +43,44 @@ def quote(name: str) -> str:
     if "\x00" in name:
         raise ValueError(f"column name {name!r} contains a NUL character")
     return '"' + name.replace('"', '""') + '"'
+
+
+def _object_array(values: Sequence[Any]) -> np.ndarray:
+    out = np.empty(len(values), dtype=object)
+    out[:] = values
+    return out
+
+
+def column_from_sql(values: Sequence[Any], kind: Kind, core: bool) -> np.ndarray:
+    """One column of values read from SQLite, as the dtype its kind is held as in a batch."""
+    if kind is Kind.STR:
+        return _object_array(values)
+    if kind is Kind.TIMESTAMP:
+        return np.array(values, dtype=np.int64)
+    try:
+        if kind is Kind.FLOAT:
+            return np.array(values, dtype=np.float64)  # None (NULL) becomes NaN
+        has_null = None in values
+        if kind is Kind.INT:
+            return np.array(values, dtype=np.float64 if has_null else np.int64)
+        if kind is Kind.BOOL:
+            if has_null and not core:
+                return _object_array([None if v is None else bool(v) for v in values])
+            return np.array(values, dtype=np.bool_)  # a core flag never stored reads as False
+    except (TypeError, ValueError, OverflowError):
+        return _object_array(values)  # values of another type found their way in: keep them
+    raise AssertionError(kind)  # pragma: no cover
+
+
+def widen(old: Kind, new: Kind) -> Kind | None:
+    """The kind a column of ``old`` values becomes when ``new`` values arrive, or None if they do
+    not mix."""
+    if old is new:
+        return old
+    order = (Kind.BOOL, Kind.INT, Kind.FLOAT)
+    if old in order and new in order:
+        return max(old, new, key=order.index)
+    return None
 
 
 def _core_columns() -> str:

@@ -16,103 +16,27 @@ Guarantees:
 
 from __future__ import annotations
 
-import math
 import os
 import re
 import sqlite3
-import threading
-import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager, suppress
-from pathlib import Path
+from collections.abc import Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager, suppress
 from typing import Any, Final
 
 import numpy as np
 
-from cosmobac.batch import Batch
-from cosmobac.durations import parse_duration
+from cosmobac.batch import Batch, read_only
 from cosmobac.errors import StoreError
 from cosmobac.interfaces import DeadLetter, StoreStats
 from cosmobac.schema import CORE_FIELDS, IDENTITY, STORE_SEQ, Kind, kind_of
-from cosmobac.values import real
+from cosmobac.values import choice, duration
 
-from ._schema import FORMAT, SCHEMA, SCHEMA_VERSION, SQL_TYPES, quote
+from ._schema import SQL_TYPES, column_from_sql, quote, widen
+from .connection import MEMORY, SYNCHRONOUS, StoreConnection, wall_clock_ms
 
 __all__ = ["DeadLetter", "SQLiteStore"]
 
 _CORE: Final = tuple(CORE_FIELDS)
-_SYNCHRONOUS: Final = ("normal", "full")
-_MEMORY: Final = ":memory:"
-
-# Connections inherited across fork() are never used nor closed by the child (closing could touch
-# the parent's locks or WAL); they are parked here so garbage collection does not close them either.
-_ABANDONED: list[sqlite3.Connection] = []
-
-
-def _retention_seconds(value: Any) -> float:
-    """Seconds for the ``retention`` setting: a number of seconds or text like ``"7d"``."""
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise TypeError(
-            "store 'retention' must be a number of seconds or a duration like '7d' or '12h', "
-            f"got {type(value).__name__}"
-        )
-    if isinstance(value, str):
-        try:
-            seconds = float(value.strip())
-        except ValueError:
-            seconds = parse_duration(value, key="store 'retention'")
-    else:
-        seconds = float(value)
-    if not math.isfinite(seconds) or seconds < 0:
-        raise ValueError(f"store 'retention' must be a finite duration of 0 or more, got {value!r}")
-    return seconds
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
-def _readonly(array: np.ndarray) -> np.ndarray:
-    array.flags.writeable = False
-    return array
-
-
-def _object_array(values: Sequence[Any]) -> np.ndarray:
-    out = np.empty(len(values), dtype=object)
-    out[:] = values
-    return out
-
-
-def _column(values: Sequence[Any], kind: Kind, core: bool) -> np.ndarray:
-    """One column read from SQLite as the dtype its kind is held as in a batch."""
-    if kind is Kind.STR:
-        return _object_array(values)
-    if kind is Kind.TIMESTAMP:
-        return np.array(values, dtype=np.int64)
-    try:
-        if kind is Kind.FLOAT:
-            return np.array(values, dtype=np.float64)  # None (NULL) becomes NaN
-        has_null = None in values
-        if kind is Kind.INT:
-            return np.array(values, dtype=np.float64 if has_null else np.int64)
-        if kind is Kind.BOOL:
-            if has_null and not core:
-                return _object_array([None if v is None else bool(v) for v in values])
-            return np.array(values, dtype=np.bool_)  # a core flag never stored reads as False
-    except (TypeError, ValueError, OverflowError):
-        return _object_array(values)  # values of another type found their way in: keep them
-    raise AssertionError(kind)  # pragma: no cover
-
-
-def _widen(old: Kind, new: Kind) -> Kind | None:
-    """The kind a column of ``old`` values becomes when ``new`` values arrive, or None if they do
-    not mix."""
-    if old is new:
-        return old
-    order = (Kind.BOOL, Kind.INT, Kind.FLOAT)
-    if old in order and new in order:
-        return max(old, new, key=order.index)
-    return None
 
 
 def _sql_limit(limit: Any, *, optional: bool) -> int:
@@ -169,9 +93,11 @@ class SQLiteStore:
     ``path`` is the database file (created with its parent directories if missing; ``":memory:"``
     for a private in-memory store). ``retention`` is how long rows acknowledged by every consumer
     are kept, as seconds or text like ``"7d"``/``"12h"`` (default: keep everything), judged by the
-    reading's timestamp when :meth:`prune` runs. ``busy_timeout`` is how many seconds to wait for a
-    lock another process holds. ``synchronous`` is ``"normal"`` (durable at WAL checkpoints; a power
-    cut may lose the last transactions, never corrupt) or ``"full"`` (durable at every commit).
+    reading's timestamp when :meth:`prune` runs. ``busy_timeout`` is how long to wait for a lock
+    another process holds (seconds, or text like ``"30s"``). ``synchronous`` is ``"normal"``
+    (durable at WAL checkpoints; a power cut may lose the last transactions, never corrupt) or
+    ``"full"`` (durable at every commit). Opening the file is :mod:`cosmobac_sqlite.connection`'s
+    job.
 
     Capabilities (:mod:`cosmobac.interfaces`): read-ahead, stateful, resumable, prunable,
     scannable, dead-letter, consumer-admin and file store.
@@ -182,7 +108,7 @@ class SQLiteStore:
         path: str | os.PathLike[str],
         *,
         retention: str | float | None = None,
-        busy_timeout: float = 30.0,
+        busy_timeout: str | float = 30.0,
         synchronous: str = "normal",
     ) -> None:
         if isinstance(path, os.PathLike):
@@ -191,30 +117,16 @@ class SQLiteStore:
             raise TypeError(f"store 'path' must be a file path, got {type(path).__name__}")
         if not path.strip():
             raise ValueError("store 'path' must not be empty")
-        busy_timeout = real("store 'busy_timeout'", busy_timeout)  # text from ${VAR} is fine
-        if busy_timeout < 0:
-            raise ValueError(
-                f"store 'busy_timeout' must be 0 or more seconds, got {busy_timeout!r}"
-            )
-        if not isinstance(synchronous, str):
-            raise TypeError(
-                f"store 'synchronous' must be one of {', '.join(_SYNCHRONOUS)}, "
-                f"got {type(synchronous).__name__}"
-            )
-        if synchronous.lower() not in _SYNCHRONOUS:
-            raise ValueError(
-                f"store 'synchronous' must be one of {', '.join(_SYNCHRONOUS)}, got {synchronous!r}"
-            )
-        self._retention_s = None if retention is None else _retention_seconds(retention)
+        self._retention_s = None if retention is None else duration("store 'retention'", retention)
         self._path = path
-        self._busy_timeout = float(busy_timeout)
-        self._synchronous = synchronous.lower()
-        self._lock = threading.RLock()
         self._known: set[str] = set()
         self._insert_sql: dict[tuple[str, ...], str] = {}
-        self._closed = False
-        self._pid = os.getpid()
-        self._conn: sqlite3.Connection | None = self._open()
+        self._db = StoreConnection(
+            path,
+            busy_timeout=duration("store 'busy_timeout'", busy_timeout),
+            synchronous=choice("store 'synchronous'", synchronous, SYNCHRONOUS),
+            on_reopen=self._known.clear,
+        )
 
     # -- connection -----------------------------------------------------------------------------
     @property
@@ -231,166 +143,22 @@ class SQLiteStore:
         return f"SQLiteStore({self._path!r}, retention={self._retention_s!r})"
 
     def _fail(self, message: str) -> StoreError:
-        return StoreError(f"store {self._path}: {message}")
+        return self._db.fail(message)
 
-    def _open(self) -> sqlite3.Connection:
-        path = self._path
-        if path != _MEMORY:
-            try:
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise self._fail(f"cannot create its directory: {exc}") from exc
-            if Path(path).is_dir():
-                raise self._fail("is a directory; give the path of a database file")
-        try:
-            conn = sqlite3.connect(
-                path, timeout=self._busy_timeout, isolation_level=None, check_same_thread=False
-            )
-        except sqlite3.Error as exc:
-            raise self._fail(f"cannot open it ({exc}); is the path writable?") from exc
-        try:
-            self._prepare(conn)
-        except BaseException:
-            conn.close()
-            raise
-        return conn
-
-    def _prepare(self, conn: sqlite3.Connection) -> None:
-        try:
-            conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
-            tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
-        except sqlite3.DatabaseError as exc:
-            raise self._fail(f"is not a cosmobac store: {exc}") from exc
-        if tables:
-            self._check_format(conn, tables)
-        try:
-            if self._path != _MEMORY:
-                mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-                if str(mode).lower() != "wal":
-                    raise self._fail(
-                        f"cannot use WAL mode (journal mode stays {mode!r}); put the store on a "
-                        "local file system"
-                    )
-            conn.execute(f"PRAGMA synchronous = {self._synchronous.upper()}")
-            if "meta" not in tables:
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    created = conn.execute(
-                        "SELECT 1 FROM sqlite_master WHERE name = 'meta'"
-                    ).fetchone()
-                    if created is None:  # not created by another process meanwhile
-                        for statement in SCHEMA.split(";"):
-                            if statement.strip():
-                                conn.execute(statement)
-                        conn.executemany(
-                            "INSERT INTO meta (key, value) VALUES (?, ?)",
-                            [
-                                ("format", FORMAT),
-                                ("schema_version", str(SCHEMA_VERSION)),
-                                ("created_at", str(_now_ms())),
-                            ],
-                        )
-                    conn.execute("COMMIT")
-                except BaseException:
-                    if conn.in_transaction:
-                        conn.execute("ROLLBACK")
-                    raise
-        except sqlite3.Error as exc:
-            raise self._fail(f"cannot prepare it ({exc}); is the path writable?") from exc
-
-    def _check_format(self, conn: sqlite3.Connection, tables: set[str]) -> None:
-        if "meta" not in tables:
-            hint = (
-                " (it looks like an original edge database: import it with `cosmobac import`)"
-                if "sensor_readings" in tables
-                else ""
-            )
-            raise self._fail(
-                f"is not a cosmobac store: it has tables {sorted(tables)} and no 'meta' table{hint}"
-            )
-        try:
-            meta = dict(conn.execute("SELECT key, value FROM meta"))
-        except sqlite3.Error as exc:
-            raise self._fail(
-                f"is not a cosmobac store: its 'meta' table is unreadable ({exc})"
-            ) from exc
-        if meta.get("format") != FORMAT:
-            raise self._fail(
-                f"is not a cosmobac store: its meta format is {meta.get('format')!r}, "
-                f"not {FORMAT!r}"
-            )
-        try:
-            version = int(meta.get("schema_version", ""))
-        except ValueError:
-            raise self._fail(
-                f"has an unreadable schema version {meta.get('schema_version')!r}"
-            ) from None
-        if version > SCHEMA_VERSION:
-            raise self._fail(
-                f"has schema version {version}, newer than this cosmobac-sqlite reads "
-                f"({SCHEMA_VERSION}); upgrade cosmobac-sqlite"
-            )
-        if version < 1:
-            raise self._fail(f"has an invalid schema version {version}")
-
-    def _connection(self) -> sqlite3.Connection:
-        if self._closed or self._conn is None:
-            raise self._fail("is closed")
-        if self._pid != os.getpid():  # forked: never use the parent's connection
-            if self._path == _MEMORY:
-                raise self._fail("an in-memory store cannot be used from a forked process")
-            _ABANDONED.append(self._conn)
-            self._conn = None
-            self._known.clear()
-            self._pid = os.getpid()
-            self._conn = self._open()
-        return self._conn
-
-    @contextmanager
-    def _transaction(self, *, write: bool) -> Iterator[sqlite3.Connection]:
-        """One transaction under the store's lock: ``BEGIN IMMEDIATE`` for writes (the write lock
-        is taken at once, so no deadlock on upgrade), a deferred ``BEGIN`` for a consistent read
-        snapshot. SQLite errors become :class:`StoreError` naming the file."""
-        with self._lock:
-            conn = self._connection()
-            try:
-                conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-                try:
-                    yield conn
-                except BaseException:
-                    if conn.in_transaction:
-                        conn.execute("ROLLBACK")
-                    raise
-                conn.execute("COMMIT")
-            except sqlite3.OperationalError as exc:
-                if "locked" in str(exc) or "busy" in str(exc):
-                    raise self._fail(
-                        f"{exc} (waited {self._busy_timeout:g} s for another process; raise "
-                        "'busy_timeout' or find the process holding a long transaction)"
-                    ) from exc
-                raise self._fail(str(exc)) from exc
-            except sqlite3.Error as exc:
-                raise self._fail(str(exc)) from exc
+    def _transaction(self, *, write: bool) -> AbstractContextManager[sqlite3.Connection]:
+        return self._db.transaction(write=write)
 
     def close(self) -> None:
         """Close the connection (idempotent). A forked child leaves its parent's connection alone."""
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-            conn, self._conn = self._conn, None
-            if conn is not None:
-                if self._pid == os.getpid():
-                    conn.close()
-                else:
-                    _ABANDONED.append(conn)
+        self._db.close()
 
     def __reduce__(self) -> tuple[Any, ...]:
         """Pickled as its configuration: a process that unpickles a store opens its own
         connection (e.g. ``multiprocessing`` with the ``spawn`` context)."""
-        if self._path == _MEMORY:
+        if self._path == MEMORY:
             raise TypeError("an in-memory store cannot be pickled or sent to another process")
-        return (_reopen, (self._path, self._retention_s, self._busy_timeout, self._synchronous))
+        db = self._db
+        return (_reopen, (self._path, self._retention_s, db.busy_timeout, db.synchronous))
 
     def __enter__(self) -> SQLiteStore:
         return self
@@ -419,7 +187,7 @@ class SQLiteStore:
         for name, kind in wanted.items():
             old = existing.get(name)
             if old is not None:
-                new = _widen(old, kind)
+                new = widen(old, kind)
                 if new is None:
                     raise ValueError(
                         f"column {name!r} is stored as {old.value} values; this batch has "
@@ -488,7 +256,7 @@ class SQLiteStore:
         conn.execute(
             "INSERT INTO consumers (name, checkpoint, created_at) VALUES (?, 0, ?) "
             "ON CONFLICT (name) DO NOTHING",
-            (consumer, _now_ms()),
+            (consumer, wall_clock_ms()),
         )
         row = conn.execute("SELECT checkpoint FROM consumers WHERE name = ?", (consumer,))
         return int(row.fetchone()[0])
@@ -558,10 +326,10 @@ class SQLiteStore:
             if name == STORE_SEQ:
                 array = np.array(values, dtype=np.int64)
             elif name in CORE_FIELDS:
-                array = _column(values, CORE_FIELDS[name], core=True)
+                array = column_from_sql(values, CORE_FIELDS[name], core=True)
             else:
-                array = _column(values, extras[name], core=False)
-            out[name] = _readonly(array)
+                array = column_from_sql(values, extras[name], core=False)
+            out[name] = read_only(array)
         return Batch(columns=out)
 
     def read(self, consumer: str, limit: int = 1000, *, after: int | None = None) -> Batch:
@@ -764,7 +532,7 @@ class SQLiteStore:
                 raise ValueError(f"a dead letter needs a non-empty reason, got {text!r}")
         _seqs(raw)  # checks they are integers
         pairs = {int(seq): text for seq, text in zip(raw, reasons, strict=True)}
-        now = _now_ms()
+        now = wall_clock_ms()
         with self._transaction(write=True) as conn:
             checkpoint = self._register(conn, consumer)
             if pairs:
@@ -854,7 +622,7 @@ class SQLiteStore:
         letters; replayed dead letters count as pending), the age in seconds of the next row to
         deliver judged by its reading timestamp against the wall clock (None when nothing is
         pending), and dead letters waiting. ``file_size`` includes the WAL file."""
-        now = _now_ms()
+        now = wall_clock_ms()
         pending: dict[str, int] = {}
         ages: dict[str, float | None] = {}
         dead: dict[str, int] = {}
@@ -899,7 +667,7 @@ class SQLiteStore:
         )
 
     def _file_size(self) -> int | None:
-        if self._path == _MEMORY:
+        if self._path == MEMORY:
             return None
         total = 0
         for suffix in ("", "-wal"):
@@ -914,7 +682,7 @@ class SQLiteStore:
         rows were deleted."""
         if self._retention_s is None:
             return 0
-        now = _now_ms() if now_ms is None else int(now_ms)
+        now = wall_clock_ms() if now_ms is None else int(now_ms)
         cutoff = now - round(self._retention_s * 1000)
         with self._transaction(write=True) as conn:
             floor = conn.execute("SELECT min(checkpoint) FROM consumers").fetchone()[0]

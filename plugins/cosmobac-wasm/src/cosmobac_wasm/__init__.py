@@ -26,7 +26,7 @@ import click
 
 from cosmobac.hookspecs import Register, hookimpl
 
-from .command import RunResult, run_module, wasm_group
+from .commands import RunResult, run_module, wasm_group
 from .errors import CAUSES, WasmError
 from .kernels import ABI_VERSION, KernelRunner
 from .runtime import BUILTIN, Sandbox, builtin_module_path, default_cache_dir, load_module

@@ -47,7 +47,6 @@ __all__ = [
     "builtin_module_path",
     "default_cache_dir",
     "load_module",
-    "parse_size",
 ]
 
 log = logging.getLogger("cosmobac.wasm")
@@ -79,32 +78,6 @@ def default_cache_dir() -> Path:
     if sys.platform == "darwin":
         return Path.home() / "Library" / "Caches" / "cosmobac" / "wasm"
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "cosmobac" / "wasm"
-
-
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?)b?\s*$", re.IGNORECASE)
-_SIZE_UNITS: Final = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12}
-
-
-def parse_size(value: Any, *, key: str) -> int:
-    """Bytes in ``value``: a whole number of bytes, or text such as ``"128MiB"``, ``"64MB"``,
-    ``"1GiB"`` (``KiB``/``MiB``/``GiB`` are powers of 1024; ``KB``/``MB``/``GB`` of 1000).
-    ``ValueError``/``TypeError`` name ``key``."""
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise TypeError(
-            f"{key} must be a size such as '128MiB' or a number of bytes, got {value!r}"
-        )
-    if isinstance(value, str):
-        match = _SIZE.match(value)
-        if match is None:
-            raise ValueError(f"{key}: {value!r} is not a size; write e.g. '64MiB', '512MB', '1GiB'")
-        number, unit = float(match[1]), match[2].lower()
-        scale = 1024 ** " kmgt".index(unit[0]) if unit.endswith("i") else _SIZE_UNITS[unit]
-        size = number * scale
-    else:
-        size = float(value)
-    if not math.isfinite(size) or size <= 0:
-        raise ValueError(f"{key} must be a size above zero, got {value!r}")
-    return int(size)
 
 
 @attrs.frozen(kw_only=True)

@@ -30,12 +30,12 @@ import attrs
 import numpy as np
 
 from cosmobac.batch import Batch
-from cosmobac.durations import parse_duration
 from cosmobac.schema import IDENTITY, STORE_SEQ
+from cosmobac.values import choice, duration, integer, size
 
 from .errors import WasmError
 from .kernels import KernelRunner
-from .runtime import BUILTIN, LoadedModule, Sandbox, load_module, parse_size, resolve_module
+from .runtime import BUILTIN, LoadedModule, Sandbox, load_module, resolve_module
 
 __all__ = ["GroupedWasmTransform", "KernelCall", "WasmError", "WasmTransform", "wasm_transform"]
 
@@ -122,8 +122,7 @@ def _dtypes(value: Any, calls: Sequence[KernelCall]) -> dict[str, str]:
     produced = {name for call in calls for name in call.outputs}
     out = {}
     for name, dtype in value.items():
-        if dtype not in DTYPES:
-            raise ValueError(f"dtypes.{name} must be one of {', '.join(DTYPES)}, got {dtype!r}")
+        dtype = choice(f"dtypes.{name}", dtype, DTYPES)
         if name not in produced:
             raise ValueError(
                 f"dtypes.{name}: {name!r} is not an output column ({sorted(produced)})"
@@ -152,12 +151,6 @@ def _cache(value: Any) -> Path | bool:
     raise TypeError(
         f"cache_dir must be a folder path, true (the default folder) or false, got {value!r}"
     )
-
-
-def _positive_int(key: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{key} must be a whole number ≥ 1, got {value!r}")
-    return value
 
 
 # -- the transforms -------------------------------------------------------------------------------
@@ -385,11 +378,11 @@ def wasm_transform(
     if not isinstance(group_by, str):
         raise TypeError(f'group_by must be a column name (or "" for one window), got {group_by!r}')
     sandbox = Sandbox(
-        timeout=_positive_duration(timeout),
-        memory_limit=parse_size(memory_limit, key="memory_limit"),
-        fuel=None if fuel is None else _positive_int("fuel", fuel),
+        timeout=duration("timeout", timeout, positive=True),
+        memory_limit=size("memory_limit", memory_limit),
+        fuel=None if fuel is None else integer("fuel", fuel, minimum=1),
     )
-    chunk = _positive_int("chunk_rows", chunk_rows)
+    chunk = integer("chunk_rows", chunk_rows, minimum=1)
     try:
         loaded = load_module(module, sandbox=sandbox, cache_dir=_cache(cache_dir))
     except OSError as exc:
@@ -408,10 +401,3 @@ def wasm_transform(
     if runners[0].grouped:
         return GroupedWasmTransform(loaded, kernel, calls, runners, types, group_by=group_by)
     return WasmTransform(loaded, kernel, calls, runners, types)
-
-
-def _positive_duration(value: Any) -> float:
-    seconds = parse_duration(value, key="timeout")
-    if seconds <= 0:
-        raise ValueError("timeout must be longer than zero")
-    return seconds

@@ -32,7 +32,7 @@ import attrs
 import click
 import wasmtime
 
-from cosmobac.durations import parse_duration
+from cosmobac.values import click_callback, duration, size
 
 from .errors import WasmError
 from .runtime import (
@@ -44,7 +44,6 @@ from .runtime import (
     builtin_module_path,
     check_signature,
     load_module,
-    parse_size,
 )
 
 __all__ = ["Mount", "RunResult", "check_env", "report_run", "run_module", "run_wasi", "wasm_group"]
@@ -219,23 +218,6 @@ def _env_pair(
     return pairs
 
 
-def _duration(ctx: click.Context, param: click.Parameter, value: str) -> float:
-    try:
-        seconds = parse_duration(value, key=param.name or "timeout")
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
-    if seconds <= 0:
-        raise click.BadParameter("must be longer than zero", ctx=ctx, param=param)
-    return seconds
-
-
-def _size(ctx: click.Context, param: click.Parameter, value: str) -> int:
-    try:
-        return parse_size(value, key=param.name or "memory")
-    except (TypeError, ValueError) as exc:
-        raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
-
-
 def _echo_file(path: Path, *, err: bool) -> None:
     with path.open("rb") as stream:
         while chunk := stream.read(1 << 16):
@@ -274,14 +256,14 @@ def wasm_group() -> None:
     "--timeout",
     default="10m",
     show_default=True,
-    callback=_duration,
+    callback=click_callback(duration, positive=True),
     help="Time budget for the whole run.",
 )
 @click.option(
     "--memory",
     default="512MB",
     show_default=True,
-    callback=_size,
+    callback=click_callback(size),
     help="Memory cap (Bacalhau's default task memory is 512Mb).",
 )
 @click.option(

@@ -1,4 +1,5 @@
-"""A running forwarder picks up a new pipeline file; writing one atomically.
+"""The live config switch: a running forwarder picks up a new pipeline file; writing one
+atomically.
 
 Guarantees:
 
@@ -18,7 +19,7 @@ Guarantees:
 * :func:`install_seed` installs a job's shipped config as the live file only when that shipped
   config is new, so a restarted daemon keeps a config switched since.
 
-``python -m cosmobac.reload install NEW LIVE [--wait SECONDS]`` is the script a Bacalhau switch
+``python -m cosmobac.live_config install NEW LIVE [--wait SECONDS]`` is the script a Bacalhau switch
 job runs on each node (see docs/bacalhau.md).
 """
 
@@ -58,7 +59,7 @@ __all__ = [
     "write_atomic",
 ]
 
-log = logging.getLogger("cosmobac.reload")
+log = logging.getLogger("cosmobac.live_config")
 
 POLL_INTERVAL: Final = 1.0
 
@@ -424,10 +425,10 @@ def install(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m cosmobac.reload install NEW CONFIG [--wait SECONDS]``: exit 0 when written
+    """``python -m cosmobac.live_config install NEW CONFIG [--wait SECONDS]``: exit 0 when written
     (and, with --wait, applied), 3 when the forwarder rejected it, 4 when none took it in time,
     2 for a bad file."""
-    parser = argparse.ArgumentParser(prog="python -m cosmobac.reload")
+    parser = argparse.ArgumentParser(prog="python -m cosmobac.live_config")
     commands = parser.add_subparsers(dest="command", required=True)
     put = commands.add_parser("install", help="write NEW as CONFIG atomically")
     put.add_argument("new")

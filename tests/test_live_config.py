@@ -17,8 +17,7 @@ from click.testing import CliRunner
 from cosmobac import Batch
 from cosmobac.cli import cli
 from cosmobac.errors import ConfigError
-from cosmobac.plugins import get_plugins
-from cosmobac.reload import (
+from cosmobac.live_config import (
     ConfigWatcher,
     forward_following,
     install,
@@ -28,6 +27,7 @@ from cosmobac.reload import (
     status_path,
     write_atomic,
 )
+from cosmobac.plugins import get_plugins
 
 pytestmark = pytest.mark.needs_plugins  # the sqlite store
 
