@@ -5,8 +5,10 @@ from __future__ import annotations
 import math
 import re
 
+import click
 import numpy as np
 import pytest
+from click.testing import CliRunner
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -16,6 +18,7 @@ from cosmobac.values import (
     NO,
     YES,
     choice,
+    click_callback,
     data_flag,
     duration,
     flag,
@@ -252,3 +255,25 @@ def test_read_only_freezes_and_copies_views_of_shared_data() -> None:
     private = read_only(base[2:], private=True)
     assert not private.flags.writeable and np.shares_memory(private, base)
     assert read_only(own) is own
+
+
+def test_click_callback_parses_an_option_and_names_it_in_a_usage_error():
+    @click.command()
+    @click.option("--timeout", callback=click_callback(duration, positive=True))
+    @click.option("--memory", callback=click_callback(size))
+    def command(timeout, memory):
+        click.echo(f"{timeout!r} {memory!r}")
+
+    runner = CliRunner()
+    assert (
+        runner.invoke(command, ["--timeout", "1m30s", "--memory", "2KiB"]).output == "90.0 2048\n"
+    )
+    assert runner.invoke(command, []).output == "None None\n"  # unset options stay None
+    bad = runner.invoke(command, ["--timeout", "soon"])
+    assert bad.exit_code == 2
+    assert (
+        "Invalid value for '--timeout'" in bad.output
+        and "--timeout: 'soon' is not a duration" in bad.output
+    )
+    zero = runner.invoke(command, ["--timeout", "0"])
+    assert zero.exit_code == 2 and "--timeout" in zero.output
