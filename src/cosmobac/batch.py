@@ -19,10 +19,10 @@ import attrs
 import numpy as np
 import numpy.typing as npt
 
-from .schema import CORE_FIELDS, Kind, kind_of
+from .schema import CORE_FIELDS, IDENTITY, Kind, kind_of
 from .values import data_flag
 
-__all__ = ["Batch", "Reading", "read_only", "to_epoch_ms"]
+__all__ = ["Batch", "Reading", "read_only", "require_identity", "to_epoch_ms"]
 
 _MS_PER_S = 1000
 
@@ -375,3 +375,19 @@ class Reading:
     def time(self) -> dt.datetime:
         """The timestamp as an aware UTC datetime."""
         return dt.datetime.fromtimestamp(self.timestamp / _MS_PER_S, tz=dt.UTC)
+
+
+def require_identity(batch: object) -> Batch:
+    """What a store's ``append`` checks first: ``batch`` is a :class:`Batch` (else ``TypeError``)
+    and, unless it is empty, has the identity columns ``sensor_id`` and ``timestamp`` (else
+    ``ValueError`` naming the missing ones). Rows without a ``sensor_id`` are the store's to refuse,
+    on the values it reads anyway."""
+    if not isinstance(batch, Batch):
+        raise TypeError(f"append takes a Batch, got {type(batch).__name__}")
+    missing = [name for name in IDENTITY if name not in batch] if len(batch) else []
+    if missing:
+        raise ValueError(
+            f"batch lacks the identity column(s) {missing}: every reading needs 'sensor_id' "
+            "and 'timestamp'"
+        )
+    return batch

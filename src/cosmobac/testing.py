@@ -32,12 +32,12 @@ from typing import Any
 import attrs
 import numpy as np
 
-from .batch import Batch
+from .batch import Batch, require_identity
 from .conformance import check_sensor, check_sink, check_store, check_transform, sample_readings
 from .errors import SinkError
 from .interfaces import DeadLetter, StoreStats, WriteResult
 from .plugins import Plugins, set_plugins
-from .schema import IDENTITY, STORE_SEQ
+from .schema import STORE_SEQ
 
 __all__ = [
     "ListSensor",
@@ -138,13 +138,8 @@ class MemoryStore:
     _lock: threading.RLock = attrs.field(init=False, factory=threading.RLock)
 
     def append(self, batch: Batch) -> int:
-        if not isinstance(batch, Batch):
-            raise TypeError(f"append takes a Batch, got {type(batch).__name__}")
-        if not len(batch):
+        if not len(require_identity(batch)):
             return 0
-        missing = [name for name in IDENTITY if name not in batch]
-        if missing:
-            raise ValueError(f"batch lacks the identity column(s) {missing}")
         if any(s is None for s in batch["sensor_id"].tolist()):
             raise ValueError("batch has rows without a 'sensor_id'; every reading needs one")
         with self._lock:

@@ -25,10 +25,10 @@ from typing import Any, Final
 
 import numpy as np
 
-from cosmobac.batch import Batch, read_only
+from cosmobac.batch import Batch, read_only, require_identity
 from cosmobac.errors import StoreError
 from cosmobac.interfaces import DeadLetter, StoreStats
-from cosmobac.schema import CORE_FIELDS, IDENTITY, STORE_SEQ, Kind, kind_of
+from cosmobac.schema import CORE_FIELDS, STORE_SEQ, Kind, kind_of
 from cosmobac.values import choice, duration
 
 from ._schema import SQL_TYPES, column_from_sql, quote, widen
@@ -215,16 +215,8 @@ class SQLiteStore:
         missing). Extra columns are added to the table as they first appear and travel through. A
         ``seq`` column (from another store's read) is ignored.
         """
-        if not isinstance(batch, Batch):
-            raise TypeError(f"append takes a Batch, got {type(batch).__name__}")
-        if not len(batch):
+        if not len(require_identity(batch)):
             return 0
-        missing = [name for name in IDENTITY if name not in batch]
-        if missing:
-            raise ValueError(
-                f"batch lacks the identity column(s) {missing}: every reading needs 'sensor_id' "
-                "and 'timestamp'"
-            )
         names = tuple(n for n in batch.columns if n != STORE_SEQ)
         extras = {n: kind_of(batch[n].dtype.kind) for n in names if n not in CORE_FIELDS}
         lists = [batch[n].tolist() for n in names]
