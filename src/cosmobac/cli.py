@@ -345,8 +345,9 @@ def import_(
             stack.callback(store.close)
         report = import_original([Path(p) for p in paths], store, assume_timezone=assume_timezone)
     click.echo(
-        f"{report.rows_added} new rows from {len(report.files)} files "
-        f"({report.rows_read} read) into {into or config}"
+        f"{report.rows_added} new rows from {len(report.files)} files ({report.rows_read} read, "
+        f"{report.rows_already_stored} already stored, {report.rows_skipped} skipped) "
+        f"into {into or config}"
     )
     for problem in report.problems:
         click.echo(f"warning: {problem}", err=True)
