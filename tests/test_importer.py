@@ -180,7 +180,8 @@ def test_iso_text_generation_with_zones(tmp_path, store):
         f"{source}: 1 row(s) skipped: missing sensor_id (first: row id 7, timestamp "
         "'2024-03-10T12:00:09Z')",
         f"{source}: 1 row(s) skipped: missing timestamp (first: row id 6, timestamp None)",
-        f"{source}: 1 row(s) skipped: timestamp text is not ISO-8601 (first: row id 5, "
+        f"{source}: 1 row(s) skipped: timestamp text is neither epoch seconds nor ISO-8601 "
+        "(first: row id 5, "
         "timestamp "
         "'yesterday at noon')",
     ]
@@ -198,9 +199,10 @@ def test_zone_less_text_defaults_to_utc(tmp_path, store):
 
 
 def test_timestamp_type_is_decided_per_value(tmp_path, store):
-    """One column holding REAL seconds, INTEGER seconds and ISO text: each value is read by its own
-    storage class. Text is never read as a number: numbers written as text are skipped, not
-    guessed at (the original system dated such rows 1970)."""
+    """One column holding REAL seconds, INTEGER seconds, ISO text and seconds written as text:
+    each value is read by its own storage class. ISO text is never read as a number (the original
+    system dated such rows 1970); text holding a number is epoch seconds, as the import how-to
+    says, unless it is too small to be (a year, a basic ISO date), which is skipped."""
     source = make_db(
         tmp_path / "mixed.db",
         "id INTEGER PRIMARY KEY, timestamp, sensor_id TEXT, temperature REAL",
@@ -209,10 +211,14 @@ def test_timestamp_type_is_decided_per_value(tmp_path, store):
             {"timestamp": 1710072001, "sensor_id": "a", "temperature": 2.0},
             {"timestamp": "2024-03-10T12:00:02Z", "sensor_id": "a", "temperature": 3.0},
             {"timestamp": " 2024-03-10 13:00:03.25+01:00 ", "sensor_id": "a", "temperature": 4.0},
-            {"timestamp": "1710072003.25", "sensor_id": "a", "temperature": 5.0},
-            {"timestamp": "2024", "sensor_id": "a", "temperature": 6.0},
-            {"timestamp": b"\x00\x01", "sensor_id": "a", "temperature": 7.0},
-            {"timestamp": 1e300, "sensor_id": "a", "temperature": 8.0},
+            {"timestamp": " 1710072004.25 ", "sensor_id": "a", "temperature": 5.0},
+            {"timestamp": "1740823203", "sensor_id": "a", "temperature": 6.0},
+            {"timestamp": "2024", "sensor_id": "a", "temperature": 7.0},
+            {"timestamp": "20250301", "sensor_id": "a", "temperature": 8.0},
+            {"timestamp": "noon", "sensor_id": "a", "temperature": 9.0},
+            {"timestamp": b"\x00\x01", "sensor_id": "a", "temperature": 10.0},
+            {"timestamp": 1e300, "sensor_id": "a", "temperature": 11.0},
+            {"timestamp": "1e300", "sensor_id": "a", "temperature": 12.0},
         ],
     )
     report = import_original([source], store)
@@ -222,13 +228,19 @@ def test_timestamp_type_is_decided_per_value(tmp_path, store):
         1710072001000,
         1710072002000,
         1710072003250,
+        1710072004250,
+        1740823203000,
     ]
-    assert cols["temperature"].tolist() == [1.0, 2.0, 3.0, 4.0]
-    assert report.rows_skipped == 4
-    assert {p.message.split(" (")[0] for p in report.problems} == {
-        "2 row(s) skipped: timestamp text is not ISO-8601",
-        "1 row(s) skipped: timestamp stored as blob",
-        "1 row(s) skipped: timestamp is not a plausible number of epoch seconds",
+    assert cols["temperature"].tolist() == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+    assert report.rows_skipped == 6
+    assert report.skipped == {
+        "timestamp is not a plausible number of epoch seconds": 2,
+        "timestamp stored as blob": 1,
+        "timestamp text is a number too small for epoch seconds (before 1973)": 2,
+        "timestamp text is neither epoch seconds nor ISO-8601": 1,
+    }
+    assert {p.message.split(" (first")[0] for p in report.problems} == {
+        f"{n} row(s) skipped: {reason}" for reason, n in report.skipped.items()
     }
 
 

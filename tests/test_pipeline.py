@@ -467,3 +467,55 @@ def test_a_pipeline_from_a_file_closes_a_sensor_that_is_closeable():
         with Pipeline.from_config(config, plugins=plugins, need_sensor=True):
             pass
     assert len(made) == 1 and made[0].closed == 1
+
+
+def test_build_store_asks_a_store_not_to_create_only_when_it_can_be_asked():
+    """``create=False`` reaches a factory with a ``create`` keyword (overriding the file's own
+    ``create``), never one without it; ``create=True`` leaves the file's value alone."""
+    from cosmobac import hookimpl
+    from cosmobac.config import parse_config
+    from cosmobac.errors import StoreMissingError
+    from cosmobac.pipeline import build_store, wait_for_store
+    from cosmobac.testing import fresh_plugins
+
+    seen: list[object] = []
+    exists = threading.Event()
+
+    def file_store(name: str, create: bool = True) -> MemoryStore:
+        seen.append(create)
+        if not create and not exists.is_set():
+            raise StoreMissingError(f"store {name}: does not exist")
+        return MemoryStore()
+
+    class Stores:
+        @hookimpl
+        def register_stores(self, register):
+            register("file", file_store)
+            register("memory", MemoryStore)
+
+    with fresh_plugins() as plugins:
+        plugins.register(Stores(), name="stores")
+        on_file = parse_config(
+            {"store": {"plugin": "file", "name": "x", "create": True}, "run": {"interval": "10ms"}}
+        )
+        build_store(on_file, plugins=plugins).close()
+        with pytest.raises(StoreMissingError, match="store x: does not exist"):
+            build_store(on_file, plugins=plugins, create=False)
+        with pytest.raises(StoreMissingError):
+            Pipeline.from_config(on_file, plugins=plugins, create_store=False)
+        kept = parse_config({"store": {"plugin": "file", "name": "x", "create": False}})
+        with pytest.raises(StoreMissingError):
+            build_store(kept, plugins=plugins, create=True)  # the file's create = false stands
+        assert seen == [True, False, False, False]
+        memory = parse_config({"store": {"plugin": "memory"}})
+        assert isinstance(build_store(memory, plugins=plugins, create=False), MemoryStore)
+
+        stop = threading.Event()
+        stop.set()
+        assert wait_for_store(on_file, stop=stop, plugins=plugins) is False  # stopped first
+        timer = threading.Timer(0.1, exists.set)
+        timer.start()
+        try:
+            assert wait_for_store(on_file, stop=threading.Event(), plugins=plugins) is True
+        finally:
+            timer.cancel()

@@ -17,7 +17,7 @@ import click
 from .documents import document_id
 from .errors import ConfigError, CosmobacError
 from .interfaces import DeadLetterStore, Store
-from .pipeline import ForwardReport, Pipeline
+from .pipeline import ForwardReport, Pipeline, wait_for_store
 from .plugins import get_plugins, missing_provider
 from .values import click_callback
 from .values import duration as parse_duration
@@ -105,8 +105,14 @@ class _ProgressBar:
         self._bars.clear()
 
 
-def _open(config: str, *, sensor: bool = False, sinks: bool = False, **kw: Any) -> Pipeline:
-    return Pipeline.from_config(config, need_sensor=sensor, need_sinks=sinks, **kw)
+def _open(
+    config: str, *, sensor: bool = False, sinks: bool = False, create: bool = False, **kw: Any
+) -> Pipeline:
+    """The pipeline of a command. Only commands that write readings (``run``, ``collect``,
+    ``import``) pass ``create=True``: the others never create a store that does not exist."""
+    return Pipeline.from_config(
+        config, need_sensor=sensor, need_sinks=sinks, create_store=create, **kw
+    )
 
 
 def _echo_forward(report: ForwardReport) -> None:
@@ -137,7 +143,7 @@ config_argument = click.argument("config", type=click.Path(dir_okay=False))
 def run(config: str, duration: float | None) -> None:
     """Collect and forward in one process."""
     bar = _ProgressBar()
-    with _open(config, sensor=True, sinks=True, progress=bar) as pipeline:
+    with _open(config, sensor=True, sinks=True, create=True, progress=bar) as pipeline:
         with graceful_stop(pipeline.stop):
             collected, forwarded = pipeline.run(duration=duration)
         bar.close()
@@ -157,7 +163,7 @@ def run(config: str, duration: float | None) -> None:
 def collect(config: str, duration: float | None) -> None:
     """Read the sensor into the store (no forwarding)."""
     bar = _ProgressBar()
-    with _open(config, sensor=True, progress=bar) as pipeline:
+    with _open(config, sensor=True, create=True, progress=bar) as pipeline:
         with graceful_stop(pipeline.stop):
             report = pipeline.collect(duration=duration)
         bar.close()
@@ -185,6 +191,11 @@ def forward(config: str, follow: bool, reload: bool, seed: str | None) -> None:
         from .live_config import install_seed
 
         install_seed(seed, config)
+    if follow:  # started before the collector made the store: wait for it, never create it
+        waiting = threading.Event()
+        with graceful_stop(waiting):
+            if not wait_for_store(config, stop=waiting):
+                return
     if follow and reload:
         from .live_config import forward_following
 
@@ -328,14 +339,15 @@ def import_(
         ) from None
     with contextlib.ExitStack() as stack:
         if config is not None:
-            store = stack.enter_context(_open(config)).store
+            store = stack.enter_context(_open(config, create=True)).store
         else:
             store = get_plugins().create("store", "sqlite", path=into)
             stack.callback(store.close)
         report = import_original([Path(p) for p in paths], store, assume_timezone=assume_timezone)
     click.echo(
-        f"{report.rows_added} new rows from {len(report.files)} files "
-        f"({report.rows_read} read) into {into or config}"
+        f"{report.rows_added} new rows from {len(report.files)} files ({report.rows_read} read, "
+        f"{report.rows_already_stored} already stored, {report.rows_skipped} skipped) "
+        f"into {into or config}"
     )
     for problem in report.problems:
         click.echo(f"warning: {problem}", err=True)

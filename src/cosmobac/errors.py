@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "CosmobacError", "PluginError", "SinkError", "StoreError"]
+__all__ = [
+    "ConfigError",
+    "CosmobacError",
+    "PluginError",
+    "SinkError",
+    "StoreError",
+    "StoreMissingError",
+]
 
 
 class CosmobacError(Exception):
@@ -19,6 +26,11 @@ class ConfigError(CosmobacError):
 
 class StoreError(CosmobacError):
     """A store cannot do what was asked (corrupt file, wrong schema, disk full)."""
+
+
+class StoreMissingError(StoreError):
+    """The store does not exist, and was opened without creating it (``create=False``): what
+    only reads a store never makes a new, empty one. ``forward --follow`` waits for it."""
 
 
 class SinkError(CosmobacError):

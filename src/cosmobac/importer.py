@@ -7,11 +7,16 @@ readings to a cosmobac store through ``store.append``, so importing a file twice
 Guarantees:
 
 * timestamps are interpreted per value by their SQLite storage class, never by guessing from the
-  column: a REAL or INTEGER is Unix epoch **seconds** (kept to the millisecond); TEXT is ISO-8601,
-  with ``Z`` or an offset honoured, and zone-less text read in ``assume_timezone`` (an IANA name);
-  text is never read as a number (text that is not ISO-8601 is skipped, not guessed at);
-* a row whose timestamp or ``sensor_id`` is missing or unparsable is skipped and counted, with the
-  reason, in the report; it never stops the import;
+  column: a REAL or INTEGER is Unix epoch **seconds** (kept to the millisecond); TEXT holding a
+  decimal number (``'1740823203.5'``) is epoch seconds too, if at least 100000000 (1973): a
+  smaller one (``'2024'``, ``'20250301'``: a year, a basic ISO date) is skipped, not dated 1970;
+  other TEXT is ISO-8601, with ``Z`` or an offset honoured, and zone-less text read in
+  ``assume_timezone`` (an IANA name); ISO text is never read as a number;
+* every row read is imported, already stored, or skipped and counted by its reason (a timestamp or
+  ``sensor_id`` missing or unparsable, values the store refuses), per file in ``problems`` and in
+  total in ``ImportReport.skipped``; a skipped row never stops the import;
+* a ``sensor_readings`` that is a view (read through, with a warning giving the row count), or that
+  yields no rows, is reported;
 * a missing or unparsable metric is NaN, never 0.0 (unparsable ones are counted in the report);
 * ``location`` becomes ``city``; columns that are not core fields (``status_code``,
   ``serial_number``, …, ``original_timezone``) travel as extra columns; the original per-file ``id``
@@ -25,9 +30,10 @@ from __future__ import annotations
 import datetime as dt
 import math
 import os
+import re
 import sqlite3
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 from urllib.parse import quote
@@ -47,6 +53,8 @@ TABLE: Final = "sensor_readings"
 _DROPPED: Final = frozenset({"id", "synced"})
 _RENAMED: Final = {"location": "city"}
 _MAX_EPOCH_S: Final = 253_402_300_800  # 10000-01-01: beyond it no date type can hold the time
+_MIN_TEXT_EPOCH_S: Final = 100_000_000  # 1973-03-03: smaller numbers in text are not seconds
+_NUMBER: Final = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
 
 
 @attrs.frozen
@@ -67,8 +75,9 @@ class ImportReport:
     """What :func:`import_original` did.
 
     ``files`` are the files whose readings were imported; ``rows_read`` counts rows read from them,
-    ``rows_added`` those new to the store (re-importing adds 0), ``rows_skipped`` rows left out
-    (each reason is in ``problems``).
+    ``rows_added`` those new to the store (re-importing adds 0), ``rows_skipped`` rows left out;
+    ``skipped`` counts those by reason over every file (per file, with an example row, in
+    ``problems``). Every row read is added, already stored or skipped.
     """
 
     files: tuple[Path, ...]
@@ -76,6 +85,12 @@ class ImportReport:
     rows_added: int
     rows_skipped: int
     problems: tuple[ImportProblem, ...]
+    skipped: Mapping[str, int] = attrs.field(factory=dict)
+
+    @property
+    def rows_already_stored(self) -> int:
+        """Rows read that the store already held (same ``sensor_id`` and ``timestamp``)."""
+        return self.rows_read - self.rows_added - self.rows_skipped
 
     @property
     def ok(self) -> bool:
@@ -111,11 +126,18 @@ def _timestamp_ms(kind: str, value: Any, zone: dt.tzinfo) -> int | str:
             parsed = dt.datetime.fromisoformat(text)
         except ValueError:
             parsed = None
+        if _NUMBER.fullmatch(text):
+            if float(text) < _MIN_TEXT_EPOCH_S:  # e.g. '2024' (a year), '20250301' (ISO basic)
+                return "timestamp text is a number too small for epoch seconds (before 1973)"
+            return _timestamp_ms("real", text, zone)
         if parsed is None:
-            return "timestamp text is not ISO-8601"
+            return "timestamp text is neither epoch seconds nor ISO-8601"
         if parsed.tzinfo is None or parsed.utcoffset() is None:
             parsed = parsed.replace(tzinfo=zone)
-        return to_epoch_ms(parsed)
+        try:
+            return to_epoch_ms(parsed)
+        except (OverflowError, ValueError):
+            return "timestamp is out of range"
     if kind == "null":
         return "missing timestamp"
     return f"timestamp stored as {kind}"
@@ -215,9 +237,18 @@ def _open_readonly(path: Path) -> sqlite3.Connection:
 class _FileResult:
     rows_read: int = 0
     rows_added: int = 0
+    view: bool = False
     skipped: Counter[str] = attrs.field(factory=Counter)
     examples: dict[str, str] = attrs.field(factory=dict)
     unparsable_values: Counter[str] = attrs.field(factory=Counter)
+
+
+def _has_rowid(conn: sqlite3.Connection) -> bool:
+    try:
+        conn.execute(f"SELECT rowid FROM {TABLE} LIMIT 0")
+    except sqlite3.OperationalError:  # a WITHOUT ROWID table
+        return False
+    return True
 
 
 def _import_file(
@@ -225,9 +256,15 @@ def _import_file(
 ) -> None:
     conn = _open_readonly(path)
     try:
-        info = conn.execute(f"PRAGMA table_info({TABLE})").fetchall()
+        found = conn.execute(
+            "SELECT type FROM sqlite_master WHERE type IN ('table', 'view') AND name = ? "
+            "COLLATE NOCASE",
+            (TABLE,),
+        ).fetchone()
+        info = conn.execute(f"PRAGMA table_info({TABLE})").fetchall() if found else []
         if not info:
             raise LookupError(f"no {TABLE!r} table")
+        result.view = found[0] == "view"
         declared = {row[1]: str(row[2] or "") for row in info}
         if "timestamp" not in declared or "sensor_id" not in declared:
             raise LookupError(f"table {TABLE!r} has no 'timestamp' or 'sensor_id' column")
@@ -242,20 +279,27 @@ def _import_file(
             targets[column] = target
         sources = list(targets)
         select = ", ".join('"' + c.replace('"', '""') + '"' for c in sources)
+        # a table's rows are named by rowid; a view's (which has none) by their position
+        keyed = not result.view and _has_rowid(conn)
+        label = "row id" if keyed else "row"
         sql = (
-            f'SELECT rowid, typeof("timestamp"), "timestamp", {select} FROM {TABLE} '
-            "WHERE rowid > ? ORDER BY rowid LIMIT ?"
+            f'SELECT {"rowid" if keyed else "NULL"}, typeof("timestamp"), "timestamp", {select} '
+            f"FROM {TABLE}{' ORDER BY rowid' if keyed else ''}"
         )
-        last = -(2**63)
-        while True:
-            rows = conn.execute(sql, (last, batch_size)).fetchall()
-            if not rows:
-                break
-            last = rows[-1][0]
+        cursor = conn.execute(sql)
+        while rows := cursor.fetchmany(batch_size):
+            if not keyed:
+                rows = [(result.rows_read + i + 1, *row[1:]) for i, row in enumerate(rows)]
             result.rows_read += len(rows)
-            batch = _to_batch(rows, sources, targets, declared, zone, result)
-            if len(batch):
+            batch = _to_batch(rows, sources, targets, declared, zone, result, label)
+            if not len(batch):
+                continue
+            try:
                 result.rows_added += store.append(batch)
+            except ValueError as exc:  # the store cannot hold these values: count, go on
+                reason = f"the store refused them: {exc}"
+                result.skipped[reason] += len(batch)
+                result.examples.setdefault(reason, f"{label} {rows[0][0]}")
     finally:
         conn.close()
 
@@ -267,6 +311,7 @@ def _to_batch(
     declared: dict[str, str],
     zone: dt.tzinfo,
     result: _FileResult,
+    label: str,
 ) -> Batch:
     stamps = np.zeros(len(rows), dtype=np.int64)
     keep = np.ones(len(rows), dtype=np.bool_)
@@ -283,7 +328,7 @@ def _to_batch(
         if reason is not None:
             keep[i] = False
             result.skipped[reason] += 1
-            result.examples.setdefault(reason, f"row id {row[0]}, timestamp {row[2]!r}")
+            result.examples.setdefault(reason, f"{label} {row[0]}, timestamp {row[2]!r}")
     if not keep.all():
         rows = [row for row, k in zip(rows, keep.tolist(), strict=True) if k]
         stamps = stamps[keep]
@@ -330,6 +375,7 @@ def import_original(
 
     files: list[Path] = []
     problems: list[ImportProblem] = []
+    skipped: Counter[str] = Counter()
     rows_read = rows_added = rows_skipped = 0
     for path in _candidates(paths, skip):
         if not path.exists():
@@ -347,9 +393,20 @@ def import_original(
             )
         else:
             files.append(path)
+            if result.view:
+                problems.append(
+                    ImportProblem(
+                        path,
+                        f"{TABLE!r} is a view, not a table: {result.rows_read} row(s) read "
+                        "through it; check that it selects the readings you mean to import",
+                    )
+                )
+            if not result.rows_read:
+                problems.append(ImportProblem(path, f"{TABLE!r} yields no rows: nothing imported"))
         rows_read += result.rows_read
         rows_added += result.rows_added
         rows_skipped += sum(result.skipped.values())
+        skipped.update(result.skipped)
         for reason, count in sorted(result.skipped.items()):
             problems.append(
                 ImportProblem(
@@ -368,4 +425,5 @@ def import_original(
         rows_added=rows_added,
         rows_skipped=rows_skipped,
         problems=tuple(problems),
+        skipped=dict(sorted(skipped.items())),
     )

@@ -257,7 +257,11 @@ class _Reloader:
 
     def _build(self, config: PipelineConfig) -> Pipeline:
         return Pipeline.from_config(
-            config, plugins=self.plugins, need_sinks=True, progress=self.progress
+            config,
+            plugins=self.plugins,
+            need_sinks=True,
+            progress=self.progress,
+            create_store=False,  # forwarding never creates a store
         )
 
     def watch(self) -> None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import logging
+import os
 import random
 import threading
 import time
@@ -30,8 +31,8 @@ import attrs
 import numpy as np
 
 from .batch import Batch
-from .config import PipelineConfig, RunConfig, load_config
-from .errors import ConfigError, SinkError
+from .config import ComponentConfig, PipelineConfig, RunConfig, load_config
+from .errors import ConfigError, PluginError, SinkError, StoreMissingError
 from .interfaces import (
     Closeable,
     FixedStartSensor,
@@ -51,7 +52,15 @@ from .interfaces import (
 from .plugins import Plugins, get_plugins
 from .schema import STORE_SEQ
 
-__all__ = ["CollectReport", "ForwardReport", "Lane", "LaneReport", "Pipeline"]
+__all__ = [
+    "CollectReport",
+    "ForwardReport",
+    "Lane",
+    "LaneReport",
+    "Pipeline",
+    "build_store",
+    "wait_for_store",
+]
 
 log = logging.getLogger("cosmobac.pipeline")
 
@@ -184,20 +193,24 @@ class Pipeline:
         need_sensor: bool = False,
         need_sinks: bool = False,
         progress: Progress | None = None,
+        create_store: bool = True,
     ) -> Pipeline:
-        """A pipeline built from a :class:`PipelineConfig` or the path of a pipeline file."""
+        """A pipeline built from a :class:`PipelineConfig` or the path of a pipeline file.
+
+        ``create_store=False`` opens the store without creating it (see :func:`build_store`):
+        what reads a store (forward, status, evaluate) passes it, so a wrong path is an error,
+        not a new empty store."""
         plugins = plugins or get_plugins()
         if not isinstance(config, PipelineConfig):
             config = load_config(config, plugins=plugins)
-        if config.store is None:
-            raise ConfigError(f'{config.source}: missing [store] section (e.g. plugin = "sqlite")')
+        _store_config(config)
         if need_sensor and config.sensor is None:
             raise ConfigError(f"{config.source}: missing [sensor] section, needed to collect")
         if need_sinks and not config.sinks:
             raise ConfigError(f"{config.source}: no [[sinks]] table, needed to forward")
         owned: list[Closeable] = []
         try:
-            store = config.store.build(plugins)
+            store = build_store(config, plugins=plugins, create=create_store)
             owned.append(store)
             sensor = config.sensor.build(plugins) if config.sensor and need_sensor else None
             if isinstance(sensor, Closeable):
@@ -561,6 +574,58 @@ class Pipeline:
     def _report(self, stage: str, done: int, total: int | None) -> None:
         if self.progress is not None:
             self.progress(stage, done, total)
+
+
+def _store_config(config: PipelineConfig) -> ComponentConfig:
+    if config.store is None:
+        raise ConfigError(f'{config.source}: missing [store] section (e.g. plugin = "sqlite")')
+    return config.store
+
+
+def build_store(
+    config: PipelineConfig, *, plugins: Plugins | None = None, create: bool = True
+) -> Store:
+    """The store of a pipeline file, made by its factory.
+
+    With ``create=False``, a store whose factory takes a ``create`` keyword (the SQLite store's
+    does) gets ``create=False``, whatever the file says: a store that does not exist is then an
+    error (a :class:`~cosmobac.errors.StoreError`) instead of a new, empty one. With ``create=True``
+    the file's own ``create`` key, if any, stands. A factory without that keyword makes nothing
+    that outlives the process (e.g. ``MemoryStore``) or decides for itself."""
+    plugins = plugins or get_plugins()
+    cfg = _store_config(config)
+    if not create:
+        try:
+            keys = plugins.get("store", cfg.plugin).accepted_keys()
+        except PluginError:
+            keys = None  # build() reports it, naming the file
+        if keys is not None and "create" in keys:
+            cfg = attrs.evolve(cfg, options={**cfg.options, "create": False})
+    store: Store = cfg.build(plugins)
+    return store
+
+
+def wait_for_store(
+    config: PipelineConfig | str | os.PathLike[str],
+    *,
+    stop: threading.Event,
+    plugins: Plugins | None = None,
+) -> bool:
+    """Wait until the pipeline's store exists, checking every ``run.interval`` without creating
+    it (``forward --follow`` started before the collector made the store). True once it exists;
+    False when ``stop`` was set first. Any other store error is raised."""
+    announced = False
+    while True:
+        cfg = config if isinstance(config, PipelineConfig) else load_config(config, plugins=plugins)
+        try:
+            build_store(cfg, plugins=plugins, create=False).close()
+            return True
+        except StoreMissingError as exc:
+            if not announced:
+                log.warning("%s; waiting for it to be created", exc)
+                announced = True
+        if stop.wait(cfg.run.interval):
+            return False
 
 
 def _require(component: object, protocol: type, role: str) -> None:

@@ -54,7 +54,13 @@ def test_registered_as_store_plugin_with_exact_keys(tmp_path):
     plugins = Plugins(allow={"sqlite"})
     component = plugins.get("store", "sqlite")
     assert component.distribution == "cosmobac-sqlite"
-    assert component.accepted_keys() == ["path", "retention", "busy_timeout", "synchronous"]
+    assert component.accepted_keys() == [
+        "path",
+        "retention",
+        "busy_timeout",
+        "synchronous",
+        "create",
+    ]
     store = plugins.create("store", "sqlite", path=str(tmp_path / "p.db"), retention="7d")
     try:
         assert isinstance(store, SQLiteStore)

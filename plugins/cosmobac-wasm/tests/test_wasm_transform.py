@@ -303,6 +303,7 @@ def test_a_module_that_cannot_load_stops_the_pipeline_at_start(tmp_path):
     config = pipeline_toml(
         tmp_path, tmp_path / "edge.db", tmp_path / "x.jsonl", transforms=transforms
     )
+    Plugins().create("store", "sqlite", path=str(tmp_path / "edge.db")).close()  # forward needs one
     done = run_cosmobac("forward", config, check=False, timeout=120)
     assert done.returncode == 1
     assert "Error: wasm module" in done.stderr and "broken.wasm" in done.stderr

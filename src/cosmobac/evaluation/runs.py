@@ -17,6 +17,7 @@ from ..batch import Batch
 from ..config import PipelineConfig, load_config
 from ..errors import ConfigError
 from ..interfaces import ConsumerAdminStore, ScannableStore, Store
+from ..pipeline import build_store
 from ..plugins import Plugins, get_plugins
 from ..schema import STORE_SEQ
 from .nab import NabSeries
@@ -48,7 +49,7 @@ def replay_store(
             log.info("%s: leaving out the aggregate transform to evaluate rows", spec.where)
             continue
         transforms.append(spec.build(plugins))
-    store = config.store.build(plugins)
+    store = build_store(config, plugins=plugins, create=False)  # evaluating never creates one
     try:
         rows = _all_rows(store)
     finally:

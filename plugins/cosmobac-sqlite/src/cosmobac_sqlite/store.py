@@ -29,7 +29,7 @@ from cosmobac.batch import Batch, read_only, require_identity
 from cosmobac.errors import StoreError
 from cosmobac.interfaces import DeadLetter, StoreStats
 from cosmobac.schema import CORE_FIELDS, STORE_SEQ, Kind, kind_of
-from cosmobac.values import choice, duration
+from cosmobac.values import choice, duration, flag
 
 from ._schema import SQL_TYPES, column_from_sql, quote, widen
 from .connection import MEMORY, SYNCHRONOUS, StoreConnection, wall_clock_ms
@@ -90,14 +90,17 @@ def _seqs(rows: Batch | Iterable[int]) -> list[int]:
 class SQLiteStore:
     """The durable SQLite outbox (store plugin ``sqlite``).
 
-    ``path`` is the database file (created with its parent directories if missing; ``":memory:"``
-    for a private in-memory store). ``retention`` is how long rows acknowledged by every consumer
+    ``path`` is the database file (``":memory:"`` for a private in-memory store). ``create``: when
+    the file does not exist, create it (with its parent directories); with ``create=False`` that is
+    a :class:`~cosmobac.errors.StoreError` (commands that only read a store open it so). An existing
+    file is never initialised: a 0-byte file or anything but a cosmobac store is refused. ``retention`` is how long rows acknowledged by every consumer
     are kept, as seconds or text like ``"7d"``/``"12h"`` (default: keep everything), judged by the
     reading's timestamp when :meth:`prune` runs. ``busy_timeout`` is how long to wait for a lock
     another process holds (seconds, or text like ``"30s"``). ``synchronous`` is ``"normal"``
     (durable at WAL checkpoints; a power cut may lose the last transactions, never corrupt) or
     ``"full"`` (durable at every commit). Opening the file is :mod:`cosmobac_sqlite.connection`'s
-    job.
+    job; so is noticing that the file was deleted, moved away or replaced while the store is open
+    (every later operation raises a ``StoreError`` saying so).
 
     Capabilities (:mod:`cosmobac.interfaces`): read-ahead, stateful, resumable, prunable,
     scannable, dead-letter, consumer-admin and file store.
@@ -110,6 +113,7 @@ class SQLiteStore:
         retention: str | float | None = None,
         busy_timeout: str | float = 30.0,
         synchronous: str = "normal",
+        create: bool | str = True,
     ) -> None:
         if isinstance(path, os.PathLike):
             path = os.fspath(path)
@@ -125,6 +129,7 @@ class SQLiteStore:
             path,
             busy_timeout=duration("store 'busy_timeout'", busy_timeout),
             synchronous=choice("store 'synchronous'", synchronous, SYNCHRONOUS),
+            create=flag("store 'create'", create),
             on_reopen=self._known.clear,
         )
 
@@ -158,7 +163,10 @@ class SQLiteStore:
         if self._path == MEMORY:
             raise TypeError("an in-memory store cannot be pickled or sent to another process")
         db = self._db
-        return (_reopen, (self._path, self._retention_s, db.busy_timeout, db.synchronous))
+        return (
+            _reopen,
+            (self._path, self._retention_s, db.busy_timeout, db.synchronous, db.create),
+        )
 
     def __enter__(self) -> SQLiteStore:
         return self
@@ -690,8 +698,12 @@ class SQLiteStore:
 
 
 def _reopen(
-    path: str, retention: float | None, busy_timeout: float, synchronous: str
+    path: str, retention: float | None, busy_timeout: float, synchronous: str, create: bool
 ) -> SQLiteStore:
     return SQLiteStore(
-        path, retention=retention, busy_timeout=busy_timeout, synchronous=synchronous
+        path,
+        retention=retention,
+        busy_timeout=busy_timeout,
+        synchronous=synchronous,
+        create=create,
     )
