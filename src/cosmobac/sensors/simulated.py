@@ -38,9 +38,11 @@ from .fleet_config import (
     AnomalyConfig,
     City,
     MetricSpec,
+    check_memory,
     load_cities,
     parse_anomalies,
     parse_cities,
+    parse_memory_limit,
     parse_metrics,
     parse_rate,
     parse_seed,
@@ -281,6 +283,7 @@ class SimulatedFleet:
     rate_hz: float = attrs.field(default=1.0, converter=parse_rate)
     metrics: dict[str, MetricSpec] = attrs.field(default=None, converter=parse_metrics)
     anomalies: AnomalyConfig = attrs.field(default=None, converter=parse_anomalies)
+    memory_limit: int | None = attrs.field(default=None, converter=parse_memory_limit)
 
     sensors: tuple[SensorInfo, ...] = attrs.field(init=False, repr=False)
     _period_us: int = attrs.field(init=False, repr=False)
@@ -303,6 +306,7 @@ class SimulatedFleet:
     _spread: np.ndarray = attrs.field(init=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
+        check_memory(len(self.cities), self.sensors_per_city, self.rate_hz, self.memory_limit)
         self._period_us = round(1e6 / self.rate_hz)
         self._scratch = np.random.Generator(np.random.PCG64(0))
         specs = [self.metrics[m] for m in METRICS]
