@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 
 from cosmobac.batch import Batch
 from cosmobac.schema import CORE_FIELDS
+from cosmobac.sensors import simulated
 from cosmobac.sensors.fleet_config import READING_BYTES, SENSOR_BYTES
 from cosmobac.sensors.simulated import ANOMALY_TYPES, SimulatedFleet
 from cosmobac.testing import run_cosmobac as cosmobac
@@ -85,6 +86,15 @@ REFERENCES = [
 BUSY_DIGEST = "32dd98ffdfbe263590e5d4b80e7bd3b9cf607a0ff3da42c139bf8dc33af28d12"
 
 
+@pytest.fixture(params=["kept", "drawn", "mixed"])
+def blocks(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Each way a read gets a block's draws: kept whole (small fleets), drawn again from the
+    stream's saved states (large fleets), or kept for the first three sensors only."""
+    budget = {"kept": 2**40, "drawn": 0, "mixed": 3 * simulated._BLOCK_BYTES}[request.param]
+    monkeypatch.setattr(simulated, "_CACHE_BYTES", budget)
+    return str(request.param)
+
+
 def digest(batch: Batch) -> str:
     """sha256 of every core column: numbers by their bytes, text and labels by their ``repr``."""
     h = hashlib.sha256()
@@ -101,7 +111,7 @@ def digest(batch: Batch) -> str:
 # -- the same readings as before ------------------------------------------------------------------
 @pytest.mark.parametrize(("config", "span", "rows", "anomalous", "expected"), REFERENCES)
 def test_readings_for_a_seed_are_unchanged(
-    config: dict[str, Any], span: int, rows: int, anomalous: int, expected: str
+    config: dict[str, Any], span: int, rows: int, anomalous: int, expected: str, blocks: str
 ) -> None:
     fleet = SimulatedFleet(**config)
     batch = fleet.read(fleet.start + span)
@@ -110,16 +120,24 @@ def test_readings_for_a_seed_are_unchanged(
     assert digest(batch) == expected
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(st.integers(1, BUSY_SPAN_MS), min_size=1, max_size=12))
-def test_any_cut_of_time_gives_the_same_readings(cuts: list[int]) -> None:
+@pytest.mark.parametrize("budget", [0, 3])  # blocks kept: none, or for the first three sensors
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(cuts=st.lists(st.integers(1, BUSY_SPAN_MS), min_size=1, max_size=12))
+def test_any_cut_of_time_gives_the_same_readings(
+    monkeypatch: pytest.MonkeyPatch, budget: int, cuts: list[int]
+) -> None:
+    monkeypatch.setattr(simulated, "_CACHE_BYTES", budget * simulated._BLOCK_BYTES)
     fleet = SimulatedFleet(**BUSY)
     parts = [fleet.read(fleet.start + cut) for cut in sorted(cuts)]
     parts.append(fleet.read(fleet.start + BUSY_SPAN_MS))
     assert digest(Batch.concat(parts)) == BUSY_DIGEST
 
 
-def test_small_steps_across_blocks_give_the_same_readings() -> None:
+def test_small_steps_across_blocks_give_the_same_readings(blocks: str) -> None:
     fleet = SimulatedFleet(**BUSY)
     step = 9_973  # ms: about 50 readings per sensor, never a whole block, cuts fall anywhere
     parts = [fleet.read(fleet.start + t) for t in range(step, BUSY_SPAN_MS, step)]
@@ -128,9 +146,11 @@ def test_small_steps_across_blocks_give_the_same_readings() -> None:
 
 
 @pytest.mark.parametrize("resume_ms", [1, 7 * MINUTE_MS + 3, 14 * MINUTE_MS + 1, 40 * MINUTE_MS])
-def test_seeking_then_reading_gives_the_rest_of_the_same_readings(resume_ms: int) -> None:
-    reference = SimulatedFleet(**BUSY)
-    whole = reference.read(reference.start + BUSY_SPAN_MS)
+def test_seeking_then_reading_gives_the_rest_of_the_same_readings(
+    resume_ms: int, blocks: str
+) -> None:
+    whole = SimulatedFleet(**BUSY).read(SimulatedFleet(**BUSY).start + BUSY_SPAN_MS)
+    assert digest(whole) == BUSY_DIGEST
     fleet = SimulatedFleet(**BUSY)
     fleet.read(fleet.start + resume_ms // 3)  # a first part read, then a restart's seek
     fleet.seek(fleet.start + resume_ms)

@@ -414,22 +414,26 @@ def _show_size(n: float) -> str:
     return f"{n:.0f} bytes"
 
 
-def check_memory(cities: int, sensors_per_city: int, rate_hz: float, limit: int | None) -> None:
+def check_memory(
+    cities: int, sensors_per_city: int, rate_hz: float, limit: int | None
+) -> int | None:
     """Refuse a fleet that could not fit in memory, before it is built: ``ValueError`` naming the
     keys and what would fit. A fleet needs :data:`SENSOR_BYTES` per sensor and room for one second
     of readings (at least one per sensor) at :data:`READING_BYTES` each; ``limit`` is the
-    ``memory_limit`` key, or this machine's memory (:func:`machine_memory`) when ``None``."""
+    ``memory_limit`` key, or this machine's memory (:func:`machine_memory`) when ``None``.
+
+    Returns the bytes left over (``None`` when the machine's memory is unknown)."""
     what = "memory_limit"
     if limit is None:
         limit = machine_memory()
         if limit is None:
-            return
+            return None
         what = "this machine's memory (memory_limit not set)"
     sensors = cities * sensors_per_city
     per_sensor = SENSOR_BYTES + READING_BYTES * max(1.0, rate_hz)
     need = sensors * per_sensor
     if need <= limit:
-        return
+        return int(limit - need)
     fit = int(limit // per_sensor)
     if fit == 0:
         room = "not even one sensor fits at this rate"

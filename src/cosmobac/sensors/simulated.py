@@ -68,6 +68,13 @@ _BLOCK: Final = 4096
 """Readings per generated block and random stream. Part of the data's definition: changing it
 changes every reading for a seed."""
 
+_BLOCK_BYTES: Final = len(METRICS) * _BLOCK * 8  # one block's standard normal draws
+
+_CACHE_BYTES: Final = 64 * 1024 * 1024
+"""Memory for keeping whole blocks of draws (160 KB per sensor) for the first sensors of a fleet,
+as far as the fleet's ``memory_limit`` leaves room, so their reads take them instead of drawing
+again: the speed of the old per-sensor cache for small fleets, bounded memory for large ones."""
+
 _MS_PER_DAY: Final = 86_400_000
 _MS_PER_HOUR: Final = 3_600_000
 _PEAK_HOUR: Final = 15.0  # local solar time of the daily maximum
@@ -159,7 +166,7 @@ class _Plan:
     ``at``) and the event segments in the block. A few hundred bytes instead of the block's 160 KB.
     """
 
-    __slots__ = ("at", "block", "inc", "rows", "segments")
+    __slots__ = ("at", "block", "cache", "inc", "rows", "segments")
 
     def __init__(self, block: int, inc: int, rows: list[int], at: int) -> None:
         self.block = block
@@ -167,6 +174,7 @@ class _Plan:
         self.rows = rows
         self.at = at
         self.segments: list[_Segment] = []
+        self.cache: np.ndarray | None = None  # the block's draws (5 × B), for a cached sensor
 
 
 class _SensorState:
@@ -250,6 +258,13 @@ class SimulatedFleet:
 
       A sensor's event probability is ``probability × firmware × manufacturer`` (at most 1); the
       type is drawn by ``weights × model factors``. Entries not given keep their defaults.
+    * ``memory_limit`` (default: this machine's memory, lowered by a cgroup limit or
+      ``ulimit -v``): a size (``"2GiB"``). A fleet that could not fit (8 KiB per sensor and one
+      second of its readings, at least one per sensor, at 256 bytes each) is refused before it is
+      built, with an error naming ``cities``, ``sensors_per_city``, ``rate_hz`` and
+      ``memory_limit`` and saying what would fit. Memory is the batch a read returns plus a few
+      hundred bytes per sensor; whole blocks of draws are kept for the first sensors only, in
+      at most 64 MiB (and the room ``memory_limit`` leaves).
 
     Identity: each sensor has a ``sensor_id`` unique in the fleet, its ``city``, a position within
     a few kilometres of the city centre (``N(0, 0.02°)`` jitter), and a ``firmware_version``,
@@ -290,6 +305,7 @@ class SimulatedFleet:
     _keys: list[int] = attrs.field(init=False, repr=False)
     _states: list[_SensorState] = attrs.field(init=False, repr=False)
     _scratch: np.random.Generator = attrs.field(init=False, repr=False)  # draws from a plan
+    _cached: int = attrs.field(init=False, repr=False)  # sensors (by index) whose blocks are kept
     _phases: np.ndarray = attrs.field(init=False, repr=False)  # phase_ms per sensor
     _longitudes: np.ndarray = attrs.field(init=False, repr=False)
     _rank: np.ndarray = attrs.field(init=False, repr=False)  # fleet order → sorted-id order
@@ -306,7 +322,10 @@ class SimulatedFleet:
     _spread: np.ndarray = attrs.field(init=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
-        check_memory(len(self.cities), self.sensors_per_city, self.rate_hz, self.memory_limit)
+        room = check_memory(
+            len(self.cities), self.sensors_per_city, self.rate_hz, self.memory_limit
+        )
+        self._cached = (_CACHE_BYTES if room is None else min(_CACHE_BYTES, room)) // _BLOCK_BYTES
         self._period_us = round(1e6 / self.rate_hz)
         self._scratch = np.random.Generator(np.random.PCG64(0))
         specs = [self.metrics[m] for m in METRICS]
@@ -438,11 +457,16 @@ class SimulatedFleet:
         first = block * _BLOCK
         z = np.empty((len(METRICS), _BLOCK))
         rows: list[int] = []
-        for m in range(len(METRICS)):  # the same draws as one standard_normal((5, B))
-            rng.standard_normal(out=z[m, :keep])
-            rows.append(bits.state["state"]["state"])
-            rng.standard_normal(out=z[m, keep:])
+        if index < self._cached:
+            rng.standard_normal(out=z)
+        else:
+            for m in range(len(METRICS)):  # the same draws as one standard_normal((5, B))
+                rng.standard_normal(out=z[m, :keep])
+                rows.append(bits.state["state"]["state"])
+                rng.standard_normal(out=z[m, keep:])
         plan = _Plan(block, bits.state["state"]["inc"], rows, keep)
+        if index < self._cached:
+            plan.cache = z
 
         # candidate event starts, then the events that may begin (no overlap, one normal reading
         # between events); parameters are drawn for every candidate so the stream stays fixed
@@ -538,6 +562,10 @@ class SimulatedFleet:
             return plan
         skip = lo - (first + plan.at)
         assert skip >= 0, "reads only move forward"
+        if plan.cache is not None:
+            out[:] = plan.cache[:, lo - first : hi - first]
+            plan.at = hi - first
+            return plan
         for m in range(len(METRICS)):
             plan.rows[m] = self._draw(plan.inc, plan.rows[m], skip, out[m])
         plan.at = hi - first
@@ -547,8 +575,15 @@ class SimulatedFleet:
         self, plan: _Plan, values: np.ndarray, codes: np.ndarray, lo: int, hi: int
     ) -> None:
         """Lay the events of ``plan`` over readings ``[lo, hi)`` (``values`` 5 × n, ``codes``),
-        in the order the block's stream draws them; forget the events that end by ``hi``."""
+        in the order the block's stream draws them; forget the events that end by ``hi``.
+
+        The segments are in time order and never overlap, so they end in time order too."""
+        done = 0
         for segment in plan.segments:
+            if segment.lo >= hi:
+                break
+            if segment.hi <= hi:
+                done += 1
             a, b = max(lo, segment.lo), min(hi, segment.hi)
             if a >= b:
                 continue
@@ -586,8 +621,7 @@ class SimulatedFleet:
                     values[m, rows] += event.amplitude * (j + 1.0) / event.length
                 else:  # pattern
                     values[m, rows] += event.amplitude * np.cos(2.0 * math.pi * j / event.period)
-        if any(segment.hi <= hi for segment in plan.segments):
-            plan.segments = [segment for segment in plan.segments if segment.hi > hi]
+        del plan.segments[:done]
 
     # -- reading ------------------------------------------------------------------------------
     def seek(self, until: int) -> None:
@@ -627,7 +661,7 @@ class SimulatedFleet:
                 hi = min(stop, block * _BLOCK + _BLOCK)
                 out = values[:, at : at + hi - lo]
                 plan = self._fill(index, block, lo, hi, out)
-                if plan.segments:
+                if plan.segments and plan.segments[0].lo < hi:
                     overlays.append((plan, lo, hi, at))
                 at += hi - lo
             self._states[index].next_index = stop
@@ -636,7 +670,7 @@ class SimulatedFleet:
             np.cumsum(counts) - counts - firsts, counts
         )
         ts = self.start + np.repeat(self._phases[indices], counts) + (k * self._period_us) // 1000
-        base = np.repeat(self._mean + self._offsets[indices], counts, axis=0).T
+        base = np.repeat((self._mean + self._offsets[indices]).T, counts, axis=1)
         self._transform(values, ts, np.repeat(self._longitudes[indices], counts), base)
         for plan, lo, hi, at in overlays:
             n = hi - lo
