@@ -85,6 +85,7 @@ def test_registered_as_builtin_and_created_from_keyword_config() -> None:
         "rate_hz",
         "metrics",
         "anomalies",
+        "memory_limit",
     ]
     fleet = plugins.create(
         "sensor",

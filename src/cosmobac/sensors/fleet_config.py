@@ -8,9 +8,11 @@ entry. :class:`~cosmobac.sensors.simulated.SimulatedFleet` uses these parsers as
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import math
+import os
 import re
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
@@ -22,7 +24,7 @@ import attrs
 import numpy as np
 
 from ..batch import to_epoch_ms
-from ..values import did_you_mean, duration, fraction, integer, real
+from ..values import did_you_mean, duration, fraction, integer, real, size
 
 __all__ = [
     "ANOMALY_TYPES",
@@ -30,12 +32,17 @@ __all__ = [
     "DEFAULT_METRICS",
     "DEFAULT_START",
     "MAX_RATE_HZ",
+    "READING_BYTES",
+    "SENSOR_BYTES",
     "AnomalyConfig",
     "City",
     "MetricSpec",
+    "check_memory",
     "load_cities",
+    "machine_memory",
     "parse_anomalies",
     "parse_cities",
+    "parse_memory_limit",
     "parse_metrics",
     "parse_rate",
     "parse_seed",
@@ -352,3 +359,96 @@ def parse_sensors_per_city(value: Any) -> int:
 
 def parse_seed(value: Any) -> int:
     return integer("seed", value, minimum=0)
+
+
+def parse_memory_limit(value: Any) -> int | None:
+    """``None`` (the memory this machine or process may use, see :func:`machine_memory`) or a
+    size such as ``"2GiB"``."""
+    return None if value is None else size("memory_limit", value)
+
+
+def _read_limit(path: str) -> int | None:
+    try:
+        with open(path, encoding="ascii") as file:
+            text = file.read().strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return int(text) if text.isdigit() else None  # cgroup v2 writes "max" for no limit
+
+
+def machine_memory() -> int | None:
+    """Bytes of memory this process may use: the machine's physical memory, lowered by a cgroup
+    memory limit or an address-space ``ulimit -v`` when there is one; ``None`` when unknown."""
+    found: list[int] = []
+    with contextlib.suppress(AttributeError, ValueError, OSError):  # sysconf is POSIX only
+        found.append(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        limit = _read_limit(path)
+        if limit is not None:
+            found.append(limit)
+    try:
+        import resource
+    except ImportError:  # not on Windows
+        pass
+    else:
+        soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+        if soft != resource.RLIM_INFINITY:
+            found.append(soft)
+    found = [n for n in found if n > 0]
+    return min(found) if found else None
+
+
+SENSOR_BYTES: Final = 8 * 1024
+"""Memory a simulated sensor needs between reads (its identity, where its random streams stand,
+its pending events), with room for the allocator: measured at about 4.4 KB."""
+
+READING_BYTES: Final = 256
+"""Memory one reading takes while a read builds its batch (its columns, the sort): measured at
+about 210 bytes."""
+
+
+def _show_size(n: float) -> str:
+    for unit, scale in (("TiB", 1024**4), ("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if n >= scale:
+            return f"{n / scale:,.1f} {unit}"
+    return f"{n:.0f} bytes"
+
+
+def check_memory(
+    cities: int, sensors_per_city: int, rate_hz: float, limit: int | None
+) -> int | None:
+    """Refuse a fleet that could not fit in memory, before it is built: ``ValueError`` naming the
+    keys and what would fit. A fleet needs :data:`SENSOR_BYTES` per sensor and room for one second
+    of readings (at least one per sensor) at :data:`READING_BYTES` each; ``limit`` is the
+    ``memory_limit`` key, or this machine's memory (:func:`machine_memory`) when ``None``.
+
+    Returns the bytes left over (``None`` when the machine's memory is unknown)."""
+    what = "memory_limit"
+    if limit is None:
+        limit = machine_memory()
+        if limit is None:
+            return None
+        what = "this machine's memory (memory_limit not set)"
+    sensors = cities * sensors_per_city
+    per_sensor = SENSOR_BYTES + READING_BYTES * max(1.0, rate_hz)
+    need = sensors * per_sensor
+    if need <= limit:
+        return int(limit - need)
+    fit = int(limit // per_sensor)
+    if fit == 0:
+        room = "not even one sensor fits at this rate"
+    else:
+        room = f"at most {fit:,} sensors fit at this rate"
+        if fit >= cities:
+            room += f" (sensors_per_city ≤ {fit // cities:,} with {cities} cities)"
+        share = limit / sensors - SENSOR_BYTES
+        if share >= READING_BYTES:
+            top = math.floor(share / READING_BYTES * 100) / 100  # rounded down: it fits
+            room += f", or this fleet up to rate_hz = {top:g}"
+    raise ValueError(
+        f"fleet too large for {what}, {_show_size(limit)}: cities ({cities}) × "
+        f"sensors_per_city ({sensors_per_city:,}) = {sensors:,} sensors at rate_hz = {rate_hz:g} "
+        f"need about {_show_size(need)} ({_show_size(SENSOR_BYTES)} per sensor and one second of "
+        f"readings at {READING_BYTES} bytes each); {room}. Lower cities, sensors_per_city or "
+        f"rate_hz, or raise memory_limit"
+    )

@@ -14,7 +14,9 @@ Guarantees:
 * every anomalous row carries its ground truth (``anomaly_flag`` true and ``anomaly_type``), every
   normal row ``anomaly_flag`` false and ``anomaly_type`` ``None``; a missing value is NaN, never 0.0;
 * generation is vectorised with numpy (fixed blocks of sensor time per sensor, each drawn from its
-  own counter-based random stream), so large spans of sensor time are cheap.
+  own counter-based random stream), so large spans of sensor time are cheap;
+* memory is the batch a read returns plus a few hundred bytes per sensor (where its current
+  block's random stream stands, and its events), not a block of values per sensor.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Sequence
-from typing import Final
+from typing import Any, Final
 
 import attrs
 import numpy as np
@@ -36,9 +38,11 @@ from .fleet_config import (
     AnomalyConfig,
     City,
     MetricSpec,
+    check_memory,
     load_cities,
     parse_anomalies,
     parse_cities,
+    parse_memory_limit,
     parse_metrics,
     parse_rate,
     parse_seed,
@@ -63,6 +67,13 @@ _TYPE_NAMES: Final = np.array([None, *ANOMALY_TYPES], dtype=object)
 _BLOCK: Final = 4096
 """Readings per generated block and random stream. Part of the data's definition: changing it
 changes every reading for a seed."""
+
+_BLOCK_BYTES: Final = len(METRICS) * _BLOCK * 8  # one block's standard normal draws
+
+_CACHE_BYTES: Final = 64 * 1024 * 1024
+"""Memory for keeping whole blocks of draws (160 KB per sensor) for the first sensors of a fleet,
+as far as the fleet's ``memory_limit`` leaves room, so their reads take them instead of drawing
+again: the speed of the old per-sensor cache for small fleets, bounded memory for large ones."""
 
 _MS_PER_DAY: Final = 86_400_000
 _MS_PER_HOUR: Final = 3_600_000
@@ -134,18 +145,49 @@ class _Event:
         self.onset = onset
 
 
-class _SensorState:
-    """Where one sensor's generation stands: the next reading to return, the last block made, and
-    what carries into the next block (an event still running, the first reading free for a new one).
+class _Segment:
+    """The part ``[lo, hi)`` (absolute readings) of one event that falls in one block; for a noise
+    event, where the block's random stream stands for its next noise value (reading ``noise_at``).
     """
 
-    __slots__ = ("block", "block_index", "busy_until", "carry", "next_block", "next_index")
+    __slots__ = ("event", "hi", "lo", "noise_at", "noise_state")
+
+    def __init__(self, event: _Event, lo: int, hi: int, noise_state: int) -> None:
+        self.event = event
+        self.lo = lo
+        self.hi = hi
+        self.noise_state = noise_state
+        self.noise_at = lo
+
+
+class _Plan:
+    """What reading the rest of one block takes, without its values: the block's random stream
+    (its PCG64 increment, and the state at which each metric's row of normal draws reaches reading
+    ``at``) and the event segments in the block. A few hundred bytes instead of the block's 160 KB.
+    """
+
+    __slots__ = ("at", "block", "cache", "inc", "rows", "segments")
+
+    def __init__(self, block: int, inc: int, rows: list[int], at: int) -> None:
+        self.block = block
+        self.inc = inc
+        self.rows = rows
+        self.at = at
+        self.segments: list[_Segment] = []
+        self.cache: np.ndarray | None = None  # the block's draws (5 × B), for a cached sensor
+
+
+class _SensorState:
+    """Where one sensor's generation stands: the next reading to return, the plan of the last block
+    made, and what carries into the next block (an event still running, the first reading free for
+    a new one)."""
+
+    __slots__ = ("busy_until", "carry", "next_block", "next_index", "plan")
 
     def __init__(self) -> None:
         self.next_index = 0  # next reading (absolute index) read() returns
-        self.next_block = 0  # next block to generate
-        self.block_index = -1  # index of the block kept in ``block``
-        self.block: tuple[np.ndarray, np.ndarray] | None = None  # (values (5, B), codes (B,))
+        self.next_block = 0  # next block to plan
+        self.plan: _Plan | None = None  # of block ``next_block - 1``
         self.busy_until = 0  # first reading at which a new event may begin
         self.carry: _Event | None = None  # event running past the end of the last block made
 
@@ -216,6 +258,13 @@ class SimulatedFleet:
 
       A sensor's event probability is ``probability × firmware × manufacturer`` (at most 1); the
       type is drawn by ``weights × model factors``. Entries not given keep their defaults.
+    * ``memory_limit`` (default: this machine's memory, lowered by a cgroup limit or
+      ``ulimit -v``): a size (``"2GiB"``). A fleet that could not fit (8 KiB per sensor and one
+      second of its readings, at least one per sensor, at 256 bytes each) is refused before it is
+      built, with an error naming ``cities``, ``sensors_per_city``, ``rate_hz`` and
+      ``memory_limit`` and saying what would fit. Memory is the batch a read returns plus a few
+      hundred bytes per sensor; whole blocks of draws are kept for the first sensors only, in
+      at most 64 MiB (and the room ``memory_limit`` leaves).
 
     Identity: each sensor has a ``sensor_id`` unique in the fleet, its ``city``, a position within
     a few kilometres of the city centre (``N(0, 0.02°)`` jitter), and a ``firmware_version``,
@@ -249,11 +298,16 @@ class SimulatedFleet:
     rate_hz: float = attrs.field(default=1.0, converter=parse_rate)
     metrics: dict[str, MetricSpec] = attrs.field(default=None, converter=parse_metrics)
     anomalies: AnomalyConfig = attrs.field(default=None, converter=parse_anomalies)
+    memory_limit: int | None = attrs.field(default=None, converter=parse_memory_limit)
 
     sensors: tuple[SensorInfo, ...] = attrs.field(init=False, repr=False)
     _period_us: int = attrs.field(init=False, repr=False)
     _keys: list[int] = attrs.field(init=False, repr=False)
     _states: list[_SensorState] = attrs.field(init=False, repr=False)
+    _scratch: np.random.Generator = attrs.field(init=False, repr=False)  # draws from a plan
+    _cached: int = attrs.field(init=False, repr=False)  # sensors (by index) whose blocks are kept
+    _phases: np.ndarray = attrs.field(init=False, repr=False)  # phase_ms per sensor
+    _longitudes: np.ndarray = attrs.field(init=False, repr=False)
     _rank: np.ndarray = attrs.field(init=False, repr=False)  # fleet order → sorted-id order
     _by_rank: np.ndarray = attrs.field(init=False, repr=False)  # sorted-id order → fleet order
     _columns: dict[str, np.ndarray] = attrs.field(init=False, repr=False)  # per-sensor, by rank
@@ -268,7 +322,12 @@ class SimulatedFleet:
     _spread: np.ndarray = attrs.field(init=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
+        room = check_memory(
+            len(self.cities), self.sensors_per_city, self.rate_hz, self.memory_limit
+        )
+        self._cached = (_CACHE_BYTES if room is None else min(_CACHE_BYTES, room)) // _BLOCK_BYTES
         self._period_us = round(1e6 / self.rate_hz)
+        self._scratch = np.random.Generator(np.random.PCG64(0))
         specs = [self.metrics[m] for m in METRICS]
         self._mean = np.array([s.mean for s in specs])
         self._std = np.array([s.std for s in specs])
@@ -329,6 +388,8 @@ class SimulatedFleet:
         self._offsets = np.array(offsets)
         self._type_cum = np.array(type_cum)
         self._states = [_SensorState() for _ in sensors]
+        self._phases = np.array([s.phase_ms for s in sensors], dtype=np.int64)
+        self._longitudes = np.array([s.longitude for s in sensors], dtype=np.float64)
         ids = [s.sensor_id for s in sensors]
         self._by_rank = np.array(sorted(range(len(ids)), key=ids.__getitem__), dtype=np.intp)
         self._rank = np.empty_like(self._by_rank)
@@ -364,37 +425,48 @@ class SimulatedFleet:
         return self.start + self.sensors[index].phase_ms + (k * self._period_us) // 1000
 
     # -- generation ---------------------------------------------------------------------------
-    def _block(self, index: int, block: int) -> tuple[np.ndarray, np.ndarray]:
-        state = self._states[index]
-        if state.block_index == block and state.block is not None:
-            return state.block
-        # reads only move forward, so ``block`` is the kept one or one not yet made
-        assert block >= state.next_block
-        while state.next_block <= block:
-            state.block = self._generate(index, state.next_block)
-            state.block_index = state.next_block
-            state.next_block += 1
-        assert state.block is not None
-        return state.block
+    # Block ``b`` of a sensor (readings b·B … b·B + B − 1, B = _BLOCK) is defined by one random
+    # stream drawn in a fixed order: B standard normal draws per metric row, then the event
+    # candidates and their parameters, then the noise of the block's noise events, in event order.
+    # A block is planned once, in order (an event may run on into the next block, and a new one
+    # may only begin once the previous one is over): its draws are made whole, and only its plan is
+    # kept (the stream's state where each row's draws stand, and the events). A read takes the
+    # draws it needs from the plan's states, turns them into values for all its sensors at once
+    # (element by element, so any cut of time gives the same numbers) and lays the events over
+    # them. Memory is a few hundred bytes per sensor, not the block's 160 KB.
 
-    def _generate(self, index: int, block: int) -> tuple[np.ndarray, np.ndarray]:
-        """Values (5 × B) and anomaly codes (B) of block ``block`` of sensor ``index``.
+    def _transform(self, z: np.ndarray, ts: np.ndarray, lon: Any, base: np.ndarray) -> None:
+        """Turn standard normal draws ``z`` (5 × n) into normal values, in place: the readings are
+        at ``ts``, their sensors at longitude ``lon`` and their metrics centred on ``base``
+        (5 × n or 5 × 1: mean + the sensor's offset)."""
+        hours = (ts % _MS_PER_DAY) * (1.0 / _MS_PER_HOUR) + lon / 15.0
+        cycle = np.cos((hours - _PEAK_HOUR) * (2.0 * math.pi / 24.0))
+        z *= self._std[:, None]
+        z += base
+        z += self._amp[:, None] * cycle
+        np.clip(z, self._lo[:, None], self._hi[:, None], out=z)
 
-        Blocks must be made in order: an event may run on from one block into the next, and a new
-        event may only begin once the previous one is over."""
+    def _plan(self, index: int, block: int, keep: int) -> np.ndarray:
+        """Plan block ``block`` of sensor ``index`` and return its standard normal draws (5 × B).
+        The plan keeps the rows' draws standing at column ``keep`` (the first a later read may
+        need) and every event segment in the block."""
         state = self._states[index]
         info = self.sensors[index]
         rng = np.random.default_rng([self.seed, 2, self._keys[index], block])
+        bits = rng.bit_generator
         first = block * _BLOCK
-        ts = self._timestamps(index, first, first + _BLOCK)
-        hours = (ts % _MS_PER_DAY) * (1.0 / _MS_PER_HOUR) + info.longitude / 15.0
-        cycle = np.cos((hours - _PEAK_HOUR) * (2.0 * math.pi / 24.0))
-        values = rng.standard_normal((len(METRICS), _BLOCK))
-        values *= self._std[:, None]
-        values += (self._mean + self._offsets[index])[:, None]
-        values += self._amp[:, None] * cycle
-        np.clip(values, self._lo[:, None], self._hi[:, None], out=values)
-        codes = np.zeros(_BLOCK, dtype=np.int8)
+        z = np.empty((len(METRICS), _BLOCK))
+        rows: list[int] = []
+        if index < self._cached:
+            rng.standard_normal(out=z)
+        else:
+            for m in range(len(METRICS)):  # the same draws as one standard_normal((5, B))
+                rng.standard_normal(out=z[m, :keep])
+                rows.append(bits.state["state"]["state"])
+                rng.standard_normal(out=z[m, keep:])
+        plan = _Plan(block, bits.state["state"]["inc"], rows, keep)
+        if index < self._cached:
+            plan.cache = z
 
         # candidate event starts, then the events that may begin (no overlap, one normal reading
         # between events); parameters are drawn for every candidate so the stream stays fixed
@@ -427,8 +499,14 @@ class SimulatedFleet:
                 period = max(length / cycles[c], min(4.0, length / 1.5))
             elif code == _NOISE:
                 amplitude = (3.0 + 3.0 * scale[c]) * self._spread[m]
-            elif code == _STUCK:
-                onset = values[:, begin - first].copy()
+            elif code == _STUCK:  # the normal values of the event's first reading
+                column = begin - first
+                onset = z[:, column : column + 1].copy()
+                base = (self._mean + self._offsets[index])[:, None]
+                self._transform(
+                    onset, self._timestamps(index, begin, begin + 1), info.longitude, base
+                )
+                onset = onset[:, 0]
             events.append(
                 _Event(code, begin, length, m, float(factor[c]), amplitude, period, onset)
             )
@@ -440,7 +518,77 @@ class SimulatedFleet:
         for event in events:
             lo = max(event.begin, first)
             hi = min(event.begin + event.length, stop)
-            rows = slice(lo - first, hi - first)
+            at = 0
+            if event.code == _NOISE:  # its draws come from the block's stream, after the rest
+                at = bits.state["state"]["state"]
+                rng.standard_normal(hi - lo)
+            plan.segments.append(_Segment(event, lo, hi, at))
+            if event.begin + event.length > stop:
+                state.carry = event
+        state.plan = plan
+        state.next_block = block + 1
+        return z
+
+    def _draw(self, inc: int, at: int, skip: int, out: np.ndarray) -> int:
+        """Fill ``out`` with standard normal draws from a block's stream (PCG64 increment ``inc``)
+        standing at state ``at``, after passing ``skip`` draws; return the state after them."""
+        bits = self._scratch.bit_generator
+        bits.state = {
+            "bit_generator": "PCG64",
+            "state": {"state": at, "inc": inc},
+            "has_uint32": 0,
+            "uinteger": 0,
+        }
+        if skip:
+            self._scratch.standard_normal(skip)
+        self._scratch.standard_normal(out=out)
+        state: int = bits.state["state"]["state"]
+        return state
+
+    def _fill(self, index: int, block: int, lo: int, hi: int, out: np.ndarray) -> _Plan:
+        """Write the standard normal draws of readings ``[lo, hi)`` of sensor ``index``, all in
+        block ``block``, into ``out`` (5 × n); return the block's plan."""
+        state = self._states[index]
+        first = block * _BLOCK
+        plan = state.plan
+        if plan is None or plan.block != block:
+            # reads only move forward, so ``block`` is the planned one or one not yet planned
+            assert block >= state.next_block
+            while state.next_block < block:  # blocks passed by a seek still shape the events
+                self._plan(index, state.next_block, _BLOCK)
+            out[:] = self._plan(index, block, hi - first)[:, lo - first : hi - first]
+            plan = state.plan
+            assert plan is not None
+            return plan
+        skip = lo - (first + plan.at)
+        assert skip >= 0, "reads only move forward"
+        if plan.cache is not None:
+            out[:] = plan.cache[:, lo - first : hi - first]
+            plan.at = hi - first
+            return plan
+        for m in range(len(METRICS)):
+            plan.rows[m] = self._draw(plan.inc, plan.rows[m], skip, out[m])
+        plan.at = hi - first
+        return plan
+
+    def _overlay(
+        self, plan: _Plan, values: np.ndarray, codes: np.ndarray, lo: int, hi: int
+    ) -> None:
+        """Lay the events of ``plan`` over readings ``[lo, hi)`` (``values`` 5 × n, ``codes``),
+        in the order the block's stream draws them; forget the events that end by ``hi``.
+
+        The segments are in time order and never overlap, so they end in time order too."""
+        done = 0
+        for segment in plan.segments:
+            if segment.lo >= hi:
+                break
+            if segment.hi <= hi:
+                done += 1
+            a, b = max(lo, segment.lo), min(hi, segment.hi)
+            if a >= b:
+                continue
+            event = segment.event
+            rows = slice(a - lo, b - lo)
             codes[rows] = event.code
             m = event.metric
             code = event.code
@@ -460,17 +608,20 @@ class SimulatedFleet:
                     values[m, rows] = v - np.maximum(
                         (1.0 - 1.0 / f) * np.abs(v), 3.0 * f * self._spread[m]
                     )
+            elif code == _NOISE:
+                noise = np.empty(b - a)
+                segment.noise_state = self._draw(
+                    plan.inc, segment.noise_state, a - segment.noise_at, noise
+                )
+                segment.noise_at = b
+                values[m, rows] += event.amplitude * noise
             else:
-                j = np.arange(lo - event.begin, hi - event.begin, dtype=np.float64)
+                j = np.arange(a - event.begin, b - event.begin, dtype=np.float64)
                 if code == _DRIFT:
                     values[m, rows] += event.amplitude * (j + 1.0) / event.length
-                elif code == _PATTERN:
+                else:  # pattern
                     values[m, rows] += event.amplitude * np.cos(2.0 * math.pi * j / event.period)
-                else:  # noise
-                    values[m, rows] += rng.normal(0.0, event.amplitude, hi - lo)
-            if event.begin + event.length > stop:
-                state.carry = event
-        return values, codes
+        del plan.segments[:done]
 
     # -- reading ------------------------------------------------------------------------------
     def seek(self, until: int) -> None:
@@ -487,42 +638,56 @@ class SimulatedFleet:
         if isinstance(until, bool) or not isinstance(until, int | np.integer):
             raise TypeError(f"until must be epoch milliseconds (int), got {until!r}")
         until = int(until)
-        ts_parts: list[np.ndarray] = []
-        value_parts: list[np.ndarray] = []
-        code_parts: list[np.ndarray] = []
-        rank_parts: list[np.ndarray] = []
+        spans: list[tuple[int, int, int, int]] = []  # (rank, index, first, stop), in rank order
+        total = 0
         for rank, index in enumerate(self._by_rank.tolist()):
-            state = self._states[index]
-            first, stop = state.next_index, self._count_before(index, until)
-            if stop <= first:
-                continue
-            ts_parts.append(self._timestamps(index, first, stop))
-            rank_parts.append(np.full(stop - first, rank, dtype=np.intp))
-            for block in range(first // _BLOCK, (stop - 1) // _BLOCK + 1):
-                values, codes = self._block(index, block)
-                base = block * _BLOCK
-                rows = slice(max(first, base) - base, min(stop, base + _BLOCK) - base)
-                value_parts.append(values[:, rows])
-                code_parts.append(codes[rows])
-            state.next_index = stop
-        if not ts_parts:
+            first, stop = self._states[index].next_index, self._count_before(index, until)
+            if stop > first:
+                spans.append((rank, index, first, stop))
+                total += stop - first
+        if not spans:
             return _empty_batch()
-        ts = np.concatenate(ts_parts)
-        ranks = np.concatenate(rank_parts)
-        values = np.concatenate(value_parts, axis=1)
-        codes = np.concatenate(code_parts)
-        if len(ts_parts) > 1:
-            # parts are in sensor_id order, each sorted by time: a stable sort gives time, then id
+        ranks, indices, firsts, stops = (
+            np.array(c, dtype=np.int64) for c in zip(*spans, strict=True)
+        )
+        counts = stops - firsts
+        values = np.empty((len(METRICS), total))
+        codes = np.zeros(total, dtype=np.int8)
+        overlays: list[tuple[_Plan, int, int, int]] = []
+        at = 0
+        for _, index, first, stop in spans:
+            for block in range(first // _BLOCK, (stop - 1) // _BLOCK + 1):
+                lo = max(first, block * _BLOCK)
+                hi = min(stop, block * _BLOCK + _BLOCK)
+                out = values[:, at : at + hi - lo]
+                plan = self._fill(index, block, lo, hi, out)
+                if plan.segments and plan.segments[0].lo < hi:
+                    overlays.append((plan, lo, hi, at))
+                at += hi - lo
+            self._states[index].next_index = stop
+        # timestamps and normal values of every row at once; then the events, sensor by sensor
+        k = np.arange(total, dtype=np.int64) - np.repeat(
+            np.cumsum(counts) - counts - firsts, counts
+        )
+        ts = self.start + np.repeat(self._phases[indices], counts) + (k * self._period_us) // 1000
+        base = np.repeat((self._mean + self._offsets[indices]).T, counts, axis=1)
+        self._transform(values, ts, np.repeat(self._longitudes[indices], counts), base)
+        for plan, lo, hi, at in overlays:
+            n = hi - lo
+            self._overlay(plan, values[:, at : at + n], codes[at : at + n], lo, hi)
+        row_ranks = np.repeat(ranks, counts)
+        if len(spans) > 1:
+            # rows are in sensor_id order, each sensor's by time: a stable sort gives time, then id
             order = np.argsort(ts, kind="stable")
-            ts, ranks, codes = ts[order], ranks[order], codes[order]
+            ts, row_ranks, codes = ts[order], row_ranks[order], codes[order]
             values = values[:, order]
         columns: dict[str, np.ndarray] = {"timestamp": ts}
-        columns["sensor_id"] = self._columns["sensor_id"][ranks]
-        columns["city"] = self._columns["city"][ranks]
+        columns["sensor_id"] = self._columns["sensor_id"][row_ranks]
+        columns["city"] = self._columns["city"][row_ranks]
         for i, name in enumerate(METRICS):
             columns[name] = values[i]
         for name in ("latitude", "longitude", "firmware_version", "model", "manufacturer"):
-            columns[name] = self._columns[name][ranks]
+            columns[name] = self._columns[name][row_ranks]
         columns["anomaly_flag"] = codes != 0
         columns["anomaly_type"] = _TYPE_NAMES[codes]
         # the metric columns view ``values``, built here and dropped: no copy needed
