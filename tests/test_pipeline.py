@@ -11,7 +11,7 @@ from cosmobac import Batch, WriteResult
 from cosmobac.config import RunConfig
 from cosmobac.errors import ConfigError
 from cosmobac.interfaces import ReadAheadStore, Store
-from cosmobac.pipeline import Lane, Pipeline, backoff_delay
+from cosmobac.pipeline import Lane, Pipeline, backoff_delay, next_step
 from cosmobac.testing import ListSensor, ListSink, MemoryStore
 
 FAST = RunConfig(backoff=0.0, max_backoff=0.0, batch_size=4, max_attempts=3)
@@ -155,7 +155,39 @@ def test_collect_at_max_speed_reads_the_sensor_in_steps():
     )
     report = pipeline.collect()
     assert report.rows_added == 10 and report.end == 10_000
-    assert [d for _, d, _ in seen] == [3000, 6000, 9000, 10_000]
+    # a first step of 1 s learns the sensor's rate; then run.step, as the batches stay small
+    assert [d for _, d, _ in seen] == [1000, 4000, 7000, 10_000]
+
+
+def test_collect_at_max_speed_shrinks_its_step_to_hold_about_one_batch():
+    """A fleet that makes more readings per step than run.batch_size is read in shorter steps,
+    so a collect's memory follows batch_size, not fleet size × run.step."""
+
+    class Counting(ListSensor):
+        sizes: list[int] = []
+
+        def read(self, until):
+            batch = super().read(until)
+            self.sizes.append(len(batch))
+            return batch
+
+    sensor = Counting([readings(5000)], start=0)  # one reading a second
+    pipeline = Pipeline(
+        store=MemoryStore(),
+        sensor=sensor,
+        run=RunConfig(duration=5000.0, step=600.0, batch_size=100),
+    )
+    assert pipeline.collect().rows_added == 5000
+    assert max(sensor.sizes) <= 100  # 600 s steps would read 600 at a time
+    assert sensor.sizes[-2] == 100  # and it settles on steps of about one batch
+
+
+def test_next_step_aims_at_a_batch_and_stays_within_bounds():
+    assert next_step(1000, 10_000, 20_000, 600_000) == 2000  # 10 rows/ms: 2 s holds a batch
+    assert next_step(1000, 1, 20_000, 600_000) == 8000  # growth is at most 8× a step
+    assert next_step(8000, 1, 20_000, 10_000) == 10_000  # never above run.step
+    assert next_step(1000, 0, 20_000, 600_000) == 8000  # nothing read: grow
+    assert next_step(1, 10**9, 20_000, 600_000) == 1  # never below 1 ms
 
 
 def test_run_collects_and_forwards_everything():

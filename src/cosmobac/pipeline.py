@@ -116,6 +116,20 @@ class ForwardReport:
         return all(lane.error is None for lane in self.lanes)
 
 
+FIRST_STEP_MS = 1000
+"""At full speed, collecting starts with a step of at most one second of sensor time."""
+
+
+def next_step(span_ms: int, rows: int, target_rows: int, max_step_ms: int) -> int:
+    """The next step of sensor time at full speed: about ``target_rows`` readings at the rate the
+    last step of ``span_ms`` gave (``rows``), never above ``max_step_ms`` (``run.step``) and never
+    more than 8 times the last, so a collect holds about one ``run.batch_size`` of readings in
+    memory whatever the fleet's size and rate."""
+    if rows <= 0:
+        return min(max_step_ms, span_ms * 8)
+    return max(1, min(max_step_ms, span_ms * 8, span_ms * target_rows // rows))
+
+
 def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random) -> float:
     """Full-jitter exponential backoff: uniform in [0, min(cap, base·2^attempt)]."""
     return rng.uniform(0.0, min(cap, base * 2.0 ** max(0, attempt)))
@@ -275,7 +289,8 @@ class Pipeline:
         start, end = self._span(duration)
         if cfg.speed is None and end is None:
             raise ConfigError('run.duration is required at speed = "max" (or give a speed factor)')
-        step_ms = int(cfg.step * 1000)
+        max_step_ms = max(1, int(cfg.step * 1000))
+        step_ms = min(max_step_ms, FIRST_STEP_MS)  # learn the sensor's rate on a short step first
         read = added = 0
         until = self._resume_point(sensor, start)
         origin = until
@@ -288,8 +303,10 @@ class Pipeline:
             if end is not None:
                 target = min(target, end)
             if target > until:
-                until = target
+                span, until = target - until, target
                 batch = sensor.read(until)
+                if cfg.speed is None:
+                    step_ms = next_step(span, len(batch), cfg.batch_size, max_step_ms)
                 if len(batch):
                     read += len(batch)
                     added += self.store.append(batch)
