@@ -96,6 +96,8 @@ def unencodable(doc: Mapping[str, Any]) -> str | None:
 def _short(exc: BaseException) -> str:
     if isinstance(exc, UnicodeEncodeError):
         return f"text holds {exc.object[exc.start : exc.end]!r}, which UTF-8 cannot encode"
+    if "Out of range float" in str(exc):
+        return "it holds a non-finite number (NaN or infinity), which JSON cannot carry"
     return str(exc)[:200]
 
 
