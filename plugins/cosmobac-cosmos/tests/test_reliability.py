@@ -84,9 +84,7 @@ def test_connecting_to_a_hung_endpoint_gives_up_in_about_one_read_timeout():
     assert len(accepted) <= 3
 
 
-def test_writes_to_an_endpoint_that_stops_answering_end_at_the_first_timeout(
-    proxy, container_name
-):
+def test_writes_to_an_endpoint_that_stops_answering_end_at_the_first_timeout(proxy, container_name):
     sink = make_sink(proxy.endpoint, container_name, connection_timeout=1, read_timeout=1)
     sink.connect()
     proxy.rules = Rules(delay=1.0, delay_s=(4.0, 4.0))  # every document write hangs for 4 s
