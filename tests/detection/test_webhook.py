@@ -93,7 +93,7 @@ def test_unreachable_server_is_transient():
     url = free.url
     free.close()
     with pytest.raises(SinkError) as info:
-        sink(url, retries=1, timeout=1).write(rows([1]))
+        sink(url, retries=1, connect_timeout=1, read_timeout=1).write(rows([1]))
     assert info.value.transient
 
 
@@ -126,7 +126,8 @@ def test_after_the_anomalies_went_out_only_the_rest_is_retried(receiver):
         ({"url": "http://x", "include": "some"}, "include"),
         ({"url": "http://x", "max_rows": 0}, "max_rows"),
         ({"url": "http://x", "retries": -1}, "retries"),
-        ({"url": "http://x", "timeout": "0s"}, "timeout"),
+        ({"url": "http://x", "connect_timeout": "0s"}, "connect_timeout"),
+        ({"url": "http://x", "read_timeout": "soon"}, "read_timeout"),
         ({"url": "http://x", "headers": {"a": 1}}, "headers"),
     ],
 )

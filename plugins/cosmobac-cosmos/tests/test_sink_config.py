@@ -155,7 +155,8 @@ def test_client_options_set_timeouts_and_verify_tls_even_on_loopback():
     options = CosmosSink(
         endpoint="https://127.0.0.1:8081/", database="d", container="c", key=LOCAL_KEY
     ).client_options()
-    assert options["connection_timeout"] == 10.0 and options["read_timeout"] == 30.0
+    assert options["connection_timeout"] == 5.0 and options["read_timeout"] == 5.0
+    assert options["timeout"] == 5.0  # absolute: ends the SDK's health-check retries
     assert options["ssl_config"].SSLCaCerts is True  # the SDK would skip it for localhost
     assert options["enable_endpoint_discovery"] is False
     off = sink(verify_tls=False).client_options()

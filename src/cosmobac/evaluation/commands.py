@@ -43,10 +43,13 @@ def _settings(pairs: tuple[str, ...]) -> dict[str, dict[str, Any]]:
 
 
 def _load_rows(config: str | None, documents: str | None) -> Any:
-    from .runs import read_documents, replay_store
+    from .runs import DocumentsError, read_documents, replay_store
 
     if documents:
-        return read_documents(documents)
+        try:
+            return read_documents(documents)
+        except DocumentsError as exc:
+            raise click.BadParameter(str(exc), param_hint="'--documents'") from None
     if config is None:
         raise click.UsageError("give a pipeline file (CONFIG), --documents FILE or --nab DIR")
     return replay_store(config)

@@ -88,22 +88,79 @@ def _all_rows(store: Store) -> Batch:
         store.remove_consumer(consumer)
 
 
+class DocumentsError(ValueError):
+    """A documents file (JSON lines) holds a line that is not a document; the message names the
+    file and the line number."""
+
+
 def read_documents(path: str | os.PathLike[str]) -> Batch:
     """Documents a sink wrote as JSON lines (e.g. the ``jsonl`` sink), as one batch; when a
-    document ``id`` appears more than once (a replay), the last one is kept."""
+    document ``id`` appears more than once (a replay), the last one is kept.
+
+    A last line without its newline that is not a complete document is what a write cut short
+    (a crash, a full disk) leaves: it is skipped with a warning (its rows were not acknowledged;
+    the sink writes them again and cuts the fragment when it next opens the file). Any other line
+    that is not a JSON object — bad JSON, bytes that are not UTF-8, a value that is not an object,
+    a document a batch cannot hold — raises :class:`DocumentsError` naming the file and line."""
     records: dict[Any, dict[str, Any]] = {}
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                doc = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}:{number}: not JSON: {exc}") from None
-            records[doc.get("id", number)] = doc
+    numbers: dict[Any, int] = {}
+    with open(path, "rb") as f:
+        lines = f.read().split(b"\n")
+    torn = lines.pop()  # b"" when the file ends with a newline, as a complete file does
+    for number, raw in enumerate(lines, start=1):
+        doc = _document(path, number, raw)
+        if doc is not None:
+            key = doc.get("id", f"line {number}")
+            records[key] = doc
+            numbers[key] = number
+    if torn.strip():
+        number = len(lines) + 1
+        try:
+            doc = _document(path, number, torn)
+        except DocumentsError as exc:
+            log.warning(
+                "%s: skipped line %d, an incomplete last line (a write cut short): %s",
+                path,
+                number,
+                str(exc).split(": ", 2)[-1],
+            )
+        else:
+            if doc is not None:
+                records[doc.get("id", f"line {number}")] = doc
     if not records:
-        raise ValueError(f"{path}: no documents")
-    return Batch.from_records(records.values())
+        raise DocumentsError(f"{path}: no documents")
+    try:
+        return Batch.from_records(records.values())
+    except (TypeError, ValueError) as exc:
+        # find the first document a batch refuses, to name its line
+        for key, doc in records.items():
+            try:
+                Batch.from_records([doc])
+            except (TypeError, ValueError) as one:
+                raise DocumentsError(
+                    f"{path}:{numbers.get(key, '?')}: not a reading: {one}"
+                ) from None
+        raise DocumentsError(f"{path}: the documents do not make one batch: {exc}") from None
+
+
+def _document(path: str | os.PathLike[str], number: int, raw: bytes) -> dict[str, Any] | None:
+    if not raw.strip():
+        return None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DocumentsError(
+            f"{path}:{number}: not UTF-8 text (byte {exc.start + 1} of the line)"
+        ) from None
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DocumentsError(f"{path}:{number}: not JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise DocumentsError(
+            f"{path}:{number}: not a document (a JSON object), but a {type(doc).__name__}"
+        )
+    return doc
 
 
 def score_series(

@@ -29,11 +29,12 @@ from ..errors import SinkError
 from ..hookspecs import Register, hookimpl
 from ..interfaces import WriteResult
 from ..values import choice, duration, integer
+from ._faults import unencodable
 
 __all__ = ["WebhookSink"]
 
 RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
-REJECT_STATUS = frozenset({400, 422})
+REJECT_STATUS = frozenset({400, 413, 422})
 
 
 def _url(value: Any) -> str:
@@ -62,6 +63,10 @@ class _Rejected(Exception):
         self.reason = reason
 
 
+class _NoAnswer(Exception):
+    """The endpoint did not answer in time (connect or read timeout)."""
+
+
 @attrs.define(eq=False, kw_only=True)
 class WebhookSink:
     """POST detected anomalies as JSON to ``url``, anomalies first, with retries and backoff.
@@ -75,18 +80,25 @@ class WebhookSink:
     * ``headers`` (table): added to every request (e.g. ``Authorization``; use ``${VAR}`` for
       secrets).
     * ``max_rows`` (default 500): documents per request.
-    * ``timeout`` (default ``"10s"``): per request.
-    * ``retries`` (default 4): further attempts after a failed one, within one ``write``. Timeouts,
-      connection errors and HTTP 408, 425, 429, 500, 502, 503, 504 are retried after a delay:
-      the server's ``Retry-After`` (seconds) when it sends one, otherwise full-jitter exponential
-      backoff, uniform in [0, min(``max_backoff``, ``backoff``·2ⁿ)].
+    * ``connect_timeout`` (default ``"5s"``): to open a connection.
+    * ``read_timeout`` (default ``"5s"``): for the answer (and for each send of the body).
+    * ``retries`` (default 4): further attempts after a failed one, within one ``write``. Refused
+      or dropped connections and HTTP 408, 425, 429, 500, 502, 503, 504 are retried after a
+      delay: the server's ``Retry-After`` (seconds) when it sends one, otherwise full-jitter
+      exponential backoff, uniform in [0, min(``max_backoff``, ``backoff``·2ⁿ)]. A timeout is not
+      retried within the write (an endpoint that does not answer would cost another timeout per
+      retry): the write fails at once and the forwarder retries later, with its own backoff and
+      ``run.max_attempts``.
     * ``backoff`` (default ``"0.5s"``), ``max_backoff`` (default ``"10s"``).
 
-    Outcomes: 2xx means written. 400 or 422 means the server refused those documents for their
-    content: they go to the dead letters with the response as the reason. Any other status (401,
-    403, 404, 413, …) stops the sink with a permanent error (fix the configuration). When retries
-    run out, the write fails (transiently) and the forwarder tries again later; if the anomalies
-    went through but ordinary rows did not, only those are retried.
+    Outcomes: 2xx means written. 400, 413 or 422 means the server refused those documents for
+    their content (or size): a request of several documents is split in halves until the refused
+    documents are found, and only those go to the dead letters, with the response as the reason.
+    A document that cannot be sent as JSON at all is rejected the same way without a request. Any
+    other status (401, 403, 404, …) stops the sink with a permanent error (fix the
+    configuration). When retries run out, or on a timeout, the write fails (transiently) and the
+    forwarder tries again later; if the anomalies went through but ordinary rows did not, only
+    those are retried.
     """
 
     url: str = attrs.field(converter=_url)
@@ -95,8 +107,11 @@ class WebhookSink:
     )
     headers: dict[str, str] = attrs.field(factory=dict, converter=_headers)
     max_rows: int = attrs.field(default=500, converter=lambda v: integer("max_rows", v, minimum=1))
-    timeout: float = attrs.field(
-        default=10.0, converter=lambda v: duration("timeout", v, positive=True)
+    connect_timeout: float = attrs.field(
+        default=5.0, converter=lambda v: duration("connect_timeout", v, positive=True)
+    )
+    read_timeout: float = attrs.field(
+        default=5.0, converter=lambda v: duration("read_timeout", v, positive=True)
     )
     retries: int = attrs.field(default=4, converter=lambda v: integer("retries", v, minimum=0))
     backoff: float = attrs.field(default=0.5, converter=lambda v: duration("backoff", v))
@@ -115,8 +130,14 @@ class WebhookSink:
                 raise SinkError(
                     "the webhook sink needs httpx: pip install httpx", transient=False
                 ) from exc
+            timeout = httpx.Timeout(
+                connect=self.connect_timeout,
+                read=self.read_timeout,
+                write=self.read_timeout,
+                pool=self.connect_timeout,
+            )
             self._client = httpx.Client(
-                timeout=self.timeout,
+                timeout=timeout,
                 headers={"content-type": "application/json", **self.headers},
             )
         return self._client
@@ -141,6 +162,11 @@ class WebhookSink:
             self.requests += 1
             try:
                 response = client.post(self.url, content=body)
+            except httpx.TimeoutException as exc:
+                raise _NoAnswer(
+                    f"webhook {self.url} did not answer: {type(exc).__name__} after "
+                    f"{self._timeout_for(exc):g} s"
+                ) from None
             except httpx.HTTPError as exc:
                 last = f"{type(exc).__name__}: {exc}"
             else:
@@ -160,9 +186,16 @@ class WebhookSink:
             f"webhook {self.url} failed {self.retries + 1} times; last: {last}", transient=True
         )
 
+    def _timeout_for(self, exc: Exception) -> float:
+        import httpx
+
+        if isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout):
+            return self.connect_timeout
+        return self.read_timeout
+
     # -- the sink -------------------------------------------------------------------------------
-    def _body(self, batch: Batch, kind: str) -> bytes:
-        documents = list(to_documents(batch))
+    @staticmethod
+    def _body(documents: list[dict[str, Any]], kind: str) -> bytes:
         payload = {
             "source": "cosmobac",
             "kind": kind,
@@ -170,6 +203,38 @@ class WebhookSink:
             "documents": documents,
         }
         return json.dumps(payload, allow_nan=False, separators=(",", ":")).encode()
+
+    def _send(
+        self, documents: list[dict[str, Any]], positions: list[int], kind: str
+    ) -> dict[int, str]:
+        """Post ``documents`` (at batch ``positions``); return the rows refused for their content.
+        A refused request of several documents is split in halves until the refused ones are
+        found."""
+        try:
+            body = self._body(documents, kind)
+        except (TypeError, ValueError):
+            rejected = {}
+            keep = []
+            for doc, position in zip(documents, positions, strict=True):
+                reason = unencodable(doc)
+                if reason is None:
+                    keep.append((doc, position))
+                else:
+                    rejected[position] = reason
+            if keep:
+                rejected.update(self._send([d for d, _ in keep], [p for _, p in keep], kind))
+            return rejected
+        try:
+            self._post(body)
+        except _Rejected as exc:
+            if len(documents) == 1:
+                return {positions[0]: exc.reason}
+            half = len(documents) // 2
+            return {
+                **self._send(documents[:half], positions[:half], kind),
+                **self._send(documents[half:], positions[half:], kind),
+            }
+        return {}
 
     def write(self, batch: Batch) -> WriteResult | None:
         detected = batch.get("detected")
@@ -190,12 +255,12 @@ class WebhookSink:
         rejected: dict[int, str] = {}
         for index, (kind, chunk) in enumerate(plan):
             try:
-                self._post(self._body(batch.select(chunk), kind))
-            except _Rejected as exc:
-                rejected.update(dict.fromkeys(chunk.tolist(), exc.reason))
-            except SinkError as exc:
-                if index == 0 or not exc.transient:
-                    raise
+                documents = list(to_documents(batch.select(chunk)))
+                rejected.update(self._send(documents, chunk.tolist(), kind))
+            except (SinkError, _NoAnswer) as exc:
+                error = exc if isinstance(exc, SinkError) else SinkError(str(exc), transient=True)
+                if index == 0 or not error.transient:
+                    raise error from None
                 # what was sent stays sent: only the rest is retried
                 pending = np.concatenate([c for _, c in plan[index:]])
                 return WriteResult(retry=pending.tolist(), rejected=rejected)

@@ -33,6 +33,7 @@ class Failure:
     request_charge: float = 0.0
     operation_statuses: tuple[int, ...] | None = None  # a transactional batch's per-operation codes
     operation_messages: tuple[str | None, ...] = ()
+    timeout: bool = False  # no answer within the sink's timeouts (TRANSIENT)
 
 
 @attrs.define
@@ -221,6 +222,8 @@ def classify(exc: BaseException) -> Failure:
             f"TLS failure talking to the endpoint: {_short(exc)}. For a local emulator with a "
             "self-signed certificate set `tls_ca_file` to its certificate, or `verify_tls = false`",
         )
+    if _is_timeout(exc):
+        return Failure(Action.TRANSIENT, f"{type(exc).__name__}: {_short(exc)}", timeout=True)
     if isinstance(exc, ServiceRequestError | ServiceResponseError | HttpResponseError):
         return Failure(Action.TRANSIENT, f"{type(exc).__name__}: {_short(exc)}")
     if isinstance(exc, TypeError | ValueError) and _looks_like_json_error(exc):
@@ -228,6 +231,20 @@ def classify(exc: BaseException) -> Failure:
     if isinstance(exc, OSError | TimeoutError | ConnectionError):
         return Failure(Action.TRANSIENT, f"{type(exc).__name__}: {_short(exc)}")
     return Failure(Action.TRANSIENT, f"unexpected {type(exc).__name__}: {_short(exc)}")
+
+
+def _is_timeout(exc: BaseException) -> bool:
+    """A connect or read timeout (azure-core's, the SDK's absolute one, or the socket's)."""
+    from azure.core.exceptions import ServiceRequestTimeoutError, ServiceResponseTimeoutError
+    from azure.cosmos.exceptions import CosmosClientTimeoutError
+
+    return isinstance(
+        exc,
+        ServiceRequestTimeoutError
+        | ServiceResponseTimeoutError
+        | CosmosClientTimeoutError
+        | TimeoutError,
+    )
 
 
 def _looks_like_json_error(exc: BaseException) -> bool:

@@ -5,6 +5,10 @@ checked against the sink's partition key.
 Guarantees:
 
 * the SDK retries nothing itself (no 429 waits, no transport retries): the sink backs off;
+* opening gives up on an endpoint that does not answer within about ``read_timeout`` plus 3 s
+  (the SDK's first account read): every call made here carries an absolute ``timeout`` of
+  ``read_timeout``, which stops the SDK's own health-check retries of the account read (3, 5,
+  then ``read_timeout`` s each: 63 s with the former 30 s default);
 * TLS is verified unless ``verify_tls = false``, even on loopback;
 * :func:`open_container` either returns a :class:`Connection` to a container whose partition key
   equals the sink's, or raises and leaves nothing open; a missing database or container and a
@@ -88,6 +92,9 @@ def client_options(sink: CosmosSink) -> dict[str, Any]:
         "connection_timeout": sink.connection_timeout,
         "read_timeout": sink.read_timeout,
         "retry_total": 0,  # transport retries off: the sink backs off with full jitter
+        # the SDK retries its first read of the account (health check) with longer and longer
+        # timeouts; an absolute timeout ends that on an endpoint that does not answer
+        "timeout": sink.read_timeout,
         "enable_endpoint_discovery": not (
             sink.endpoint.startswith("http://") or s.is_loopback(sink.endpoint)
         ),
@@ -150,8 +157,9 @@ def open_container(sink: CosmosSink) -> Connection:
 def _checked_container(sink: CosmosSink, client: Any) -> Any:
     from azure.cosmos import PartitionKey, ThroughputProperties
 
+    timeout = {"timeout": sink.read_timeout}  # each call gives up on a hung endpoint
     if sink.create_if_missing:
-        database = client.create_database_if_not_exists(id=sink.database)
+        database = client.create_database_if_not_exists(id=sink.database, **timeout)
         extra: dict[str, Any] = {}
         if sink.throughput is not None:
             extra["offer_throughput"] = sink.throughput
@@ -168,14 +176,14 @@ def _checked_container(sink: CosmosSink, client: Any) -> Any:
         else:
             key = PartitionKey(path=sink.partition_key[0], kind="Hash")
         container = database.create_container_if_not_exists(
-            id=sink.container, partition_key=key, **extra
+            id=sink.container, partition_key=key, **extra, **timeout
         )
-        properties = container.read()
+        properties = container.read(**timeout)
     else:
         database = client.get_database_client(sink.database)
         container = database.get_container_client(sink.container)
         try:
-            properties = container.read()
+            properties = container.read(**timeout)
         except Exception as exc:
             if getattr(exc, "status_code", None) != 404:
                 raise

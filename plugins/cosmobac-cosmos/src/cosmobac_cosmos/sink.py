@@ -98,6 +98,7 @@ class _Outcome:
     errors: int = 0
     last_error: str | None = None
     permanent: str | None = None
+    no_answer: bool = False  # a request timed out: send nothing more in this write
 
 
 @attrs.define(eq=False, kw_only=True)
@@ -132,8 +133,8 @@ class CosmosSink:
     )
     verify_tls: bool = attrs.field(default=True, converter=s.verify_tls)
     tls_ca_file: str | None = attrs.field(default=None, validator=s.check_optional_path)
-    connection_timeout: float = attrs.field(default=10.0, converter=s.connection_timeout)
-    read_timeout: float = attrs.field(default=30.0, converter=s.read_timeout)
+    connection_timeout: float = attrs.field(default=5.0, converter=s.connection_timeout)
+    read_timeout: float = attrs.field(default=5.0, converter=s.read_timeout)
     write_timeout: float = attrs.field(default=60.0, converter=s.write_timeout)
     latency_target: float = attrs.field(default=5.0, converter=s.latency_target)
     max_concurrency: int = attrs.field(default=8, converter=s.max_concurrency)
@@ -451,17 +452,21 @@ class CosmosSink:
             "errors": outcome.errors,
         }
         if retry and not outcome.written and not outcome.rejected:
-            raise SinkError(
-                self._redact(
+            if outcome.no_answer:
+                text = (
+                    f"cosmos sink: no answer from {where(self)} within the timeouts "
+                    f"(connection_timeout {self.connection_timeout:g} s, read_timeout "
+                    f"{self.read_timeout:g} s): {outcome.last_error}"
+                )
+            else:
+                text = (
                     f"cosmos sink: nothing written to {where(self)} in "
                     f"{self.write_timeout:g} s: {outcome.last_error or 'no answer'}"
-                ),
-                transient=True,
-            )
+                )
+            raise SinkError(self._redact(text), transient=True)
         if retry:
             log.warning(
-                "cosmos sink: %d of %d rows not written within write_timeout (%s); the forwarder "
-                "will send them again",
+                "cosmos sink: %d of %d rows not written (%s); the forwarder will send them again",
                 len(retry),
                 len(batch),
                 self._redact(outcome.last_error or "no answer"),
@@ -512,7 +517,7 @@ class CosmosSink:
 
         while True:
             now = time.monotonic()
-            stopping = outcome.permanent is not None or now >= deadline
+            stopping = outcome.permanent is not None or outcome.no_answer or now >= deadline
             if not stopping and now >= self._throttle_until:
                 while len(inflight) < limiter.allowed:
                     item = next_to_send(now)
@@ -606,6 +611,10 @@ class CosmosSink:
         if action is Action.TRANSIENT:
             outcome.errors += 1
             outcome.last_error = failure.message
+            if failure.timeout:
+                # no answer within the timeouts: another try in this write would most likely wait
+                # as long again; the rows go back to the forwarder, which backs off
+                outcome.no_answer = True
             if failure.status in (None, 0, 408, 503):  # timeouts, lost connections, overload
                 self._limiter.congestion(now)
             item.not_before = now + self._backoff(item.attempt)
