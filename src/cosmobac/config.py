@@ -106,7 +106,7 @@ class RunConfig:
     * ``interval``: pause between rounds when following or running in real time (default ``"1s"``).
     * ``jitter``: random share of ``interval`` added or removed, 0–1 (default 0.1).
     * ``max_attempts``: failed writes in a row before a non-following forward gives up (default 8).
-    * ``backoff``/``max_backoff``: first and largest retry delay, full jitter (``"0.5s"``, ``"30s"``).
+    * ``backoff``/``max_backoff``: first and largest retry delay, full jitter (``"0.5s"``, ``"10s"``).
     * ``on_transform_error``: ``"dead_letter"`` (default: set the batch aside, keep going) or
       ``"stop"``.
     """
@@ -119,7 +119,7 @@ class RunConfig:
     jitter: float = 0.1
     max_attempts: int = 8
     backoff: float = 0.5
-    max_backoff: float = 30.0
+    max_backoff: float = 10.0
     on_transform_error: str = "dead_letter"
 
     @classmethod
