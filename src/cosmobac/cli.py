@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 import click
 
+from .config import MAX_SPAN
 from .documents import document_id
 from .errors import ConfigError, CosmobacError
 from .interfaces import DeadLetterStore, Store
@@ -131,7 +132,7 @@ config_argument = click.argument("config", type=click.Path(dir_okay=False))
 @config_argument
 @click.option(
     "--duration",
-    callback=click_callback(parse_duration),
+    callback=click_callback(parse_duration, maximum=MAX_SPAN),
     help="Sensor time to collect (overrides run.duration), e.g. 6h.",
 )
 def run(config: str, duration: float | None) -> None:
@@ -151,7 +152,7 @@ def run(config: str, duration: float | None) -> None:
 @config_argument
 @click.option(
     "--duration",
-    callback=click_callback(parse_duration),
+    callback=click_callback(parse_duration, maximum=MAX_SPAN),
     help="Sensor time to collect (overrides run.duration), e.g. 6h.",
 )
 def collect(config: str, duration: float | None) -> None:
