@@ -277,3 +277,11 @@ def test_click_callback_parses_an_option_and_names_it_in_a_usage_error():
     )
     zero = runner.invoke(command, ["--timeout", "0"])
     assert zero.exit_code == 2 and "--timeout" in zero.output
+
+
+def test_a_duration_can_have_a_largest_value_named_in_its_unit():
+    assert duration("run.interval", "7d", maximum=7 * 86400) == 7 * 86400
+    with pytest.raises(ValueError, match=r"^run.interval must be at most 7d \(604800 seconds\)"):
+        duration("run.interval", "8d", maximum=7 * 86400)
+    with pytest.raises(ValueError, match=r"^x must be at most 90m \(5400 seconds\), got 5401$"):
+        duration("x", 5401, maximum=5400)

@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 import click
 
+from .config import MAX_SPAN
 from .documents import document_id
 from .errors import ConfigError, CosmobacError
 from .interfaces import DeadLetterStore, Store
@@ -137,7 +138,7 @@ config_argument = click.argument("config", type=click.Path(dir_okay=False))
 @config_argument
 @click.option(
     "--duration",
-    callback=click_callback(parse_duration),
+    callback=click_callback(parse_duration, maximum=MAX_SPAN),
     help="Sensor time to collect (overrides run.duration), e.g. 6h.",
 )
 def run(config: str, duration: float | None) -> None:
@@ -157,7 +158,7 @@ def run(config: str, duration: float | None) -> None:
 @config_argument
 @click.option(
     "--duration",
-    callback=click_callback(parse_duration),
+    callback=click_callback(parse_duration, maximum=MAX_SPAN),
     help="Sensor time to collect (overrides run.duration), e.g. 6h.",
 )
 def collect(config: str, duration: float | None) -> None:

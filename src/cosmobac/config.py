@@ -30,6 +30,11 @@ from .plugins import Kind, Plugins, get_plugins
 from .values import choice, duration, fraction, integer, real
 
 __all__ = [
+    "MAX_ATTEMPTS",
+    "MAX_BATCH_SIZE",
+    "MAX_PAUSE",
+    "MAX_SPAN",
+    "MAX_SPEED",
     "ComponentConfig",
     "PipelineConfig",
     "RunConfig",
@@ -69,30 +74,55 @@ def expand_env(value: Any, *, env: Mapping[str, str], where: str) -> Any:
     return value
 
 
+MAX_SPAN: Final = 36525 * 86400.0
+"""The longest ``run.duration`` and ``run.step``: 100 years (36525d) of sensor time, so that
+start + duration stays a valid time (a sensor's ``start`` is at most 9999-12-31)."""
+MAX_PAUSE: Final = 7 * 86400.0
+"""The longest ``run.interval``, ``run.backoff`` and ``run.max_backoff``: 7d. A longer pause is
+a mistake, and one beyond ~292 years cannot even be waited for (an ``OverflowError``)."""
+MAX_SPEED: Final = 1e6
+"""The largest real-time factor (a million times real time; use ``"max"`` for more)."""
+MAX_BATCH_SIZE: Final = 10_000_000
+"""The most rows per forward batch: a batch is held in memory (and a store's limit is int64)."""
+MAX_ATTEMPTS: Final = 10_000
+
+
 def _speed(key: str, value: Any) -> float | None:
-    """``"max"`` → None (as fast as possible); otherwise a positive real-time factor."""
+    """``"max"`` → None (as fast as possible); otherwise a real-time factor, > 0 and at most
+    :data:`MAX_SPEED`."""
     if value is None or (isinstance(value, str) and value.strip().lower() == "max"):
         return None
     try:
-        return real(key, value, above=0)
+        return real(key, value, above=0, maximum=MAX_SPEED)
     except (TypeError, ValueError):
         raise ValueError(
-            f"{key} must be 'max' or a number > 0 (1.0 = real time), got {value!r}"
+            f"{key} must be 'max' or a finite number > 0 and ≤ {MAX_SPEED:g} (1.0 = real time), "
+            f"got {value!r}"
         ) from None
 
 
+def _span(key: str, value: Any) -> float | None:
+    return None if value is None else duration(key, value, positive=True, maximum=MAX_SPAN)
+
+
 _RUN_CONVERTERS: Final[dict[str, Any]] = {
-    "duration": lambda k, v: None if v is None else duration(k, v, positive=True),
+    "duration": _span,
     "speed": _speed,
-    "step": partial(duration, positive=True),
-    "batch_size": partial(integer, minimum=1),
-    "interval": duration,
+    "step": partial(duration, positive=True, maximum=MAX_SPAN),
+    "batch_size": partial(integer, minimum=1, maximum=MAX_BATCH_SIZE),
+    "interval": partial(duration, maximum=MAX_PAUSE),
     "jitter": fraction,
-    "max_attempts": partial(integer, minimum=1),
-    "backoff": duration,
-    "max_backoff": duration,
+    "max_attempts": partial(integer, minimum=1, maximum=MAX_ATTEMPTS),
+    "backoff": partial(duration, maximum=MAX_PAUSE),
+    "max_backoff": partial(duration, maximum=MAX_PAUSE),
     "on_transform_error": lambda k, v: choice(k, v, ("dead_letter", "stop")),
 }
+
+
+def _run_field(key: str, default: Any) -> Any:
+    """A ``RunConfig`` field read by its ``[run]`` parser, so that values given in Python are
+    checked as a file's are."""
+    return attrs.field(default=default, converter=partial(_RUN_CONVERTERS[key], key))
 
 
 @attrs.frozen(kw_only=True)
@@ -109,18 +139,23 @@ class RunConfig:
     * ``backoff``/``max_backoff``: first and largest retry delay, full jitter (``"0.5s"``, ``"10s"``).
     * ``on_transform_error``: ``"dead_letter"`` (default: set the batch aside, keep going) or
       ``"stop"``.
+
+    Every value is checked when the config is made, from a file or in Python (``ValueError`` or
+    ``TypeError`` naming the key): durations up to :data:`MAX_SPAN`, pauses up to
+    :data:`MAX_PAUSE`, speeds up to :data:`MAX_SPEED`, ``batch_size`` up to
+    :data:`MAX_BATCH_SIZE`, ``max_attempts`` up to :data:`MAX_ATTEMPTS`.
     """
 
-    duration: float | None = None
-    speed: float | None = None
-    step: float = 600.0
-    batch_size: int = 20000
-    interval: float = 1.0
-    jitter: float = 0.1
-    max_attempts: int = 8
-    backoff: float = 0.5
-    max_backoff: float = 10.0
-    on_transform_error: str = "dead_letter"
+    duration: float | None = _run_field("duration", None)
+    speed: float | None = _run_field("speed", None)
+    step: float = _run_field("step", 600.0)
+    batch_size: int = _run_field("batch_size", 20000)
+    interval: float = _run_field("interval", 1.0)
+    jitter: float = _run_field("jitter", 0.1)
+    max_attempts: int = _run_field("max_attempts", 8)
+    backoff: float = _run_field("backoff", 0.5)
+    max_backoff: float = _run_field("max_backoff", 10.0)
+    on_transform_error: str = _run_field("on_transform_error", "dead_letter")
 
     @classmethod
     def from_table(cls, table: Mapping[str, Any]) -> RunConfig:
@@ -131,7 +166,7 @@ class RunConfig:
             raise ValueError(
                 f"unknown key {unknown[0]!r}; accepted keys: {', '.join(_RUN_CONVERTERS)}"
             )
-        return cls(**{k: _RUN_CONVERTERS[k](k, v) for k, v in table.items()})
+        return cls(**table)
 
 
 @attrs.frozen

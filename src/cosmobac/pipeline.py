@@ -131,8 +131,9 @@ def next_step(span_ms: int, rows: int, target_rows: int, max_step_ms: int) -> in
 
 
 def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random) -> float:
-    """Full-jitter exponential backoff: uniform in [0, min(cap, base·2^attempt)]."""
-    return rng.uniform(0.0, min(cap, base * 2.0 ** max(0, attempt)))
+    """Full-jitter exponential backoff: uniform in [0, min(cap, base·2^attempt)]. The exponent
+    stops at 1000 (2.0 ** 1024 overflows; a following forwarder counts attempts without end)."""
+    return rng.uniform(0.0, min(cap, base * 2.0 ** min(max(0, attempt), 1000)))
 
 
 @attrs.define(eq=False)

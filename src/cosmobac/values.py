@@ -177,9 +177,22 @@ def data_flag(value: Any) -> bool:
     raise ValueError(f"{value!r} is not a flag (accepted: {_WORDS}, or a number)")
 
 
-def duration(key: str, value: Any, *, positive: bool = False) -> float:
+def _duration_text(seconds: float) -> str:
+    """``seconds`` in the largest unit that divides it (``604800`` → ``"7d"``), as a user would
+    write it."""
+    for unit in ("d", "h", "m", "s"):
+        count = seconds / _DURATION_UNITS[unit]
+        if count >= 1 and count == int(count):
+            return f"{int(count)}{unit}"
+    return f"{seconds:g}s"
+
+
+def duration(
+    key: str, value: Any, *, positive: bool = False, maximum: float | None = None
+) -> float:
     """Seconds from a number of seconds or text such as ``"30s"``, ``"6h"``, ``"1h30m"``,
-    ``"250ms"``, ``"7d"``, ``"2w"`` or ``"30"``; never negative, and above zero if ``positive``."""
+    ``"250ms"``, ``"7d"``, ``"2w"`` or ``"30"``; never negative, above zero if ``positive``, and
+    at most ``maximum`` seconds when given."""
     if isinstance(value, bool) or not isinstance(
         value, int | float | np.integer | np.floating | str
     ):
@@ -204,6 +217,10 @@ def duration(key: str, value: Any, *, positive: bool = False) -> float:
         raise ValueError(f"{key} must be a finite duration of 0 or more, got {value!r}")
     if positive and seconds <= 0:
         raise ValueError(f"{key} must be longer than zero, got {value!r}")
+    if maximum is not None and seconds > maximum:
+        raise ValueError(
+            f"{key} must be at most {_duration_text(maximum)} ({maximum:g} seconds), got {value!r}"
+        )
     return seconds
 
 

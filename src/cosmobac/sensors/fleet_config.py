@@ -31,6 +31,11 @@ __all__ = [
     "DEFAULT_ANOMALIES",
     "DEFAULT_METRICS",
     "DEFAULT_START",
+    "EARLIEST_START",
+    "LATEST_START",
+    "MAX_EVENT",
+    "MAX_FACTOR",
+    "MAX_MAGNITUDE",
     "MAX_RATE_HZ",
     "READING_BYTES",
     "SENSOR_BYTES",
@@ -57,6 +62,18 @@ DEFAULT_START: Final = "2026-01-01T00:00:00Z"
 """Sensor time begins here unless ``start`` says otherwise, so runs are reproducible."""
 
 MAX_RATE_HZ: Final = 1000.0  # timestamps are whole milliseconds
+
+EARLIEST_START: Final = -62_135_596_800_000
+"""``start``'s smallest value: 0001-01-01T00:00:00Z in epoch milliseconds."""
+LATEST_START: Final = 253_402_300_799_999
+"""``start``'s largest value: 9999-12-31T23:59:59.999Z (ISO-8601 text has four-digit years)."""
+MAX_MAGNITUDE: Final = 1e12
+"""The largest magnitude of a metric setting (``mean``, ``std``, ``min``, ``max``,
+``daily_amplitude``): the simulator squares and sums them, which must stay finite."""
+MAX_FACTOR: Final = 1e6
+"""The largest anomaly weight or multiplier (they are relative: their sums must stay finite)."""
+MAX_EVENT: Final = 7 * 86400.0
+"""The longest anomaly event (``anomalies.durations``): 7d."""
 
 DEFAULT_METRICS: Final[Mapping[str, Mapping[str, float]]] = {
     "temperature": {"mean": 20.0, "std": 2.0, "min": -40.0, "max": 60.0, "daily_amplitude": 5.0},
@@ -229,7 +246,11 @@ def parse_metrics(value: Any) -> dict[str, MetricSpec]:
             if field not in fields:
                 raise _unknown(f"metrics.{name}", "setting", field, fields)
         values = {
-            f: real(f"metrics.{name}.{f}", override[f]) if f in override else defaults[f]
+            f: real(
+                f"metrics.{name}.{f}", override[f], minimum=-MAX_MAGNITUDE, maximum=MAX_MAGNITUDE
+            )
+            if f in override
+            else defaults[f]
             for f in fields
         }
         spec = MetricSpec(**values)
@@ -263,12 +284,16 @@ class AnomalyConfig:
     model_weights: Mapping[str, Mapping[str, float]]
 
 
-def _non_negative(key: str, value: Any) -> float:
-    return real(key, value, minimum=0)
+def _factor(key: str, value: Any) -> float:
+    return real(key, value, minimum=0, maximum=MAX_FACTOR)
+
+
+def _event(key: str, value: Any) -> float:
+    return duration(key, value, maximum=MAX_EVENT)
 
 
 def _per_name(
-    key: str, given: Any, defaults: Mapping[str, float], what: str, parse: Any = _non_negative
+    key: str, given: Any, defaults: Mapping[str, float], what: str, parse: Any = _factor
 ) -> dict[str, float]:
     table = _table(key, given)
     out = dict(defaults)
@@ -296,7 +321,7 @@ def parse_anomalies(value: Any) -> AnomalyConfig:
         given.get("durations", {}),
         DEFAULT_ANOMALIES["durations"],
         "anomaly type",
-        parse=duration,
+        parse=_event,
     )
     firmware = _per_name(
         "anomalies.firmware_multipliers",
@@ -333,17 +358,31 @@ def parse_anomalies(value: Any) -> AnomalyConfig:
 
 # -- scalar keys ----------------------------------------------------------------------------------
 def parse_start(value: Any) -> int:
+    """Epoch milliseconds from an integer (or integer text) or ISO-8601 text with a zone, from
+    0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999Z (:data:`EARLIEST_START`,
+    :data:`LATEST_START`)."""
     if isinstance(value, bool | float | np.floating):
         raise TypeError(
             f"start must be epoch milliseconds (an integer) or ISO-8601 text with a zone such as "
             f"'2026-01-01T00:00:00Z', got {value!r}"
         )
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value.strip())
-    try:
-        return to_epoch_ms(value)
-    except ValueError as exc:
-        raise ValueError(f"start: {exc}") from None
+    if isinstance(value, int | np.integer) or (
+        isinstance(value, str) and value.strip().lstrip("-").isdigit()
+    ):
+        ms = integer("start", value)
+    else:
+        try:
+            ms = to_epoch_ms(value)
+        except ValueError as exc:
+            raise ValueError(
+                f"start: {exc} (write e.g. '2026-01-01T00:00:00Z', years 0001 to 9999)"
+            ) from None
+    if not EARLIEST_START <= ms <= LATEST_START:
+        raise ValueError(
+            f"start must be from 0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999Z (epoch ms "
+            f"{EARLIEST_START} to {LATEST_START}), got {value!r}"
+        )
+    return ms
 
 
 def parse_rate(value: Any) -> float:

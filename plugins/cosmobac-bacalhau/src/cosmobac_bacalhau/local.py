@@ -16,7 +16,10 @@ What is reproduced (Bacalhau v1.7+, WASI preview 1):
   published result;
 * exit codes: ``proc_exit(n)`` gives n; an entry point that returns gives -1 (Bacalhau records
   -1 and calls the execution Completed); a trap gives 1 and fails the run; the memory limit is
-  the task's ``Resources.Memory`` (512 MB when unset), the time limit its ``ExecutionTimeout``.
+  the task's ``Resources.Memory`` (512 MB when unset), the time limit its ``ExecutionTimeout``;
+* a module cannot create symlinks (refused, and the run is an error: a link could lead out of
+  the result folder); a symlink found in a result folder is removed, never followed, and is an
+  error as well.
 
 Docker tasks are not run: :func:`explain_docker` says what a node would do and prints the
 ``docker run`` command that does the same, with the inline inputs written out.
@@ -78,17 +81,26 @@ class LocalRun:
         return self.result_dir / "stderr"
 
 
-def _wasm_plugin() -> tuple[Any, Any, Any, type[Exception]]:
+@attrs.frozen
+class _WasmPlugin:
+    runtime: Any
+    run_wasi: Any
+    check_env: Any
+    check_outputs: Any
+    error: type[Exception]
+
+
+def _wasm_plugin() -> _WasmPlugin:
     try:
         from cosmobac_wasm import runtime
-        from cosmobac_wasm.commands import check_env, run_wasi
+        from cosmobac_wasm.commands import check_env, check_outputs, run_wasi
         from cosmobac_wasm.errors import WasmError
     except ImportError:
         raise LocalRunError(
             "running a WASM job locally needs the WebAssembly plugin: pip install cosmobac-wasm "
             "(in this repository: pip install -e plugins/cosmobac-wasm)"
         ) from None
-    return runtime, run_wasi, check_env, WasmError
+    return _WasmPlugin(runtime, run_wasi, check_env, check_outputs, WasmError)
 
 
 def _norm(target: str) -> str:
@@ -279,14 +291,15 @@ def run_local(
         )
     if task.engine.type != "wasm":
         raise LocalRunError(f"engine {task.engine.type!r} cannot run locally; only wasm jobs can")
-    runtime, run_wasi, check_env, wasm_error = _wasm_plugin()
+    wasm = _wasm_plugin()
+    runtime = wasm.runtime
     target = Path(result_dir)
     target.mkdir(parents=True, exist_ok=True)
     if any(target.iterdir()):
         raise LocalRunError(f"{target} is not empty; give a new or empty result folder")
     execution = execution_id or f"e-local-{uuid.uuid4()}"
     host_env = os.environ if env is None else env
-    task_env = _environment(job, task, host_env, execution, check_env)
+    task_env = _environment(job, task, host_env, execution, wasm.check_env)
     overrides = {_norm(k): Path(v) for k, v in (inputs or {}).items()}
     params = {k.lower(): v for k, v in task.engine.params.items()}
     entrypoint = str(params.get("entrypoint") or "")
@@ -312,7 +325,7 @@ def run_local(
             loaded, entrypoint, entrypoint, [], [], "as a WASM job's Entrypoint"
         )
         try:
-            exit_code, error = run_wasi(
+            exit_code, error = wasm.run_wasi(
                 loaded,
                 entrypoint,
                 mounts=mounts,
@@ -321,16 +334,13 @@ def run_local(
                 stdout=target / "stdout",
                 stderr=target / "stderr",
             )
-        except wasm_error as exc:  # instantiation (memory, imports) or the time limit
+        except wasm.error as exc:  # instantiation (memory, imports) or the time limit
             exit_code, error = 1, str(exc)  # Bacalhau: exit code 1 and a failed execution
     (target / "exitCode").write_text(f"{exit_code}\n")
-    written = tuple(sorted(p for folder in outputs for p in folder.iterdir()))
-    nested = [p for p in written if p.is_dir()]
-    if nested and error is None:
-        error = (
-            f"the module created folder(s) {', '.join(p.name for p in nested)} in an output "
-            "folder; on Bacalhau only files directly in an output folder can be created"
-        )
+    # sub-folders are an error; symlinks (refused to the module) are removed, never followed
+    written, problem = wasm.check_outputs(outputs)
+    if problem:
+        error = f"{error}; {problem}" if error else problem
     return LocalRun(exit_code, error, target, written)
 
 

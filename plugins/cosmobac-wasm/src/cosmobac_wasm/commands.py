@@ -11,6 +11,10 @@ What is reproduced (Bacalhau ≥ 1.7, wazero, WASI preview 1):
 * no stdin; stdout and stderr go to files (never through Python callbacks);
 * exit code: ``proc_exit(n)`` gives ``n``; returning from ``_start`` without calling it gives
   ``-1``, which Bacalhau records as well (a failure here); a trap gives 1 and an error;
+* no symlinks: ``path_symlink`` is refused (EPERM) and the attempt makes the run an error (a
+  link such as ``out/evil -> ../../../../etc/passwd`` would lead whoever reads the results out of
+  the folder); a symlink found in an output folder after the run is removed, never followed,
+  and is an error too;
 * the same sandbox as transforms: a time budget for the whole run and a memory cap.
 
 Not reproduced: Bacalhau also refuses to reopen a file already written in an output folder; the
@@ -24,7 +28,7 @@ import os
 import re
 import tempfile
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Final, Protocol
 
@@ -46,7 +50,16 @@ from .runtime import (
     load_module,
 )
 
-__all__ = ["Mount", "RunResult", "check_env", "report_run", "run_module", "run_wasi", "wasm_group"]
+__all__ = [
+    "Mount",
+    "RunResult",
+    "check_env",
+    "check_outputs",
+    "report_run",
+    "run_module",
+    "run_wasi",
+    "wasm_group",
+]
 
 Mount = tuple[str | os.PathLike[str], str, bool]
 """A folder given to a module: (host folder, guest path, read-only)."""
@@ -68,6 +81,53 @@ def check_env(env: Mapping[str, str]) -> None:
             raise ValueError(f"environment variable {name!r}: BACALHAU_ names are reserved")
         if not value:
             raise ValueError(f"environment variable {name!r}: the value must not be empty")
+
+
+def check_outputs(folders: Iterable[Path]) -> tuple[tuple[Path, ...], str | None]:
+    """What a run left in its output ``folders`` (the entries directly in each, sorted) and an
+    error for what breaks their rules, or ``None``:
+
+    * a sub-folder: on Bacalhau only files directly in an output folder can be created;
+    * a symlink, anywhere in the tree: it is removed, without following it (nor entering it, when
+      it points to a folder). Modules cannot make links (``path_symlink`` is refused), so this is
+      the last line: whatever made one, no result handed over leads out of its folder.
+
+    A folder that does not exist is skipped (a run that failed before creating it)."""
+    links: list[str] = []
+    for folder in folders:
+        for parent, dirnames, filenames in os.walk(folder):  # never follows links
+            for name in [*dirnames, *filenames]:
+                path = Path(parent) / name
+                if path.is_symlink():
+                    links.append(f"{path} -> {os.readlink(path)}")
+                    path.unlink()  # removes the link itself, never its target
+    entries = tuple(sorted(p for folder in folders if folder.is_dir() for p in folder.iterdir()))
+    problems = []
+    nested = [p.name for p in entries if p.is_dir()]
+    if nested:
+        problems.append(
+            f"the module created the folder(s) {', '.join(nested)} in an output folder; on "
+            "Bacalhau only files directly in an output folder can be created"
+        )
+    if links:
+        problems.append(
+            f"symlink(s) found in an output folder were removed without being followed: "
+            f"{', '.join(links)}; results must be regular files"
+        )
+    return entries, "; ".join(problems) or None
+
+
+def _symlink_error(instance: Instance) -> str | None:
+    refused = instance.symlinks
+    if not refused.count:
+        return None
+    shown = ", ".join(f"{link} -> {target}" for link, target in refused.attempts[:3])
+    more = f" and {refused.count - 3} more" if refused.count > 3 else ""
+    return (
+        f"the module tried to create the symlink(s) {shown}{more}, which were refused (WASI "
+        "errno 63, EPERM): a link can point outside the mounted folder it is made in, so a "
+        "module may not make any; write the file itself"
+    )
 
 
 @attrs.frozen
@@ -143,15 +203,9 @@ def run_module(
         stdout=stdout,
         stderr=stderr,
     )
-    outputs: tuple[Path, ...] = ()
-    if target is not None:
-        outputs = tuple(sorted(target.iterdir()))
-        folders = [p.name for p in outputs if p.is_dir()]
-        if folders and error is None:
-            error = (
-                f"the module created the folder(s) {', '.join(folders)} in the output folder; "
-                "on Bacalhau only files directly in an output folder can be created"
-            )
+    outputs, problem = check_outputs([target] if target is not None else [])
+    if problem:
+        error = f"{error}; {problem}" if error else problem
     if exit_code == -1 and error is None:
         error = (
             "_start returned without calling proc_exit: Bacalhau records exit code -1; end the "
@@ -177,7 +231,9 @@ def run_wasi(
     argv is ``[""] + args``; the environment is ``env`` exactly (not checked); no stdin; stdout
     and stderr go to the given files; each mount's host folder is preopened at its guest path,
     read-only or writable. ``proc_exit(n)`` gives ``(n, None)``, returning from the entry point
-    ``(-1, None)``, a trap ``(1, message)``. Raises :class:`WasmError` when the module cannot be
+    ``(-1, None)``, a trap ``(1, message)``. A symlink the module tried to create (refused) is
+    an error with the exit code it ended with. Use :func:`check_outputs` on the writable mounts
+    afterwards. Raises :class:`WasmError` when the module cannot be
     instantiated or runs out of its time budget."""
     wasi = wasmtime.WasiConfig()
     wasi.argv = ["", *args]
@@ -197,8 +253,10 @@ def run_wasi(
     except WasmError as exc:
         if exc.cause == "budget exhausted":
             raise
-        return 1, str(exc)  # a trap: Bacalhau records 1 and fails the execution
-    return exit_code, None
+        exit_code, trap = 1, str(exc)  # a trap: Bacalhau records 1 and fails the execution
+        symlinks = _symlink_error(instance)
+        return exit_code, f"{trap}; {symlinks}" if symlinks else trap
+    return exit_code, _symlink_error(instance)
 
 
 # -- the command line -----------------------------------------------------------------------------

@@ -7,6 +7,8 @@ Guarantees:
 * a module gets only what it is given: WASI with no preopened directory, no arguments, no
   environment and no stdin for transforms; the command runner adds exactly the directories it
   names; sleeping (``poll_oneoff``) is refused, since no deadline can interrupt a host call;
+  creating a symlink (``path_symlink``) is refused, since a link's target could leave the folder
+  it is made in (the attempts are kept in :attr:`Instance.symlinks`);
 * compiled modules are cached on disk, keyed by the SHA-256 of the module's bytes, the wasmtime
   version and the engine settings; a cache entry that does not load is recompiled, and a cache
   directory others could write to is not used (a cached module is native code);
@@ -401,6 +403,58 @@ def _refuse_poll(subscriptions: int, events: int, count: int, written: int) -> i
     return WASI_ENOTSUP
 
 
+WASI_EFAULT: Final = 21
+WASI_EPERM: Final = 63  # what wasmtime itself answers for a symlink to an absolute path
+SYMLINKS_KEPT: Final = 20
+"""How many refused symlinks an instance remembers by name (the count goes on)."""
+
+
+class SymlinkRefusals:
+    """WASI ``path_symlink``, refused with EPERM (63) and remembered. wasmtime refuses an absolute
+    target but would create ``out/evil -> ../../../../etc/passwd``, which whoever reads the folder
+    afterwards could follow; no module needs to make a link, so none is made.
+
+    ``attempts`` keeps (link, target) of the first :data:`SYMLINKS_KEPT` attempts, ``count`` counts
+    them all. A class of its own, so the store holding it does not hold the instance (no cycle:
+    a store is freed as soon as its instance is dropped)."""
+
+    __slots__ = ("attempts", "count")
+
+    def __init__(self) -> None:
+        self.attempts: list[tuple[str, str]] = []
+        self.count = 0
+
+    def __call__(
+        self,
+        caller: wasmtime.Caller,
+        target: int,
+        target_length: int,
+        fd: int,
+        link: int,
+        link_length: int,
+    ) -> int:
+        target_text = _guest_text(caller, target, target_length)
+        link_text = _guest_text(caller, link, link_length)
+        if target_text is None or link_text is None:
+            return WASI_EFAULT
+        self.count += 1
+        if len(self.attempts) < SYMLINKS_KEPT:
+            self.attempts.append((link_text, target_text))
+        return WASI_EPERM
+
+
+def _guest_text(caller: wasmtime.Caller, address: int, length: int) -> str | None:
+    """``length`` bytes at ``address`` in the caller's memory as text (at most 200 characters
+    kept); ``None`` when the range is not inside its memory."""
+    memory = caller.get("memory")
+    if not isinstance(memory, wasmtime.Memory):
+        return None
+    if address < 0 or length < 0 or address + length > memory.data_len(caller):
+        return None
+    text = memory.read(caller, address, address + min(length, 800)).decode("utf-8", "replace")
+    return text if len(text) <= 200 else text[:199] + "…"
+
+
 FAST_CALLS = True
 """Use the prepared-call fast path when the wasmtime binding allows it (tests turn it off)."""
 
@@ -456,6 +510,14 @@ class Instance:
             "poll_oneoff",
             wasmtime.FuncType([wasmtime.ValType.i32()] * 4, [wasmtime.ValType.i32()]),
             _refuse_poll,
+        )
+        self.symlinks = SymlinkRefusals()
+        linker.define_func(  # a link's target could leave its folder (../../etc/passwd): refused
+            "wasi_snapshot_preview1",
+            "path_symlink",
+            wasmtime.FuncType([wasmtime.ValType.i32()] * 5, [wasmtime.ValType.i32()]),
+            self.symlinks,
+            access_caller=True,
         )
         self.store = store
         self.exports: dict[str, Any] = {}
