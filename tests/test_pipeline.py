@@ -163,12 +163,12 @@ def test_collect_at_max_speed_shrinks_its_step_to_hold_about_one_batch():
     """A fleet that makes more readings per step than run.batch_size is read in shorter steps,
     so a collect's memory follows batch_size, not fleet size × run.step."""
 
-    class Counting(ListSensor):
-        sizes: list[int] = []
+    sizes: list[int] = []
 
+    class Counting(ListSensor):
         def read(self, until):
             batch = super().read(until)
-            self.sizes.append(len(batch))
+            sizes.append(len(batch))
             return batch
 
     sensor = Counting([readings(5000)], start=0)  # one reading a second
@@ -178,8 +178,8 @@ def test_collect_at_max_speed_shrinks_its_step_to_hold_about_one_batch():
         run=RunConfig(duration=5000.0, step=600.0, batch_size=100),
     )
     assert pipeline.collect().rows_added == 5000
-    assert max(sensor.sizes) <= 100  # 600 s steps would read 600 at a time
-    assert sensor.sizes[-2] == 100  # and it settles on steps of about one batch
+    assert max(sizes) <= 100  # 600 s steps would read 600 at a time
+    assert sizes[-2] == 100  # and it settles on steps of about one batch
 
 
 def test_next_step_aims_at_a_batch_and_stays_within_bounds():
