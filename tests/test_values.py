@@ -285,3 +285,9 @@ def test_a_duration_can_have_a_largest_value_named_in_its_unit():
         duration("run.interval", "8d", maximum=7 * 86400)
     with pytest.raises(ValueError, match=r"^x must be at most 90m \(5400 seconds\), got 5401$"):
         duration("x", 5401, maximum=5400)
+
+
+def test_duration_minimum_names_the_key_and_the_bound_in_the_users_units():
+    assert duration("step", "1ms", minimum=0.001) == 0.001
+    with pytest.raises(ValueError, match=r"step must be at least 1ms \(0.001 seconds\), got 6e-05"):
+        duration("step", 6e-05, minimum=0.001)

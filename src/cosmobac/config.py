@@ -108,7 +108,7 @@ def _span(key: str, value: Any) -> float | None:
 _RUN_CONVERTERS: Final[dict[str, Any]] = {
     "duration": _span,
     "speed": _speed,
-    "step": partial(duration, positive=True, maximum=MAX_SPAN),
+    "step": partial(duration, positive=True, minimum=0.001, maximum=MAX_SPAN),  # in whole ms
     "batch_size": partial(integer, minimum=1, maximum=MAX_BATCH_SIZE),
     "interval": partial(duration, maximum=MAX_PAUSE),
     "jitter": fraction,

@@ -180,7 +180,7 @@ def data_flag(value: Any) -> bool:
 def _duration_text(seconds: float) -> str:
     """``seconds`` in the largest unit that divides it (``604800`` → ``"7d"``), as a user would
     write it."""
-    for unit in ("d", "h", "m", "s"):
+    for unit in ("d", "h", "m", "s", "ms"):
         count = seconds / _DURATION_UNITS[unit]
         if count >= 1 and count == int(count):
             return f"{int(count)}{unit}"
@@ -188,11 +188,16 @@ def _duration_text(seconds: float) -> str:
 
 
 def duration(
-    key: str, value: Any, *, positive: bool = False, maximum: float | None = None
+    key: str,
+    value: Any,
+    *,
+    positive: bool = False,
+    minimum: float | None = None,
+    maximum: float | None = None,
 ) -> float:
     """Seconds from a number of seconds or text such as ``"30s"``, ``"6h"``, ``"1h30m"``,
     ``"250ms"``, ``"7d"``, ``"2w"`` or ``"30"``; never negative, above zero if ``positive``, and
-    at most ``maximum`` seconds when given."""
+    at least ``minimum`` and at most ``maximum`` seconds when given."""
     if isinstance(value, bool) or not isinstance(
         value, int | float | np.integer | np.floating | str
     ):
@@ -217,6 +222,10 @@ def duration(
         raise ValueError(f"{key} must be a finite duration of 0 or more, got {value!r}")
     if positive and seconds <= 0:
         raise ValueError(f"{key} must be longer than zero, got {value!r}")
+    if minimum is not None and seconds < minimum:
+        raise ValueError(
+            f"{key} must be at least {_duration_text(minimum)} ({minimum:g} seconds), got {value!r}"
+        )
     if maximum is not None and seconds > maximum:
         raise ValueError(
             f"{key} must be at most {_duration_text(maximum)} ({maximum:g} seconds), got {value!r}"
