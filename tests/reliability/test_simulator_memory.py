@@ -191,6 +191,7 @@ def measured(*args: str | Path) -> tuple[subprocess.CompletedProcess[str], float
     return done, int(line.split()[1]) / 1e6
 
 
+@pytest.mark.slow  # a real process or a hung endpoint: seconds of waiting
 @pytest.mark.needs_plugins  # the sqlite store
 def test_ten_thousand_sensors_collect_in_bounded_memory(tmp_path: Path) -> None:
     config = tmp_path / "fleet.toml"

@@ -447,6 +447,7 @@ def silent_server() -> Iterator[tuple[str, list[float]]]:
         thread.join(5)
 
 
+@pytest.mark.slow  # a real process or a hung endpoint: seconds of waiting
 def test_webhook_hung_endpoint_costs_one_read_timeout_by_default():
     sink = WebhookSink(url="http://127.0.0.1:1/")
     assert (sink.connect_timeout, sink.read_timeout) == (5.0, 5.0)
@@ -462,6 +463,7 @@ def test_webhook_hung_endpoint_costs_one_read_timeout_by_default():
     assert 4.5 <= took < 10  # one read_timeout, well within twice it (was ~55 s)
 
 
+@pytest.mark.slow  # a real process or a hung endpoint: seconds of waiting
 def test_webhook_hung_endpoint_a_forwarder_gives_up_within_its_attempts():
     store = MemoryStore()
     store.append(readings(8, detected=np.ones(8, dtype=bool)))

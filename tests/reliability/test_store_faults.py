@@ -182,6 +182,7 @@ def test_a_zero_byte_store_is_refused_by_every_command(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["edge.db", "edge.toml"]
 
 
+@pytest.mark.slow  # a real process or a hung endpoint: seconds of waiting
 def test_a_following_forwarder_waits_for_the_store_to_be_created(tmp_path):
     """An edge node starts both processes at once: ``forward --follow`` may come first. It waits
     (one warning) without creating the store, then forwards what the collector stores."""
