@@ -14,6 +14,8 @@
   contract, and of each capability a component declares, against components a factory makes; they
   raise ``AssertionError`` naming the broken guarantee. :func:`sample_readings` is the data they
   use.
+* :func:`silent_server` is a loopback endpoint that accepts connections and never answers, to test
+  that a network sink's timeouts give up instead of hanging.
 * :func:`use_hypothesis_profile` loads the hypothesis settings cosmobac's own suites use (more
   examples under CI), for a plugin's ``conftest.py``.
 """
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -50,6 +53,7 @@ __all__ = [
     "fresh_plugins",
     "run_cosmobac",
     "sample_readings",
+    "silent_server",
     "use_hypothesis_profile",
 ]
 
@@ -295,6 +299,37 @@ def run_cosmobac(
     if check and result.returncode != 0:
         raise AssertionError(result.stderr)
     return result
+
+
+@contextlib.contextmanager
+def silent_server() -> Iterator[tuple[str, list[float]]]:
+    """A loopback server that accepts connections and never answers, for as long as the ``with``
+    block runs: yields its base URL (``http://127.0.0.1:PORT/``) and the list of
+    ``time.monotonic()`` times at which it accepted connections (one per attempt a client made)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    accepted: list[float] = []
+    held: list[socket.socket] = []
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            accepted.append(time.monotonic())
+            held.append(conn)
+
+    thread = threading.Thread(target=serve, name="cosmobac-silent-server", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}/", accepted
+    finally:
+        listener.close()
+        for conn in held:
+            conn.close()
+        thread.join(5)
 
 
 def use_hypothesis_profile() -> str:

@@ -14,11 +14,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import textwrap
@@ -38,7 +36,7 @@ from cosmobac.pipeline import Lane, Pipeline
 from cosmobac.sinks.jsonl import JsonlSink
 from cosmobac.sinks.stdout import StdoutSink
 from cosmobac.sinks.webhook import WebhookSink
-from cosmobac.testing import MemoryStore, run_cosmobac
+from cosmobac.testing import MemoryStore, run_cosmobac, silent_server
 
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 LONG_CITY = "Llanfair" * 40  # 320 characters: a folder name no common file system takes
@@ -417,42 +415,12 @@ def test_evaluate_documents_skips_a_torn_last_line_with_a_warning(tmp_path):
 # -- an endpoint that accepts connections and never answers --------------------------------------
 
 
-@contextlib.contextmanager
-def silent_server() -> Iterator[tuple[str, list[float]]]:
-    """A loopback server that accepts connections, reads, and never answers; yields its URL and
-    the times connections were accepted."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(64)
-    accepted: list[float] = []
-    held: list[socket.socket] = []
-
-    def serve() -> None:
-        while True:
-            try:
-                conn, _ = listener.accept()
-            except OSError:
-                return
-            accepted.append(time.monotonic())
-            held.append(conn)
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{listener.getsockname()[1]}/hook", accepted
-    finally:
-        listener.close()
-        for conn in held:
-            conn.close()
-        thread.join(5)
-
-
 @pytest.mark.slow  # a real process or a hung endpoint: seconds of waiting
 def test_webhook_hung_endpoint_costs_one_read_timeout_by_default():
     sink = WebhookSink(url="http://127.0.0.1:1/")
     assert (sink.connect_timeout, sink.read_timeout) == (5.0, 5.0)
     with silent_server() as (url, accepted):
-        sink = WebhookSink(url=url)
+        sink = WebhookSink(url=url + "hook")
         began = time.monotonic()
         with pytest.raises(SinkError, match="did not answer: ReadTimeout after 5 s") as info:
             sink.write(readings(3, detected=np.ones(3, dtype=bool)))
@@ -468,7 +436,7 @@ def test_webhook_hung_endpoint_a_forwarder_gives_up_within_its_attempts():
     store = MemoryStore()
     store.append(readings(8, detected=np.ones(8, dtype=bool)))
     with silent_server() as (url, accepted):
-        sink = WebhookSink(url=url, read_timeout="0.5s")
+        sink = WebhookSink(url=url + "hook", read_timeout="0.5s")
         run = RunConfig(batch_size=8, backoff=0.01, max_backoff=0.05, max_attempts=4)
         began = time.monotonic()
         report = Pipeline(store=store, lanes=[Lane("alerts", sink)], run=run).forward()

@@ -6,11 +6,7 @@ gives up within about one ``read_timeout`` per attempt, never the minutes the SD
 
 from __future__ import annotations
 
-import contextlib
-import socket
-import threading
 import time
-from collections.abc import Iterator
 
 import pytest
 
@@ -19,7 +15,7 @@ from cosmobac.config import RunConfig
 from cosmobac.errors import SinkError
 from cosmobac.pipeline import Lane, Pipeline
 from cosmobac.plugins import Plugins
-from cosmobac.testing import MemoryStore
+from cosmobac.testing import MemoryStore, silent_server
 from cosmobac_cosmos import CosmosSink
 from cosmobac_cosmos.emulator import LOCAL_KEY
 
@@ -32,36 +28,6 @@ def readings(n: int) -> Batch:
         "sensor", "simulated", cities=1, sensors_per_city=2, seed=3, rate_hz=1.0
     )
     return sensor.read(int(sensor.start) + n * 500)
-
-
-@contextlib.contextmanager
-def silent_server() -> Iterator[tuple[str, list[float]]]:
-    """A loopback server that accepts connections and never answers: its endpoint, and the times
-    it accepted connections."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(64)
-    accepted: list[float] = []
-    held: list[socket.socket] = []
-
-    def serve() -> None:
-        while True:
-            try:
-                conn, _ = listener.accept()
-            except OSError:
-                return
-            accepted.append(time.monotonic())
-            held.append(conn)
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{listener.getsockname()[1]}/", accepted
-    finally:
-        listener.close()
-        for conn in held:
-            conn.close()
-        thread.join(5)
 
 
 def test_the_default_timeouts_are_short_and_documented():
