@@ -237,6 +237,12 @@ class Batch:
     def __repr__(self) -> str:
         return f"Batch(rows={len(self)}, columns={list(self._columns)})"
 
+    def _repr_html_(self) -> str:
+        """What a notebook shows: shape, columns and dtypes, time span (UTC), sensors, first rows."""
+        from .display import batch_html
+
+        return batch_html(self)
+
     # -- derivation ---------------------------------------------------------------------------
     def with_columns(self, columns: Mapping[str, Any] | None = None, /, **more: Any) -> Batch:
         """A new batch with columns added or replaced (scalars broadcast to every row)."""

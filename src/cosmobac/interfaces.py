@@ -101,6 +101,12 @@ class StoreStats:
     dead_letters: Mapping[str, int]  # consumer → dead letters waiting
     file_size: int | None = None  # bytes on disk, where the store has a file
 
+    def _repr_html_(self) -> str:
+        """What a notebook shows: rows, size, and per consumer pending rows and dead letters."""
+        from .display import store_stats_html
+
+        return store_stats_html(self)
+
 
 @attrs.frozen
 class DeadLetter:

@@ -78,6 +78,10 @@ def test_missing_matplotlib_says_how_to_install(scored, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
     with pytest.raises(ReportError, match=r"cosmobac\[report\]"):
         render_report(scored)
+    monkeypatch.delitem(sys.modules, "matplotlib.figure")
+    monkeypatch.setitem(sys.modules, "tsdownsample", None)
+    with pytest.raises(ReportError, match=r"tsdownsample"):
+        plot_sensor(scored, scored["sensor_id"][0])
 
 
 def test_report_command(tmp_path):

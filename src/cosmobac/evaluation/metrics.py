@@ -204,6 +204,23 @@ class Evaluation:
     events_by_type: Mapping[str, int]
     detectors: Mapping[str, DetectorEvaluation]
 
+    def __repr__(self) -> str:
+        events = sum(self.events_by_type.values())
+        return (
+            f"Evaluation(rows={self.rows}, sensors={self.sensors}, "
+            f"labelled_rows={self.labelled_rows}, events={events}, "
+            f"detectors={list(self.detectors)})"
+        )
+
+    def __str__(self) -> str:
+        return self.table()
+
+    def _repr_html_(self) -> str:
+        """What a notebook shows: the run, the scores per detector and recall per anomaly type."""
+        from .display import evaluation_html
+
+        return evaluation_html(self)
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "rows": self.rows,

@@ -7,9 +7,18 @@ functions raise :class:`ReportError` saying so.
 from __future__ import annotations
 
 from .html import render_report, write_report
-from .plots import TYPE_COLORS, ReportError, figure_png, plot_city, plot_scores, plot_sensor
+from .plots import (
+    MAX_POINTS,
+    TYPE_COLORS,
+    ReportError,
+    figure_png,
+    plot_city,
+    plot_scores,
+    plot_sensor,
+)
 
 __all__ = [
+    "MAX_POINTS",
     "TYPE_COLORS",
     "ReportError",
     "figure_png",

@@ -1,6 +1,15 @@
 """Matplotlib figures of a run: one sensor's series with labelled anomalies and detections, a
 city's fleet at a glance, detector scores. Figures are made without pyplot (no global state, no
-display needed); :func:`figure_png` renders one."""
+display needed) and show themselves in a notebook (a fresh kernel, no ``%matplotlib inline``);
+:func:`figure_png` renders one.
+
+Readable at a fleet's scale: each line is downsampled to at most :data:`MAX_POINTS` points with
+tsdownsample's MinMaxLTTB (the shape, peaks and dips kept; missing values stay gaps), detection
+marks to one per :data:`MAX_POINTS`-th of the time axis; times are UTC dates on the axes.
+
+A detection is marked on the metric that triggered it. Detectors record that a row fired, not on
+which metric, so the plot infers it: the metric whose value is furthest from the sensor's median in
+units of its spread (median absolute deviation), or the metrics missing at that row if any are."""
 
 from __future__ import annotations
 
@@ -20,6 +29,7 @@ if TYPE_CHECKING:
     from ..evaluation.metrics import Evaluation
 
 __all__ = [
+    "MAX_POINTS",
     "TYPE_COLORS",
     "ReportError",
     "figure_png",
@@ -38,6 +48,8 @@ TYPE_COLORS: Final = {
     "noise": "#e377c2",
 }
 _OTHER = "#bcbd22"
+MAX_POINTS: Final = 2000
+"""At most this many points per line of a plot (about two per pixel of a 10-inch figure)."""
 _UNITS: Final = {
     "temperature": "°C",
     "humidity": "%",
@@ -53,13 +65,68 @@ class ReportError(CosmobacError):
 
 def _figure_class() -> Any:
     try:
-        from matplotlib.figure import Figure
+        import matplotlib.figure  # noqa: F401  (both checked here, so a missing one is named
+        import tsdownsample  # noqa: F401  up front, not halfway through a plot)
+
+        from ._figure import NotebookFigure
     except ImportError as exc:
         raise ReportError(
-            "plots and reports need matplotlib, an optional dependency: "
-            "pip install 'cosmobac[report]' (or pip install matplotlib)"
+            "plots and reports need matplotlib and tsdownsample, optional dependencies: "
+            "pip install 'cosmobac[report]' (or pip install matplotlib tsdownsample)"
         ) from exc
-    return Figure
+    return NotebookFigure
+
+
+def _downsample(t: np.ndarray, values: np.ndarray, limit: int = MAX_POINTS) -> np.ndarray:
+    """Positions of at most ``limit`` rows (time-ordered ``t`` in ms) that keep the line's shape:
+    MinMaxLTTB over the values, with each run of missing values kept as a gap."""
+    n = len(values)
+    if n <= limit:
+        return np.arange(n)
+    from tsdownsample import NaNMinMaxLTTBDownsampler
+
+    index = NaNMinMaxLTTBDownsampler().downsample(
+        t.astype(np.float64), values.astype(np.float64), n_out=limit
+    )
+    return np.asarray(index, dtype=np.int64)
+
+
+def _thin(t: np.ndarray, positions: np.ndarray, limit: int = MAX_POINTS) -> np.ndarray:
+    """At most one of ``positions`` (marks at times ``t``) per ``limit``-th of the time span."""
+    if len(positions) <= limit:
+        return positions
+    first, last = int(t[0]), int(t[-1])
+    bucket = ((t[positions] - first) * (limit - 1)) // max(last - first, 1)
+    _, keep = np.unique(bucket, return_index=True)
+    return positions[keep]
+
+
+def _trigger(rows: Batch, columns: Sequence[str]) -> np.ndarray:
+    """For each row, which of ``columns`` most likely triggered a detection (one sensor's rows):
+    a boolean (column, row) array, true on every column missing at that row, or where none is
+    missing, on the most unusual one (its distance from the column's median over its median
+    absolute deviation)."""
+    values = np.vstack([rows[c].astype(np.float64) for c in columns])
+    missing = np.isnan(values)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        median = np.nanmedian(np.where(missing.all(axis=1, keepdims=True), 0.0, values), axis=1)
+        spread = np.nanmedian(np.abs(values - median[:, None]), axis=1)
+        spread = np.where(spread > 0, spread, 1.0)
+        distance = np.abs(values - median[:, None]) / spread[:, None]
+    distance = np.where(missing, -np.inf, distance)
+    best = np.zeros_like(missing)
+    best[np.argmax(distance, axis=0), np.arange(values.shape[1])] = True
+    return np.where(missing.any(axis=0), missing, best)
+
+
+def _time_axis(ax: Any) -> None:
+    import datetime as dt
+
+    from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
+
+    locator = AutoDateLocator(tz=dt.UTC)
+    ax.xaxis.set_major_locator(locator)
+    ax.xaxis.set_major_formatter(ConciseDateFormatter(locator, tz=dt.UTC))
 
 
 def figure_png(figure: Figure, *, dpi: int = 80) -> bytes:
@@ -118,31 +185,55 @@ def plot_sensor(
     wanted = [c for c in (columns or METRICS) if c in rows]
     if not wanted:
         raise ReportError(f"none of the columns {list(columns or METRICS)} is in the rows")
-    fig = figure_class(figsize=(10, 1.5 * len(wanted) + 0.8))
+    fig = figure_class(figsize=(10, 1.5 * len(wanted) + 0.8), layout="constrained")
     axes = fig.subplots(len(wanted), 1, sharex=True, squeeze=False)[:, 0]
-    t = _times(rows["timestamp"])
+    ms = rows["timestamp"].astype(np.int64)
+    t = _times(ms)
     step = np.median(np.diff(t)) if len(t) > 1 else np.timedelta64(1000, "ms")
     detected = _detected_column(rows, detector)
+    hits = np.flatnonzero(detected) if detected is not None else np.zeros(0, dtype=np.int64)
+    trigger = _trigger(rows, wanted)[:, hits] if len(hits) else None
     spans = _spans(rows)
-    for ax, column in zip(axes, wanted, strict=True):
+    for i, (ax, column) in enumerate(zip(axes, wanted, strict=True)):
         values = rows[column].astype(np.float64)
-        ax.plot(t, values, lw=0.6, color="#333333")
+        shown = _downsample(ms, values)
+        ax.plot(t[shown], values[shown], lw=0.6, color="#333333")
         for first, last, kind in spans:
             ax.axvspan(
                 t[first], t[last] + step, color=TYPE_COLORS.get(kind, _OTHER), alpha=0.3, lw=0
             )
-        if detected is not None and detected.any():
-            ax.plot(t[detected], values[detected], "x", color="black", ms=4, mew=1)
+        if trigger is not None:
+            _mark(ax, t, values, _thin(ms, hits[trigger[i]]))
         unit = _UNITS.get(column)
         ax.set_ylabel(f"{column}\n({unit})" if unit else column, fontsize=8)
         ax.tick_params(labelsize=7)
+        _time_axis(ax)
+    axes[-1].set_xlabel("time (UTC)", fontsize=8)
     city = rows["city"][0] if "city" in rows else None
     axes[0].set_title(f"{sensor_id}" + (f" ({city})" if city else ""), fontsize=10)
     handles = _legend(fig, sorted({kind for _, _, kind in spans}), detected is not None)
     if handles:
         axes[0].legend(handles=handles, fontsize=7, ncol=len(handles), loc="upper right")
-    fig.autofmt_xdate()
     return fig
+
+
+def _mark(ax: Any, t: np.ndarray, values: np.ndarray, positions: np.ndarray) -> None:
+    """Crosses at the detected rows; a missing value is marked at the bottom of the panel."""
+    if not len(positions):
+        return
+    y = values[positions]
+    present = ~np.isnan(y)
+    if present.any():
+        ax.plot(t[positions[present]], y[present], "x", color="black", ms=4, mew=1)
+    if not present.all():
+        ax.plot(
+            t[positions[~present]],
+            np.zeros(int((~present).sum())),
+            "|",
+            color="black",
+            ms=6,
+            transform=ax.get_xaxis_transform(),
+        )
 
 
 def _legend(fig: Figure, kinds: Sequence[str], detections: bool) -> list[Any]:
@@ -164,21 +255,32 @@ def plot_city(batch: Batch, city: str, *, column: str = "temperature", bins: int
     rows = batch.select(batch["city"] == city) if "city" in batch else batch.select(slice(0, 0))
     if not len(rows):
         raise ReportError(f"no rows in city {city!r}")
-    fig = figure_class(figsize=(10, 4.2))
+    fig = figure_class(figsize=(11, 5), layout="constrained")
     top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=[3, 2])
     detected = _detected_column(rows, "all")
+    metrics = [c for c in METRICS if c in rows]
     for sensor in sorted(set(rows["sensor_id"].tolist())):
         mine = rows.select(rows["sensor_id"] == sensor)
         mine = mine.select(np.argsort(mine["timestamp"], kind="stable"))
-        t = _times(mine["timestamp"])
+        ms = mine["timestamp"].astype(np.int64)
+        t = _times(ms)
         values = mine[column].astype(np.float64) if column in mine else np.full(len(mine), np.nan)
-        top.plot(t, values, lw=0.5, alpha=0.8, label=sensor)
+        shown = _downsample(ms, values)
+        (line,) = top.plot(t[shown], values[shown], lw=0.6, alpha=0.85, label=sensor)
         det = _detected_column(mine, "all")
         if det is not None and det.any():
-            top.plot(t[det], values[det], "x", color="black", ms=3)
+            hits = np.flatnonzero(det)
+            if column in metrics:  # only the detections this metric triggered
+                hits = hits[_trigger(mine, metrics)[metrics.index(column), hits]]
+            x, y = _xy(t, values, _thin(ms, hits))
+            if len(x):
+                top.plot(x, y, "x", color=line.get_color(), ms=4, mew=1)
     top.set_ylabel(f"{column} ({_UNITS.get(column, '')})", fontsize=8)
-    top.set_title(f"{city}: {len(set(rows['sensor_id'].tolist()))} sensors", fontsize=10)
-    top.legend(fontsize=6, ncol=4, loc="upper right")
+    top.set_title(
+        f"{city}: {len(set(rows['sensor_id'].tolist()))} sensors (× detections on {column})",
+        fontsize=10,
+    )
+    top.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
     ts = rows["timestamp"].astype(np.int64)
     edges = np.linspace(ts.min(), ts.max() + 1, bins + 1)
     centres = _times(((edges[:-1] + edges[1:]) / 2).astype(np.int64))
@@ -204,11 +306,17 @@ def plot_city(batch: Batch, city: str, *, column: str = "temperature", bins: int
         bottom.plot(centres, counts, color="black", lw=1, label="detected")
     bottom.set_ylabel("rows", fontsize=8)
     if bottom.get_legend_handles_labels()[0]:
-        bottom.legend(fontsize=6, ncol=4, loc="upper right")
+        bottom.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
     for ax in (top, bottom):
         ax.tick_params(labelsize=7)
-    fig.autofmt_xdate()
+        _time_axis(ax)
+    bottom.set_xlabel("time (UTC)", fontsize=8)
     return fig
+
+
+def _xy(t: np.ndarray, values: np.ndarray, positions: np.ndarray) -> tuple[Any, Any]:
+    present = positions[~np.isnan(values[positions])]
+    return t[present], values[present]
 
 
 def plot_scores(evaluation: Evaluation) -> Figure:
@@ -223,15 +331,24 @@ def plot_scores(evaluation: Evaluation) -> Figure:
             figures = evaluation.detectors[name].by_type.get(kind)
             if figures is not None:
                 grid[i, j] = figures.event_recall
-    fig = figure_class(figsize=(10, 0.45 * len(names) + 1.6))
+    fig = figure_class(figsize=(11, 0.5 * len(names) + 1.8), layout="constrained")
     left, right = fig.subplots(1, 2, width_ratios=[3, 2])
-    left.imshow(grid, vmin=0, vmax=1, cmap="Greens", aspect="auto")
-    left.set_xticks(range(len(kinds)), kinds, fontsize=8, rotation=30)
-    left.set_yticks(range(len(names)), names, fontsize=8)
+    image = left.imshow(grid, vmin=0, vmax=1, cmap="Greens", aspect="auto")
+    fig.colorbar(image, ax=left, fraction=0.04, pad=0.02).ax.tick_params(labelsize=7)
+    left.set_xticks(range(len(kinds)), kinds, fontsize=9, rotation=30, ha="right")
+    left.set_yticks(range(len(names)), names, fontsize=9)
     for i in range(len(names)):
         for j in range(len(kinds)):
-            if not np.isnan(grid[i, j]):
-                left.text(j, i, f"{grid[i, j]:.2f}", ha="center", va="center", fontsize=7)
+            value = grid[i, j]
+            left.text(
+                j,
+                i,
+                "n/a" if np.isnan(value) else f"{value:.2f}",
+                ha="center",
+                va="center",
+                fontsize=9,
+                color="#777777" if np.isnan(value) else ("white" if value > 0.6 else "black"),
+            )
     left.set_title("event recall by anomaly type", fontsize=9)
     y = np.arange(len(names))
     pa = [evaluation.detectors[n].point_adjusted.f1 for n in names]
