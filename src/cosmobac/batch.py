@@ -301,6 +301,37 @@ class Batch:
         """Each row as a :class:`Reading` (slow; for convenience and tests)."""
         return [Reading.from_dict(row) for row in self.rows()]
 
+    # -- interop (pandas, Arrow; the code is in cosmobac.interop) -------------------------------
+    def to_pandas(self) -> Any:
+        """A pandas DataFrame of this batch (``timestamp`` as ``datetime64[ms, UTC]``); see
+        :func:`cosmobac.interop.to_pandas`. Needs ``cosmobac[pandas]``."""
+        from .interop import to_pandas
+
+        return to_pandas(self)
+
+    @classmethod
+    def from_pandas(cls, df: Any) -> Batch:
+        """A batch from a pandas DataFrame with a ``timestamp`` column or a ``DatetimeIndex``; see
+        :func:`cosmobac.interop.from_pandas`. Needs ``cosmobac[pandas]``."""
+        from .interop import from_pandas
+
+        return from_pandas(df)
+
+    def to_arrow(self) -> Any:
+        """A pyarrow Table of this batch (polars reads it); see
+        :func:`cosmobac.interop.to_arrow`. Needs ``cosmobac[arrow]``."""
+        from .interop import to_arrow
+
+        return to_arrow(self)
+
+    @classmethod
+    def from_arrow(cls, table: Any) -> Batch:
+        """A batch from a pyarrow Table or RecordBatch, or a polars DataFrame; see
+        :func:`cosmobac.interop.from_arrow`. Needs ``cosmobac[arrow]``."""
+        from .interop import from_arrow
+
+        return from_arrow(table)
+
 
 def _infer_extra(values: list[Any]) -> np.ndarray:
     """An extra column from Python values: numbers become float64 (None → NaN) or int64; anything
