@@ -60,6 +60,7 @@ distribution: names only, so an error can say what to install; core imports none
 
 BUILTIN_MODULES: Final = (
     "cosmobac.sensors.simulated",
+    "cosmobac.stores.memory",
     "cosmobac.sinks.jsonl",
     "cosmobac.sinks.stdout",
     "cosmobac.sinks.parquet",
@@ -279,8 +280,9 @@ class Plugins:
         )
         raise PluginError(f"no {kind} named {name!r} ({hint}); available: {available}")
 
-    def create(self, kind: Kind, name: str, **config: Any) -> Any:
-        """A new component: the factory of ``name`` called with ``config``."""
+    def create(self, kind: Kind, name: str, /, **config: Any) -> Any:
+        """A new component: the factory of ``name`` called with ``config`` (which may hold keys
+        named ``kind`` or ``name``, such as a detector's ``name``)."""
         return self.get(kind, name).factory(**config)
 
     def add_commands(self, cli: Any) -> None:
