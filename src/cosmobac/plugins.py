@@ -14,7 +14,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import os
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Sequence
 from importlib import metadata
 from typing import Any, Final, Literal
 
@@ -85,6 +85,7 @@ class Component:
     distribution: str | None = None
     version: str | None = None
     description: str | None = None
+    checkpoint_keys: tuple[str, ...] | None = None  # sinks: the keys saying where rows go
 
     def accepted_keys(self) -> list[str] | None:
         """Keyword names the factory accepts, or ``None`` if it takes any (``**kwargs``)."""
@@ -225,6 +226,7 @@ class Plugins:
                     factory: Callable[..., Any],
                     *,
                     description: str | None = None,
+                    checkpoint_keys: Sequence[str] | None = None,
                     _kind: Kind = kind,
                     _plugin: str = plugin_name,
                     _dist: str | None = dist,
@@ -249,7 +251,18 @@ class Plugins:
                         distribution=_dist,
                         version=_version,
                         description=description or _describe(factory),
+                        checkpoint_keys=None if checkpoint_keys is None else tuple(checkpoint_keys),
                     )
+                    unknown = [
+                        k
+                        for k in checkpoint_keys or ()
+                        if k not in (registry[_kind][name].accepted_keys() or [k])
+                    ]
+                    if unknown:
+                        raise PluginError(
+                            f"plugin {_plugin!r} registers {_kind} {name!r} with checkpoint key "
+                            f"{unknown[0]!r}, which its factory does not take"
+                        )
 
                 try:
                     impl.function(register=register)
