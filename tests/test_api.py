@@ -12,7 +12,10 @@ import pytest
 import cosmobac
 from cosmobac import Batch
 
-pd = pytest.importorskip("pandas")
+
+@pytest.fixture
+def pd():
+    return pytest.importorskip("pandas")
 
 
 def test_the_top_level_names_are_the_kernel_s_own_objects():
@@ -71,15 +74,15 @@ def test_detect_on_a_batch_adds_the_detector_s_columns():
     assert "fast_score" in named
 
 
-def _spiky(n=400, at=300):
+def _spiky(pd, n=400, at=300):
     index = pd.date_range("2026-03-01", periods=n, freq="1min")
     values = np.sin(np.arange(n) / 10.0)
     values[at] = 9.0
     return index, values
 
 
-def test_detect_on_a_series_returns_a_frame_whose_detected_column_marks_the_spike():
-    index, values = _spiky()
+def test_detect_on_a_series_returns_a_frame_whose_detected_column_marks_the_spike(pd):
+    index, values = _spiky(pd)
     result = cosmobac.detect(pd.Series(values, index=index, name="temp"), "zscore", window=60)
     assert isinstance(result, pd.DataFrame)
     assert list(result.columns[:1]) == ["temp"] and result.index.equals(index)
@@ -89,8 +92,8 @@ def test_detect_on_a_series_returns_a_frame_whose_detected_column_marks_the_spik
     assert "value" in unnamed.columns
 
 
-def test_detect_on_a_frame_keeps_its_order_and_scores_each_sensor_in_time_order():
-    index, values = _spiky()
+def test_detect_on_a_frame_keeps_its_order_and_scores_each_sensor_in_time_order(pd):
+    index, values = _spiky(pd)
     frame = pd.DataFrame(
         {
             "timestamp": list(index.tz_localize("UTC")) * 2,
@@ -108,8 +111,8 @@ def test_detect_on_a_frame_keeps_its_order_and_scores_each_sensor_in_time_order(
     ].tz_localize("UTC")
 
 
-def test_detect_on_a_frame_without_metric_columns_scores_its_numeric_columns():
-    index, values = _spiky()
+def test_detect_on_a_frame_without_metric_columns_scores_its_numeric_columns(pd):
+    index, values = _spiky(pd)
     frame = pd.DataFrame({"load": values, "site": "x"}, index=index)
     result = cosmobac.detect(frame, "zscore", window=60)
     assert result.index[result["detected"]].tolist() == [index[300]]
@@ -117,7 +120,7 @@ def test_detect_on_a_frame_without_metric_columns_scores_its_numeric_columns():
         cosmobac.detect(pd.DataFrame({"site": ["x"] * 3}, index=index[:3]), "zscore")
 
 
-def test_detect_refuses_what_it_cannot_read_with_a_clear_error():
+def test_detect_refuses_what_it_cannot_read_with_a_clear_error(pd):
     with pytest.raises(ValueError, match="datetime index or a 'timestamp' column"):
         cosmobac.detect(pd.DataFrame({"temperature": [1.0, 2.0]}), "zscore")
     with pytest.raises(TypeError, match="Batch, a pandas DataFrame or a pandas Series"):

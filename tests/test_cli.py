@@ -83,7 +83,7 @@ def test_collect_then_forward_then_status(tmp_path):
     assert status["sinks"][0]["resuming"] and status["sinks"][0]["after_row"] == 960
     text = cosmobac("status", str(config), env=env).stdout
     assert "rows stored: 960" in text and f"{consumer}: 0 pending" in text
-    assert f"sink jsonl: {consumer}: resuming after row 960 (0 pending)" in text
+    assert f"checkpoints of the file's sinks:\n  {consumer}: resuming after row 960 (0" in text
     again = cosmobac("forward", str(config), env=env).stdout  # nothing new: says why it sends none
     assert f"{consumer}: resuming after row 960 (0 pending)" in again
     assert f"{consumer}: 0 rows acknowledged" in again

@@ -266,8 +266,10 @@ def status(config: str, as_json: bool) -> None:
             f"{consumer}: {pending} pending{age_text}, "
             f"{stats.dead_letters.get(consumer, 0)} dead letters"
         )
-    for sink, point in zip(cfg.sinks, where, strict=True):
-        click.echo(f"sink {sink.plugin}: {point.describe()}")
+    if where:
+        click.echo("checkpoints of the file's sinks:")
+    for point in where:
+        click.echo(f"  {point.describe()}")
 
 
 def _dead_letter_store(store: Store) -> DeadLetterStore:
