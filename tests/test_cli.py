@@ -228,3 +228,36 @@ def test_import_with_an_unknown_zone_is_refused_before_anything_is_written(tmp_p
     )  # fmt: skip
     assert result.returncode == 2 and "'Mars/Base' is not a known time zone" in result.stderr
     assert not store.exists() and "Traceback" not in result.stderr
+
+
+def test_forward_follow_says_where_each_sink_starts_before_following(tmp_path):
+    import os
+    import signal
+    import time
+
+    config = pipeline_file(tmp_path)
+    env = {"OUT_DIR": str(tmp_path)}
+    cosmobac("collect", str(config), "--duration", "10m", env=env)
+    consumer = default_consumer("jsonl", {"path": f"{tmp_path}/out.jsonl"}, ("path",))
+    follower = subprocess.Popen(
+        [sys.executable, "-m", "cosmobac", "forward", str(config), "--follow"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env={**os.environ, **env},
+    )
+    try:
+        first = follower.stdout.readline()
+        out = tmp_path / "out.jsonl"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and (
+            not out.exists() or len(out.read_text().splitlines()) < 240
+        ):
+            time.sleep(0.1)
+    finally:
+        follower.send_signal(signal.SIGTERM)
+        rest, _ = follower.communicate(timeout=60)
+    assert (
+        first == f"{consumer}: new checkpoint, starting from the first stored row (240 pending)\n"
+    )
+    assert f"{consumer}: 240 rows acknowledged" in rest

@@ -17,8 +17,15 @@ import click
 from .config import MAX_SPAN, load_config
 from .documents import document_id
 from .errors import ConfigError, CosmobacError
-from .interfaces import DeadLetterStore, Store
-from .pipeline import ForwardReport, Pipeline, checkpoints, sink_consumers, wait_for_store
+from .interfaces import DeadLetterStore, Store, StoreStats
+from .pipeline import (
+    Checkpoint,
+    ForwardReport,
+    Pipeline,
+    checkpoints,
+    sink_consumers,
+    wait_for_store,
+)
 from .plugins import get_plugins, missing_provider
 from .values import click_callback
 from .values import duration as parse_duration
@@ -123,6 +130,15 @@ def _echo_checkpoints(pipeline: Pipeline) -> None:
         click.echo(checkpoint.describe())
 
 
+def _file_checkpoints(config: str) -> tuple[StoreStats, list[Checkpoint]]:
+    """The store's stats and where each ``[[sinks]]`` table of the file stands, building no sink."""
+    cfg = load_config(config)
+    with Pipeline.from_config(cfg, create_store=False) as pipeline:
+        stats = pipeline.store.stats()
+        consumers = sink_consumers(cfg.sinks, pipeline.store)
+        return stats, checkpoints(pipeline.store, consumers)
+
+
 def _echo_forward(report: ForwardReport) -> None:
     for lane in report.lanes:
         extra = "".join(
@@ -208,6 +224,8 @@ def forward(config: str, follow: bool, reload: bool, seed: str | None) -> None:
     if follow and reload:
         from .live_config import forward_following
 
+        for checkpoint in _file_checkpoints(config)[1]:
+            click.echo(checkpoint.describe())
         stop = threading.Event()
         with graceful_stop(stop):
             report = forward_following(config, stop=stop)
@@ -232,10 +250,7 @@ def status(config: str, as_json: bool) -> None:
     """The store's rows, pending rows per sink, dead letters and size; and where each sink of
     the file stands (a new checkpoint, or resuming after the rows it settled)."""
     cfg = load_config(config)
-    with Pipeline.from_config(cfg, create_store=False) as pipeline:
-        stats = pipeline.store.stats()
-        consumers = sink_consumers(cfg.sinks, pipeline.store)
-        where = checkpoints(pipeline.store, consumers)
+    stats, where = _file_checkpoints(config)
     data = {
         "rows": stats.rows,
         "pending": dict(stats.pending),
