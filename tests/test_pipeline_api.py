@@ -247,3 +247,13 @@ def test_register_sinks_checkpoint_keys_must_be_keys_the_factory_takes():
     with fresh_plugins() as plugins:
         assert plugins.get("sink", "jsonl").checkpoint_keys == ("path",)
         assert plugins.get("sink", "webhook").checkpoint_keys == ("url",)
+
+
+def test_errors_about_tables_never_show_their_values():
+    table = {"plugin": "webhook", "url": "http://h/", "headers": {"Authorization": "s3cret"}}
+    with pytest.raises(ConfigError) as info:
+        Pipeline(store="memory", sinks=[{**table, "bogus": 1}])
+    assert "sinks[0]" in str(info.value) and "s3cret" not in str(info.value)
+    with pytest.raises(ConfigError) as info:
+        Pipeline(store="memory", sinks=[table, table])
+    assert "sinks[1] and sinks[0]" in str(info.value) and "s3cret" not in str(info.value)

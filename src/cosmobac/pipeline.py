@@ -807,7 +807,7 @@ def _component(kind: Kind, value: Any, owned: list[Closeable], plugins: Plugins 
                 else f"{kind}: a tuple is not a {kind}"
             )
         return value
-    cfg = ComponentConfig.from_table(kind, value, where=f"{kind} {dict(value)!r}", plugins=plugins)
+    cfg = ComponentConfig.from_table(kind, value, where=kind, plugins=plugins)  # no values: secrets
     made = cfg.build(plugins)
     if isinstance(made, Closeable):
         owned.append(made)
@@ -831,39 +831,24 @@ def _sink_lanes(
             "and mix their rows; give it as a plugin name or table (one is made per sink), or "
             "use lanes="
         )
-    tables: list[tuple[int, ComponentConfig]] = []
-    objects: dict[int, Any] = {}
+    tables: dict[int, ComponentConfig] = {}  # where values could be secrets: never in messages
     for i, item in enumerate(sinks):
         if isinstance(item, str | Mapping):
             table = {"plugin": item} if isinstance(item, str) else item
-            where = f"sinks[{i}] {dict(table)!r}"
-            tables.append(
-                (
-                    i,
-                    ComponentConfig.from_table(
-                        "sink", table, where=where, named=True, plugins=plugins
-                    ),
-                )
+            tables[i] = ComponentConfig.from_table(
+                "sink", table, where=f"sinks[{i}]", named=True, plugins=plugins
             )
         else:
             _require(item, Sink, f"sink sinks[{i}]")
-            objects[i] = item
-    consumers = dict(
-        zip(
-            (i for i, _ in tables),
-            sink_consumers([cfg for _, cfg in tables], store, plugins),
-            strict=True,
-        )
-    )
+    names = dict(zip(tables, sink_consumers(list(tables.values()), store, plugins), strict=True))
     lanes = []
-    for i in range(len(sinks)):
-        if i in objects:
-            sink, consumer = objects[i], type(objects[i]).__name__.lower()
+    for i, item in enumerate(sinks):
+        cfg = tables.get(i)
+        if cfg is None:
+            sink, consumer = item, type(item).__name__.lower()
         else:
-            cfg = next(c for j, c in tables if j == i)
-            sink = cfg.build(plugins)
+            sink, consumer = cfg.build(plugins), names[i]
             owned.append(sink)
-            consumer = consumers[i]
         chain = [_component("transform", t, owned, plugins) for t in transforms]
         lanes.append(Lane(consumer, sink, chain))
     return lanes

@@ -315,6 +315,7 @@ def test_the_forwarder_sigkilled_at_random_points_and_restarted_delivers_exactly
             path = "{tmp_path / "edge.db"}"
             [[sinks]]
             plugin = "cosmos"
+            name = "cosmos"  # the checkpoint the test reads
             endpoint = "{proxy.endpoint}"
             database = "{DATABASE}"
             container = "{container_name}"
