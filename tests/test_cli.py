@@ -12,6 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from cosmobac.cli import cli
+from cosmobac.config import default_consumer
 from cosmobac.testing import run_cosmobac as cosmobac
 
 pytestmark = pytest.mark.needs_plugins  # the sqlite store
@@ -51,7 +52,9 @@ def test_run_collects_forwards_and_reports(tmp_path):
     config = pipeline_file(tmp_path)
     out = cosmobac("run", str(config), env={"OUT_DIR": str(tmp_path)})
     assert "collected 1440 new rows" in out.stdout  # 4 sensors x 360 readings in 1 h at 0.1 Hz
-    assert "jsonl: 1440 rows acknowledged" in out.stdout
+    consumer = default_consumer("jsonl", {"path": f"{tmp_path}/out.jsonl"}, ("path",))
+    assert f"{consumer}: new checkpoint, starting from the first stored row" in out.stdout
+    assert f"{consumer}: 1440 rows acknowledged" in out.stdout
     docs = read_docs(tmp_path / "out.jsonl")
     assert len(docs) == 1440 and len({d["id"] for d in docs}) == 1440
     assert all(d["timestamp"].endswith("Z") for d in docs)
@@ -66,13 +69,24 @@ def test_collect_then_forward_then_status(tmp_path):
     )
     again = cosmobac("collect", str(config), "--duration", "40m", env=env).stdout
     assert "collected 240 new rows (240 read)" in again  # resumes after what the store holds
-    forwarded = cosmobac("forward", str(config), env=env).stdout
-    assert "jsonl: 960 rows acknowledged" in forwarded
+    consumer = default_consumer("jsonl", {"path": f"{tmp_path}/out.jsonl"}, ("path",))
     status = json.loads(cosmobac("status", str(config), "--json", env=env).stdout)
-    assert status["rows"] == 960 and status["pending"] == {"jsonl": 0}
-    assert status["dead_letters"] == {"jsonl": 0} and status["file_size"] > 0
+    assert status["sinks"] == [
+        {"plugin": "jsonl", "consumer": consumer, "resuming": False, "after_row": 0, "pending": 960}
+    ]
+    forwarded = cosmobac("forward", str(config), env=env).stdout
+    assert f"{consumer}: new checkpoint, starting from the first stored row" in forwarded
+    assert f"{consumer}: 960 rows acknowledged" in forwarded
+    status = json.loads(cosmobac("status", str(config), "--json", env=env).stdout)
+    assert status["rows"] == 960 and status["pending"] == {consumer: 0}
+    assert status["dead_letters"] == {consumer: 0} and status["file_size"] > 0
+    assert status["sinks"][0]["resuming"] and status["sinks"][0]["after_row"] == 960
     text = cosmobac("status", str(config), env=env).stdout
-    assert "rows stored: 960" in text and "jsonl: 0 pending" in text
+    assert "rows stored: 960" in text and f"{consumer}: 0 pending" in text
+    assert f"checkpoints of the file's sinks:\n  {consumer}: resuming after row 960 (0" in text
+    again = cosmobac("forward", str(config), env=env).stdout  # nothing new: says why it sends none
+    assert f"{consumer}: resuming after row 960 (0 pending)" in again
+    assert f"{consumer}: 0 rows acknowledged" in again
 
 
 def test_config_errors_exit_2_with_a_clear_message(tmp_path):
@@ -214,3 +228,36 @@ def test_import_with_an_unknown_zone_is_refused_before_anything_is_written(tmp_p
     )  # fmt: skip
     assert result.returncode == 2 and "'Mars/Base' is not a known time zone" in result.stderr
     assert not store.exists() and "Traceback" not in result.stderr
+
+
+def test_forward_follow_says_where_each_sink_starts_before_following(tmp_path):
+    import os
+    import signal
+    import time
+
+    config = pipeline_file(tmp_path)
+    env = {"OUT_DIR": str(tmp_path)}
+    cosmobac("collect", str(config), "--duration", "10m", env=env)
+    consumer = default_consumer("jsonl", {"path": f"{tmp_path}/out.jsonl"}, ("path",))
+    follower = subprocess.Popen(
+        [sys.executable, "-m", "cosmobac", "forward", str(config), "--follow"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env={**os.environ, **env},
+    )
+    try:
+        first = follower.stdout.readline()
+        out = tmp_path / "out.jsonl"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and (
+            not out.exists() or len(out.read_text().splitlines()) < 240
+        ):
+            time.sleep(0.1)
+    finally:
+        follower.send_signal(signal.SIGTERM)
+        rest, _ = follower.communicate(timeout=60)
+    assert (
+        first == f"{consumer}: new checkpoint, starting from the first stored row (240 pending)\n"
+    )
+    assert f"{consumer}: 240 rows acknowledged" in rest

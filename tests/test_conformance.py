@@ -66,6 +66,19 @@ def test_memory_store_declares_its_capabilities_and_passes_the_store_checks():
     assert not any("PrunableStore" in name for name in ran)
 
 
+def test_the_memory_store_is_a_built_in_store_plugin_passing_the_store_checks():
+    import cosmobac
+    from cosmobac.stores.memory import MemoryStore as BuiltIn
+
+    assert MemoryStore is BuiltIn is cosmobac.MemoryStore  # one class, re-exported
+    with fresh_plugins() as plugins:
+        component = plugins.get("store", "memory")
+        assert component.accepted_keys() == []
+        made = plugins.create("store", "memory")
+        assert type(made) is BuiltIn
+        assert check_store(lambda: plugins.create("store", "memory"))
+
+
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_memory_store_passes_the_model_check_for_other_seeds(seed):
     assert check_store(MemoryStore, seed=seed)

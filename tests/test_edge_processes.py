@@ -83,11 +83,15 @@ def stored(tmp_path) -> tuple[dict[int, str], int]:
         rows = con.execute("SELECT seq, sensor_id, timestamp FROM readings").fetchall()
     finally:
         con.close()
+    from cosmobac.config import default_consumer
     from cosmobac.plugins import get_plugins
 
+    # the file's jsonl sink has no name: its consumer is jsonl-<hash of its path>
+    consumer = default_consumer("jsonl", {"path": str(tmp_path / "out.jsonl")}, ("path",))
     store = get_plugins().create("store", "sqlite", path=str(tmp_path / "edge.db"))
     try:
-        checkpoint = store.checkpoint("jsonl")
+        assert consumer in store.stats().pending or not (tmp_path / "out.jsonl").exists()
+        checkpoint = store.checkpoint(consumer)
     finally:
         store.close()
     return {seq: document_id(s, t) for seq, s, t in rows}, checkpoint

@@ -489,10 +489,6 @@ def test_a_pipeline_from_a_file_closes_a_sensor_that_is_closeable():
         def register_sensors(self, register):
             register("closing", lambda: made.append(ClosingSensor()) or made[-1])
 
-        @hookimpl
-        def register_stores(self, register):
-            register("memory", MemoryStore)
-
     with fresh_plugins() as plugins:
         plugins.register(SensorPlugin(), name="closing-sensor")
         config = parse_config({"sensor": {"plugin": "closing"}, "store": {"plugin": "memory"}})
@@ -523,7 +519,6 @@ def test_build_store_asks_a_store_not_to_create_only_when_it_can_be_asked():
         @hookimpl
         def register_stores(self, register):
             register("file", file_store)
-            register("memory", MemoryStore)
 
     with fresh_plugins() as plugins:
         plugins.register(Stores(), name="stores")

@@ -28,7 +28,7 @@ class SensorsPlugin:
 class StoresPlugin:
     @hookimpl
     def register_stores(self, register):
-        register("memory", MemoryStore)
+        register("scratch", MemoryStore)
 
 
 class TransformsPlugin:
@@ -60,7 +60,7 @@ def test_register_sensors_hook(cosmobac_plugins):
 
 def test_register_stores_hook(cosmobac_plugins):
     cosmobac_plugins.register(StoresPlugin(), name="stores-plugin")
-    assert isinstance(cosmobac_plugins.create("store", "memory"), MemoryStore)
+    assert isinstance(cosmobac_plugins.create("store", "scratch"), MemoryStore)
 
 
 def test_register_transforms_hook(cosmobac_plugins):
@@ -87,7 +87,9 @@ def test_builtins_register_through_the_same_hooks(cosmobac_plugins):
     by_name = {c.name: c for c in cosmobac_plugins.components()}
     assert by_name["jsonl"].plugin == "cosmobac.sinks.jsonl"
     assert by_name["jsonl"].distribution == "cosmobac"
-    assert {"jsonl", "stdout", "calibrate"} <= set(by_name)
+    assert {"jsonl", "stdout", "calibrate", "memory"} <= set(by_name)
+    assert by_name["memory"].plugin == "cosmobac.stores.memory"
+    assert by_name["memory"].kind == "store"
 
 
 def test_duplicate_component_names_name_both_plugins(cosmobac_plugins):

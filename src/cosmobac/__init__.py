@@ -1,9 +1,14 @@
 """cosmobac: edge-to-cloud IoT sensor pipelines.
 
 Importing cosmobac loads no plugin; plugins load on first use (see :mod:`cosmobac.plugins`).
+The names for composing a pipeline in a few lines (``Pipeline``, ``RunConfig``, ``Lane``,
+``get_plugins``, ``MemoryStore``, ``simulate``, ``detect``) are imported on first use, so
+``import cosmobac`` stays quick.
 """
 
+from importlib import import_module as _import_module
 from importlib import metadata as _metadata
+from typing import TYPE_CHECKING, Any
 
 from .batch import Batch, Reading
 from .documents import document_id, to_documents
@@ -31,6 +36,37 @@ from .interfaces import (
     WriteResult,
 )
 
+if TYPE_CHECKING:
+    from .api import detect, simulate
+    from .config import RunConfig
+    from .pipeline import Lane, Pipeline
+    from .plugins import get_plugins
+    from .stores.memory import MemoryStore
+
+_LAZY = {
+    "Pipeline": "pipeline",
+    "Lane": "pipeline",
+    "RunConfig": "config",
+    "get_plugins": "plugins",
+    "MemoryStore": "stores.memory",
+    "simulate": "api",
+    "detect": "api",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'cosmobac' has no attribute {name!r}")
+    value = getattr(_import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
+
 try:
     __version__ = _metadata.version("cosmobac")
 except _metadata.PackageNotFoundError:  # pragma: no cover - running from a source tree
@@ -46,11 +82,15 @@ __all__ = [
     "DeadLetterStore",
     "FileStore",
     "FixedStartSensor",
+    "Lane",
+    "MemoryStore",
+    "Pipeline",
     "PluginError",
     "PrunableStore",
     "ReadAheadStore",
     "Reading",
     "ResumableStore",
+    "RunConfig",
     "ScannableStore",
     "SeekableSensor",
     "Sensor",
@@ -63,7 +103,10 @@ __all__ = [
     "StoreStats",
     "Transform",
     "WriteResult",
+    "detect",
     "document_id",
+    "get_plugins",
     "hookimpl",
+    "simulate",
     "to_documents",
 ]

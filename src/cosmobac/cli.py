@@ -14,11 +14,18 @@ from typing import Any, ClassVar
 
 import click
 
-from .config import MAX_SPAN
+from .config import MAX_SPAN, load_config
 from .documents import document_id
 from .errors import ConfigError, CosmobacError
-from .interfaces import DeadLetterStore, Store
-from .pipeline import ForwardReport, Pipeline, wait_for_store
+from .interfaces import DeadLetterStore, Store, StoreStats
+from .pipeline import (
+    Checkpoint,
+    ForwardReport,
+    Pipeline,
+    checkpoints,
+    sink_consumers,
+    wait_for_store,
+)
 from .plugins import get_plugins, missing_provider
 from .values import click_callback
 from .values import duration as parse_duration
@@ -116,6 +123,22 @@ def _open(
     )
 
 
+def _echo_checkpoints(pipeline: Pipeline) -> None:
+    """Say per lane where it starts: a new checkpoint, or resuming after the rows it settled (so
+    "0 rows acknowledged" is never a surprise)."""
+    for checkpoint in pipeline.checkpoints():
+        click.echo(checkpoint.describe())
+
+
+def _file_checkpoints(config: str) -> tuple[StoreStats, list[Checkpoint]]:
+    """The store's stats and where each ``[[sinks]]`` table of the file stands, building no sink."""
+    cfg = load_config(config)
+    with Pipeline.from_config(cfg, create_store=False) as pipeline:
+        stats = pipeline.store.stats()
+        consumers = sink_consumers(cfg.sinks, pipeline.store)
+        return stats, checkpoints(pipeline.store, consumers)
+
+
 def _echo_forward(report: ForwardReport) -> None:
     for lane in report.lanes:
         extra = "".join(
@@ -145,6 +168,7 @@ def run(config: str, duration: float | None) -> None:
     """Collect and forward in one process."""
     bar = _ProgressBar()
     with _open(config, sensor=True, sinks=True, create=True, progress=bar) as pipeline:
+        _echo_checkpoints(pipeline)
         with graceful_stop(pipeline.stop):
             collected, forwarded = pipeline.run(duration=duration)
         bar.close()
@@ -200,6 +224,8 @@ def forward(config: str, follow: bool, reload: bool, seed: str | None) -> None:
     if follow and reload:
         from .live_config import forward_following
 
+        for checkpoint in _file_checkpoints(config)[1]:
+            click.echo(checkpoint.describe())
         stop = threading.Event()
         with graceful_stop(stop):
             report = forward_following(config, stop=stop)
@@ -209,6 +235,7 @@ def forward(config: str, follow: bool, reload: bool, seed: str | None) -> None:
         return
     bar = _ProgressBar()
     with _open(config, sinks=True, progress=bar) as pipeline, graceful_stop(pipeline.stop):
+        _echo_checkpoints(pipeline)
         report = pipeline.forward(follow=follow)
     bar.close()
     _echo_forward(report)
@@ -220,15 +247,26 @@ def forward(config: str, follow: bool, reload: bool, seed: str | None) -> None:
 @config_argument
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def status(config: str, as_json: bool) -> None:
-    """The store's rows, pending rows per sink, dead letters and size."""
-    with _open(config) as pipeline:
-        stats = pipeline.store.stats()
+    """The store's rows, pending rows per sink, dead letters and size; and where each sink of
+    the file stands (a new checkpoint, or resuming after the rows it settled)."""
+    cfg = load_config(config)
+    stats, where = _file_checkpoints(config)
     data = {
         "rows": stats.rows,
         "pending": dict(stats.pending),
         "oldest_pending_age_s": dict(stats.oldest_pending_age_s),
         "dead_letters": dict(stats.dead_letters),
         "file_size": stats.file_size,
+        "sinks": [
+            {
+                "plugin": sink.plugin,
+                "consumer": point.consumer,
+                "resuming": point.resumed,
+                "after_row": point.settled,
+                "pending": point.pending,
+            }
+            for sink, point in zip(cfg.sinks, where, strict=True)
+        ],
     }
     if as_json:
         click.echo(json.dumps(data, indent=2))
@@ -243,6 +281,10 @@ def status(config: str, as_json: bool) -> None:
             f"{consumer}: {pending} pending{age_text}, "
             f"{stats.dead_letters.get(consumer, 0)} dead letters"
         )
+    if where:
+        click.echo("checkpoints of the file's sinks:")
+    for point in where:
+        click.echo(f"  {point.describe()}")
 
 
 def _dead_letter_store(store: Store) -> DeadLetterStore:

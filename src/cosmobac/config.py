@@ -15,10 +15,12 @@ Guarantees:
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any, Final
@@ -30,6 +32,7 @@ from .plugins import Kind, Plugins, get_plugins
 from .values import choice, duration, fraction, integer, real
 
 __all__ = [
+    "CREDENTIAL_KEY",
     "MAX_ATTEMPTS",
     "MAX_BATCH_SIZE",
     "MAX_PAUSE",
@@ -38,6 +41,8 @@ __all__ = [
     "ComponentConfig",
     "PipelineConfig",
     "RunConfig",
+    "check_consumers",
+    "default_consumer",
     "expand_env",
     "load_config",
     "parse_config",
@@ -169,6 +174,34 @@ class RunConfig:
         return cls(**table)
 
 
+CREDENTIAL_KEY: Final = re.compile(
+    r"(^|_)(key|token|password|secret|credentials?|headers|connection_string)$"
+)
+"""Keys that hold credentials: never part of a default consumer name, so rotating a secret keeps
+a sink's checkpoint (and nothing about a secret reaches a name)."""
+
+
+def default_consumer(
+    plugin: str, options: Mapping[str, Any], checkpoint_keys: Sequence[str] | None = None
+) -> str:
+    """The consumer name of a sink table without ``name``: ``<plugin>-<8 hex digits>``, the digits
+    from a SHA-256 of the values of the keys that say where its rows go (the plugin's
+    ``checkpoint_keys``; by default every key except credentials, :data:`CREDENTIAL_KEY`).
+
+    Stable: the same settings give the same name in every process and version. Two sinks of one
+    plugin writing to different places get different checkpoints, and a credential never
+    reaches the name, even hashed."""
+    keys = (
+        [k for k in options if not CREDENTIAL_KEY.search(k)]
+        if checkpoint_keys is None
+        else [k for k in checkpoint_keys if k in options]
+    )
+    canonical = json.dumps(
+        {k: options[k] for k in sorted(keys)}, sort_keys=True, default=str, ensure_ascii=False
+    )
+    return f"{plugin}-{hashlib.sha256(canonical.encode()).hexdigest()[:8]}"
+
+
 @attrs.frozen
 class ComponentConfig:
     """One ``plugin = ...`` table: which plugin, its options, and where it was written."""
@@ -178,6 +211,30 @@ class ComponentConfig:
     options: Mapping[str, Any]
     where: str  # e.g. "edge.toml: [[sinks]] #1"
     name: str | None = None  # sinks: the consumer name checkpoints are kept under
+
+    @classmethod
+    def from_table(
+        cls,
+        kind: Kind,
+        table: Mapping[str, Any],
+        *,
+        where: str,
+        plugins: Plugins | None = None,
+        named: bool = False,
+    ) -> ComponentConfig:
+        """A checked table (``{"plugin": "jsonl", "path": "out.jsonl"}``), as a pipeline file's;
+        ``named``: it may hold a ``name`` (sinks). Values are not ``${VAR}``-expanded."""
+        return _component_config(kind, table, where, plugins or get_plugins(), named=named)
+
+    def default_consumer(self, plugins: Plugins | None = None) -> str:
+        """The consumer name this sink gets without ``name``: see :func:`default_consumer`."""
+        component = _component(plugins or get_plugins(), self)
+        return default_consumer(self.plugin, self.options, component.checkpoint_keys)
+
+    def consumer(self, plugins: Plugins | None = None) -> str:
+        """The consumer name of this sink: its ``name``, else :meth:`default_consumer` (a store
+        may still hold an older default: see :func:`cosmobac.pipeline.sink_consumers`)."""
+        return self.name or self.default_consumer(plugins)
 
     def build(self, plugins: Plugins | None = None) -> Any:
         """A new component from this table; a factory's complaint becomes a ConfigError."""
@@ -266,6 +323,24 @@ def _component_list(kind: Kind, section: str, data: Any, src: str, plugins: Plug
     ]
 
 
+def check_consumers(sinks: Sequence[ComponentConfig], plugins: Plugins | None = None) -> None:
+    """Refuse two sink tables that would keep their checkpoint under one consumer name: the
+    second would see the first's rows as already delivered. The error names both."""
+    names: dict[str, ComponentConfig] = {}
+    for cfg in sinks:
+        consumer = cfg.consumer(plugins)
+        if consumer in names:
+            first = names[consumer]
+            same = first.plugin == cfg.plugin and dict(first.options) == dict(cfg.options)
+            raise ConfigError(
+                f"{cfg.where} and {first.where}: both sinks would keep their checkpoint under the "
+                f"consumer name {consumer!r}"
+                + (" (they are the same sink twice)" if same else "")
+                + '; give each a distinct name = "..."'
+            )
+        names[consumer] = cfg
+
+
 def parse_config(
     data: Mapping[str, Any],
     *,
@@ -286,15 +361,7 @@ def parse_config(
     sensor = expanded.get("sensor")
     store = expanded.get("store")
     sinks = _component_list("sink", "sinks", expanded.get("sinks"), source, plugins)
-    names: dict[str, str] = {}
-    for cfg in sinks:
-        consumer = cfg.name or cfg.plugin
-        if consumer in names:
-            raise ConfigError(
-                f"{cfg.where}: two sinks would share the checkpoint name {consumer!r} (also "
-                f'{names[consumer]}); give each a distinct name = "..."'
-            )
-        names[consumer] = cfg.where
+    check_consumers(sinks, plugins)
     run_table = _table(expanded.get("run", {}), f"{source}: [run]")
     try:
         run = RunConfig.from_table(run_table)

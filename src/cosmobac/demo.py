@@ -14,6 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import attrs
+
 from .config import parse_config
 from .hookspecs import DemoSink
 from .interfaces import ConsumerAdminStore
@@ -82,7 +84,8 @@ def run_demo(
     )
     get_plugins().get("store", data["store"]["plugin"])  # missing: say what to install, first
     offered = _offered_sinks(echo) if extra_sinks else []
-    saved = {**data, "sinks": [*data["sinks"], *(dict(s.saved) for s in offered)]}
+    own_sinks = list(data["sinks"])
+    saved = {**data, "sinks": [*own_sinks, *(dict(s.saved) for s in offered)]}
     data = {**data, "sinks": [*data["sinks"], *(dict(s.table) for s in offered)]}
     config_path = directory / "pipeline.toml"
     config_path.write_text(_toml(saved), encoding="utf-8")
@@ -104,7 +107,8 @@ def run_demo(
             if sink.stop is not None:
                 sink.stop()
     if failed:
-        saved = {**saved, "sinks": [s for s in saved["sinks"] if _consumer(s) not in failed]}
+        kept = [dict(s.saved) for s in offered if s.consumer not in failed]
+        saved = {**saved, "sinks": [*own_sinks, *kept]}
         config_path.write_text(_toml(saved), encoding="utf-8")
     per_city: collections.Counter[str] = collections.Counter()
     per_type: collections.Counter[str] = collections.Counter()
@@ -161,12 +165,15 @@ def _offered_sinks(echo: Callable[[str], Any]) -> list[DemoSink]:
             continue
         if not isinstance(sink, DemoSink):
             raise TypeError(f"demo sink {name!r} returned {sink!r}, not a DemoSink or None")
+        if not sink.table.get("name"):
+            # The saved table may point elsewhere (an endpoint read from ${VAR:-...}): a fixed
+            # name keeps the checkpoint of what the demo sent when the saved pipeline runs again.
+            plugin = str(sink.table["plugin"])
+            sink = attrs.evolve(
+                sink, table={**sink.table, "name": plugin}, saved={**sink.saved, "name": plugin}
+            )
         offered.append(sink)
     return offered
-
-
-def _consumer(table: dict[str, Any]) -> str:
-    return str(table.get("name") or table["plugin"])
 
 
 def _lane(forwarded: ForwardReport, consumer: str) -> Any:

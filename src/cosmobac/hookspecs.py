@@ -22,10 +22,21 @@ hookimpl = pluggy.HookimplMarker("cosmobac")
 
 
 class Register(Protocol):
-    """The callback registry hooks receive: ``register(name, factory, description=...)``."""
+    """The callback registry hooks receive: ``register(name, factory, description=...,
+    checkpoint_keys=...)``.
+
+    ``checkpoint_keys`` (sinks only): the keys that say where a sink's rows go (``("path",)`` for
+    a file sink). A sink without a ``name`` keeps its checkpoint under ``<plugin>-<hash of those
+    keys' values>``; when not given, every key except credentials counts (see
+    :func:`cosmobac.config.default_consumer`)."""
 
     def __call__(
-        self, name: str, factory: Callable[..., Any], *, description: str | None = None
+        self,
+        name: str,
+        factory: Callable[..., Any],
+        *,
+        description: str | None = None,
+        checkpoint_keys: Sequence[str] | None = None,
     ) -> None: ...
 
 
@@ -80,8 +91,16 @@ class DemoSink:
 
     @property
     def consumer(self) -> str:
-        """The checkpoint name of the sink's lane (its ``name``, else its plugin)."""
-        return str(self.table.get("name") or self.table["plugin"])
+        """The checkpoint name of the sink's lane: its ``name``, else the default consumer name
+        of its table (:func:`cosmobac.config.default_consumer`; the demo's store is new)."""
+        from .config import default_consumer
+        from .plugins import get_plugins
+
+        if self.table.get("name"):
+            return str(self.table["name"])
+        plugin = str(self.table["plugin"])
+        options = {k: v for k, v in self.table.items() if k != "plugin"}
+        return default_consumer(plugin, options, get_plugins().get("sink", plugin).checkpoint_keys)
 
 
 @hookspec

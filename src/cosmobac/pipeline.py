@@ -31,7 +31,7 @@ import attrs
 import numpy as np
 
 from .batch import Batch
-from .config import ComponentConfig, PipelineConfig, RunConfig, load_config
+from .config import ComponentConfig, PipelineConfig, RunConfig, check_consumers, load_config
 from .errors import ConfigError, PluginError, SinkError, StoreMissingError
 from .interfaces import (
     Closeable,
@@ -49,16 +49,19 @@ from .interfaces import (
     WriteResult,
     missing_members,
 )
-from .plugins import Plugins, get_plugins
+from .plugins import Kind, Plugins, get_plugins
 from .schema import STORE_SEQ
 
 __all__ = [
+    "Checkpoint",
     "CollectReport",
     "ForwardReport",
     "Lane",
     "LaneReport",
     "Pipeline",
     "build_store",
+    "checkpoints",
+    "sink_consumers",
     "wait_for_store",
 ]
 
@@ -78,6 +81,91 @@ class Lane:
     consumer: str
     sink: Sink
     transforms: Sequence[Transform] = ()
+
+
+Spec = str | Mapping[str, Any]
+"""A component named by plugin: ``"memory"``, or a table as in a pipeline file,
+``{"plugin": "sqlite", "path": "edge.db"}`` (a sink's may hold ``name``)."""
+
+
+@attrs.frozen
+class Checkpoint:
+    """Where a sink's consumer stands in a store, before forwarding."""
+
+    consumer: str
+    resumed: bool  # the store already holds this consumer's checkpoint
+    settled: int  # stored rows it acknowledged or dead-lettered: it resumes after them
+    pending: int  # stored rows it has still to send
+
+    def describe(self) -> str:
+        """One line for people: ``"jsonl-1a2b3c4d: resuming after row 500 (20 pending)"``."""
+        if not self.resumed:
+            return (
+                f"{self.consumer}: new checkpoint, starting from the first stored row "
+                f"({self.pending} pending)"
+            )
+        return f"{self.consumer}: resuming after row {self.settled} ({self.pending} pending)"
+
+
+def checkpoints(store: Store, consumers: Sequence[str]) -> list[Checkpoint]:
+    """Where each of ``consumers`` stands in ``store`` (from one ``stats()``; registers nothing)."""
+    stats = store.stats()
+    out = []
+    for consumer in consumers:
+        known = consumer in stats.pending
+        pending = int(stats.pending[consumer]) if known else int(stats.rows)
+        out.append(Checkpoint(consumer, known, max(0, int(stats.rows) - pending), pending))
+    return out
+
+
+def sink_consumers(
+    sinks: Sequence[ComponentConfig], store: Store, plugins: Plugins | None = None
+) -> list[str]:
+    """The consumer name of each sink table, for this store.
+
+    A sink's ``name`` if it has one. Otherwise its default, ``<plugin>-<hash>``
+    (:func:`cosmobac.config.default_consumer`), except in a store written by an earlier cosmobac,
+    which kept such a sink's checkpoint under the bare plugin name: when the store holds a
+    consumer named after the plugin and none under the new default, that checkpoint is kept (so
+    the sink does not send everything again), with a warning, if the pipeline has one unnamed sink
+    of that plugin. With several it is an error naming them: which one owns that checkpoint is for
+    the user to say, with ``name``. Names that end up shared are an error naming both sinks."""
+    check_consumers(sinks, plugins)
+    known = set(store.stats().pending)
+    names: list[str] = []
+    for cfg in sinks:
+        if cfg.name:
+            names.append(cfg.name)
+            continue
+        default = cfg.default_consumer(plugins)
+        if cfg.plugin in known and default not in known:
+            alike = [c.where for c in sinks if not c.name and c.plugin == cfg.plugin]
+            if len(alike) > 1:
+                raise ConfigError(
+                    f"{' and '.join(alike)}: the store holds the checkpoint {cfg.plugin!r} "
+                    f"(the name an earlier cosmobac gave a {cfg.plugin} sink without a name), "
+                    f'and it cannot tell which of these sinks it belongs to; give each a name = "..." '
+                    f'(name = "{cfg.plugin}" keeps that checkpoint)'
+                )
+            log.warning(
+                "%s: keeping the checkpoint %r an earlier cosmobac made for this %s sink; if this "
+                "sink now writes somewhere else, give it a name to start a new checkpoint",
+                cfg.where,
+                cfg.plugin,
+                cfg.plugin,
+            )
+            names.append(cfg.plugin)
+        else:
+            names.append(default)
+    seen: dict[str, str] = {}
+    for cfg, name in zip(sinks, names, strict=True):
+        if name in seen:
+            raise ConfigError(
+                f"{cfg.where} and {seen[name]}: both sinks would keep their checkpoint under the "
+                f'consumer name {name!r}; give each a distinct name = "..."'
+            )
+        seen[name] = cfg.where
+    return names
 
 
 @attrs.frozen
@@ -164,38 +252,78 @@ def state_key(position: int, transform: Transform) -> str:
 class Pipeline:
     """A store with an optional sensor and any number of sink lanes.
 
-    Compose one in code (``Pipeline(store=..., sensor=..., lanes=[Lane("out", sink)])``) or from a
-    pipeline file (:meth:`from_config`). Components made from a file are closed by :meth:`close`.
+    Compose one in code or from a pipeline file (:meth:`from_config`). In code, each of
+    ``store``, ``sensor``, the items of ``sinks`` and ``transforms`` is a component object, a
+    plugin name (``"memory"``) or a table as in a pipeline file
+    (``{"plugin": "jsonl", "path": "out.jsonl"}``; a sink's may hold ``name``, its consumer name).
+    ``sinks`` get a lane each, with ``transforms`` (tables are built once per sink); ``lanes``
+    (``Lane(consumer, sink, transforms)``) gives full control. ``run`` is a :class:`RunConfig` or
+    a ``[run]`` table (``{"duration": "1h", "speed": "max"}``). Components made from names or
+    tables are closed by :meth:`close`; objects you pass are yours to close.
+
+    Everything is checked here, before anything runs: each component against its Protocol (a
+    ``TypeError`` naming it), unknown plugins and keys (a ``ConfigError``), and two lanes sharing
+    a consumer name (a ``ValueError`` naming both).
     """
 
     def __init__(
         self,
         *,
-        store: Store,
-        sensor: Sensor | None = None,
+        store: Store | Spec,
+        sensor: Sensor | Spec | None = None,
         lanes: Sequence[Lane] = (),
-        run: RunConfig | None = None,
+        sinks: Sequence[Sink | Spec] = (),
+        transforms: Sequence[Transform | Spec] = (),
+        run: RunConfig | Mapping[str, Any] | None = None,
         progress: Progress | None = None,
         seed: int | None = None,
+        plugins: Plugins | None = None,
     ) -> None:
-        _require(store, Store, "store")
-        if sensor is not None:
-            _require(sensor, Sensor, "sensor")
-        for lane in lanes:
-            _require(lane.sink, Sink, f"sink of lane {lane.consumer!r}")
-            for transform in lane.transforms:
-                _require(transform, Transform, f"transform of lane {lane.consumer!r}")
-        self.store = store
-        self.sensor = sensor
+        owned: list[Closeable] = []
+        try:
+            the_store: Store = _component("store", store, owned, plugins)
+            _require(the_store, Store, "store")
+            the_sensor: Sensor | None = None
+            if sensor is not None:
+                the_sensor = _component("sensor", sensor, owned, plugins)
+                _require(the_sensor, Sensor, "sensor")
+            if transforms and not sinks:
+                raise ValueError(
+                    "transforms= applies to the sinks= given beside it; with lanes=, give each "
+                    "Lane its transforms"
+                )
+            lanes = [*lanes, *_sink_lanes(sinks, transforms, the_store, owned, plugins)]
+            consumers: dict[str, int] = {}
+            for i, lane in enumerate(lanes):
+                if not isinstance(lane, Lane):
+                    raise TypeError(f"lanes[{i}] is a {type(lane).__name__}, not a Lane")
+                _require(lane.sink, Sink, f"sink of lane {lane.consumer!r}")
+                for transform in lane.transforms:
+                    _require(transform, Transform, f"transform of lane {lane.consumer!r}")
+                if lane.consumer in consumers:
+                    first = lanes[consumers[lane.consumer]].sink
+                    raise ValueError(
+                        f"two sinks would keep their checkpoint under the consumer name "
+                        f"{lane.consumer!r}: {_describe(first)} and {_describe(lane.sink)}; "
+                        "give each its own name"
+                    )
+                consumers[lane.consumer] = i
+            run_config = run if isinstance(run, RunConfig) else RunConfig.from_table(run or {})
+        except BaseException:
+            for component in reversed(owned):
+                _close(component)
+            raise
+        self.store: Store = the_store
+        self.sensor: Sensor | None = the_sensor
         self.lanes = list(lanes)
-        self.run_config = run or RunConfig()
+        self.run_config = run_config
         self.progress = progress
         self.stop = threading.Event()
-        self._owned: list[Closeable] = []
+        self._owned: list[Closeable] = owned
         self._rng = random.Random(seed)
         self._states: dict[int, _LaneState] = {}
         self._pruned_at = float("-inf")
-        self._reads_after = isinstance(store, ReadAheadStore)
+        self._reads_after = isinstance(the_store, ReadAheadStore)
         self._reader: cf.ThreadPoolExecutor | None = None
 
     # -- construction -------------------------------------------------------------------------
@@ -232,12 +360,13 @@ class Pipeline:
                 owned.append(sensor)
             lanes = []
             if need_sinks:
-                for sink_cfg in config.sinks:
+                names = sink_consumers(config.sinks, store, plugins)
+                for sink_cfg, consumer in zip(config.sinks, names, strict=True):
                     sink = sink_cfg.build(plugins)
                     owned.append(sink)
                     transforms = [t.build(plugins) for t in config.transforms]
                     owned.extend(t for t in transforms if isinstance(t, Closeable))
-                    lanes.append(Lane(sink_cfg.name or sink_cfg.plugin, sink, transforms))
+                    lanes.append(Lane(consumer, sink, transforms))
             pipeline = cls(
                 store=store, sensor=sensor, lanes=lanes, run=config.run, progress=progress
             )
@@ -245,8 +374,13 @@ class Pipeline:
             for component in reversed(owned):
                 _close(component)
             raise
-        pipeline._owned = owned
+        pipeline._owned = [*owned, *pipeline._owned]
         return pipeline
+
+    def checkpoints(self) -> list[Checkpoint]:
+        """Where each lane's consumer stands in the store: a new checkpoint, or resuming after
+        the rows it already settled (the ``run`` and ``forward`` commands print it per lane)."""
+        return checkpoints(self.store, [lane.consumer for lane in self.lanes])
 
     def close(self) -> None:
         """Close the components this pipeline made (transforms and sinks first, then the sensor,
@@ -654,6 +788,70 @@ def _require(component: object, protocol: type, role: str) -> None:
             f"the {role} ({type(component).__name__}) is not a {protocol.__name__}: it lacks "
             f"{missing} (see cosmobac.interfaces)"
         )
+
+
+def _describe(component: object) -> str:
+    return f"a {type(component).__name__}"
+
+
+def _component(kind: Kind, value: Any, owned: list[Closeable], plugins: Plugins | None) -> Any:
+    """``value`` itself, or the component its plugin name or table makes (then owned)."""
+    if isinstance(value, str):
+        value = {"plugin": value}
+    elif not isinstance(value, Mapping):
+        if isinstance(value, tuple):
+            raise TypeError(
+                f"{kind}: give a plugin name ({value[0]!r}) or a table "
+                f'{{"plugin": {value[0]!r}, ...keys}}, not a tuple'
+                if value and isinstance(value[0], str)
+                else f"{kind}: a tuple is not a {kind}"
+            )
+        return value
+    cfg = ComponentConfig.from_table(kind, value, where=kind, plugins=plugins)  # no values: secrets
+    made = cfg.build(plugins)
+    if isinstance(made, Closeable):
+        owned.append(made)
+    return made
+
+
+def _sink_lanes(
+    sinks: Sequence[Any],
+    transforms: Sequence[Any],
+    store: Store,
+    owned: list[Closeable],
+    plugins: Plugins | None,
+) -> list[Lane]:
+    """A lane per item of ``sinks=``, each with ``transforms=`` (tables built once per lane)."""
+    if isinstance(sinks, str | Mapping) or isinstance(transforms, str | Mapping):
+        raise TypeError("sinks= and transforms= take lists: sinks=['stdout']")
+    shared = [t for t in transforms if isinstance(t, StatefulTransform)]
+    if shared and len(sinks) > 1:
+        raise ValueError(
+            f"the stateful transform {_describe(shared[0])} would be shared by {len(sinks)} sinks "
+            "and mix their rows; give it as a plugin name or table (one is made per sink), or "
+            "use lanes="
+        )
+    tables: dict[int, ComponentConfig] = {}  # where values could be secrets: never in messages
+    for i, item in enumerate(sinks):
+        if isinstance(item, str | Mapping):
+            table = {"plugin": item} if isinstance(item, str) else item
+            tables[i] = ComponentConfig.from_table(
+                "sink", table, where=f"sinks[{i}]", named=True, plugins=plugins
+            )
+        else:
+            _require(item, Sink, f"sink sinks[{i}]")
+    names = dict(zip(tables, sink_consumers(list(tables.values()), store, plugins), strict=True))
+    lanes = []
+    for i, item in enumerate(sinks):
+        cfg = tables.get(i)
+        if cfg is None:
+            sink, consumer = item, type(item).__name__.lower()
+        else:
+            sink, consumer = cfg.build(plugins), names[i]
+            owned.append(sink)
+        chain = [_component("transform", t, owned, plugins) for t in transforms]
+        lanes.append(Lane(consumer, sink, chain))
+    return lanes
 
 
 def _close(component: Closeable) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import os
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Sequence
 from importlib import metadata
 from typing import Any, Final, Literal
 
@@ -60,6 +60,7 @@ distribution: names only, so an error can say what to install; core imports none
 
 BUILTIN_MODULES: Final = (
     "cosmobac.sensors.simulated",
+    "cosmobac.stores.memory",
     "cosmobac.sinks.jsonl",
     "cosmobac.sinks.stdout",
     "cosmobac.sinks.parquet",
@@ -84,6 +85,7 @@ class Component:
     distribution: str | None = None
     version: str | None = None
     description: str | None = None
+    checkpoint_keys: tuple[str, ...] | None = None  # sinks: the keys saying where rows go
 
     def accepted_keys(self) -> list[str] | None:
         """Keyword names the factory accepts, or ``None`` if it takes any (``**kwargs``)."""
@@ -224,6 +226,7 @@ class Plugins:
                     factory: Callable[..., Any],
                     *,
                     description: str | None = None,
+                    checkpoint_keys: Sequence[str] | None = None,
                     _kind: Kind = kind,
                     _plugin: str = plugin_name,
                     _dist: str | None = dist,
@@ -248,7 +251,18 @@ class Plugins:
                         distribution=_dist,
                         version=_version,
                         description=description or _describe(factory),
+                        checkpoint_keys=None if checkpoint_keys is None else tuple(checkpoint_keys),
                     )
+                    unknown = [
+                        k
+                        for k in checkpoint_keys or ()
+                        if k not in (registry[_kind][name].accepted_keys() or [k])
+                    ]
+                    if unknown:
+                        raise PluginError(
+                            f"plugin {_plugin!r} registers {_kind} {name!r} with checkpoint key "
+                            f"{unknown[0]!r}, which its factory does not take"
+                        )
 
                 try:
                     impl.function(register=register)
@@ -279,8 +293,9 @@ class Plugins:
         )
         raise PluginError(f"no {kind} named {name!r} ({hint}); available: {available}")
 
-    def create(self, kind: Kind, name: str, **config: Any) -> Any:
-        """A new component: the factory of ``name`` called with ``config``."""
+    def create(self, kind: Kind, name: str, /, **config: Any) -> Any:
+        """A new component: the factory of ``name`` called with ``config`` (which may hold keys
+        named ``kind`` or ``name``, such as a detector's ``name``)."""
         return self.get(kind, name).factory(**config)
 
     def add_commands(self, cli: Any) -> None:

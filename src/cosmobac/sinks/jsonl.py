@@ -138,4 +138,4 @@ class JsonlSink:
 
 @hookimpl
 def register_sinks(register: Register) -> None:
-    register("jsonl", JsonlSink)
+    register("jsonl", JsonlSink, checkpoint_keys=("path",))

@@ -291,4 +291,4 @@ def _fsync_dir(directory: Path) -> None:
 
 @hookimpl
 def register_sinks(register: Register) -> None:
-    register("parquet", ParquetSink)
+    register("parquet", ParquetSink, checkpoint_keys=("path",))

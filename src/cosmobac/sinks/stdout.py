@@ -71,4 +71,4 @@ class StdoutSink:
 
 @hookimpl
 def register_sinks(register: Register) -> None:
-    register("stdout", StdoutSink)
+    register("stdout", StdoutSink, checkpoint_keys=())

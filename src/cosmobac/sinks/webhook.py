@@ -274,4 +274,4 @@ class WebhookSink:
 
 @hookimpl
 def register_sinks(register: Register) -> None:
-    register("webhook", WebhookSink)
+    register("webhook", WebhookSink, checkpoint_keys=("url",))

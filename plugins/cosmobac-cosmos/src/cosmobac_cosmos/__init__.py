@@ -27,7 +27,7 @@ __all__ = ["CosmosSink", "register_commands", "register_demo_sinks", "register_s
 
 @hookimpl
 def register_sinks(register: Register) -> None:
-    register("cosmos", CosmosSink)
+    register("cosmos", CosmosSink, checkpoint_keys=("endpoint", "database", "container"))
 
 
 @hookimpl

@@ -21,9 +21,9 @@ def _sink(config: str, name: str | None) -> Any:
 
     loaded = load_config(config)
     sinks = [c for c in loaded.sinks if c.plugin == "cosmos"]
-    names = [c.name or c.plugin for c in sinks]
+    names = [c.consumer() for c in sinks]  # its name, or its default consumer name
     if name is not None:
-        sinks = [c for c in sinks if (c.name or c.plugin) == name]
+        sinks = [c for c in sinks if name in (c.consumer(), c.name or c.plugin)]
     if not sinks:
         which = f" named {name!r}" if name else ""
         raise click.ClickException(
@@ -39,7 +39,9 @@ def _sink(config: str, name: str | None) -> Any:
 
 config_argument = click.argument("config", type=click.Path(dir_okay=False))
 sink_option = click.option(
-    "--sink", "sink_name", help="Which cosmos sink of the file (its name), if it has several."
+    "--sink",
+    "sink_name",
+    help="Which cosmos sink of the file (its name or consumer name), if it has several.",
 )
 
 
