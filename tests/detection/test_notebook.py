@@ -28,6 +28,9 @@ def test_the_example_notebook_runs_and_plots(tmp_path):
     assert "readings" in text and "event recall by anomaly type" in text
     images = [o for o in outputs if "image/png" in o.get("data", {})]
     assert len(images) == 3
+    html = [o["data"]["text/html"] for o in outputs if "text/html" in o.get("data", {})]
+    assert any("Batch" in h and "sensor_id" in h for h in html)  # the rows, shown rich
+    assert any("robust_zscore_score" in h and "detected" in h for h in html)  # detect on a Series
     # the figures display themselves: no %matplotlib magic, no PNG made by hand
     code = "".join(cell.source for cell in notebook.cells if cell.cell_type == "code")
     assert "%matplotlib" not in code and "figure_png" not in code and "Image(" not in code

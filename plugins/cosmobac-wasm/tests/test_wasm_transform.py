@@ -228,7 +228,7 @@ def docs(path):
 
 
 def column(documents, name):
-    return np.array([np.nan if d[name] is None else d[name] for d in documents], dtype=float)
+    return np.array([np.nan if d.get(name) is None else d[name] for d in documents], dtype=float)
 
 
 def check_outputs(documents):
