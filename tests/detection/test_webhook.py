@@ -54,7 +54,7 @@ def test_posts_only_anomalies_as_json_documents(receiver):
         "london-001@2026-01-01T00:00:01.000Z",
         "london-001@2026-01-01T00:00:03.000Z",
     ]
-    assert docs[0]["temperature"] is None  # missing stays missing: null, never 0.0
+    assert "temperature" not in docs[0]  # missing stays missing: left out, never 0.0
     assert receiver.headers[0]["Authorization"] == "Bearer t"
     assert receiver.headers[0]["content-type"] == "application/json"
 
