@@ -219,6 +219,29 @@ def test_dead_letters_are_listed_and_replayed(tmp_path):
     assert [d["id"] for d in docs] == [as_json[0]["document_id"]]  # only the replayed row
 
 
+def test_dead_letters_sink_option_takes_the_plugin_when_one_sink_has_it(tmp_path):
+    from cosmobac.config import load_config
+    from cosmobac.plugins import get_plugins
+
+    config = pipeline_file(tmp_path)
+    env = {"OUT_DIR": str(tmp_path)}
+    cosmobac("collect", str(config), "--duration", "1m", env=env)
+    consumer = load_config(config, env={"OUT_DIR": str(tmp_path)}).sinks[0].consumer()
+    assert consumer.startswith("jsonl-")  # the default: plugin and a hash of where it writes
+    store = get_plugins().create("store", "sqlite", path=str(tmp_path / "edge.db"))
+    try:
+        store.dead_letter(consumer, store.read(consumer, 3), "document too large")
+    finally:
+        store.close()
+    by_plugin = cosmobac("dead-letters", "list", str(config), "--sink", "jsonl", env=env)
+    by_name = cosmobac("dead-letters", "list", str(config), "--sink", consumer, env=env)
+    assert by_plugin.stdout == by_name.stdout and len(by_plugin.stdout.splitlines()) == 3
+    replayed = cosmobac("dead-letters", "replay", str(config), "--sink", "jsonl", env=env)
+    assert replayed.stdout.startswith(f"3 dead letters of {consumer}")
+    other = cosmobac("dead-letters", "list", str(config), "--sink", "gone", env=env)
+    assert other.stdout.strip() == "no dead letters"  # a name the file does not know, as given
+
+
 def test_import_with_an_unknown_zone_is_refused_before_anything_is_written(tmp_path):
     original_db(tmp_path / "sensor_data.db")
     store = tmp_path / "store.db"

@@ -296,6 +296,23 @@ def _dead_letter_store(store: Store) -> DeadLetterStore:
     return store
 
 
+def _sink_consumer(config: str, store: Store, sink: str) -> str:
+    """The consumer name ``--sink`` means: a sink's consumer name (its ``name``, or its default
+    such as ``jsonl-c329ad37``), or its plugin name when one sink of the file has that plugin. A
+    name the file does not know (a sink since removed) is taken as given."""
+    sinks = load_config(config).sinks
+    consumers = sink_consumers(sinks, store) if sinks else []
+    if sink in consumers:
+        return sink
+    matches = [c for cfg, c in zip(sinks, consumers, strict=True) if cfg.plugin == sink]
+    if len(matches) > 1:
+        raise click.BadParameter(
+            f"{len(matches)} {sink} sinks in {config}; give one of {', '.join(matches)}",
+            param_hint="--sink",
+        )
+    return matches[0] if matches else sink
+
+
 @cli.group(name="dead-letters")
 def dead_letters() -> None:
     """List or replay rows a sink rejected."""
@@ -303,12 +320,18 @@ def dead_letters() -> None:
 
 @dead_letters.command(name="list")
 @config_argument
-@click.option("--sink", "consumer", help="Only this sink's dead letters (its checkpoint name).")
+@click.option(
+    "--sink",
+    "consumer",
+    help="Only this sink's dead letters: its consumer name, or its plugin if only one sink has it.",
+)
 @click.option("--limit", type=int, default=100, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON lines, one per dead letter.")
 def dead_letters_list(config: str, consumer: str | None, limit: int, as_json: bool) -> None:
     """Rows set aside per sink, oldest first, with the reason."""
     with _open(config) as pipeline:
+        if consumer is not None:
+            consumer = _sink_consumer(config, pipeline.store, consumer)
         letters = _dead_letter_store(pipeline.store).dead_letters(consumer, limit=limit)
     for letter in letters:
         if as_json:
@@ -333,11 +356,18 @@ def dead_letters_list(config: str, consumer: str | None, limit: int, as_json: bo
 
 @dead_letters.command(name="replay")
 @config_argument
-@click.option("--sink", "consumer", required=True, help="The sink whose dead letters to replay.")
+@click.option(
+    "--sink",
+    "consumer",
+    required=True,
+    help="The sink whose dead letters to replay: its consumer name, or its plugin if only one sink "
+    "has it.",
+)
 @click.option("--seq", "seqs", type=int, multiple=True, help="Only these rows (repeatable).")
 def dead_letters_replay(config: str, consumer: str, seqs: tuple[int, ...]) -> None:
     """Make dead letters deliverable again; the next `forward` sends them."""
     with _open(config) as pipeline:
+        consumer = _sink_consumer(config, pipeline.store, consumer)
         count = _dead_letter_store(pipeline.store).replay(consumer, list(seqs) or None)
     click.echo(f"{count} dead letters of {consumer} will be sent again by the next forward")
 
