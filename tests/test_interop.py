@@ -96,6 +96,7 @@ def test_pandas_round_trips_through_arrow(batch):
 
 def test_polars_reads_and_writes_batches_through_arrow():
     import polars as pl  # a test dependency: cosmobac[test]
+
     batch = Batch.from_columns(
         timestamp=[1_767_225_600_000, 1_767_225_601_000],
         sensor_id=["a", "b"],
