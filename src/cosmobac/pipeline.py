@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import logging
-import os
 import random
 import threading
 import time
@@ -30,9 +29,25 @@ from typing import Any
 import attrs
 import numpy as np
 
+from .assembly import (
+    Checkpoint,
+    Lane,
+    Spec,
+    build_store,
+    checkpoints,
+    close_quietly,
+    describe_component,
+    lanes_from,
+    make_component,
+    require_protocol,
+    sink_consumers,
+    sink_lanes,
+    store_config,
+    wait_for_store,
+)
 from .batch import Batch
-from .config import ComponentConfig, PipelineConfig, RunConfig, check_consumers, load_config
-from .errors import ConfigError, PluginError, SinkError, StoreMissingError
+from .config import PipelineConfig, RunConfig, load_config
+from .errors import ConfigError, SinkError
 from .interfaces import (
     Closeable,
     FixedStartSensor,
@@ -47,9 +62,8 @@ from .interfaces import (
     Store,
     Transform,
     WriteResult,
-    missing_members,
 )
-from .plugins import Kind, Plugins, get_plugins
+from .plugins import Plugins, get_plugins
 from .schema import STORE_SEQ
 
 __all__ = [
@@ -61,6 +75,7 @@ __all__ = [
     "Pipeline",
     "build_store",
     "checkpoints",
+    "lanes_from",
     "sink_consumers",
     "wait_for_store",
 ]
@@ -72,100 +87,6 @@ PRUNE_EVERY_S = 60.0
 
 Progress = Callable[[str, int, int | None], None]
 """``progress(stage, done, total)``: stage is ``"collect"`` (sensor ms) or ``"forward"`` (rows)."""
-
-
-@attrs.define(eq=False)
-class Lane:
-    """One sink with its consumer name and the transforms applied before it."""
-
-    consumer: str
-    sink: Sink
-    transforms: Sequence[Transform] = ()
-
-
-Spec = str | Mapping[str, Any]
-"""A component named by plugin: ``"memory"``, or a table as in a pipeline file,
-``{"plugin": "sqlite", "path": "edge.db"}`` (a sink's may hold ``name``)."""
-
-
-@attrs.frozen
-class Checkpoint:
-    """Where a sink's consumer stands in a store, before forwarding."""
-
-    consumer: str
-    resumed: bool  # the store already holds this consumer's checkpoint
-    settled: int  # stored rows it acknowledged or dead-lettered: it resumes after them
-    pending: int  # stored rows it has still to send
-
-    def describe(self) -> str:
-        """One line for people: ``"jsonl-1a2b3c4d: resuming after row 500 (20 pending)"``."""
-        if not self.resumed:
-            return (
-                f"{self.consumer}: new checkpoint, starting from the first stored row "
-                f"({self.pending} pending)"
-            )
-        return f"{self.consumer}: resuming after row {self.settled} ({self.pending} pending)"
-
-
-def checkpoints(store: Store, consumers: Sequence[str]) -> list[Checkpoint]:
-    """Where each of ``consumers`` stands in ``store`` (from one ``stats()``; registers nothing)."""
-    stats = store.stats()
-    out = []
-    for consumer in consumers:
-        known = consumer in stats.pending
-        pending = int(stats.pending[consumer]) if known else int(stats.rows)
-        out.append(Checkpoint(consumer, known, max(0, int(stats.rows) - pending), pending))
-    return out
-
-
-def sink_consumers(
-    sinks: Sequence[ComponentConfig], store: Store, plugins: Plugins | None = None
-) -> list[str]:
-    """The consumer name of each sink table, for this store.
-
-    A sink's ``name`` if it has one. Otherwise its default, ``<plugin>-<hash>``
-    (:func:`cosmobac.config.default_consumer`), except in a store written by an earlier cosmobac,
-    which kept such a sink's checkpoint under the bare plugin name: when the store holds a
-    consumer named after the plugin and none under the new default, that checkpoint is kept (so
-    the sink does not send everything again), with a warning, if the pipeline has one unnamed sink
-    of that plugin. With several it is an error naming them: which one owns that checkpoint is for
-    the user to say, with ``name``. Names that end up shared are an error naming both sinks."""
-    check_consumers(sinks, plugins)
-    known = set(store.stats().pending)
-    names: list[str] = []
-    for cfg in sinks:
-        if cfg.name:
-            names.append(cfg.name)
-            continue
-        default = cfg.default_consumer(plugins)
-        if cfg.plugin in known and default not in known:
-            alike = [c.where for c in sinks if not c.name and c.plugin == cfg.plugin]
-            if len(alike) > 1:
-                raise ConfigError(
-                    f"{' and '.join(alike)}: the store holds the checkpoint {cfg.plugin!r} "
-                    f"(the name an earlier cosmobac gave a {cfg.plugin} sink without a name), "
-                    f'and it cannot tell which of these sinks it belongs to; give each a name = "..." '
-                    f'(name = "{cfg.plugin}" keeps that checkpoint)'
-                )
-            log.warning(
-                "%s: keeping the checkpoint %r an earlier cosmobac made for this %s sink; if this "
-                "sink now writes somewhere else, give it a name to start a new checkpoint",
-                cfg.where,
-                cfg.plugin,
-                cfg.plugin,
-            )
-            names.append(cfg.plugin)
-        else:
-            names.append(default)
-    seen: dict[str, str] = {}
-    for cfg, name in zip(sinks, names, strict=True):
-        if name in seen:
-            raise ConfigError(
-                f"{cfg.where} and {seen[name]}: both sinks would keep their checkpoint under the "
-                f'consumer name {name!r}; give each a distinct name = "..."'
-            )
-        seen[name] = cfg.where
-    return names
 
 
 @attrs.frozen
@@ -281,37 +202,37 @@ class Pipeline:
     ) -> None:
         owned: list[Closeable] = []
         try:
-            the_store: Store = _component("store", store, owned, plugins)
-            _require(the_store, Store, "store")
+            the_store: Store = make_component("store", store, owned, plugins)
+            require_protocol(the_store, Store, "store")
             the_sensor: Sensor | None = None
             if sensor is not None:
-                the_sensor = _component("sensor", sensor, owned, plugins)
-                _require(the_sensor, Sensor, "sensor")
+                the_sensor = make_component("sensor", sensor, owned, plugins)
+                require_protocol(the_sensor, Sensor, "sensor")
             if transforms and not sinks:
                 raise ValueError(
                     "transforms= applies to the sinks= given beside it; with lanes=, give each "
                     "Lane its transforms"
                 )
-            lanes = [*lanes, *_sink_lanes(sinks, transforms, the_store, owned, plugins)]
+            lanes = [*lanes, *sink_lanes(sinks, transforms, the_store, owned, plugins)]
             consumers: dict[str, int] = {}
             for i, lane in enumerate(lanes):
                 if not isinstance(lane, Lane):
                     raise TypeError(f"lanes[{i}] is a {type(lane).__name__}, not a Lane")
-                _require(lane.sink, Sink, f"sink of lane {lane.consumer!r}")
+                require_protocol(lane.sink, Sink, f"sink of lane {lane.consumer!r}")
                 for transform in lane.transforms:
-                    _require(transform, Transform, f"transform of lane {lane.consumer!r}")
+                    require_protocol(transform, Transform, f"transform of lane {lane.consumer!r}")
                 if lane.consumer in consumers:
                     first = lanes[consumers[lane.consumer]].sink
                     raise ValueError(
                         f"two sinks would keep their checkpoint under the consumer name "
-                        f"{lane.consumer!r}: {_describe(first)} and {_describe(lane.sink)}; "
+                        f"{lane.consumer!r}: {describe_component(first)} and {describe_component(lane.sink)}; "
                         "give each its own name"
                     )
                 consumers[lane.consumer] = i
             run_config = run if isinstance(run, RunConfig) else RunConfig.from_table(run or {})
         except BaseException:
             for component in reversed(owned):
-                _close(component)
+                close_quietly(component)
             raise
         self.store: Store = the_store
         self.sensor: Sensor | None = the_sensor
@@ -346,7 +267,7 @@ class Pipeline:
         plugins = plugins or get_plugins()
         if not isinstance(config, PipelineConfig):
             config = load_config(config, plugins=plugins)
-        _store_config(config)
+        store_config(config)
         if need_sensor and config.sensor is None:
             raise ConfigError(f"{config.source}: missing [sensor] section, needed to collect")
         if need_sinks and not config.sinks:
@@ -372,7 +293,7 @@ class Pipeline:
             )
         except BaseException:
             for component in reversed(owned):
-                _close(component)
+                close_quietly(component)
             raise
         pipeline._owned = [*owned, *pipeline._owned]
         return pipeline
@@ -389,7 +310,7 @@ class Pipeline:
         if reader is not None:
             reader.shutdown(wait=True)
         for component in reversed(self._owned):
-            _close(component)
+            close_quietly(component)
         self._owned = []
 
     def __enter__(self) -> Pipeline:
@@ -726,141 +647,3 @@ class Pipeline:
     def _report(self, stage: str, done: int, total: int | None) -> None:
         if self.progress is not None:
             self.progress(stage, done, total)
-
-
-def _store_config(config: PipelineConfig) -> ComponentConfig:
-    if config.store is None:
-        raise ConfigError(f'{config.source}: missing [store] section (e.g. plugin = "sqlite")')
-    return config.store
-
-
-def build_store(
-    config: PipelineConfig, *, plugins: Plugins | None = None, create: bool = True
-) -> Store:
-    """The store of a pipeline file, made by its factory.
-
-    With ``create=False``, a store whose factory takes a ``create`` keyword (the SQLite store's
-    does) gets ``create=False``, whatever the file says: a store that does not exist is then an
-    error (a :class:`~cosmobac.errors.StoreError`) instead of a new, empty one. With ``create=True``
-    the file's own ``create`` key, if any, stands. A factory without that keyword makes nothing
-    that outlives the process (e.g. ``MemoryStore``) or decides for itself."""
-    plugins = plugins or get_plugins()
-    cfg = _store_config(config)
-    if not create:
-        try:
-            keys = plugins.get("store", cfg.plugin).accepted_keys()
-        except PluginError:
-            keys = None  # build() reports it, naming the file
-        if keys is not None and "create" in keys:
-            cfg = attrs.evolve(cfg, options={**cfg.options, "create": False})
-    store: Store = cfg.build(plugins)
-    return store
-
-
-def wait_for_store(
-    config: PipelineConfig | str | os.PathLike[str],
-    *,
-    stop: threading.Event,
-    plugins: Plugins | None = None,
-) -> bool:
-    """Wait until the pipeline's store exists, checking every ``run.interval`` without creating
-    it (``forward --follow`` started before the collector made the store). True once it exists;
-    False when ``stop`` was set first. Any other store error is raised."""
-    announced = False
-    while True:
-        cfg = config if isinstance(config, PipelineConfig) else load_config(config, plugins=plugins)
-        try:
-            build_store(cfg, plugins=plugins, create=False).close()
-            return True
-        except StoreMissingError as exc:
-            if not announced:
-                log.warning("%s; waiting for it to be created", exc)
-                announced = True
-        if stop.wait(cfg.run.interval):
-            return False
-
-
-def _require(component: object, protocol: type, role: str) -> None:
-    """Fail at once, saying what is missing, when ``component`` does not satisfy ``protocol``."""
-    if not isinstance(component, protocol):
-        missing = ", ".join(missing_members(component, protocol)) or "?"
-        raise TypeError(
-            f"the {role} ({type(component).__name__}) is not a {protocol.__name__}: it lacks "
-            f"{missing} (see cosmobac.interfaces)"
-        )
-
-
-def _describe(component: object) -> str:
-    return f"a {type(component).__name__}"
-
-
-def _component(kind: Kind, value: Any, owned: list[Closeable], plugins: Plugins | None) -> Any:
-    """``value`` itself, or the component its plugin name or table makes (then owned)."""
-    if isinstance(value, str):
-        value = {"plugin": value}
-    elif not isinstance(value, Mapping):
-        if isinstance(value, tuple):
-            raise TypeError(
-                f"{kind}: give a plugin name ({value[0]!r}) or a table "
-                f'{{"plugin": {value[0]!r}, ...keys}}, not a tuple'
-                if value and isinstance(value[0], str)
-                else f"{kind}: a tuple is not a {kind}"
-            )
-        return value
-    cfg = ComponentConfig.from_table(kind, value, where=kind, plugins=plugins)  # no values: secrets
-    made = cfg.build(plugins)
-    if isinstance(made, Closeable):
-        owned.append(made)
-    return made
-
-
-def _sink_lanes(
-    sinks: Sequence[Any],
-    transforms: Sequence[Any],
-    store: Store,
-    owned: list[Closeable],
-    plugins: Plugins | None,
-) -> list[Lane]:
-    """A lane per item of ``sinks=``, each with ``transforms=`` (tables built once per lane)."""
-    if isinstance(sinks, str | Mapping) or isinstance(transforms, str | Mapping):
-        raise TypeError("sinks= and transforms= take lists: sinks=['stdout']")
-    shared = [t for t in transforms if isinstance(t, StatefulTransform)]
-    if shared and len(sinks) > 1:
-        raise ValueError(
-            f"the stateful transform {_describe(shared[0])} would be shared by {len(sinks)} sinks "
-            "and mix their rows; give it as a plugin name or table (one is made per sink), or "
-            "use lanes="
-        )
-    tables: dict[int, ComponentConfig] = {}  # where values could be secrets: never in messages
-    for i, item in enumerate(sinks):
-        if isinstance(item, str | Mapping):
-            table = {"plugin": item} if isinstance(item, str) else item
-            tables[i] = ComponentConfig.from_table(
-                "sink", table, where=f"sinks[{i}]", named=True, plugins=plugins
-            )
-        else:
-            _require(item, Sink, f"sink sinks[{i}]")
-    names = dict(zip(tables, sink_consumers(list(tables.values()), store, plugins), strict=True))
-    lanes = []
-    for i, item in enumerate(sinks):
-        cfg = tables.get(i)
-        if cfg is None:
-            sink, consumer = item, type(item).__name__.lower()
-        else:
-            sink, consumer = cfg.build(plugins), names[i]
-            owned.append(sink)
-        chain = [_component("transform", t, owned, plugins) for t in transforms]
-        lanes.append(Lane(consumer, sink, chain))
-    return lanes
-
-
-def _close(component: Closeable) -> None:
-    try:
-        component.close()
-    except Exception:  # closing must not hide the error that got us here
-        log.exception("closing %r failed", component)
-
-
-def lanes_from(sinks: Mapping[str, Sink], transforms: Sequence[Transform] = ()) -> list[Lane]:
-    """Lanes for a mapping of consumer name → sink, all with the same transforms."""
-    return [Lane(name, sink, list(transforms)) for name, sink in sinks.items()]
