@@ -284,3 +284,14 @@ def test_forward_follow_says_where_each_sink_starts_before_following(tmp_path):
         first == f"{consumer}: new checkpoint, starting from the first stored row (240 pending)\n"
     )
     assert f"{consumer}: 240 rows acknowledged" in rest
+
+
+def test_status_gives_ages_in_units_people_read():
+    from cosmobac.cli import age_text_of
+
+    assert age_text_of(45) == "45 s old"
+    assert age_text_of(119) == "119 s old"
+    assert age_text_of(12 * 60) == "12 min old"
+    assert age_text_of(5 * 3600) == "5 h old"
+    assert age_text_of(28_685_091) == "332 d old"  # was "oldest 28685091 s old"
+    assert age_text_of(-3 * 3600) == "3 h ahead of this clock"  # a reading from the future

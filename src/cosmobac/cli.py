@@ -276,7 +276,7 @@ def status(config: str, as_json: bool) -> None:
         click.echo(f"file size: {stats.file_size / 1e6:.1f} MB")
     for consumer, pending in stats.pending.items():
         age = stats.oldest_pending_age_s.get(consumer)
-        age_text = "" if age is None else f", oldest {age:.0f} s old"
+        age_text = "" if age is None else f", oldest {age_text_of(age)}"
         click.echo(
             f"{consumer}: {pending} pending{age_text}, "
             f"{stats.dead_letters.get(consumer, 0)} dead letters"
@@ -294,6 +294,21 @@ def _dead_letter_store(store: Store) -> DeadLetterStore:
             "a DeadLetterStore); the sqlite store can"
         )
     return store
+
+
+def age_text_of(seconds: float) -> str:
+    """An age for people: ``"45 s old"``, ``"12 min old"``, ``"5 h old"``, ``"338 d old"``; a
+    timestamp ahead of this clock (simulated or skewed) reads ``"3 h ahead of this clock"``."""
+    if seconds < 0:
+        return f"{_span_text(-seconds)} ahead of this clock"
+    return f"{_span_text(seconds)} old"
+
+
+def _span_text(seconds: float) -> str:
+    for unit, size in (("d", 86400.0), ("h", 3600.0), ("min", 60.0)):
+        if seconds >= 2 * size:
+            return f"{seconds / size:.0f} {unit}"
+    return f"{seconds:.0f} s"
 
 
 def _sink_consumer(config: str, store: Store, sink: str) -> str:
