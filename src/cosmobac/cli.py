@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 import click
 
-from .config import MAX_SPAN, load_config
+from .config import MAX_SPAN, PipelineConfig, load_config
 from .documents import document_id
 from .errors import ConfigError, CosmobacError
 from .interfaces import DeadLetterStore, Store, StoreStats
@@ -114,7 +114,12 @@ class _ProgressBar:
 
 
 def _open(
-    config: str, *, sensor: bool = False, sinks: bool = False, create: bool = False, **kw: Any
+    config: str | PipelineConfig,
+    *,
+    sensor: bool = False,
+    sinks: bool = False,
+    create: bool = False,
+    **kw: Any,
 ) -> Pipeline:
     """The pipeline of a command. Only commands that write readings (``run``, ``collect``,
     ``import``) pass ``create=True``: the others never create a store that does not exist."""
@@ -155,6 +160,57 @@ def _echo_forward(report: ForwardReport) -> None:
 
 
 config_argument = click.argument("config", type=click.Path(dir_okay=False))
+metrics_port_option = click.option(
+    "--metrics-port",
+    type=click.IntRange(1, 65535),
+    help="Serve /metrics, /healthz and /readyz on 127.0.0.1:PORT while running (overrides "
+    "[monitoring] listen; needs cosmobac[monitoring]).",
+)
+
+
+class _Watched:
+    """What the monitor reads at scrape time: the running pipeline (it changes when a
+    following forwarder switches to a new pipeline file) and the consumers whose backlog counts."""
+
+    def __init__(self, consumers: list[str] | None = None) -> None:
+        self.pipeline: Pipeline | None = None
+        self.fixed = consumers  # collect: the file's sinks; else the running pipeline's lanes
+
+    def store(self) -> Store | None:
+        return None if self.pipeline is None else self.pipeline.store
+
+    def consumers(self) -> list[str]:
+        if self.fixed is not None:
+            return self.fixed
+        return [] if self.pipeline is None else [lane.consumer for lane in self.pipeline.lanes]
+
+
+@contextlib.contextmanager
+def _monitoring(
+    cfg: PipelineConfig, port: int | None, watched: _Watched, *, enabled: bool = True
+) -> Iterator[Any]:
+    """A :class:`~cosmobac.monitoring.Monitor` served over HTTP while the block runs, when
+    ``--metrics-port`` or ``[monitoring] listen`` asks for one; else ``None``."""
+    listen = ("127.0.0.1", port) if port is not None else cfg.monitoring.listen
+    if listen is None or not enabled:
+        yield None
+        return
+    from .monitoring import Monitor, serve
+
+    monitor = Monitor(
+        store=watched.store,
+        consumers=watched.consumers,
+        max_backlog_age=cfg.monitoring.max_backlog_age,
+    )
+    with serve(monitor, *listen) as (host, bound):
+        shown = f"[{host}]" if ":" in host else host
+        click.echo(f"metrics on http://{shown}:{bound}/metrics", err=True)
+        yield monitor
+
+
+def _watch(pipeline: Pipeline, monitor: Any, watched: _Watched) -> None:
+    watched.pipeline = pipeline
+    pipeline.observer = monitor
 
 
 @cli.command()
@@ -164,10 +220,18 @@ config_argument = click.argument("config", type=click.Path(dir_okay=False))
     callback=click_callback(parse_duration, maximum=MAX_SPAN),
     help="Sensor time to collect (overrides run.duration), e.g. 6h.",
 )
-def run(config: str, duration: float | None) -> None:
+@metrics_port_option
+def run(config: str, duration: float | None, metrics_port: int | None) -> None:
     """Collect and forward in one process."""
     bar = _ProgressBar()
-    with _open(config, sensor=True, sinks=True, create=True, progress=bar) as pipeline:
+    cfg = load_config(config)
+    watched = _Watched()
+    with (
+        _monitoring(cfg, metrics_port, watched) as monitor,
+        _open(cfg, sensor=True, sinks=True, create=True, progress=bar) as pipeline,
+    ):
+        if monitor is not None:
+            _watch(pipeline, monitor, watched)
         _echo_checkpoints(pipeline)
         with graceful_stop(pipeline.stop):
             collected, forwarded = pipeline.run(duration=duration)
@@ -185,10 +249,19 @@ def run(config: str, duration: float | None) -> None:
     callback=click_callback(parse_duration, maximum=MAX_SPAN),
     help="Sensor time to collect (overrides run.duration), e.g. 6h.",
 )
-def collect(config: str, duration: float | None) -> None:
+@metrics_port_option
+def collect(config: str, duration: float | None, metrics_port: int | None) -> None:
     """Read the sensor into the store (no forwarding)."""
     bar = _ProgressBar()
-    with _open(config, sensor=True, create=True, progress=bar) as pipeline:
+    cfg = load_config(config)
+    watched = _Watched(consumers=[])
+    with (
+        _monitoring(cfg, metrics_port, watched) as monitor,
+        _open(cfg, sensor=True, create=True, progress=bar) as pipeline,
+    ):
+        if monitor is not None:
+            _watch(pipeline, monitor, watched)
+            watched.fixed = sink_consumers(cfg.sinks, pipeline.store) if cfg.sinks else []
         with graceful_stop(pipeline.stop):
             report = pipeline.collect(duration=duration)
         bar.close()
@@ -210,8 +283,14 @@ def collect(config: str, duration: float | None) -> None:
     help="Install this file as CONFIG first, unless CONFIG was installed from the same seed "
     "(a Bacalhau daemon's shipped config).",
 )
-def forward(config: str, follow: bool, reload: bool, seed: str | None) -> None:
-    """Deliver pending rows from the store to every sink, acknowledging what they wrote."""
+@metrics_port_option
+def forward(
+    config: str, follow: bool, reload: bool, seed: str | None, metrics_port: int | None
+) -> None:
+    """Deliver pending rows from the store to every sink, acknowledging what they wrote. With
+    --follow, [monitoring] listen or --metrics-port serve metrics and health."""
+    if metrics_port is not None and not follow:
+        raise click.UsageError("--metrics-port needs --follow (a one-off forward ends at once)")
     if seed is not None:
         from .live_config import install_seed
 
@@ -221,20 +300,31 @@ def forward(config: str, follow: bool, reload: bool, seed: str | None) -> None:
         with graceful_stop(waiting):
             if not wait_for_store(config, stop=waiting):
                 return
+    cfg = load_config(config)
+    watched = _Watched()
     if follow and reload:
         from .live_config import forward_following
 
         for checkpoint in _file_checkpoints(config)[1]:
             click.echo(checkpoint.describe())
         stop = threading.Event()
-        with graceful_stop(stop):
-            report = forward_following(config, stop=stop)
+        with _monitoring(cfg, metrics_port, watched) as monitor, graceful_stop(stop):
+            on_pipeline = None
+            if monitor is not None:
+                on_pipeline = lambda p: _watch(p, monitor, watched)  # noqa: E731
+            report = forward_following(config, stop=stop, on_pipeline=on_pipeline)
         _echo_forward(report)
         if not report.ok:
             sys.exit(1)
         return
     bar = _ProgressBar()
-    with _open(config, sinks=True, progress=bar) as pipeline, graceful_stop(pipeline.stop):
+    with (
+        _monitoring(cfg, metrics_port, watched, enabled=follow) as monitor,
+        _open(cfg, sinks=True, progress=bar) as pipeline,
+        graceful_stop(pipeline.stop),
+    ):
+        if monitor is not None:
+            _watch(pipeline, monitor, watched)
         _echo_checkpoints(pipeline)
         report = pipeline.forward(follow=follow)
     bar.close()

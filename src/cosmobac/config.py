@@ -29,7 +29,7 @@ import attrs
 
 from .errors import ConfigError, PluginError
 from .plugins import Kind, Plugins, get_plugins
-from .values import choice, duration, fraction, integer, real
+from .values import choice, duration, fraction, integer, listen_address, real
 
 __all__ = [
     "CREDENTIAL_KEY",
@@ -39,6 +39,7 @@ __all__ = [
     "MAX_SPAN",
     "MAX_SPEED",
     "ComponentConfig",
+    "MonitoringConfig",
     "PipelineConfig",
     "RunConfig",
     "check_consumers",
@@ -48,7 +49,7 @@ __all__ = [
     "parse_config",
 ]
 
-SECTIONS: Final = ("sensor", "store", "transforms", "sinks", "run")
+SECTIONS: Final = ("sensor", "store", "transforms", "sinks", "run", "monitoring")
 _VAR = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -174,6 +175,52 @@ class RunConfig:
         return cls(**table)
 
 
+def _listen(key: str, value: Any) -> tuple[str, int] | None:
+    return None if value is None else listen_address(key, value)
+
+
+def _max_age(key: str, value: Any) -> float | None:
+    return None if value is None else duration(key, value, positive=True, maximum=MAX_SPAN)
+
+
+def _listen_field(value: Any) -> tuple[str, int] | None:
+    return _listen("listen", value)
+
+
+def _max_age_field(value: Any) -> float | None:
+    return _max_age("max_backlog_age", value)
+
+
+_MONITORING_CONVERTERS: Final[dict[str, Any]] = {
+    "listen": _listen,
+    "max_backlog_age": _max_age,
+}
+
+
+@attrs.frozen(kw_only=True)
+class MonitoringConfig:
+    """The ``[monitoring]`` section: metrics and health for the long-running commands.
+
+    * ``listen``: where ``/metrics``, ``/healthz`` and ``/readyz`` are served, ``"host:port"``
+      (a port alone binds 127.0.0.1); unset serves nothing unless ``--metrics-port`` is given.
+    * ``max_backlog_age``: ``/readyz`` answers 503 when a sink's oldest pending row is older
+      than this (``"15m"``); unset, the backlog's age does not affect readiness.
+    """
+
+    listen: tuple[str, int] | None = attrs.field(default=None, converter=_listen_field)
+    max_backlog_age: float | None = attrs.field(default=None, converter=_max_age_field)
+
+    @classmethod
+    def from_table(cls, table: Mapping[str, Any]) -> MonitoringConfig:
+        """A MonitoringConfig from a ``[monitoring]`` table; ``ValueError`` names the key."""
+        unknown = [k for k in table if k not in _MONITORING_CONVERTERS]
+        if unknown:
+            raise ValueError(
+                f"unknown key {unknown[0]!r}; accepted keys: {', '.join(_MONITORING_CONVERTERS)}"
+            )
+        return cls(**table)
+
+
 CREDENTIAL_KEY: Final = re.compile(
     r"(^|_)(key|token|password|secret|credentials?|headers|connection_string)$"
 )
@@ -279,6 +326,7 @@ class PipelineConfig:
     sinks: tuple[ComponentConfig, ...]
     run: RunConfig
     source: str = "<config>"
+    monitoring: MonitoringConfig = MonitoringConfig()
 
 
 def _table(data: Any, where: str) -> dict[str, Any]:
@@ -367,6 +415,11 @@ def parse_config(
         run = RunConfig.from_table(run_table)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{source}: [run]: {exc}") from exc
+    monitoring_table = _table(expanded.get("monitoring", {}), f"{source}: [monitoring]")
+    try:
+        monitoring = MonitoringConfig.from_table(monitoring_table)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{source}: [monitoring]: {exc}") from exc
     return PipelineConfig(
         sensor=None
         if sensor is None
@@ -380,6 +433,7 @@ def parse_config(
         sinks=tuple(sinks),
         run=run,
         source=source,
+        monitoring=monitoring,
     )
 
 

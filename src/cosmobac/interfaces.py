@@ -32,6 +32,7 @@ __all__ = [
     "DeadLetterStore",
     "FileStore",
     "FixedStartSensor",
+    "PipelineObserver",
     "PrunableStore",
     "ReadAheadStore",
     "ResumableStore",
@@ -311,6 +312,39 @@ class Sink(Protocol):
     def write(self, batch: Batch) -> WriteResult | None: ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class PipelineObserver(Protocol):
+    """What a :class:`~cosmobac.pipeline.Pipeline` tells an ``observer`` as it runs (the
+    ``monitoring`` module's metrics are one). Called on the loops' threads, once per collected step
+    or forwarded batch (never per row); a method should return quickly and never raise.
+
+    * ``on_collect``: rows read from the sensor in one step, and how many of them were new to
+      the store;
+    * ``on_write``: a sink's ``write`` returned (``result`` is ``None`` when it wrote every row)
+      after ``seconds``; ``rows`` is the batch it was given (after the transforms);
+    * ``on_lane``: a lane handled one batch: the rows it acknowledged, dead-lettered and will
+      retry, its failed writes (0 or 1), and ``stopped``, the lane's error when its sink failed
+      permanently (``None`` otherwise).
+    """
+
+    def on_collect(self, rows_read: int, rows_added: int) -> None: ...
+
+    def on_write(
+        self, consumer: str, rows: Batch, seconds: float, result: WriteResult | None
+    ) -> None: ...
+
+    def on_lane(
+        self,
+        consumer: str,
+        *,
+        acked: int,
+        dead_lettered: int,
+        retried: int,
+        failures: int,
+        stopped: str | None,
+    ) -> None: ...
 
 
 def missing_members(component: object, protocol: type) -> list[str]:

@@ -238,7 +238,9 @@ class _Reloader:
         plugins: Plugins | None,
         progress: Progress | None,
         interval: float,
+        on_pipeline: Callable[[Pipeline], None] | None = None,
     ) -> None:
+        self.on_pipeline = on_pipeline
         self.path = path
         self.stop = stop
         self.plugins = plugins
@@ -256,13 +258,16 @@ class _Reloader:
         write_status(path, "applied", digest(data), "running")
 
     def _build(self, config: PipelineConfig) -> Pipeline:
-        return Pipeline.from_config(
+        pipeline = Pipeline.from_config(
             config,
             plugins=self.plugins,
             need_sinks=True,
             progress=self.progress,
             create_store=False,  # forwarding never creates a store
         )
+        if self.on_pipeline is not None:
+            self.on_pipeline(pipeline)
+        return pipeline
 
     def watch(self) -> None:
         """The watcher thread: hands stops on, checks new content, asks for a swap."""
@@ -345,11 +350,13 @@ def forward_following(
     plugins: Plugins | None = None,
     progress: Progress | None = None,
     interval: float = POLL_INTERVAL,
+    on_pipeline: Callable[[Pipeline], None] | None = None,
 ) -> ForwardReport:
     """``forward --follow`` that switches to a new pipeline file between batches (see the module
     docstring), until ``stop`` is set or every sink has given up. The report sums each sink's
-    counts over every pipeline it was part of; a sink's ``error`` is its latest."""
-    reloader = _Reloader(Path(config), stop, plugins, progress, interval)
+    counts over every pipeline it was part of; a sink's ``error`` is its latest. ``on_pipeline``
+    is called with each pipeline built (the first, and each switched to) before it runs."""
+    reloader = _Reloader(Path(config), stop, plugins, progress, interval, on_pipeline)
     thread = threading.Thread(target=reloader.watch, name="cosmobac-reload", daemon=True)
     thread.start()
     totals: dict[str, LaneReport] = {}

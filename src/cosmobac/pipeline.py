@@ -51,6 +51,7 @@ from .errors import ConfigError, SinkError
 from .interfaces import (
     Closeable,
     FixedStartSensor,
+    PipelineObserver,
     PrunableStore,
     ReadAheadStore,
     ResumableStore,
@@ -199,6 +200,7 @@ class Pipeline:
         progress: Progress | None = None,
         seed: int | None = None,
         plugins: Plugins | None = None,
+        observer: PipelineObserver | None = None,
     ) -> None:
         owned: list[Closeable] = []
         try:
@@ -239,6 +241,7 @@ class Pipeline:
         self.lanes = list(lanes)
         self.run_config = run_config
         self.progress = progress
+        self.observer = observer
         self.stop = threading.Event()
         self._owned: list[Closeable] = owned
         self._rng = random.Random(seed)
@@ -258,6 +261,7 @@ class Pipeline:
         need_sinks: bool = False,
         progress: Progress | None = None,
         create_store: bool = True,
+        observer: PipelineObserver | None = None,
     ) -> Pipeline:
         """A pipeline built from a :class:`PipelineConfig` or the path of a pipeline file.
 
@@ -289,7 +293,12 @@ class Pipeline:
                     owned.extend(t for t in transforms if isinstance(t, Closeable))
                     lanes.append(Lane(consumer, sink, transforms))
             pipeline = cls(
-                store=store, sensor=sensor, lanes=lanes, run=config.run, progress=progress
+                store=store,
+                sensor=sensor,
+                lanes=lanes,
+                run=config.run,
+                progress=progress,
+                observer=observer,
             )
         except BaseException:
             for component in reversed(owned):
@@ -365,7 +374,10 @@ class Pipeline:
                     step_ms = next_step(span, len(batch), cfg.batch_size, max_step_ms)
                 if len(batch):
                     read += len(batch)
-                    added += self.store.append(batch)
+                    new = self.store.append(batch)
+                    added += new
+                    if self.observer is not None:
+                        self.observer.on_collect(len(batch), new)
                 self._report("collect", until - start, None if end is None else end - start)
                 if forward:
                     self._deliver(follow=False, backlog=None)
@@ -446,7 +458,10 @@ class Pipeline:
             for state in ready:
                 if self.stop.is_set():
                     break
-                self._forward_once(state, follow)
+                if self.observer is None:
+                    self._forward_once(state, follow)
+                else:
+                    self._forward_observed(state, follow, self.observer)
                 if backlog is not None:
                     self._report("forward", handled() - baseline, backlog)
         return ForwardReport(tuple(s.report for s in states))
@@ -506,6 +521,34 @@ class Pipeline:
                 state.restore(store.load_state(lane.consumer))
         return state
 
+    def _forward_observed(
+        self, state: _LaneState, follow: bool, observer: PipelineObserver
+    ) -> None:
+        """:meth:`_forward_once`, telling ``observer`` what the batch changed."""
+        report = state.report
+        before = (report.acked, report.dead_lettered, report.retried, report.failures)
+        try:
+            self._forward_once(state, follow)
+        finally:
+            observer.on_lane(
+                state.lane.consumer,
+                acked=report.acked - before[0],
+                dead_lettered=report.dead_lettered - before[1],
+                retried=report.retried - before[2],
+                failures=report.failures - before[3],
+                stopped=report.error if state.permanent else None,
+            )
+
+    def _write(self, lane: Lane, out: Batch) -> WriteResult | None:
+        """``lane.sink.write(out)``, timed for the observer when there is one."""
+        observer = self.observer
+        if observer is None:
+            return lane.sink.write(out)
+        began = time.perf_counter()
+        result = lane.sink.write(out)
+        observer.on_write(lane.consumer, out, time.perf_counter() - began, result)
+        return result
+
     def _forward_once(self, state: _LaneState, follow: bool) -> None:
         lane, report, cfg = state.lane, state.report, self.run_config
         batch = self._read(state)
@@ -529,7 +572,7 @@ class Pipeline:
             report.dead_lettered += len(batch)
             return
         try:
-            result = lane.sink.write(out) if len(out) else None
+            result = self._write(lane, out) if len(out) else None
         except SinkError as exc:
             state.restore(before)
             if not exc.transient:

@@ -36,6 +36,7 @@ __all__ = [
     "flag",
     "fraction",
     "integer",
+    "listen_address",
     "parse_duration",
     "real",
     "size",
@@ -185,6 +186,30 @@ def _duration_text(seconds: float) -> str:
         if count >= 1 and count == int(count):
             return f"{int(count)}{unit}"
     return f"{seconds:g}s"
+
+
+def listen_address(key: str, value: Any, *, default_host: str = "127.0.0.1") -> tuple[str, int]:
+    """``(host, port)`` from ``"host:port"``, ``"[v6 address]:port"``, ``":port"`` or a port
+    alone (``default_host``, loopback unless given): the port from 1 to 65535."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer | str):
+        raise TypeError(
+            f"{key} must be 'host:port' text or a port number, got {value!r} "
+            f"({type(value).__name__})"
+        )
+    text = str(value).strip()
+    host, sep, port = text.rpartition(":")
+    if not sep:
+        host, port = default_host, text
+    elif host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise ValueError(f"{key}: write an IPv6 address in brackets ('[::1]:9464'), got {value!r}")
+    host = host.strip() or default_host
+    if not port.strip().isdigit():
+        raise ValueError(
+            f"{key} must be 'host:port' (e.g. '127.0.0.1:9464') or a port, got {value!r}"
+        )
+    return host, integer(key, port, minimum=1, maximum=65535)
 
 
 def duration(
