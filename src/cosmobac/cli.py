@@ -401,18 +401,18 @@ def _span_text(seconds: float) -> str:
     return f"{seconds:.0f} s"
 
 
-def _sink_consumer(config: str, store: Store, sink: str) -> str:
+def _sink_consumer(config: PipelineConfig, store: Store, sink: str) -> str:
     """The consumer name ``--sink`` means: a sink's consumer name (its ``name``, or its default
     such as ``jsonl-c329ad37``), or its plugin name when one sink of the file has that plugin. A
     name the file does not know (a sink since removed) is taken as given."""
-    sinks = load_config(config).sinks
+    sinks = config.sinks
     consumers = sink_consumers(sinks, store) if sinks else []
     if sink in consumers:
         return sink
     matches = [c for cfg, c in zip(sinks, consumers, strict=True) if cfg.plugin == sink]
     if len(matches) > 1:
         raise click.BadParameter(
-            f"{len(matches)} {sink} sinks in {config}; give one of {', '.join(matches)}",
+            f"{len(matches)} {sink} sinks in {config.source}; give one of {', '.join(matches)}",
             param_hint="--sink",
         )
     return matches[0] if matches else sink
@@ -434,9 +434,10 @@ def dead_letters() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON lines, one per dead letter.")
 def dead_letters_list(config: str, consumer: str | None, limit: int, as_json: bool) -> None:
     """Rows set aside per sink, oldest first, with the reason."""
-    with _open(config) as pipeline:
+    cfg = load_config(config)
+    with _open(cfg) as pipeline:
         if consumer is not None:
-            consumer = _sink_consumer(config, pipeline.store, consumer)
+            consumer = _sink_consumer(cfg, pipeline.store, consumer)
         letters = _dead_letter_store(pipeline.store).dead_letters(consumer, limit=limit)
     for letter in letters:
         if as_json:
@@ -471,8 +472,9 @@ def dead_letters_list(config: str, consumer: str | None, limit: int, as_json: bo
 @click.option("--seq", "seqs", type=int, multiple=True, help="Only these rows (repeatable).")
 def dead_letters_replay(config: str, consumer: str, seqs: tuple[int, ...]) -> None:
     """Make dead letters deliverable again; the next `forward` sends them."""
-    with _open(config) as pipeline:
-        consumer = _sink_consumer(config, pipeline.store, consumer)
+    cfg = load_config(config)
+    with _open(cfg) as pipeline:
+        consumer = _sink_consumer(cfg, pipeline.store, consumer)
         count = _dead_letter_store(pipeline.store).replay(consumer, list(seqs) or None)
     click.echo(f"{count} dead letters of {consumer} will be sent again by the next forward")
 
