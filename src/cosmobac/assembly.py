@@ -17,7 +17,15 @@ import attrs
 
 from .config import ComponentConfig, PipelineConfig, check_consumers, load_config
 from .errors import ConfigError, PluginError, StoreMissingError
-from .interfaces import Closeable, Sink, StatefulTransform, Store, Transform, missing_members
+from .interfaces import (
+    Closeable,
+    Sink,
+    StatefulTransform,
+    Store,
+    StoreStats,
+    Transform,
+    missing_members,
+)
 from .plugins import Kind, Plugins, get_plugins
 
 __all__ = [
@@ -67,9 +75,12 @@ class Checkpoint:
         return f"{self.consumer}: resuming after row {self.settled} ({self.pending} pending)"
 
 
-def checkpoints(store: Store, consumers: Sequence[str]) -> list[Checkpoint]:
-    """Where each of ``consumers`` stands in ``store`` (from one ``stats()``; registers nothing)."""
-    stats = store.stats()
+def checkpoints(
+    store: Store, consumers: Sequence[str], *, stats: StoreStats | None = None
+) -> list[Checkpoint]:
+    """Where each of ``consumers`` stands in ``store``, from one ``stats()`` (or the ``stats`` the
+    caller already took); registers nothing."""
+    stats = stats if stats is not None else store.stats()
     out = []
     for consumer in consumers:
         known = consumer in stats.pending

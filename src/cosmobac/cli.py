@@ -141,7 +141,7 @@ def _file_checkpoints(config: str) -> tuple[StoreStats, list[Checkpoint]]:
     with Pipeline.from_config(cfg, create_store=False) as pipeline:
         stats = pipeline.store.stats()
         consumers = sink_consumers(cfg.sinks, pipeline.store)
-        return stats, checkpoints(pipeline.store, consumers)
+        return stats, checkpoints(pipeline.store, consumers, stats=stats)
 
 
 def _echo_forward(report: ForwardReport) -> None:
