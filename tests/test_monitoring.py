@@ -157,9 +157,20 @@ def test_forward_follow_serves_what_it_delivered(tmp_path):
     assert values[("cosmobac_sink_write_seconds_sum", sink)] > 0
     docs = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(docs) == stored_rows
-    flagged = sum(1 for d in docs if d.get("z_detected"))
-    assert flagged > 0
-    assert values[("cosmobac_anomalies_total", (("detector", "z"), ("sink", "archive")))] == flagged
+    by_type: dict[str, int] = {}
+    for doc in docs:
+        if doc.get("z_detected"):
+            kind = doc.get("anomaly_type") or "none"
+            by_type[kind] = by_type.get(kind, 0) + 1
+    assert sum(by_type.values()) > 0
+    counted = {
+        dict(labels)["type"]: value
+        for (name, labels), value in values.items()
+        if name == "cosmobac_anomalies_total" and dict(labels)["detector"] == "z"
+    }
+    assert counted == by_type
+    assert values[("cosmobac_sink_up", sink)] == 1
+    assert values[("cosmobac_sink_throttled_requests_total", sink)] == 0
     import cosmobac
 
     assert values[("cosmobac_build_info", (("version", cosmobac.__version__),))] == 1
@@ -214,6 +225,8 @@ def test_readyz_is_503_for_a_sink_that_failed_permanently(tmp_path):
     assert "401" in why["error"]
     values = samples(text)
     assert values[("cosmobac_sink_write_failures_total", (("sink", "hook"),))] == 1
+    assert values[("cosmobac_sink_up", (("sink", "hook"),))] == 0
+    assert values[("cosmobac_sink_up", (("sink", "archive"),))] == 1
     assert values[("cosmobac_sink_backlog_rows", (("sink", "hook"),))] == 2 * 2 * 3600 // 20
 
 

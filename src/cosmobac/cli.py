@@ -8,7 +8,7 @@ import logging
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -17,7 +17,7 @@ import click
 from .config import MAX_SPAN, PipelineConfig, load_config
 from .documents import document_id
 from .errors import ConfigError, CosmobacError
-from .interfaces import DeadLetterStore, Store, StoreStats
+from .interfaces import DeadLetterStore, PipelineObserver, Store, StoreStats
 from .pipeline import (
     Checkpoint,
     ForwardReport,
@@ -186,31 +186,48 @@ class _Watched:
 
 
 @contextlib.contextmanager
-def _monitoring(
-    cfg: PipelineConfig, port: int | None, watched: _Watched, *, enabled: bool = True
-) -> Iterator[Any]:
-    """A :class:`~cosmobac.monitoring.Monitor` served over HTTP while the block runs, when
-    ``--metrics-port`` or ``[monitoring] listen`` asks for one; else ``None``."""
+def _observing(
+    config: str,
+    cfg: PipelineConfig,
+    port: int | None,
+    watched: _Watched,
+    *,
+    metrics: bool = True,
+    health: bool = True,
+) -> Iterator[Callable[[Pipeline], None]]:
+    """While the block runs: a health tracker whose snapshot is recorded beside ``config``
+    (``health``; for ``cosmobac status``), and metrics served over HTTP when ``--metrics-port``
+    or ``[monitoring] listen`` asks for them (``metrics``). Yields the function that attaches
+    them to a pipeline (a following forwarder attaches each new one)."""
+    from .monitoring import HealthRecorder, HealthTracker, ObserverGroup
+
     listen = ("127.0.0.1", port) if port is not None else cfg.monitoring.listen
-    if listen is None or not enabled:
-        yield None
-        return
-    from .monitoring import Monitor, serve
+    tracker = HealthTracker()
+    observers: list[PipelineObserver] = [tracker] if health else []
+    with contextlib.ExitStack() as stack:
+        if health:
+            stack.enter_context(HealthRecorder(tracker, config).recording())
+        if listen is not None and metrics:
+            from .monitoring import Monitor, serve
 
-    monitor = Monitor(
-        store=watched.store,
-        consumers=watched.consumers,
-        max_backlog_age=cfg.monitoring.max_backlog_age,
-    )
-    with serve(monitor, *listen) as (host, bound):
-        shown = f"[{host}]" if ":" in host else host
-        click.echo(f"metrics on http://{shown}:{bound}/metrics", err=True)
-        yield monitor
+            monitor = Monitor(
+                store=watched.store,
+                consumers=watched.consumers,
+                max_backlog_age=cfg.monitoring.max_backlog_age,
+                health=tracker,
+            )
+            host, bound = stack.enter_context(serve(monitor, *listen))
+            shown = f"[{host}]" if ":" in host else host
+            click.echo(f"metrics on http://{shown}:{bound}/metrics", err=True)
+            observers.append(monitor)
+        observer = observers[0] if len(observers) == 1 else ObserverGroup(*observers)
 
+        def attach(pipeline: Pipeline) -> None:
+            watched.pipeline = pipeline
+            if observers:
+                pipeline.observer = observer
 
-def _watch(pipeline: Pipeline, monitor: Any, watched: _Watched) -> None:
-    watched.pipeline = pipeline
-    pipeline.observer = monitor
+        yield attach
 
 
 @cli.command()
@@ -227,11 +244,10 @@ def run(config: str, duration: float | None, metrics_port: int | None) -> None:
     cfg = load_config(config)
     watched = _Watched()
     with (
-        _monitoring(cfg, metrics_port, watched) as monitor,
+        _observing(config, cfg, metrics_port, watched) as attach,
         _open(cfg, sensor=True, sinks=True, create=True, progress=bar) as pipeline,
     ):
-        if monitor is not None:
-            _watch(pipeline, monitor, watched)
+        attach(pipeline)
         _echo_checkpoints(pipeline)
         with graceful_stop(pipeline.stop):
             collected, forwarded = pipeline.run(duration=duration)
@@ -256,12 +272,11 @@ def collect(config: str, duration: float | None, metrics_port: int | None) -> No
     cfg = load_config(config)
     watched = _Watched(consumers=[])
     with (
-        _monitoring(cfg, metrics_port, watched) as monitor,
+        _observing(config, cfg, metrics_port, watched, health=False) as attach,
         _open(cfg, sensor=True, create=True, progress=bar) as pipeline,
     ):
-        if monitor is not None:
-            _watch(pipeline, monitor, watched)
-            watched.fixed = sink_consumers(cfg.sinks, pipeline.store) if cfg.sinks else []
+        attach(pipeline)
+        watched.fixed = sink_consumers(cfg.sinks, pipeline.store) if cfg.sinks else []
         with graceful_stop(pipeline.stop):
             report = pipeline.collect(duration=duration)
         bar.close()
@@ -308,23 +323,19 @@ def forward(
         for checkpoint in _file_checkpoints(config)[1]:
             click.echo(checkpoint.describe())
         stop = threading.Event()
-        with _monitoring(cfg, metrics_port, watched) as monitor, graceful_stop(stop):
-            on_pipeline = None
-            if monitor is not None:
-                on_pipeline = lambda p: _watch(p, monitor, watched)  # noqa: E731
-            report = forward_following(config, stop=stop, on_pipeline=on_pipeline)
+        with _observing(config, cfg, metrics_port, watched) as attach, graceful_stop(stop):
+            report = forward_following(config, stop=stop, on_pipeline=attach)
         _echo_forward(report)
         if not report.ok:
             sys.exit(1)
         return
     bar = _ProgressBar()
     with (
-        _monitoring(cfg, metrics_port, watched, enabled=follow) as monitor,
+        _observing(config, cfg, metrics_port, watched, metrics=follow) as attach,
         _open(cfg, sinks=True, progress=bar) as pipeline,
         graceful_stop(pipeline.stop),
     ):
-        if monitor is not None:
-            _watch(pipeline, monitor, watched)
+        attach(pipeline)
         _echo_checkpoints(pipeline)
         report = pipeline.forward(follow=follow)
     bar.close()

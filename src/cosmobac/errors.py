@@ -13,7 +13,11 @@ __all__ = [
 
 
 class CosmobacError(Exception):
-    """Base class of cosmobac's own errors."""
+    """Base class of cosmobac's own errors. ``cause`` is a short, stable word or phrase a
+    subclass may set to say what kind of failure it was (the WebAssembly plugin's ``"trap"``, say);
+    metrics count errors by it."""
+
+    cause: str | None = None
 
 
 class PluginError(CosmobacError):

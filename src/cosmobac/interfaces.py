@@ -32,6 +32,7 @@ __all__ = [
     "DeadLetterStore",
     "FileStore",
     "FixedStartSensor",
+    "LaneOutcome",
     "PipelineObserver",
     "PrunableStore",
     "ReadAheadStore",
@@ -317,16 +318,15 @@ class Sink(Protocol):
 @runtime_checkable
 class PipelineObserver(Protocol):
     """What a :class:`~cosmobac.pipeline.Pipeline` tells an ``observer`` as it runs (the
-    ``monitoring`` module's metrics are one). Called on the loops' threads, once per collected step
-    or forwarded batch (never per row); a method should return quickly and never raise.
+    ``monitoring`` package's metrics and health tracker are two). Called on the loops' threads,
+    once per collected step or forwarded batch (never per row); a method should return quickly
+    and never raise.
 
     * ``on_collect``: rows read from the sensor in one step, and how many of them were new to
       the store;
     * ``on_write``: a sink's ``write`` returned (``result`` is ``None`` when it wrote every row)
       after ``seconds``; ``rows`` is the batch it was given (after the transforms);
-    * ``on_lane``: a lane handled one batch: the rows it acknowledged, dead-lettered and will
-      retry, its failed writes (0 or 1), and ``stopped``, the lane's error when its sink failed
-      permanently (``None`` otherwise).
+    * ``on_lane``: a lane handled one batch: a :class:`LaneOutcome` says what changed.
     """
 
     def on_collect(self, rows_read: int, rows_added: int) -> None: ...
@@ -335,16 +335,27 @@ class PipelineObserver(Protocol):
         self, consumer: str, rows: Batch, seconds: float, result: WriteResult | None
     ) -> None: ...
 
-    def on_lane(
-        self,
-        consumer: str,
-        *,
-        acked: int,
-        dead_lettered: int,
-        retried: int,
-        failures: int,
-        stopped: str | None,
-    ) -> None: ...
+    def on_lane(self, outcome: LaneOutcome) -> None: ...
+
+
+@attrs.frozen
+class LaneOutcome:
+    """What one lane's turn at one batch changed: rows acknowledged, dead-lettered and to retry,
+    failed writes (0 or 1), and when something failed, ``error`` (the text, secrets redacted by
+    the sink) with ``stopped`` true when the sink failed permanently. A transform that raised is
+    named by ``failed_transform`` (its class name), with the exception's class name in
+    ``error_type`` and its :attr:`~cosmobac.errors.CosmobacError.cause` in ``error_cause``."""
+
+    consumer: str
+    acked: int = 0
+    dead_lettered: int = 0
+    retried: int = 0
+    failures: int = 0
+    error: str | None = None
+    stopped: bool = False
+    failed_transform: str | None = None
+    error_type: str | None = None
+    error_cause: str | None = None
 
 
 def missing_members(component: object, protocol: type) -> list[str]:

@@ -26,13 +26,11 @@ job runs on each node (see docs/bacalhau.md).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import hashlib
 import json
 import logging
 import os
 import sys
-import tempfile
 import threading
 import time
 import tomllib
@@ -45,6 +43,7 @@ import attrs
 
 from .config import PipelineConfig, parse_config
 from .errors import ConfigError
+from .files import write_atomic
 from .pipeline import ForwardReport, LaneReport, Pipeline, Progress
 from .plugins import Plugins
 
@@ -62,42 +61,6 @@ __all__ = [
 log = logging.getLogger("cosmobac.live_config")
 
 POLL_INTERVAL: Final = 1.0
-
-
-def write_atomic(path: str | os.PathLike[str], data: bytes | str, *, mode: int = 0o644) -> None:
-    """Replace ``path`` with ``data`` in one step (creating its folder if needed)."""
-    target = Path(path)
-    payload = data.encode("utf-8") if isinstance(data, str) else data
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(
-        prefix=f".{target.name}.", suffix=".tmp", dir=target.parent
-    )
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(payload)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.chmod(temporary, mode)
-        os.replace(temporary, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
-    _fsync_folder(target.parent)
-
-
-def _fsync_folder(folder: Path) -> None:
-    """Make the rename durable (POSIX); a no-op where folders cannot be opened."""
-    try:
-        descriptor = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(descriptor)
-    except OSError:
-        pass
-    finally:
-        os.close(descriptor)
 
 
 def digest(data: bytes) -> str:

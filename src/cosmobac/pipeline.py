@@ -47,10 +47,11 @@ from .assembly import (
 )
 from .batch import Batch
 from .config import PipelineConfig, RunConfig, load_config
-from .errors import ConfigError, SinkError
+from .errors import ConfigError, CosmobacError, SinkError
 from .interfaces import (
     Closeable,
     FixedStartSensor,
+    LaneOutcome,
     PipelineObserver,
     PrunableStore,
     ReadAheadStore,
@@ -146,6 +147,23 @@ def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random) -> 
     return rng.uniform(0.0, min(cap, base * 2.0 ** min(max(0, attempt), 1000)))
 
 
+@attrs.frozen
+class _Failure:
+    """What failed while a lane handled a batch (see :class:`LaneOutcome`)."""
+
+    error: str
+    transform: str | None = None
+    error_type: str | None = None
+    cause: str | None = None
+
+    @classmethod
+    def of(cls, error: str, exc: BaseException | None, transform: str | None = None) -> _Failure:
+        if exc is None:
+            return cls(error, transform)
+        cause = exc.cause if isinstance(exc, CosmobacError) else None
+        return cls(error, transform, type(exc).__name__, cause)
+
+
 @attrs.define(eq=False)
 class _LaneState:
     lane: Lane
@@ -156,6 +174,7 @@ class _LaneState:
     permanent: bool = False  # the sink failed for good: it stays stopped for this pipeline's life
     stateful: dict[str, StatefulTransform] = attrs.field(factory=dict)
     ahead: cf.Future[Batch] | None = None  # the next batch, being read while this one is written
+    failure: _Failure | None = None  # what failed in the batch being handled, for the observer
 
     def snapshot(self) -> dict[str, str]:
         return {key: t.get_state() for key, t in self.stateful.items()}
@@ -527,16 +546,24 @@ class Pipeline:
         """:meth:`_forward_once`, telling ``observer`` what the batch changed."""
         report = state.report
         before = (report.acked, report.dead_lettered, report.retried, report.failures)
+        state.failure = None
         try:
             self._forward_once(state, follow)
         finally:
+            failure = state.failure
             observer.on_lane(
-                state.lane.consumer,
-                acked=report.acked - before[0],
-                dead_lettered=report.dead_lettered - before[1],
-                retried=report.retried - before[2],
-                failures=report.failures - before[3],
-                stopped=report.error if state.permanent else None,
+                LaneOutcome(
+                    state.lane.consumer,
+                    acked=report.acked - before[0],
+                    dead_lettered=report.dead_lettered - before[1],
+                    retried=report.retried - before[2],
+                    failures=report.failures - before[3],
+                    error=None if failure is None else failure.error,
+                    stopped=state.permanent and failure is not None,
+                    failed_transform=None if failure is None else failure.transform,
+                    error_type=None if failure is None else failure.error_type,
+                    error_cause=None if failure is None else failure.cause,
+                )
             )
 
     def _write(self, lane: Lane, out: Batch) -> WriteResult | None:
@@ -565,6 +592,7 @@ class Pipeline:
         except Exception as exc:
             state.restore(before)
             reason = f"transform {type(transform).__name__} failed: {type(exc).__name__}: {exc}"
+            state.failure = _Failure.of(reason, exc, type(transform).__name__)
             if cfg.on_transform_error == "stop":
                 raise
             log.warning("%s: %s; %d rows dead-lettered", lane.consumer, reason, len(batch))
@@ -578,6 +606,7 @@ class Pipeline:
             if not exc.transient:
                 self._drop_ahead(state)
                 report.error = str(exc)
+                state.failure = _Failure.of(str(exc), exc)
                 state.done = state.permanent = True
                 log.error("%s: %s (giving up; nothing acknowledged)", lane.consumer, exc)
                 return
@@ -610,6 +639,9 @@ class Pipeline:
         state.attempts += 1
         if exc is not None:
             log.warning("%s: write failed (%s); will retry", state.lane.consumer, exc)
+            state.failure = _Failure.of(f"{type(exc).__name__}: {exc}", exc)
+        else:
+            state.failure = _Failure.of("the sink asked to send rows again", None)
         if not follow and state.attempts >= cfg.max_attempts:
             state.report.error = f"gave up after {state.attempts} failed attempts in a row" + (
                 f": {type(exc).__name__}: {exc}" if exc is not None else " (rows to retry)"

@@ -1,45 +1,43 @@
-"""Metrics and health for the long-running commands (``run``, ``collect``, ``forward --follow``).
+"""Prometheus metrics of a running pipeline.
 
 :class:`Monitor` is a :class:`~cosmobac.interfaces.PipelineObserver`: the pipeline calls it once
 per collected step and per forwarded batch (never per row), and it counts into a
 prometheus-client registry of its own. What needs the store (backlog rows, the oldest pending
 row's age) is read from ``store.stats()`` when ``/metrics`` or ``/readyz`` is asked for, never on
-the loops' path. :func:`serve` runs one small HTTP server on a background thread:
-
-* ``/metrics``: the Prometheus text format, every name prefixed ``cosmobac_``;
-* ``/healthz``: 200 while the process is alive;
-* ``/readyz``: 200, or 503 with a JSON reason when a sink has failed permanently (and has not
-  written since) or a sink's oldest pending row is older than ``[monitoring] max_backlog_age``.
+the loops' path. Readiness is :func:`~cosmobac.monitoring.health.problems`, fed by a
+:class:`~cosmobac.monitoring.health.HealthTracker` the same pipeline reports to.
 
 prometheus-client is the ``monitoring`` extra (``pip install 'cosmobac[monitoring]'``); it is
-imported only when monitoring is asked for.
+imported only when metrics are asked for.
 """
 
 from __future__ import annotations
 
-import contextlib
 import importlib
-import json
 import logging
-import socket
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Final
 
-from .batch import Batch
-from .errors import ConfigError
-from .interfaces import Store, WriteResult
+import numpy as np
 
-__all__ = ["LATENCY_BUCKETS", "Monitor", "serve"]
+from ..batch import Batch
+from ..errors import ConfigError
+from ..interfaces import LaneOutcome, Store, StoreStats, WriteResult
+from .health import DETECTED, HealthTracker, problems
+
+__all__ = ["LATENCY_BUCKETS", "Monitor"]
 
 log = logging.getLogger("cosmobac.monitoring")
 
-LATENCY_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+LATENCY_BUCKETS: Final = (
+    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+)  # fmt: skip
 """Upper bounds (seconds) of the write-latency histogram's buckets."""
 
-DETECTED = "_detected"
+ANOMALY_TYPE: Final = "anomaly_type"
+NO_TYPE: Final = "none"  # a flagged row whose anomaly_type is empty (no label says why)
+UNKNOWN_TYPE: Final = "unknown"  # the rows carry no anomaly_type column at all
 
 
 def _prometheus() -> Any:
@@ -61,12 +59,27 @@ def _version() -> str:
         return "unknown"
 
 
+def _by_type(rows: Batch, flagged: np.ndarray) -> dict[str, int]:
+    """Flagged rows counted by their ``anomaly_type`` label."""
+    if ANOMALY_TYPE not in rows.columns:
+        return {UNKNOWN_TYPE: int(flagged.sum())}
+    labels = np.asarray(rows[ANOMALY_TYPE])[flagged]
+    names, counts = np.unique(labels.astype(str), return_counts=True)
+    out: dict[str, int] = {}
+    for name, count in zip(names.tolist(), counts.tolist(), strict=True):
+        key = name if name and name not in ("None", "nan") else NO_TYPE
+        out[key] = out.get(key, 0) + int(count)
+    return out
+
+
 class Monitor:
     """Counts what a pipeline does into Prometheus metrics and answers readiness.
 
     ``store`` returns the store to read backlog figures from (or ``None`` while there is none);
     ``consumers`` returns the sinks' consumer names whose backlog counts. Both are asked at
-    scrape time, so a forwarder that switches to a new pipeline file is followed."""
+    scrape time, so a forwarder that switches to a new pipeline file is followed. ``health`` is
+    the tracker the same pipeline reports to (one of its own when not given: then this monitor
+    feeds it)."""
 
     def __init__(
         self,
@@ -74,13 +87,14 @@ class Monitor:
         store: Callable[[], Store | None],
         consumers: Callable[[], Sequence[str]],
         max_backlog_age: float | None = None,
+        health: HealthTracker | None = None,
     ) -> None:
         prom = _prometheus()
         self._store = store
         self._consumers = consumers
         self.max_backlog_age = max_backlog_age
-        self._lock = threading.Lock()
-        self._stopped: dict[str, str] = {}  # consumer → why its sink failed permanently
+        self._feeds_health = health is None
+        self.health = HealthTracker() if health is None else health
         self._children: dict[str, tuple[Any, ...]] = {}  # consumer → its per-sink counters
         self.registry = registry = prom.CollectorRegistry(auto_describe=True)
         counter, gauge = prom.Counter, prom.Gauge
@@ -92,11 +106,9 @@ class Monitor:
             "cosmobac_rows_stored", "Collected rows new to the store.", registry=registry
         )
         self.acked = counter(
-            "cosmobac_sink_rows_acked",
-            "Rows a sink wrote and acknowledged.",
-            sink,
+            "cosmobac_sink_rows_acked", "Rows a sink wrote and acknowledged.", sink,
             registry=registry,
-        )
+        )  # fmt: skip
         self.dead_lettered = counter(
             "cosmobac_sink_rows_dead_lettered", "Rows set aside as dead letters.", sink,
             registry=registry,
@@ -115,10 +127,24 @@ class Monitor:
             sink,
             registry=registry,
         )
+        self.throttled = counter(
+            "cosmobac_sink_throttled_requests",
+            "Requests the destination throttled (Cosmos DB HTTP 429; `throttled` write stats).",
+            sink,
+            registry=registry,
+        )
+        self.transform_errors = counter(
+            "cosmobac_transform_errors",
+            "Batches a transform failed on, by its class, the error's class and cause (a "
+            'WebAssembly trap is error="WasmError", cause="trap").',
+            ("sink", "transform", "error", "cause"),
+            registry=registry,
+        )
         self.anomalies = counter(
             "cosmobac_anomalies",
-            "Rows flagged by a detector (its <detector>_detected column) in batches a sink wrote.",
-            ("sink", "detector"),
+            "Rows a detector flagged (its <detector>_detected column) in batches a sink wrote, "
+            "by the rows' anomaly_type label.",
+            ("sink", "detector", "type"),
             registry=registry,
         )
         self.latency = prom.Histogram(
@@ -139,7 +165,7 @@ class Monitor:
             registry=registry,
         )  # fmt: skip
         info.labels(version=_version()).set(1)
-        registry.register(_BacklogCollector(self, prom))
+        registry.register(_ScrapeCollector(self))
 
     # -- the observer ------------------------------------------------------------------------
     def on_collect(self, rows_read: int, rows_added: int) -> None:
@@ -151,49 +177,57 @@ class Monitor:
     ) -> None:
         self.latency.labels(consumer).observe(seconds)
         if result is not None:
-            charge = result.stats.get("request_charge")
+            stats = result.stats
+            charge = stats.get("request_charge")
             if isinstance(charge, int | float) and charge:
                 self.request_units.labels(consumer).inc(float(charge))
+            throttled = stats.get("throttled")
+            if isinstance(throttled, int | float) and throttled:
+                self.throttled.labels(consumer).inc(float(throttled))
         for column in rows.columns:
             if column.endswith(DETECTED) and len(column) > len(DETECTED):
-                flagged = int(rows[column].astype(bool, copy=False).sum())
-                if flagged:
-                    self.anomalies.labels(consumer, column[: -len(DETECTED)]).inc(flagged)
+                flagged = np.asarray(rows[column]).astype(bool, copy=False)
+                if flagged.any():
+                    detector = column[: -len(DETECTED)]
+                    for kind, n in _by_type(rows, flagged).items():
+                        self.anomalies.labels(consumer, detector, kind).inc(n)
+        if self._feeds_health:
+            self.health.on_write(consumer, rows, seconds, result)
 
-    def on_lane(
-        self,
-        consumer: str,
-        *,
-        acked: int,
-        dead_lettered: int,
-        retried: int,
-        failures: int,
-        stopped: str | None,
-    ) -> None:
-        if stopped is not None and not failures:
+    def on_lane(self, outcome: LaneOutcome) -> None:
+        consumer = outcome.consumer
+        failures = outcome.failures
+        if outcome.stopped and not failures:
             failures = 1  # the write that failed permanently (the pipeline counts retried ones)
         children = self._children.get(consumer)
         if children is None:  # every series of a sink shows from its first batch, zeros too
-            children = self._children[consumer] = tuple(
-                metric.labels(consumer)
-                for metric in (self.acked, self.dead_lettered, self.retried, self.failures)
-            )
-        for child, amount in zip(children, (acked, dead_lettered, retried, failures), strict=True):
+            counters = (self.acked, self.dead_lettered, self.retried, self.failures)
+            children = self._children[consumer] = tuple(c.labels(consumer) for c in counters)
+            self.throttled.labels(consumer)
+        amounts = (outcome.acked, outcome.dead_lettered, outcome.retried, failures)
+        for child, amount in zip(children, amounts, strict=True):
             if amount:
                 child.inc(amount)
-        with self._lock:
-            if stopped is not None:
-                self._stopped[consumer] = stopped
-            elif acked:  # a new pipeline's sink of that name wrote again
-                self._stopped.pop(consumer, None)
+        if outcome.failed_transform is not None:
+            self.transform_errors.labels(
+                consumer,
+                outcome.failed_transform,
+                outcome.error_type or "",
+                outcome.error_cause or "",
+            ).inc()
+        if self._feeds_health:
+            self.health.on_lane(outcome)
 
     # -- reading -----------------------------------------------------------------------------
+    def stats(self) -> StoreStats | None:
+        store = self._store()
+        return None if store is None else store.stats()
+
     def backlog(self) -> dict[str, tuple[int, float | None]]:
         """Per consumer: pending rows and the oldest pending row's age in seconds."""
-        store = self._store()
-        if store is None:
+        stats = self.stats()
+        if stats is None:
             return {}
-        stats = store.stats()
         return {
             c: (stats.pending.get(c, stats.rows), stats.oldest_pending_age_s.get(c))
             for c in self._consumers()
@@ -203,26 +237,19 @@ class Monitor:
         """``{"ready": True}``, or ``{"ready": False, "reasons": [...]}`` saying which sink
         failed permanently or has a backlog older than ``max_backlog_age``."""
         reasons: list[dict[str, Any]] = []
-        with self._lock:
-            stopped = dict(self._stopped)
-        for consumer, error in sorted(stopped.items()):
-            reasons.append({"sink": consumer, "reason": "sink failed permanently", "error": error})
+        stats = None
         if self.max_backlog_age is not None:
             try:
-                backlog = self.backlog()
+                stats = self.stats()
             except Exception as exc:
                 reasons.append({"reason": f"store stats unavailable: {type(exc).__name__}: {exc}"})
-                backlog = {}
-            for consumer, (pending, age) in sorted(backlog.items()):
-                if pending and age is not None and age > self.max_backlog_age:
-                    reasons.append(
-                        {
-                            "sink": consumer,
-                            "reason": "backlog too old",
-                            "oldest_pending_age_s": round(age, 3),
-                            "max_backlog_age_s": self.max_backlog_age,
-                        }
-                    )
+        found = problems(
+            stopped=self.health.stopped(),
+            stats=stats,
+            consumers=list(self._consumers()),
+            max_backlog_age=self.max_backlog_age,
+        )
+        reasons[:0] = [p.to_json() for p in found]
         return {"ready": True} if not reasons else {"ready": False, "reasons": reasons}
 
     def metrics_text(self) -> bytes:
@@ -232,10 +259,11 @@ class Monitor:
         return data
 
 
-class _BacklogCollector:
-    """Backlog rows and oldest pending age per sink, read from ``store.stats()`` at scrape time."""
+class _ScrapeCollector:
+    """Per sink, read at scrape time: backlog rows and oldest pending age (``store.stats()``),
+    and whether the sink is up (it has not failed permanently)."""
 
-    def __init__(self, monitor: Monitor, prom: Any) -> None:
+    def __init__(self, monitor: Monitor) -> None:
         self.monitor = monitor
         self.gauge_family = importlib.import_module("prometheus_client.core").GaugeMetricFamily
 
@@ -247,79 +275,27 @@ class _BacklogCollector:
         rows = family("cosmobac_sink_backlog_rows", "Rows pending for a sink.", labels=["sink"])
         age = family(
             "cosmobac_sink_oldest_pending_age_seconds",
-            "Age of a sink's oldest pending row (by its reading's timestamp).",
+            "How long a sink's oldest pending row has waited in the store.",
             labels=["sink"],
         )
+        up = family(
+            "cosmobac_sink_up",
+            "1 while a sink accepts writes, 0 after it failed permanently (until it writes again).",
+            labels=["sink"],
+        )
+        monitor = self.monitor
         try:
-            backlog = self.monitor.backlog()
+            consumers = list(monitor._consumers())
+            backlog = monitor.backlog()
         except Exception as exc:  # a busy store must not break the whole scrape
             log.warning("backlog metrics unavailable: %s: %s", type(exc).__name__, exc)
             backlog = {}
+        stopped = monitor.health.stopped()
+        for consumer in sorted(set(consumers) | set(stopped)):
+            up.add_metric([consumer], 0.0 if consumer in stopped else 1.0)
         for consumer, (pending, oldest) in sorted(backlog.items()):
             rows.add_metric([consumer], pending)
             age.add_metric([consumer], 0.0 if oldest is None else oldest)
         yield rows
         yield age
-
-
-def _handler(monitor: Monitor) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            path = self.path.split("?", 1)[0]
-            if path == "/metrics":
-                content_type = "text/plain; version=0.0.4; charset=utf-8"
-                self._send(200, monitor.metrics_text(), content_type)
-            elif path == "/healthz":
-                self._json(200, {"alive": True})
-            elif path == "/readyz":
-                ready = monitor.readiness()
-                self._json(200 if ready["ready"] else 503, ready)
-            else:
-                self._json(404, {"error": "not found; try /metrics, /healthz or /readyz"})
-
-        def _json(self, status: int, body: dict[str, Any]) -> None:
-            self._send(status, json.dumps(body).encode(), "application/json")
-
-        def _send(self, status: int, body: bytes, content_type: str) -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            log.debug("%s " + format, self.address_string(), *args)
-
-    return Handler
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-
-class _Server6(_Server):
-    address_family = socket.AF_INET6
-
-
-@contextlib.contextmanager
-def serve(monitor: Monitor, host: str, port: int) -> Iterator[tuple[str, int]]:
-    """Serve ``/metrics``, ``/healthz`` and ``/readyz`` on ``host:port`` from a background thread
-    until the block ends; yields the address bound. A port in use is a ConfigError."""
-    server_class = _Server6 if ":" in host else _Server
-    try:
-        server = server_class((host, port), _handler(monitor))
-    except OSError as exc:
-        raise ConfigError(f"cannot serve metrics on {host}:{port}: {exc.strerror or exc}") from exc
-    thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.2}, name="cosmobac-metrics"
-    )
-    thread.daemon = True
-    thread.start()
-    bound = server.server_address
-    log.info("metrics and health on http://%s:%d/metrics", bound[0], bound[1])
-    try:
-        yield str(bound[0]), int(bound[1])
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+        yield up
