@@ -8,10 +8,16 @@ suite, then the core-alone and wheel checks:
 * ``wheels``: every distribution built as a wheel and installed (not editable), then every suite's
   fast tests run against the installed wheels (catches files missing from a package);
 * ``lint``, ``typing``, ``docs``, ``kernels``.
+
+Before a suite runs, the Debian packages of ``.ci/debian-packages.txt`` whose command is missing
+are installed with apt-get (e.g. prometheus, for promtool and a real Prometheus).
 """
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,7 +75,47 @@ def install_project(session: nox.Session) -> None:
     _editable(session, ".", *EVERYTHING)
 
 
+DEBIAN_PACKAGES = ROOT / ".ci" / "debian-packages.txt"
+
+
+def debian_packages(listing: Path = DEBIAN_PACKAGES) -> dict[str, str]:
+    """``command → package`` from ``.ci/debian-packages.txt`` (``package command`` lines)."""
+    needed: dict[str, str] = {}
+    for line in listing.read_text().splitlines():
+        words = line.split("#", 1)[0].split()
+        if words:
+            package, command = words
+            needed[command] = package
+    return needed
+
+
+_apt_updated = False
+
+
+def install_debian_packages(session: nox.Session) -> None:
+    """apt-get install the listed packages whose command is missing (``apt-get update`` once per
+    run; sudo when not root). Where that cannot work, warn: the tests needing them will fail
+    under CI=1 and say which command is missing."""
+    global _apt_updated
+    missing = sorted({pkg for cmd, pkg in debian_packages().items() if not shutil.which(cmd)})
+    if not missing:
+        return
+    prefix = [] if os.geteuid() == 0 else ["sudo", "-n"]
+    if not shutil.which("apt-get") or (prefix and not shutil.which("sudo")):
+        session.warn(f"cannot install {' '.join(missing)}: no apt-get, or not root and no sudo")
+        return
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    install = ["apt-get", "install", "-y", "--no-install-recommends", *missing]
+    if not _apt_updated:  # a failed update may still leave usable package lists: go on
+        session.log(" ".join([*prefix, "apt-get", "update", "-q"]))
+        _apt_updated = not subprocess.run([*prefix, "apt-get", "update", "-q"], env=env).returncode
+    session.log(" ".join([*prefix, *install]))
+    if subprocess.run([*prefix, *install], env=env).returncode:
+        session.warn(f"could not install {' '.join(missing)}; install them: {' '.join(install)}")
+
+
 def _run_suite(session: nox.Session, dist: Distribution, *args: str) -> None:
+    install_debian_packages(session)
     with session.chdir(ROOT / dist.folder):
         session.run("pytest", *args, *session.posargs, env={"CI": "1"})
 
