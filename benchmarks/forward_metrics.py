@@ -2,9 +2,11 @@
 
 One SQLite store is filled once with simulated readings. Each repetition forwards every row to a
 JSON-lines file through a z-score detector (so the anomaly counter has work too), twice, in
-alternating order: with a :class:`cosmobac.monitoring.Monitor` as the pipeline's observer
-(prometheus-client counters, the write-latency histogram and the anomaly count per batch), and
-without one. Each forward uses a consumer of its own, so both read the same rows from the same
+alternating order: observed as ``run`` and ``forward --follow --metrics-port`` observe it (a
+:class:`cosmobac.monitoring.HealthTracker` and a :class:`cosmobac.monitoring.Monitor` sharing it,
+in an :class:`~cosmobac.monitoring.ObserverGroup`: prometheus-client counters, the write-latency
+histogram, anomaly counts per detector and type, rates and last errors per batch), and without
+an observer. Each forward uses a consumer of its own, so both read the same rows from the same
 store. Medians of rows/s are printed, and their ratio, metrics on / metrics off, measured in the
 same run (target ≥ 0.95).
 
@@ -22,7 +24,7 @@ from pathlib import Path
 
 from cosmobac.config import RunConfig
 from cosmobac.detectors import ZScore
-from cosmobac.monitoring import Monitor
+from cosmobac.monitoring import HealthTracker, Monitor, ObserverGroup
 from cosmobac.pipeline import Lane, Pipeline
 from cosmobac.sensors.simulated import SimulatedFleet
 from cosmobac.sinks.jsonl import JsonlSink
@@ -40,9 +42,11 @@ def forward(store: SQLiteStore, out: Path, consumer: str, batch: int, monitored:
     """Rows/s of one forward of every stored row to ``out`` as ``consumer``."""
     sink = JsonlSink(path=out, fsync=False)
     lane = Lane(consumer, sink, [ZScore(columns=["temperature"])])
-    observer = None
+    observer = monitor = None
     if monitored:
-        observer = Monitor(store=lambda: store, consumers=lambda: [consumer])
+        tracker = HealthTracker()
+        monitor = Monitor(store=lambda: store, consumers=lambda: [consumer], health=tracker)
+        observer = ObserverGroup(tracker, monitor)
     pipeline = Pipeline(
         store=store, lanes=[lane], run=RunConfig(batch_size=batch), observer=observer
     )
@@ -51,8 +55,8 @@ def forward(store: SQLiteStore, out: Path, consumer: str, batch: int, monitored:
     took = time.perf_counter() - began
     sink.close()
     acked = report.lanes[0].acked
-    if monitored and observer is not None:
-        text = observer.metrics_text().decode()
+    if monitor is not None:
+        text = monitor.metrics_text().decode()
         assert f'cosmobac_sink_rows_acked_total{{sink="{consumer}"}} {float(acked)}' in text
     return acked / took
 
