@@ -12,7 +12,8 @@ Hint}`` — and follows Bacalhau's state machine:
   or ``Failed`` (ops: failed when any node failed); daemon jobs stay ``Running``; no matching
   node fails the job at once;
 * each fake node has a behaviour: ``ok`` (exit 0), ``exit:N`` (Completed, exit code N) or
-  ``fail:MESSAGE`` (Failed, with ``ErrorMsg``); a node may also be given an ``executor``, which
+  ``fail:MESSAGE`` (Failed, with ``ErrorMsg``) or ``hang`` (its execution keeps running, so a
+  batch or ops job stays ``Running`` until it is stopped); a node may also be given an ``executor``, which
   plays its execution engine: called with the node and the task (wire JSON) it returns the exit
   code, stdout and stderr (a test runs the task's real command there); the execution is then
   Completed with that exit code (a ``fail:`` behaviour still wins);
@@ -60,7 +61,7 @@ OPEN_ROUTES = ("/api/v1/agent/alive", "/api/v1/agent/version", "/api/v1/agent/au
 class FakeNode:
     id: str
     labels: dict[str, str] = field(default_factory=dict)
-    behaviour: str = "ok"  # ok | exit:N | fail:MESSAGE
+    behaviour: str = "ok"  # ok | exit:N | fail:MESSAGE | hang
     engines: tuple[str, ...] = ("docker", "wasm")
     connected: bool = True
     # the execution engine: (node, task wire JSON) -> (exit code, stdout, stderr)
@@ -531,11 +532,17 @@ class FakeOrchestrator:
             job.state = "Running"
             return
         if job.state == "Running" and job.type in ("batch", "ops"):
-            failed = 0
+            failed = running = 0
             for execution in job.executions:
                 node = next(n for n in self.nodes if n.id == execution["NodeID"])
-                self._finish(job, execution, node)
+                if execution["ComputeState"]["StateType"] == RUNNING:
+                    if node.behaviour == "hang":
+                        running += 1
+                        continue
+                    self._finish(job, execution, node)
                 failed += execution["ComputeState"]["StateType"] == FAILED
+            if running:  # the job waits for its last executions
+                return
             job.state = "Failed" if failed else "Completed"
             if failed:
                 job.message = f"{failed} of {len(job.executions)} executions failed"

@@ -420,6 +420,20 @@ def test_fleet_status_of_healthy_nodes_exits_0(run, lisbon, tmp_path):
     assert out.endswith("\n\n1 node: 1 healthy, 0 unhealthy\n")
 
 
+def test_a_node_still_running_at_the_timeout_did_not_answer_and_the_job_is_stopped(run, lisbon):
+    nodes = [lisbon, FakeNode("node-porto-1", {"city": "porto"}, "hang")]
+    with FakeOrchestrator(nodes=nodes) as fake:
+        code, out, err = run(
+            "bacalhau", "--api", fake.url, "fleet-status", "--image", IMAGE, "--timeout", "1s"
+        )
+        [job] = fake.jobs.values()
+    assert code == 1, err
+    assert "node-lisbon-1: healthy\n" in out
+    assert "node-porto-1: UNHEALTHY\n  no answer in time (execution Running)" in out
+    assert out.endswith("2 nodes: 1 healthy, 1 unhealthy\n")
+    assert job.state == "Stopped" and job.stop_reason == "cosmobac fleet-status: no answer in time"
+
+
 def test_fleet_status_with_no_matching_node_fails(run, monkeypatch):
     monkeypatch.setenv("COSMOBAC_IMAGE", IMAGE)
     with FakeOrchestrator(nodes=[FakeNode("node-porto-1", {"city": "porto"})]) as fake:
