@@ -293,6 +293,12 @@ def test_executions_that_did_not_end_or_failed_are_unhealthy():
     assert node_status(outcome("Failed", error="disk full")).error == "execution failed: disk full"
     ok = node_status(outcome("Completed", exit_code=0, stdout='{"rows": 1, "sinks": []}'))
     assert ok.healthy
+    says_why = '{"rows": 1, "healthy": false, "problems": ["backlog too old"]}'
+    unhealthy = node_status(outcome("Completed", exit_code=1, stdout=says_why))
+    assert unhealthy.problems == ["backlog too old"]  # the exit code needs no explaining
+    assert unhealthy.as_json()["exit_code"] == 1
+    failing = node_status(outcome("Completed", exit_code=1, stdout='{"rows": 1, "sinks": []}'))
+    assert failing.problems == ["status exited with code 1"]
     cut = node_status(outcome("Completed", exit_code=0, stdout='{"rows": 1', stdout_truncated=True))
     assert not cut.healthy and "cut at 2 KB" in cut.error
 

@@ -367,12 +367,8 @@ def _follow(
 ) -> None:
     from .errors import WaitTimeout
 
-    def show(info: Any) -> None:
-        states = ", ".join(f"{e.node_id}: {e.state}" for e in info.executions)
-        click.echo(f"{info.state}" + (f" ({states})" if states else ""), err=True)
-
     try:
-        client.wait(job_id, timeout=timeout, until=until, on_change=show)  # type: ignore[arg-type]
+        client.wait(job_id, timeout=timeout, until=until, on_change=_show_progress)  # type: ignore[arg-type]
     except WaitTimeout as exc:
         click.echo(f"Error: {exc}", err=True)
         sys.exit(3)
@@ -382,6 +378,12 @@ def _follow(
         _download(client, outcome, results)
     if not outcome.ok:
         sys.exit(1)
+
+
+def _show_progress(info: Any) -> None:
+    """The job's state and its executions', on standard error, each time they change."""
+    states = ", ".join(f"{e.node_id}: {e.state}" for e in info.executions)
+    click.echo(f"{info.state}" + (f" ({states})" if states else ""), err=True)
 
 
 def _download(client: BacalhauClient, outcome: JobOutcome, folder: str) -> None:
@@ -566,11 +568,7 @@ def fleet_status_command(
         options["node_config"] = node_config
     job = builders.status_job(config, **options)
 
-    def show(info: Any) -> None:
-        states = ", ".join(f"{e.node_id}: {e.state}" for e in info.executions)
-        click.echo(f"{info.state}" + (f" ({states})" if states else ""), err=True)
-
-    report = fleet_status(settings.client(), job, timeout=timeout, on_change=show)
+    report = fleet_status(settings.client(), job, timeout=timeout, on_change=_show_progress)
     if as_json:
         click.echo(json.dumps(report.as_json(), indent=2, default=str))
     else:

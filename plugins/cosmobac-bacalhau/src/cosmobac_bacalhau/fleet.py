@@ -141,6 +141,8 @@ def node_status(node: NodeOutcome, stdout: str | None = None) -> NodeStatus:
     if node.state == "Completed":
         status, why = parse_status(text)
         error = "" if node.ok else f"status exited with code {node.exit_code}"
+        if status is not None and status.get("healthy") is False:
+            error = ""  # the document says why (a status may exit non-zero when unhealthy)
         if status is None:
             error = "; ".join(e for e in (error, why) if e)
             if node.stdout_truncated and stdout is None:
