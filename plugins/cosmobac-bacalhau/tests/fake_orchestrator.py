@@ -12,7 +12,13 @@ Hint}`` — and follows Bacalhau's state machine:
   or ``Failed`` (ops: failed when any node failed); daemon jobs stay ``Running``; no matching
   node fails the job at once;
 * each fake node has a behaviour: ``ok`` (exit 0), ``exit:N`` (Completed, exit code N) or
-  ``fail:MESSAGE`` (Failed, with ``ErrorMsg``);
+  ``fail:MESSAGE`` (Failed, with ``ErrorMsg``) or ``hang`` (its execution keeps running, so a
+  batch or ops job stays ``Running`` until it is stopped); a node may also be given an ``executor``, which
+  plays its execution engine: called with the node and the task (wire JSON) it returns the exit
+  code, stdout and stderr (a test runs the task's real command there); the execution is then
+  Completed with that exit code (a ``fail:`` behaviour still wins);
+* ``RunOutput`` holds the first 2 KB of stdout and stderr, with ``StdoutTruncated`` and
+  ``StderrTruncated`` set when they are longer; the published result holds all of them;
 * completed executions publish a tarball (``stdout``, ``stderr``, ``exitCode``, one folder per
   result path) served, like a compute node's local publisher, without credentials; with an
   ``s3`` or ``s3managed`` publisher the execution's ``PublishedResult`` names the bucket and key
@@ -39,7 +45,7 @@ import re
 import tarfile
 import threading
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -47,6 +53,7 @@ from urllib.parse import parse_qs, quote, unquote, urlparse
 
 # Execution ComputeState values (integers on the wire)
 RUNNING, COMPLETED, FAILED, CANCELLED, BID_ACCEPTED = 6, 9, 10, 11, 5
+RUN_OUTPUT_LIMIT = 2048  # bytes of stdout and stderr kept in RunOutput
 OPEN_ROUTES = ("/api/v1/agent/alive", "/api/v1/agent/version", "/api/v1/agent/authconfig")
 
 
@@ -54,9 +61,11 @@ OPEN_ROUTES = ("/api/v1/agent/alive", "/api/v1/agent/version", "/api/v1/agent/au
 class FakeNode:
     id: str
     labels: dict[str, str] = field(default_factory=dict)
-    behaviour: str = "ok"  # ok | exit:N | fail:MESSAGE
+    behaviour: str = "ok"  # ok | exit:N | fail:MESSAGE | hang
     engines: tuple[str, ...] = ("docker", "wasm")
     connected: bool = True
+    # the execution engine: (node, task wire JSON) -> (exit code, stdout, stderr)
+    executor: Callable[[FakeNode, dict[str, Any]], tuple[int, str, str]] | None = None
 
     def wire(self) -> dict[str, Any]:
         return {
@@ -90,6 +99,7 @@ class FakeJob:
     history: list[dict[str, Any]] = field(default_factory=list)
     stop_reason: str | None = None
     create_time: int = 0
+    outputs: dict[str, tuple[str, str]] = field(default_factory=dict)  # full stdout, stderr
 
     @property
     def type(self) -> str:
@@ -522,11 +532,17 @@ class FakeOrchestrator:
             job.state = "Running"
             return
         if job.state == "Running" and job.type in ("batch", "ops"):
-            failed = 0
+            failed = running = 0
             for execution in job.executions:
                 node = next(n for n in self.nodes if n.id == execution["NodeID"])
-                self._finish(job, execution, node)
+                if execution["ComputeState"]["StateType"] == RUNNING:
+                    if node.behaviour == "hang":
+                        running += 1
+                        continue
+                    self._finish(job, execution, node)
                 failed += execution["ComputeState"]["StateType"] == FAILED
+            if running:  # the job waits for its last executions
+                return
             job.state = "Failed" if failed else "Completed"
             if failed:
                 job.message = f"{failed} of {len(job.executions)} executions failed"
@@ -548,12 +564,16 @@ class FakeOrchestrator:
             }
             return
         code = int(detail) if kind == "exit" else 0
+        stderr = "" if not code else f"exit {code}\n"
+        if node.executor is not None:
+            code, stdout, stderr = node.executor(node, task)
+        job.outputs[execution["ID"]] = (stdout, stderr)
         execution["ComputeState"] = {"StateType": COMPLETED, "Message": ""}
         execution["RunOutput"] = {
-            "Stdout": stdout,
-            "StdoutTruncated": False,
-            "stderr": "" if not code else f"exit {code}\n",
-            "StderrTruncated": False,
+            "Stdout": _first(stdout),
+            "StdoutTruncated": len(stdout.encode()) > RUN_OUTPUT_LIMIT,
+            "stderr": _first(stderr),
+            "StderrTruncated": len(stderr.encode()) > RUN_OUTPUT_LIMIT,
             "ExitCode": code,
             "ErrorMsg": "",
         }
@@ -623,10 +643,11 @@ class FakeOrchestrator:
 
     def _tar(self, job: FakeJob, execution: dict[str, Any]) -> bytes:
         output = execution["RunOutput"]
+        stdout, stderr = job.outputs.get(execution["ID"], (output["Stdout"], output["stderr"]))
         task = (job.spec.get("Tasks") or [{}])[0]
         files = {
-            "stdout": output["Stdout"].encode(),
-            "stderr": output["stderr"].encode(),
+            "stdout": stdout.encode(),
+            "stderr": stderr.encode(),
             "exitCode": str(output["ExitCode"]).encode(),
         }
         for result in task.get("ResultPaths") or []:
@@ -638,3 +659,8 @@ class FakeOrchestrator:
                 info.size = len(data)
                 archive.addfile(info, io.BytesIO(data))
         return buffer.getvalue()
+
+
+def _first(text: str) -> str:
+    """The start of a stream as ``RunOutput`` keeps it (2 KB)."""
+    return text.encode()[:RUN_OUTPUT_LIMIT].decode(errors="ignore")

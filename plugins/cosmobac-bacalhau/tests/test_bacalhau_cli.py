@@ -71,6 +71,7 @@ def test_register_commands_bacalhau_adds_the_bacalhau_group():
         "results",
         "stop",
         "nodes",
+        "fleet-status",
         "run-local",
     }
     assert "Bacalhau" in CliRunner().invoke(group, ["bacalhau", "--help"]).output

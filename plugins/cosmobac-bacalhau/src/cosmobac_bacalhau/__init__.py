@@ -12,9 +12,11 @@ command line stay fast:
 * :mod:`~cosmobac_bacalhau.validate`: ``validate_job``, ``check_job``, ``normalise``,
   ``judge_spec`` (accepted / normalised / rejected);
 * :mod:`~cosmobac_bacalhau.builders`: ``pipeline_job``, ``wasm_job``, ``upload_job``,
-  ``switch_job``;
+  ``switch_job``, ``status_job``;
 * :mod:`~cosmobac_bacalhau.client`: ``BacalhauClient`` (the records it returns are in
   :mod:`~cosmobac_bacalhau.api_records`);
+* :mod:`~cosmobac_bacalhau.fleet`: ``fleet_status`` (every node's ``cosmobac status``, judged:
+  ``FleetStatus``, ``NodeStatus``);
 * :mod:`~cosmobac_bacalhau.local`: ``run_local``, ``explain_docker``.
 
 See docs/bacalhau.md.
@@ -57,6 +59,7 @@ _EXPORTS = {
         "inline_file",
         "node_folder",
         "pipeline_job",
+        "status_job",
         "switch_job",
         "unique_name",
         "upload_job",
@@ -72,6 +75,7 @@ _EXPORTS = {
         "ServerVersion",
         "SubmitResult",
     ),
+    "fleet": ("FleetStatus", "NodeStatus", "fleet_status"),
     "local": ("LocalRun", "LocalRunError", "explain_docker", "run_local"),
     "errors": (
         "BacalhauAPIError",

@@ -306,6 +306,7 @@ class NodeOutcome:
     stderr: str
     result: SpecConfig | None
     partition_index: int = 0
+    stdout_truncated: bool = False  # ``stdout`` is the first 2 KB; the result holds all of it
 
     @property
     def ok(self) -> bool:

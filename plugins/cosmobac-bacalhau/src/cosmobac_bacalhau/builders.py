@@ -46,6 +46,7 @@ __all__ = [
     "inline_file",
     "node_folder",
     "pipeline_job",
+    "status_job",
     "switch_job",
     "unique_name",
     "upload_job",
@@ -442,6 +443,67 @@ def switch_job(
             constraints=_constraints(selector, cities),
             labels={**LABELS, "flow": "switch"},
             meta=_meta("switch"),
+            tasks=(task,),
+        )
+    )
+
+
+def status_job(
+    config: ConfigSource | None = None,
+    *,
+    image: str,
+    node_config: str = LIVE_CONFIG,
+    selector: Selector = None,
+    cities: Sequence[str] | None = None,
+    data_dir: str = DEFAULT_DATA_DIR,
+    secrets: Sequence[str] = (),
+    host_env: Sequence[str] = (),
+    name: str | None = None,
+    namespace: str = "default",
+    execution_timeout: int = 120,
+    publisher: SpecConfig | None = None,
+) -> Job:
+    """Ask every matching node where its pipeline stands: an ``ops`` job running
+    ``cosmobac status --json PIPELINE`` once on each node, whose stdout (in the execution's
+    ``RunOutput`` and its published result) is the node's status document (rows, backlog per
+    sink, its age, dead letters, last errors; see ``cosmobac bacalhau fleet-status``).
+
+    ``PIPELINE`` is, by default, ``node_config``: a path inside the container, the node's live
+    pipeline file (:data:`LIVE_CONFIG`, which a forwarding :func:`pipeline_job` daemon installs),
+    so the sinks' checkpoints are the running forwarder's. Give ``config`` (a pipeline file or
+    its bytes) to ship one with the job instead. ``secrets``/``host_env``: the variables the
+    pipeline file uses (status reads the file, so they must be set; taken from each node's
+    environment). Read-only on the node's store: nothing is forwarded."""
+    task_env = _env(secrets, host_env, None)
+    sources: list[InputSource] = []
+    if config is not None:
+        data, where = _read_config(config)
+        _check_config(data, where, task_env)
+        path = f"{CONFIG_DIR}/status.toml"
+        sources.append(inline_file(data, path, "application/toml"))
+    else:
+        path = node_config
+        if not PurePosixPath(path).is_absolute():
+            raise ValueError(f"node_config must be an absolute path in the container: {path!r}")
+    sources.append(node_folder(data_dir, create=False))
+    task = Task(
+        name="main",
+        engine=_docker(image, ["status", "--json", path]),
+        publisher=publisher or SpecConfig("local"),
+        env=task_env,
+        input_sources=tuple(sources),
+        resources=Resources(cpu="100m", memory="256Mb"),
+        network=Network(type="None"),
+        timeouts=Timeouts(execution_timeout=execution_timeout),
+    )
+    return _finish(
+        Job(
+            name=name or unique_name("cosmobac-status"),
+            namespace=namespace,
+            type="ops",
+            constraints=_constraints(selector, cities),
+            labels={**LABELS, "flow": "status"},
+            meta=_meta("status"),
             tasks=(task,),
         )
     )

@@ -526,6 +526,7 @@ class BacalhauClient:
                     stderr=output.stderr,
                     result=execution.published_result,
                     partition_index=execution.partition_index,
+                    stdout_truncated=output.stdout_truncated,
                 )
             )
         return JobOutcome(

@@ -2,7 +2,8 @@
 and run WASM jobs locally. The plugin adds the group through ``register_commands`` (see
 ``cosmobac_bacalhau/__init__.py``).
 
-Exit status: 0 success; 1 a job failed (on any node), a spec has errors, or an API error;
+Exit status: 0 success; 1 a job failed (on any node), a spec has errors, an API error, or
+(``fleet-status``) a node is unhealthy;
 2 a usage error; 3 ``wait`` timed out; ``run-local`` exits with the module's exit code (0 when its
 entry point returned, which Bacalhau records as -1 and calls Completed).
 """
@@ -366,12 +367,8 @@ def _follow(
 ) -> None:
     from .errors import WaitTimeout
 
-    def show(info: Any) -> None:
-        states = ", ".join(f"{e.node_id}: {e.state}" for e in info.executions)
-        click.echo(f"{info.state}" + (f" ({states})" if states else ""), err=True)
-
     try:
-        client.wait(job_id, timeout=timeout, until=until, on_change=show)  # type: ignore[arg-type]
+        client.wait(job_id, timeout=timeout, until=until, on_change=_show_progress)  # type: ignore[arg-type]
     except WaitTimeout as exc:
         click.echo(f"Error: {exc}", err=True)
         sys.exit(3)
@@ -381,6 +378,12 @@ def _follow(
         _download(client, outcome, results)
     if not outcome.ok:
         sys.exit(1)
+
+
+def _show_progress(info: Any) -> None:
+    """The job's state and its executions', on standard error, each time they change."""
+    states = ", ".join(f"{e.node_id}: {e.state}" for e in info.executions)
+    click.echo(f"{info.state}" + (f" ({states})" if states else ""), err=True)
 
 
 def _download(client: BacalhauClient, outcome: JobOutcome, folder: str) -> None:
@@ -494,6 +497,84 @@ def nodes_command(settings: _Context, select: str | None, as_json: bool) -> None
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
     for row in rows:
         click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+
+
+# -- the fleet view ---------------------------------------------------------------------------------
+@bacalhau_group.command(name="fleet-status")
+@click.option(
+    "--config",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Ship this pipeline file and read the nodes' stores by it (default: each node's live "
+    "pipeline file, see --node-config).",
+)
+@click.option(
+    "--node-config",
+    metavar="PATH",
+    help="The pipeline file on the nodes, as the container sees it (default "
+    "/data/config/pipeline.toml, the forwarder daemon's live file).",
+)
+@click.option("--image", help="cosmobac container image (default $COSMOBAC_IMAGE).")
+@click.option("--select", multiple=True, metavar="EXPR", help="Node labels, e.g. 'region=eu'.")
+@click.option("--city", multiple=True, help="Only nodes labelled city=NAME (repeatable).")
+@click.option("--data-dir", help="The node folder of the store (default /var/lib/cosmobac).")
+@click.option("--secret", multiple=True, metavar="NAME", help="Take $NAME from the node.")
+@click.option("--host-env", multiple=True, metavar="NAME", help="Take $NAME from the node.")
+@click.option("--name", help="Job name (default: unique).")
+@click.option("--json", "as_json", is_flag=True, help="Print {node ID: status or error} as JSON.")
+@click.option(
+    "--timeout",
+    default="2m",
+    show_default=True,
+    callback=click_callback(duration, positive=True),
+    help="How long to wait for the nodes' answers.",
+)
+@pass_settings
+def fleet_status_command(
+    settings: _Context,
+    config: str | None,
+    node_config: str | None,
+    image: str | None,
+    select: tuple[str, ...],
+    city: tuple[str, ...],
+    data_dir: str | None,
+    secret: tuple[str, ...],
+    host_env: tuple[str, ...],
+    name: str | None,
+    as_json: bool,
+    timeout: float,
+) -> None:
+    """Run `cosmobac status --json` once on every matching node (an ops job) and print one
+    table per node: backlog, oldest pending row, rows/s, dead letters and last error per sink.
+    A node whose execution failed, that printed no status or did not answer is unhealthy.
+    Exits 1 when a node is unhealthy (or none answered), 0 otherwise."""
+    from . import builders
+    from .fleet import fleet_status
+
+    if config and node_config:
+        raise click.UsageError("give --config (shipped) or --node-config (on the node), not both")
+    options: dict[str, Any] = {
+        "image": _image(image),
+        "selector": _selector(select),
+        "cities": list(city) or None,
+        "secrets": list(secret),
+        "host_env": list(host_env),
+        "name": name,
+        "namespace": settings.namespace,
+        "execution_timeout": max(1, int(timeout)),
+    }
+    if data_dir:
+        options["data_dir"] = data_dir
+    if node_config:
+        options["node_config"] = node_config
+    job = builders.status_job(config, **options)
+
+    report = fleet_status(settings.client(), job, timeout=timeout, on_change=_show_progress)
+    if as_json:
+        click.echo(json.dumps(report.as_json(), indent=2, default=str))
+    else:
+        click.echo(report.text(), nl=False)
+    if not report.healthy:
+        sys.exit(1)
 
 
 # -- local runs -------------------------------------------------------------------------------------
