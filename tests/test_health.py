@@ -258,3 +258,38 @@ def test_throttled_requests_and_request_units_are_counted_per_sink():
     ) in text
     assert 'cosmobac_anomalies_total{detector="z",sink="ok",type="unknown"} 3.0' in text
     assert 'cosmobac_sink_up{sink="out"} 1.0' in text
+
+
+def test_progress_lines_say_what_each_sink_did_since_the_last_line():
+    from cosmobac.monitoring.progress import ProgressLog
+
+    clock = Clock()
+    tracker = HealthTracker(clock=clock)
+    pending = {"out": 7}
+    log = ProgressLog(
+        tracker, print, clock=clock,
+        stats=lambda: stats(pending, {"out": 1.0}),
+    )  # fmt: skip
+    assert log.lines() == []  # nothing happened: nothing to say
+    clock.now += 60.0
+    tracker.on_lane(LaneOutcome("out", acked=600))
+    tracker.on_lane(LaneOutcome("out", dead_lettered=2, failures=1, error="HTTP 503"))
+    [line] = log.lines()
+    assert line.endswith(
+        "out: 600 rows acknowledged (10.0/s), 2 dead-lettered, 1 failed writes, 7 pending; "
+        "last error: HTTP 503"
+    )
+    clock.now += 60.0
+    assert log.lines() == []  # idle
+    tracker.on_lane(LaneOutcome("out", failures=1, error="HTTP 401", stopped=True))
+    [line] = log.lines()
+    assert "stopped: HTTP 401" in line
+
+
+def test_progress_log_reports_from_its_thread_and_once_at_the_end():
+    from cosmobac.monitoring.progress import ProgressLog
+
+    tracker, printed = HealthTracker(), []
+    with ProgressLog(tracker, printed.append, interval=0.01).running():
+        tracker.on_lane(LaneOutcome("out", acked=5))
+    assert len(printed) == 1 and "out: 5 rows acknowledged" in printed[0]
