@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 
 import attrs
 import numpy as np
@@ -209,6 +210,9 @@ def test_recorder_writes_the_file_while_running_and_marks_it_stopped_at_the_end(
     tracker = HealthTracker()
     recorder = HealthRecorder(tracker, config, interval=0.05)
     with recorder.recording():
+        time.sleep(0.2)
+        assert read_health(config) is None  # nothing recorded before a pipeline runs
+        recorder.activate()
         tracker.on_lane(LaneOutcome("out", acked=7))
         recorder.write()
         running = read_health(config)

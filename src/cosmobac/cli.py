@@ -205,8 +205,9 @@ def _observing(
     tracker = HealthTracker()
     observers: list[PipelineObserver] = [tracker] if health else []
     with contextlib.ExitStack() as stack:
+        recorder = HealthRecorder(tracker, config)
         if health:
-            stack.enter_context(HealthRecorder(tracker, config).recording())
+            stack.enter_context(recorder.recording())
         if listen is not None and metrics:
             from .monitoring import Monitor, serve
 
@@ -226,6 +227,8 @@ def _observing(
             watched.pipeline = pipeline
             if observers:
                 pipeline.observer = observer
+            if health:
+                recorder.activate()
 
         yield attach
 

@@ -314,8 +314,10 @@ def read_health(config: str | os.PathLike[str]) -> Health | None:
 
 class HealthRecorder:
     """Writes ``tracker``'s snapshot to :func:`health_path` every ``interval`` seconds from a
-    background thread while the block of :meth:`recording` runs, and once more (``running``
-    false) when it ends. A folder that cannot be written is logged once, never fatal."""
+    background thread while the block of :meth:`recording` runs, once :meth:`activate` was
+    called (when a pipeline is running: a command refused before that leaves no file), and once
+    more (``running`` false) when it ends. A folder that cannot be written is logged once, never
+    fatal."""
 
     def __init__(
         self, tracker: HealthTracker, config: str | os.PathLike[str], *, interval: float = 2.0
@@ -324,6 +326,13 @@ class HealthRecorder:
         self.path = health_path(config)
         self.interval = interval
         self._warned = False
+        self._active = threading.Event()
+
+    def activate(self) -> None:
+        """Start recording (the first snapshot is written at once)."""
+        if not self._active.is_set():
+            self._active.set()
+            self.write()
 
     def write(self, *, running: bool = True) -> None:
         text = json.dumps(self.tracker.snapshot(running=running).to_json()) + "\n"
@@ -340,9 +349,9 @@ class HealthRecorder:
 
         def loop() -> None:
             while not stop.wait(self.interval):
-                self.write()
+                if self._active.is_set():
+                    self.write()
 
-        self.write()
         thread = threading.Thread(target=loop, name="cosmobac-health", daemon=True)
         thread.start()
         try:
@@ -350,4 +359,5 @@ class HealthRecorder:
         finally:
             stop.set()
             thread.join(timeout=5)
-            self.write(running=False)
+            if self._active.is_set():
+                self.write(running=False)
