@@ -2,14 +2,15 @@
 
 :class:`Monitor` is a :class:`~cosmobac.interfaces.PipelineObserver`: the pipeline calls it once
 per collected step and per forwarded batch (never per row), and it counts into a
-prometheus-client registry of its own. What needs the store (backlog rows, the oldest pending
-row's age) is read from ``store.stats()`` when ``/metrics`` or ``/readyz`` is asked for, never on
+prometheus-client registry of its own. What needs the store (backlog rows, how long the oldest
+pending row has waited in the store) is read from ``store.stats()`` when ``/metrics`` or ``/readyz`` is asked for, never on
 the loops' path. :func:`serve` runs one small HTTP server on a background thread:
 
 * ``/metrics``: the Prometheus text format, every name prefixed ``cosmobac_``;
 * ``/healthz``: 200 while the process is alive;
 * ``/readyz``: 200, or 503 with a JSON reason when a sink has failed permanently (and has not
-  written since) or a sink's oldest pending row is older than ``[monitoring] max_backlog_age``.
+  written since) or a sink's oldest pending row has waited in the store longer than
+  ``[monitoring] max_backlog_age``.
 
 prometheus-client is the ``monitoring`` extra (``pip install 'cosmobac[monitoring]'``); it is
 imported only when monitoring is asked for.
@@ -189,7 +190,9 @@ class Monitor:
 
     # -- reading -----------------------------------------------------------------------------
     def backlog(self) -> dict[str, tuple[int, float | None]]:
-        """Per consumer: pending rows and the oldest pending row's age in seconds."""
+        """Per consumer: pending rows and how long, in seconds, the oldest pending row has waited
+        in the store (``StoreStats.oldest_pending_age_s``: not judged by its reading's
+        timestamp)."""
         store = self._store()
         if store is None:
             return {}
@@ -247,7 +250,7 @@ class _BacklogCollector:
         rows = family("cosmobac_sink_backlog_rows", "Rows pending for a sink.", labels=["sink"])
         age = family(
             "cosmobac_sink_oldest_pending_age_seconds",
-            "Age of a sink's oldest pending row (by its reading's timestamp).",
+            "Seconds a sink's oldest pending row has waited in the store since it was stored.",
             labels=["sink"],
         )
         try:
