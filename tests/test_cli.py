@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 from click.testing import CliRunner
@@ -87,6 +89,15 @@ def test_collect_then_forward_then_status(tmp_path):
     again = cosmobac("forward", str(config), env=env).stdout  # nothing new: says why it sends none
     assert f"{consumer}: resuming after row 960 (0 pending)" in again
     assert f"{consumer}: 0 rows acknowledged" in again
+    # rows collected now: the backlog's age is how long they waited in the store, not how old
+    # the simulated readings are (their timestamp is reported beside it)
+    cosmobac("collect", str(config), "--duration", "1h", env=env)
+    status = json.loads(cosmobac("status", str(config), "--json", env=env).stdout)
+    assert 0 <= status["oldest_pending_age_s"][consumer] < 600
+    assert status["oldest_pending_timestamp"][consumer] < time.time() - 86400
+    text = cosmobac("status", str(config), env=env).stdout
+    line = rf"{consumer}: \d+ pending, oldest waiting \d+ s \(its reading \d+ d old\), 0 dead"
+    assert re.search(line, text), text
 
 
 def test_config_errors_exit_2_with_a_clear_message(tmp_path):

@@ -25,6 +25,7 @@ from cosmobac.interfaces import (
     SeekableSensor,
     StatefulStore,
     Store,
+    StoreStats,
     missing_members,
 )
 from cosmobac.schema import STORE_SEQ
@@ -291,6 +292,24 @@ class StatsCountAll(MemoryStore):
         return attrs.evolve(stats, pending={c: stats.rows for c in stats.pending})
 
 
+class AgeByReadingTimestamp(MemoryStore):
+    """The age judged by the reading's timestamp against the wall clock (what stores did before they recorded arrivals):
+    a backfill's rows read as 25 years old the moment they are stored."""
+
+    def stats(self):
+        import time
+
+        import attrs
+
+        stats = super().stats()
+        now = time.time()
+        ages = {
+            c: None if ts is None else max(0.0, now - ts)
+            for c, ts in stats.oldest_pending_timestamp.items()
+        }
+        return attrs.evolve(stats, oldest_pending_age_s=ages)
+
+
 BROKEN_STORES = [
     (ForgetsToDedupe, "stores each \\(sensor_id, timestamp\\) once"),
     (IgnoresLimit, "at most limit"),
@@ -306,6 +325,7 @@ BROKEN_STORES = [
     (ScanRegisters, "registering nothing"),
     (RemoveKeepsAcks, "remove_consumer forgets"),
     (StatsCountAll, "stats"),
+    (AgeByReadingTimestamp, "how long the next row has waited in the store"),
 ]
 
 
@@ -316,6 +336,19 @@ def test_a_broken_store_fails_naming_the_guarantee(store, guarantee):
     with pytest.raises(AssertionError, match=guarantee) as failure:
         check_store(store)
     assert f"store from {store.__qualname__}" in str(failure.value)
+
+
+def test_a_store_not_reporting_oldest_pending_timestamp_passes():
+    """``StoreStats.oldest_pending_timestamp`` has a default: a third-party store written before
+    it existed still constructs its stats and passes the checks."""
+
+    class WithoutTimestamps(MemoryStore):
+        def stats(self):
+            s = super().stats()
+            return StoreStats(s.rows, s.pending, s.oldest_pending_age_s, s.dead_letters)
+
+    assert WithoutTimestamps().stats().oldest_pending_timestamp == {}
+    assert check_store(WithoutTimestamps)
 
 
 def test_something_that_is_not_a_store_fails_saying_what_it_lacks():

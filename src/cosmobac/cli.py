@@ -8,6 +8,7 @@ import logging
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar
@@ -359,6 +360,7 @@ def status(config: str, as_json: bool) -> None:
         "rows": stats.rows,
         "pending": dict(stats.pending),
         "oldest_pending_age_s": dict(stats.oldest_pending_age_s),
+        "oldest_pending_timestamp": dict(stats.oldest_pending_timestamp),
         "dead_letters": dict(stats.dead_letters),
         "file_size": stats.file_size,
         "sinks": [
@@ -380,7 +382,10 @@ def status(config: str, as_json: bool) -> None:
         click.echo(f"file size: {stats.file_size / 1e6:.1f} MB")
     for consumer, pending in stats.pending.items():
         age = stats.oldest_pending_age_s.get(consumer)
-        age_text = "" if age is None else f", oldest {age_text_of(age)}"
+        age_text = "" if age is None else f", oldest waiting {_span_text(max(0.0, age))}"
+        reading = stats.oldest_pending_timestamp.get(consumer)
+        if age is not None and reading is not None:  # how far behind in sensor time
+            age_text += f" (its reading {age_text_of(time.time() - reading)})"
         click.echo(
             f"{consumer}: {pending} pending{age_text}, "
             f"{stats.dead_letters.get(consumer, 0)} dead letters"
@@ -401,8 +406,9 @@ def _dead_letter_store(store: Store) -> DeadLetterStore:
 
 
 def age_text_of(seconds: float) -> str:
-    """An age for people: ``"45 s old"``, ``"12 min old"``, ``"5 h old"``, ``"338 d old"``; a
-    timestamp ahead of this clock (simulated or skewed) reads ``"3 h ahead of this clock"``."""
+    """A reading's age for people: ``"45 s old"``, ``"12 min old"``, ``"5 h old"``, ``"338 d
+    old"``; a timestamp ahead of this clock (simulated or skewed) reads ``"3 h ahead of this
+    clock"``."""
     if seconds < 0:
         return f"{_span_text(-seconds)} ahead of this clock"
     return f"{_span_text(seconds)} old"

@@ -203,8 +203,9 @@ class MonitoringConfig:
 
     * ``listen``: where ``/metrics``, ``/healthz`` and ``/readyz`` are served, ``"host:port"``
       (a port alone binds 127.0.0.1); unset serves nothing unless ``--metrics-port`` is given.
-    * ``max_backlog_age``: ``/readyz`` answers 503 when a sink's oldest pending row is older
-      than this (``"15m"``); unset, the backlog's age does not affect readiness.
+    * ``max_backlog_age``: ``/readyz`` answers 503 when a sink's oldest pending row has waited
+      in the store longer than this (``"15m"``; counted from when it was stored, not from its
+      reading's timestamp); unset, the backlog's age does not affect readiness.
     """
 
     listen: tuple[str, int] | None = attrs.field(default=None, converter=_listen_field)

@@ -121,8 +121,8 @@ def batch_html(batch: Batch, *, head: int = HEAD_ROWS) -> str:
 
 
 def store_stats_html(stats: StoreStats) -> str:
-    """A store's state in a notebook: rows and file size, then per consumer its pending rows, the
-    age of its oldest pending row and its dead letters."""
+    """A store's state in a notebook: rows and file size, then per consumer its pending rows, how
+    long its oldest pending row has waited in the store and its dead letters."""
     size = "" if stats.file_size is None else f"; {_bytes(stats.file_size)} on disk"
     consumers = sorted({*stats.pending, *stats.oldest_pending_age_s, *stats.dead_letters})
     rows = [

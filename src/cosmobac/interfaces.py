@@ -95,13 +95,33 @@ class Closeable(Protocol):
 
 @attrs.frozen
 class StoreStats:
-    """A store's state at one moment."""
+    """A store's state at one moment.
+
+    Per consumer (a sink's name):
+
+    * ``pending``: rows not yet acknowledged nor waiting as dead letters (replayed ones count);
+    * ``oldest_pending_age_s``: how long, in seconds (≥ 0), its oldest pending row (the next one
+      it is to deliver) has waited in the store: the wall clock now minus when the ``append``
+      that stored it ran. It does not depend on the reading's own timestamp, so simulated time, a
+      backfill of old data or a sensor's wrong clock never make it absurd. None when nothing is
+      pending. A replayed dead letter counts from its original arrival. A store that cannot know
+      when a row arrived (e.g. rows stored before it recorded arrivals) documents its fallback;
+      the ``sqlite`` store counts such rows from the upgrade that began recording them;
+    * ``oldest_pending_timestamp``: that same row's reading timestamp, in epoch seconds (None
+      when nothing is pending): how far behind in sensor time the consumer is. Empty for a store
+      that does not report it;
+    * ``dead_letters``: dead letters waiting (not replayed).
+
+    ``file_size`` is the bytes on disk, where the store has a file.
+    """
 
     rows: int
     pending: Mapping[str, int]  # consumer → rows not yet acknowledged or dead-lettered
-    oldest_pending_age_s: Mapping[str, float | None]  # consumer → age of its oldest pending row
+    oldest_pending_age_s: Mapping[str, float | None]  # consumer → seconds its next row has waited
     dead_letters: Mapping[str, int]  # consumer → dead letters waiting
     file_size: int | None = None  # bytes on disk, where the store has a file
+    # consumer → reading timestamp (epoch s) of its next row
+    oldest_pending_timestamp: Mapping[str, float | None] = attrs.field(factory=dict)
 
     def _repr_html_(self) -> str:
         """What a notebook shows: rows, size, and per consumer pending rows and dead letters."""

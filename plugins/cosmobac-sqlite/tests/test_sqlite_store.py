@@ -507,13 +507,129 @@ def test_stats(store):
     assert stats.rows == 5
     assert stats.pending == {"a": 3, "b": 4}
     assert stats.dead_letters == {"a": 0, "b": 1}
-    assert 56 <= stats.oldest_pending_age_s["a"] <= 58 + 5  # row 3: 58 s old by its timestamp
-    assert 57 <= stats.oldest_pending_age_s["b"] <= 59 + 5
+    # how long the rows waited in the store (just appended), not how old their readings are
+    assert 0 <= stats.oldest_pending_age_s["a"] < 5
+    assert 0 <= stats.oldest_pending_age_s["b"] < 5
+    assert stats.oldest_pending_timestamp == {
+        "a": (now - 58_000) / 1000,
+        "b": (now - 59_000) / 1000,
+    }
     size = stats.file_size
     assert size is not None
     assert size == Path(store.path).stat().st_size + Path(store.path + "-wal").stat().st_size
     store.ack("a", [3, 4, 5])
     assert store.stats().oldest_pending_age_s["a"] is None
+    assert store.stats().oldest_pending_timestamp["a"] is None
+
+
+class FakeClock:
+    """The store's wall clock (epoch ms), set by the test."""
+
+    def __init__(self, monkeypatch, ms: int) -> None:
+        self.ms = ms
+        monkeypatch.setattr("cosmobac_sqlite.store.wall_clock_ms", lambda: self.ms)
+        monkeypatch.setattr("cosmobac_sqlite.connection.wall_clock_ms", lambda: self.ms)
+
+
+def arrivals(path) -> list[tuple[int, int]]:
+    with sqlite3.connect(path) as conn:
+        return conn.execute("SELECT seq_max, stored_at FROM arrivals ORDER BY seq_max").fetchall()
+
+
+def test_oldest_pending_age_counts_from_the_append_not_the_reading(tmp_path, monkeypatch):
+    clock = FakeClock(monkeypatch, 1_700_000_000_000)
+    with SQLiteStore(tmp_path / "s.db") as store:
+        year_2000 = 946_684_800_000
+        assert store.append(readings(3, start=year_2000)) == 3  # seq 1-3: a backfill
+        clock.ms += 10_000
+        assert store.append(readings(2, start=4_102_444_800_000)) == 2  # seq 4-5: year 2100
+        assert store.append(readings(2, start=4_102_444_800_000)) == 0  # duplicates: no arrival
+        assert arrivals(store.path) == [(3, 1_700_000_000_000), (5, 1_700_000_010_000)]
+        store.read("a", 1)
+        clock.ms += 5_000
+        stats = store.stats()
+        assert stats.oldest_pending_age_s == {"a": 15.0}  # appended 15 s ago
+        assert stats.oldest_pending_timestamp == {"a": year_2000 / 1000}
+        store.ack("a", [1, 2, 3])
+        assert store.stats().oldest_pending_age_s == {"a": 5.0}  # the second append, 5 s ago
+        assert store.stats().oldest_pending_timestamp == {"a": 4_102_444_800.0}
+        # a replayed dead letter keeps its original arrival
+        store.dead_letter("a", [4, 5], "nope")
+        assert store.stats().oldest_pending_age_s == {"a": None}
+        clock.ms += 100_000
+        store.replay("a", [5])
+        assert store.stats().oldest_pending_age_s == {"a": 105.0}
+        clock.ms -= 200_000  # the wall clock stepped back: never negative
+        assert store.stats().oldest_pending_age_s == {"a": 0.0}
+
+
+def _schema_1_file(path) -> None:
+    """A store file as cosmobac-sqlite wrote it before it recorded arrivals: schema version 1,
+    without the ``arrivals`` table, holding rows 1-3."""
+    with SQLiteStore(path) as store:
+        store.append(readings(3, start=946_684_800_000))
+    with sqlite3.connect(path) as conn:
+        conn.execute("DROP TABLE arrivals")
+        tables = {
+            row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        }
+        assert tables == {
+            "meta",
+            "readings",
+            "sqlite_sequence",
+            "extra_columns",
+            "consumers",
+            "acked",
+            "dead_letters",
+            "consumer_state",
+        }
+        assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == (
+            "1",
+        )
+
+
+def test_a_file_without_arrivals_is_migrated_on_open(tmp_path, monkeypatch):
+    path = tmp_path / "old.db"
+    _schema_1_file(path)
+    clock = FakeClock(monkeypatch, 1_800_000_000_000)
+    with SQLiteStore(path, create=False) as store:  # the upgrade: rows 1-3 arrive now
+        assert arrivals(path) == [(3, 1_800_000_000_000)]
+        assert store.read("a", 10)[STORE_SEQ].tolist() == [1, 2, 3]
+        clock.ms += 30_000
+        assert store.stats().oldest_pending_age_s == {"a": 30.0}  # not 25 years
+        store.append(readings(1, start=2_000_000_000_000))
+        assert arrivals(path) == [(3, 1_800_000_000_000), (4, 1_800_000_030_000)]
+    # earlier code (which ignores the table) appends seq 5 and 6; the next open covers them
+    with sqlite3.connect(path) as conn:
+        conn.execute("INSERT INTO readings (timestamp, sensor_id) VALUES (1, 'old'), (2, 'old')")
+    clock.ms += 60_000
+    with SQLiteStore(path, create=False) as store:
+        assert arrivals(path)[-1] == (6, 1_800_000_090_000)
+        store.ack("a", [1, 2, 3, 4])
+        clock.ms += 1_000
+        assert store.stats().oldest_pending_age_s == {"a": 1.0}
+    with SQLiteStore(path, create=False):  # up to date: nothing more recorded
+        assert len(arrivals(path)) == 3
+
+
+def test_prune_drops_arrivals_no_row_needs(tmp_path, monkeypatch):
+    clock = FakeClock(monkeypatch, 1_700_000_000_000)
+    with SQLiteStore(tmp_path / "p.db", retention="1d") as store:
+        for first in (0, 10, 20):  # three appends of old readings, seq 1-10, 11-20, 21-30
+            store.append(readings(10, start=first * 1000))
+            clock.ms += 1_000
+        assert [seq for seq, _ in arrivals(store.path)] == [10, 20, 30]
+        store.read("a", 30)
+        store.ack("a", range(1, 16))
+        assert store.prune() == 15
+        assert arrivals(store.path) == [(20, 1_700_000_001_000), (30, 1_700_000_002_000)]
+        clock.ms += 2_000
+        assert store.stats().oldest_pending_age_s == {"a": 4.0}  # seq 16: the second append
+        store.ack("a", range(16, 31))
+        assert store.prune() == 15
+        assert arrivals(store.path) == [(30, 1_700_000_002_000)]  # the newest stays
+        store.append(readings(1, start=10**12))
+        assert store.stats().oldest_pending_age_s == {"a": 0.0}
 
 
 def test_prune_keeps_unacked_and_dead_lettered_rows(tmp_path):

@@ -41,6 +41,7 @@ def check_store(factory: Callable[[], Store], *, seed: int = 0) -> list[str]:
     _store_state(c)
     _store_dead_letters(c)
     _store_model(c, seed)
+    _store_backlog_age(c)
     _store_close_twice(c)
     probe = factory()
     try:
@@ -307,6 +308,45 @@ def _check_stats(c: Checker, g: str, stats: StoreStats, name: str, pending: int,
         g,
         f"step {step}: oldest_pending_age_s[{name!r}] is {age!r} with {pending} rows pending",
     )
+
+
+# a backfill (year 2000) and a sensor whose clock runs ahead (year 2100), in epoch ms
+_LONG_AGO = 946_684_800_000
+_FAR_AHEAD = 4_102_444_800_000
+_JUST_APPENDED_S = 60.0  # generous: slow machines, and stores that round to coarse units
+
+
+def _store_backlog_age(c: Checker) -> None:
+    g = (
+        "stats().oldest_pending_age_s is how long the next row has waited in the store, whatever "
+        "its reading's timestamp"
+    )
+    with c.fresh(Store, g) as store:
+        for start, what in ((_LONG_AGO, "in the year 2000"), (_FAR_AHEAD, "in the year 2100")):
+            store.append(sample_readings(6, start=start))
+            head = store.read("a", 1)
+            stats = store.stats()
+            age = stats.oldest_pending_age_s.get("a")
+            c.expect(
+                age is not None and 0 <= age < _JUST_APPENDED_S,
+                g,
+                f"rows appended just now with readings {what}: oldest_pending_age_s['a'] is "
+                f"{age!r} (want ≥ 0 and < {_JUST_APPENDED_S:g} s)",
+            )
+            if "a" in stats.oldest_pending_timestamp:  # optional: a store may not report it
+                got = stats.oldest_pending_timestamp["a"]
+                want = int(head["timestamp"][0]) / 1000
+                c.expect(
+                    got is not None and abs(got - want) < 1e-3,
+                    g,
+                    f"oldest_pending_timestamp['a'] is {got!r}, the next row's reading is at {want}",
+                )
+            store.ack("a", store.read("a", ALL_ROWS))
+            stats = store.stats()
+            age = stats.oldest_pending_age_s.get("a")
+            c.expect(age is None, g, f"nothing pending: oldest_pending_age_s['a'] is {age!r}")
+            got = stats.oldest_pending_timestamp.get("a")
+            c.expect(got is None, g, f"nothing pending: oldest_pending_timestamp['a'] is {got!r}")
 
 
 def _store_close_twice(c: Checker) -> None:

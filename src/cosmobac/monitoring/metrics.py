@@ -2,9 +2,10 @@
 
 :class:`Monitor` is a :class:`~cosmobac.interfaces.PipelineObserver`: the pipeline calls it once
 per collected step and per forwarded batch (never per row), and it counts into a
-prometheus-client registry of its own. What needs the store (backlog rows, the oldest pending
-row's age) is read from ``store.stats()`` when ``/metrics`` or ``/readyz`` is asked for, never on
-the loops' path. Readiness is :func:`~cosmobac.monitoring.health.problems`, fed by a
+prometheus-client registry of its own. What needs the store (backlog rows, how long the oldest
+pending row has waited in the store) is read from ``store.stats()`` when ``/metrics`` or
+``/readyz`` is asked for, never on the loops' path. Readiness is
+:func:`~cosmobac.monitoring.health.problems`, fed by a
 :class:`~cosmobac.monitoring.health.HealthTracker` the same pipeline reports to.
 
 prometheus-client is the ``monitoring`` extra (``pip install 'cosmobac[monitoring]'``); it is
@@ -224,7 +225,9 @@ class Monitor:
         return None if store is None else store.stats()
 
     def backlog(self) -> dict[str, tuple[int, float | None]]:
-        """Per consumer: pending rows and the oldest pending row's age in seconds."""
+        """Per consumer: pending rows and how long, in seconds, the oldest pending row has waited
+        in the store (``StoreStats.oldest_pending_age_s``: not judged by its reading's
+        timestamp)."""
         stats = self.stats()
         if stats is None:
             return {}
@@ -275,7 +278,7 @@ class _ScrapeCollector:
         rows = family("cosmobac_sink_backlog_rows", "Rows pending for a sink.", labels=["sink"])
         age = family(
             "cosmobac_sink_oldest_pending_age_seconds",
-            "How long a sink's oldest pending row has waited in the store.",
+            "Seconds a sink's oldest pending row has waited in the store since it was stored.",
             labels=["sink"],
         )
         up = family(

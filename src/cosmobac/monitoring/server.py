@@ -3,7 +3,8 @@
 * ``/metrics``: the Prometheus text format, every name prefixed ``cosmobac_``;
 * ``/healthz``: 200 while the process is alive;
 * ``/readyz``: 200, or 503 with a JSON reason when a sink has failed permanently (and has not
-  written since) or a sink's oldest pending row is older than ``[monitoring] max_backlog_age``.
+  written since) or a sink's oldest pending row has waited in the store longer than
+  ``[monitoring] max_backlog_age``.
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ edge node's durable outbox.
 
 from __future__ import annotations
 
+import bisect
 import threading
 import time
 from collections.abc import Iterable, Mapping
@@ -39,6 +40,9 @@ class MemoryStore:
     _dead: dict[str, dict[int, DeadLetter]] = attrs.field(init=False, factory=dict)
     _state: dict[str, dict[str, str]] = attrs.field(init=False, factory=dict)
     _lock: threading.RLock = attrs.field(init=False, factory=threading.RLock)
+    # when rows arrived, one entry per append that stored rows: its highest seq, epoch ms
+    _arrival_seqs: list[int] = attrs.field(init=False, factory=list)
+    _arrival_ms: list[int] = attrs.field(init=False, factory=list)
 
     def append(self, batch: Batch) -> int:
         if not len(require_identity(batch)):
@@ -56,7 +60,14 @@ class MemoryStore:
             start = len(self._rows) + 1
             fresh = fresh.with_columns({STORE_SEQ: np.arange(start, start + len(fresh))})
             self._rows = Batch.concat([self._rows, fresh])
+            if len(fresh):
+                self._arrival_seqs.append(start + len(fresh) - 1)
+                self._arrival_ms.append(time.time_ns() // 1_000_000)
             return len(fresh)
+
+    def _arrival_ms_of(self, seq: int) -> int:
+        """When the row ``seq`` was appended (epoch ms): the first arrival covering it."""
+        return self._arrival_ms[bisect.bisect_left(self._arrival_seqs, seq)]
 
     def last_timestamp(self) -> int | None:
         """The newest reading's timestamp, or None when empty (lets a collector resume)."""
@@ -138,22 +149,33 @@ class MemoryStore:
             return len(waiting)
 
     def stats(self) -> StoreStats:
-        consumers = sorted(set(self._acked) | set(self._dead))
-        pending: dict[str, int] = {}
-        ages: dict[str, float | None] = {}
-        now_ms = time.time() * 1000
-        for consumer in consumers:
-            rows = self.read(consumer, len(self._rows))
-            pending[consumer] = len(rows)
-            ages[consumer] = (now_ms - float(rows["timestamp"][0])) / 1000 if len(rows) else None
-        return StoreStats(
-            rows=len(self._rows),
-            pending=pending,
-            oldest_pending_age_s=ages,
-            dead_letters={
-                c: sum(not d.replayed for d in self._dead.get(c, {}).values()) for c in consumers
-            },
-        )
+        """Per consumer, ``oldest_pending_age_s`` is how long its next row has waited since the
+        ``append`` that stored it (a replayed dead letter: since its original append)."""
+        with self._lock:
+            consumers = sorted(set(self._acked) | set(self._dead))
+            pending: dict[str, int] = {}
+            ages: dict[str, float | None] = {}
+            heads: dict[str, float | None] = {}
+            now_ms = time.time_ns() // 1_000_000
+            for consumer in consumers:
+                rows = self.read(consumer, len(self._rows))
+                pending[consumer] = len(rows)
+                if len(rows):
+                    arrived = self._arrival_ms_of(int(rows[STORE_SEQ][0]))
+                    ages[consumer] = max(0.0, (now_ms - arrived) / 1000)
+                    heads[consumer] = float(rows["timestamp"][0]) / 1000
+                else:
+                    ages[consumer] = heads[consumer] = None
+            return StoreStats(
+                rows=len(self._rows),
+                pending=pending,
+                oldest_pending_age_s=ages,
+                dead_letters={
+                    c: sum(not d.replayed for d in self._dead.get(c, {}).values())
+                    for c in consumers
+                },
+                oldest_pending_timestamp=heads,
+            )
 
     def close(self) -> None:
         pass

@@ -14,7 +14,16 @@ Tables:
   the checkpoint advances;
 * ``dead_letters(consumer, seq, reason, created_at, replayed)``: rows set aside; ``replayed = 1``
   makes them deliverable again until acknowledged;
-* ``consumer_state(consumer, key, value)``: the state a consumer saved with its last ack.
+* ``consumer_state(consumer, key, value)``: the state a consumer saved with its last ack;
+* ``arrivals(seq_max, stored_at)``: when rows arrived in the outbox, one row per ``append`` that
+  stored rows (the highest ``seq`` it stored, the wall-clock time in epoch ms), not one per reading:
+  a row's arrival is the ``stored_at`` of the first arrival with ``seq_max >= seq``. Added to
+  schema version 1 without a version bump (earlier code ignores the table, so a file stays
+  readable by it); a file without it gets it when opened, with one arrival covering every row
+  already stored, timed at that moment (:data:`MIGRATE_ARRIVALS`): ages of rows stored before
+  the upgrade count from the upgrade. Rows appended later by earlier code are covered the same
+  way the next time this code opens the file. Arrivals no row needs any more are pruned with the
+  readings.
 """
 
 from __future__ import annotations
@@ -129,4 +138,27 @@ CREATE TABLE IF NOT EXISTS consumer_state (
     value TEXT NOT NULL,
     PRIMARY KEY (consumer, key)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS arrivals (
+    seq_max INTEGER PRIMARY KEY,
+    stored_at INTEGER NOT NULL
+);
 """
+
+ARRIVALS_TABLE: Final = """
+CREATE TABLE IF NOT EXISTS arrivals (
+    seq_max INTEGER PRIMARY KEY,
+    stored_at INTEGER NOT NULL
+)"""
+
+UNCOVERED_ROWS: Final = (
+    "SELECT coalesce((SELECT max(seq) FROM readings), 0) > "
+    "coalesce((SELECT max(seq_max) FROM arrivals), 0)"
+)
+"""Whether rows exist above every arrival (stored before the table existed, or by earlier code)."""
+
+MIGRATE_ARRIVALS: Final = (
+    "INSERT INTO arrivals (seq_max, stored_at) SELECT m, ? FROM (SELECT max(seq) AS m FROM readings) "
+    "WHERE m > coalesce((SELECT max(seq_max) FROM arrivals), 0) ON CONFLICT DO NOTHING"
+)
+"""One arrival (at the time given) covering the rows no arrival covers: the fallback for rows
+stored before the ``arrivals`` table existed."""

@@ -19,6 +19,8 @@ Guarantees:
   inode with those of the file opened (one ``stat``), and a file deleted, moved away or replaced
   under a running process stops every later operation with a ``StoreError`` saying what happened,
   instead of writing on into a file no one can reach;
+* an existing file is brought up to this code when opened (:func:`_migrate`: the ``arrivals``
+  table, see :mod:`cosmobac_sqlite._schema`), in one short write transaction, only when needed;
 * SQLite errors inside :meth:`StoreConnection.transaction` become ``StoreError`` naming the file.
 """
 
@@ -36,7 +38,14 @@ from typing import Final
 
 from cosmobac.errors import StoreError, StoreMissingError
 
-from ._schema import FORMAT, SCHEMA, SCHEMA_VERSION
+from ._schema import (
+    ARRIVALS_TABLE,
+    FORMAT,
+    MIGRATE_ARRIVALS,
+    SCHEMA,
+    SCHEMA_VERSION,
+    UNCOVERED_ROWS,
+)
 
 __all__ = ["MEMORY", "SYNCHRONOUS", "StoreConnection", "wall_clock_ms"]
 
@@ -67,6 +76,24 @@ def _create_schema(conn: sqlite3.Connection) -> None:
                 ("created_at", str(wall_clock_ms())),
             ],
         )
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
+def _migrate(conn: sqlite3.Connection, tables: set[str]) -> None:
+    """Bring an existing store file up to this code: add the ``arrivals`` table if it is missing,
+    and cover rows that no arrival covers (stored before it existed, or by earlier code) with one
+    arrival timed now. A read decides whether anything is to be done, so a file already up to date
+    is opened without taking the write lock."""
+    if "arrivals" in tables and not conn.execute(UNCOVERED_ROWS).fetchone()[0]:
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute(ARRIVALS_TABLE)
+        conn.execute(MIGRATE_ARRIVALS, (wall_clock_ms(),))
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:
@@ -257,6 +284,8 @@ class StoreConnection:
             conn.execute(f"PRAGMA synchronous = {self.synchronous.upper()}")
             if new:
                 _create_schema(conn)
+            else:
+                _migrate(conn, tables)
         except sqlite3.Error as exc:
             raise self.fail(f"cannot prepare it ({exc}); is the path writable?") from exc
 

@@ -236,7 +236,14 @@ class SQLiteStore:
                 if extras:
                     self._ensure_columns(conn, extras)
                 cursor = conn.executemany(sql, zip(*lists, strict=True))
-                return int(cursor.rowcount)
+                stored = int(cursor.rowcount)
+                if stored > 0:  # when these rows arrived: one arrivals row per append
+                    conn.execute(
+                        "INSERT INTO arrivals (seq_max, stored_at) "
+                        "VALUES ((SELECT max(seq) FROM readings), ?) ON CONFLICT DO NOTHING",
+                        (wall_clock_ms(),),
+                    )
+                return stored
         except StoreError as exc:
             cause = exc.__cause__
             match = re.search(r"binding parameter (\d+)", str(cause)) if cause else None
@@ -619,12 +626,15 @@ class SQLiteStore:
     # -- housekeeping --------------------------------------------------------------------------
     def stats(self) -> StoreStats:
         """Rows stored; per consumer: rows pending (neither acknowledged nor waiting as dead
-        letters; replayed dead letters count as pending), the age in seconds of the next row to
-        deliver judged by its reading timestamp against the wall clock (None when nothing is
-        pending), and dead letters waiting. ``file_size`` includes the WAL file."""
+        letters; replayed dead letters count as pending), how long the next row to deliver has
+        waited in the store (seconds since the ``append`` that stored it, from the ``arrivals``
+        table; None when nothing is pending), that row's reading timestamp (epoch seconds), and
+        dead letters waiting. A replayed dead letter keeps its original arrival. ``file_size``
+        includes the WAL file."""
         now = wall_clock_ms()
         pending: dict[str, int] = {}
         ages: dict[str, float | None] = {}
+        heads: dict[str, float | None] = {}
         dead: dict[str, int] = {}
         with self._transaction(write=False) as conn:
             rows = int(conn.execute("SELECT count(*) FROM readings").fetchone()[0])
@@ -646,24 +656,32 @@ class SQLiteStore:
                 ).fetchone()
                 pending[name] = int(above - acked - waiting_above + replayed_below)
                 dead[name] = int(waiting)
-                head = conn.execute(
-                    "SELECT min(ts) FROM ("
-                    "SELECT r.timestamp AS ts FROM readings AS r WHERE r.seq = ("
+                # the next row to deliver: the first pending row above the checkpoint, or the
+                # first replayed dead letter; its reading timestamp and its arrival
+                found, head, arrived = conn.execute(
+                    "SELECT count(*), min(r.timestamp), min((SELECT a.stored_at FROM arrivals AS a "
+                    " WHERE a.seq_max >= r.seq ORDER BY a.seq_max LIMIT 1)) "
+                    "FROM readings AS r WHERE r.seq IN (("
                     " SELECT min(x.seq) FROM readings AS x WHERE x.seq > ? AND NOT EXISTS "
                     " (SELECT 1 FROM acked AS a WHERE a.consumer = ? AND a.seq = x.seq) "
                     " AND NOT EXISTS (SELECT 1 FROM dead_letters AS d "
-                    " WHERE d.consumer = ? AND d.seq = x.seq)) "
-                    "UNION ALL SELECT r.timestamp FROM readings AS r WHERE r.seq = ("
-                    " SELECT min(seq) FROM dead_letters WHERE consumer = ? AND replayed = 1))",
+                    " WHERE d.consumer = ? AND d.seq = x.seq)), "
+                    "(SELECT min(seq) FROM dead_letters WHERE consumer = ? AND replayed = 1))",
                     (checkpoint, name, name, name),
-                ).fetchone()[0]
-                ages[name] = None if head is None else max(0.0, (now - int(head)) / 1000.0)
+                ).fetchone()
+                if not found:
+                    ages[name] = heads[name] = None
+                    continue
+                heads[name] = int(head) / 1000.0
+                # no arrival: stored by earlier code since this store was opened, so just now
+                ages[name] = 0.0 if arrived is None else max(0.0, (now - int(arrived)) / 1000.0)
         return StoreStats(
             rows=rows,
             pending=pending,
             oldest_pending_age_s=ages,
             dead_letters=dead,
             file_size=self._file_size(),
+            oldest_pending_timestamp=heads,
         )
 
     def _file_size(self) -> int | None:
@@ -678,8 +696,8 @@ class SQLiteStore:
     def prune(self, now_ms: int | None = None) -> int:
         """Delete rows older than ``retention`` (by reading timestamp, against ``now_ms`` or the
         wall clock) that every registered consumer has acknowledged and that wait in no dead-letter
-        list. With no retention set, or no consumer registered, nothing is pruned. Returns how many
-        rows were deleted."""
+        list, and the ``arrivals`` that covered only them. With no retention set, or no consumer
+        registered, nothing is pruned. Returns how many rows were deleted."""
         if self._retention_s is None:
             return 0
         now = wall_clock_ms() if now_ms is None else int(now_ms)
@@ -688,13 +706,19 @@ class SQLiteStore:
             floor = conn.execute("SELECT min(checkpoint) FROM consumers").fetchone()[0]
             if floor is None:
                 return 0
-            return int(
+            deleted = int(
                 conn.execute(
                     "DELETE FROM readings WHERE seq <= ? AND timestamp < ? AND NOT EXISTS "
                     "(SELECT 1 FROM dead_letters AS d WHERE d.seq = readings.seq)",
                     (int(floor), cutoff),
                 ).rowcount
             )
+            if deleted:  # arrivals below the oldest row left cover no row any more
+                conn.execute(
+                    "DELETE FROM arrivals WHERE seq_max < coalesce((SELECT min(seq) FROM "
+                    "readings), (SELECT max(seq_max) FROM arrivals))"
+                )
+            return deleted
 
 
 def _reopen(
