@@ -355,7 +355,7 @@ def test_fleet_status_prints_a_table_per_node_and_fails_when_a_node_is_unhealthy
         "ERROR",
     ]
     # an older status document: the age and dead letters come from the store's figures
-    assert re.fullmatch(r"  archive  240      \d+ d  +-       0     -      -", lisbon[3])
+    assert re.fullmatch(r"  archive  240      \d+ s  +-       0     -      -", lisbon[3]), lisbon[3]
     assert len(lisbon) == 4
     porto_text = blocks["node-porto-1"]
     assert porto_text.startswith("node-porto-1: UNHEALTHY\n  rows stored: 1200, file 2.5 MB")
