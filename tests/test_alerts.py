@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import subprocess
 import sys
 import textwrap
@@ -470,9 +471,9 @@ def test_forward_follow_posts_an_alert_for_a_sink_that_failed(tmp_path, receiver
         f'[[sinks]]\nplugin = "jsonl"\nname = "archive"\npath = "{tmp_path}/o.jsonl"\n'
     )
     alerts = textwrap.dedent(
-        f"""
+        """
         [[alerts]]
-        url = "${{ALERT_URL}}"
+        url = "${ALERT_URL}"
         format = "json"
         name = "edge"
         conditions = ["sink_failed"]
@@ -480,10 +481,7 @@ def test_forward_follow_posts_an_alert_for_a_sink_that_failed(tmp_path, receiver
         """
     )
     config = pipeline_file(tmp_path, alerts, sinks=sinks)
-    env = {"ALERT_URL": f"{alerts_rx.url}/{SECRET}"}
-    import os
-
-    env = {**os.environ, **env}
+    env = {**os.environ, "ALERT_URL": f"{alerts_rx.url}/{SECRET}"}
     collected = subprocess.run(
         [sys.executable, "-m", "cosmobac", "collect", config],
         capture_output=True,
