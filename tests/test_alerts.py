@@ -516,3 +516,69 @@ def test_forward_follow_posts_an_alert_for_a_sink_that_failed(tmp_path, receiver
     assert "401" in post["details"]["error"] and post["node"]["pipeline"] == "pipeline.toml"
     assert "sent firing" in err  # -v logs each message sent
     assert SECRET not in out + err
+
+
+@pytest.mark.slow
+def test_forward_follow_alerts_on_a_backlog_too_old_in_slack_form(tmp_path, receiver, alerts_rx):
+    receiver.status = 503  # transient: retried for ever, the rows stay pending
+    sinks = f'[[sinks]]\nplugin = "webhook"\nname = "hook"\nurl = "{receiver.url}"\n'
+    alerts = textwrap.dedent(
+        f"""
+        [[alerts]]
+        url = "{alerts_rx.url}/{SECRET}"
+        conditions = ["backlog_age"]
+        evaluate_every = "0.1s"
+        """
+    )
+    config = pipeline_file(
+        tmp_path, alerts, sinks=sinks, extra='[monitoring]\nmax_backlog_age = "1h"\n'
+    )
+    subprocess.run([sys.executable, "-m", "cosmobac", "collect", config], check=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cosmobac", "forward", config, "--follow"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + WAIT_S
+        while not alerts_rx.posts and time.monotonic() < deadline:
+            if proc.poll() is not None:
+                pytest.fail(f"forward ended ({proc.returncode}): {proc.stderr.read()}")
+            time.sleep(0.1)
+        time.sleep(0.5)
+    finally:
+        proc.terminate()
+        out, err = proc.communicate(timeout=60)
+    [post] = alerts_rx.posts
+    assert set(post) == {"text", "blocks"}
+    assert "sink 'hook': backlog too old" in post["text"] and "limit 1 h" in post["text"]
+    assert "pipeline.toml" in post["text"]
+    assert SECRET not in out + err
+
+
+def test_run_and_forward_start_the_alerts_and_collect_does_not(tmp_path, monkeypatch, alerts_rx):
+    import contextlib
+
+    from cosmobac.monitoring import alerts as module
+
+    started: list[int] = []
+    original = module.AlertEvaluator.running
+
+    @contextlib.contextmanager
+    def running(self):
+        started.append(len(self.channels))
+        with original(self) as evaluator:
+            yield evaluator
+
+    monkeypatch.setattr(module.AlertEvaluator, "running", running)
+    config = pipeline_file(
+        tmp_path,
+        f'[[alerts]]\nurl = "{alerts_rx.url}"\nconditions = ["sink_failed"]\n'
+        f'[[alerts]]\nurl = "{alerts_rx.url}"\nconditions = ["sink_failed"]',
+    )
+    for command, expected in (("collect", []), ("forward", [2]), ("run", [2, 2])):
+        with contextlib.suppress(SystemExit):
+            main([command, config, *(["--duration", "10m"] if command == "run" else [])])
+        assert started == expected, command
+    assert alerts_rx.posts == []  # no sink failed: nothing to say, and nothing sent at exit
