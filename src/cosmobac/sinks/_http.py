@@ -95,8 +95,16 @@ class JsonPoster:
         self.read_timeout = read_timeout
         self.requests = 0
         self._client: Any = None
+        forms = {url}
+        try:
+            import httpx
+
+            forms.add(str(httpx.URL(url)))  # as httpx logs it (normalised)
+        except Exception:  # an unusual URL: httpx refuses it when posting
+            pass
         with _REDACT.lock:
-            _REDACT.urls[url] = self.shown
+            for form in forms:
+                _REDACT.urls[form] = self.shown
 
     def __repr__(self) -> str:
         return f"JsonPoster({self.shown!r})"
