@@ -236,7 +236,8 @@ class AlertChannel:
 
     ``clock`` (monotonic seconds) measures intervals and anomaly windows, ``wall`` (epoch
     seconds) dates messages; both are injectable for tests, and ``poster`` too. ``wait(seconds)``
-    sleeps between attempts and returns true when the evaluator is stopping."""
+    sleeps between attempts and returns true when the evaluator is stopping; ``stopping()`` is
+    true once it stops (nothing more is sent)."""
 
     def __init__(
         self,
@@ -250,6 +251,7 @@ class AlertChannel:
         wall: Callable[[], float] = time.time,
         poster: Any = None,
         wait: Callable[[float], bool] | None = None,
+        stopping: Callable[[], bool] | None = None,
         rng: random.Random | None = None,
     ) -> None:
         self.cfg = cfg
@@ -263,6 +265,7 @@ class AlertChannel:
             cfg.url, connect_timeout=cfg.timeout, read_timeout=cfg.timeout
         )
         self._wait = wait or _sleep
+        self._stopping = stopping or (lambda: False)
         self._rng = rng or random.Random()
         self.firing: dict[tuple[str, str, str | None], _Firing] = {}
         self.sent: list[tuple[Status, Alert]] = []  # every message delivered, in order
@@ -382,6 +385,8 @@ class AlertChannel:
         )
         data = json.dumps(body, allow_nan=False, default=str).encode()
         for attempt in range(SEND_ATTEMPTS):
+            if self._stopping():
+                return False  # the command is ending: nothing more is sent
             posted = self.poster.post(data)
             if posted.ok:
                 self.sent.append((status, firing.alert))
@@ -443,6 +448,7 @@ class AlertEvaluator:
                 clock=clock,
                 wall=wall,
                 wait=self._stop.wait,
+                stopping=self._stop.is_set,
             )
             for cfg in configs
         ]
