@@ -199,8 +199,8 @@ def _observing(
     (``health``; for ``cosmobac status``), metrics served over HTTP when ``--metrics-port``
     or ``[monitoring] listen`` asks for them (``metrics``), and the ``[[alerts]]`` of ``cfg``
     judged and sent from background threads (with ``health``; stopped at the end, sending
-    nothing more). Yields the function that attaches
-    them to a pipeline (a following forwarder attaches each new one)."""
+    nothing more). Yields the function that attaches them to a pipeline (a following forwarder
+    attaches each new one)."""
     from .monitoring import HealthRecorder, HealthTracker, ObserverGroup
 
     listen = ("127.0.0.1", port) if port is not None else cfg.monitoring.listen
