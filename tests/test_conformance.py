@@ -146,7 +146,7 @@ def receiver() -> Iterator[Receiver]:
 def test_webhook_sink_passes_against_a_loopback_server(receiver):
     def make():
         receiver.posts.clear()
-        return WebhookSink(url=receiver.url, include="all", retries=0)
+        return WebhookSink(url=receiver.url, include="all")
 
     def received(sink):
         return [doc for post in receiver.posts for doc in post["documents"]]
@@ -157,7 +157,7 @@ def test_webhook_sink_passes_against_a_loopback_server(receiver):
 
 def test_webhook_sink_rejections_are_valid_write_results(receiver):
     receiver.status = 422  # the server refuses every document for its content
-    check_sink(lambda: WebhookSink(url=receiver.url, include="all", retries=0))
+    check_sink(lambda: WebhookSink(url=receiver.url, include="all"))
 
 
 def test_list_sensor_and_the_simulated_fleet_pass_the_sensor_checks():

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from cosmobac import hookspecs
-from cosmobac.config import _RUN_CONVERTERS
+from cosmobac.config import _ALERT_CONVERTERS, _MONITORING_CONVERTERS, _RUN_CONVERTERS
 from cosmobac.plugins import Plugins
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -48,6 +48,8 @@ def test_every_hook_has_a_docs_entry(hook):
 
 def config_keys() -> list[tuple[str, str]]:
     keys = [("[run]", key) for key in _RUN_CONVERTERS]
+    keys += [("[monitoring]", key) for key in _MONITORING_CONVERTERS]
+    keys += [("[[alerts]]", key) for key in _ALERT_CONVERTERS]
     for component in Plugins().components():
         for key in component.accepted_keys() or []:
             keys.append((f"`{component.name}`", key))

@@ -69,7 +69,7 @@ JSONL = '[[sinks]]\nplugin = "jsonl"\nname = "archive"\npath = "{out}"'
 
 
 def webhook(url: str) -> str:
-    return f'[[sinks]]\nplugin = "webhook"\nname = "hook"\nurl = "{url}"\nretries = 0'
+    return f'[[sinks]]\nplugin = "webhook"\nname = "hook"\nurl = "{url}"'
 
 
 def start(*args: str) -> subprocess.Popen[str]:

@@ -197,9 +197,11 @@ def _observing(
     health: bool = True,
 ) -> Iterator[Callable[[Pipeline], None]]:
     """While the block runs: a health tracker whose snapshot is recorded beside ``config``
-    (``health``; for ``cosmobac status``), and metrics served over HTTP when ``--metrics-port``
-    or ``[monitoring] listen`` asks for them (``metrics``). Yields the function that attaches
-    them to a pipeline (a following forwarder attaches each new one)."""
+    (``health``; for ``cosmobac status``), metrics served over HTTP when ``--metrics-port``
+    or ``[monitoring] listen`` asks for them (``metrics``), and the ``[[alerts]]`` of ``cfg``
+    judged and sent from background threads (with ``health``; stopped at the end, sending
+    nothing more). Yields the function that attaches them to a pipeline (a following forwarder
+    attaches each new one)."""
     from .monitoring import HealthRecorder, HealthTracker, ObserverGroup
 
     listen = ("127.0.0.1", port) if port is not None else cfg.monitoring.listen
@@ -222,6 +224,19 @@ def _observing(
             shown = f"[{host}]" if ":" in host else host
             click.echo(f"metrics on http://{shown}:{bound}/metrics", err=True)
             observers.append(monitor)
+        if cfg.alerts and health:  # run and forward (collect watches no sink: health=False)
+            from .monitoring.alerts import AlertEvaluator
+
+            evaluator = AlertEvaluator(
+                cfg.alerts,
+                tracker,
+                pipeline_file=config,
+                store=watched.store,
+                consumers=watched.consumers,
+                backoff=cfg.run.backoff,
+                max_backoff=cfg.run.max_backoff,
+            )
+            stack.enter_context(evaluator.running())
         observer = observers[0] if len(observers) == 1 else ObserverGroup(*observers)
 
         def attach(pipeline: Pipeline) -> None:

@@ -29,15 +29,28 @@ import attrs
 
 from .errors import ConfigError, PluginError
 from .plugins import Kind, Plugins, get_plugins
-from .values import choice, duration, fraction, integer, listen_address, real
+from .values import (
+    choice,
+    duration,
+    flag,
+    fraction,
+    integer,
+    listen_address,
+    real,
+    redact_url,
+    web_url,
+)
 
 __all__ = [
+    "ALERT_CONDITIONS",
+    "ALERT_FORMATS",
     "CREDENTIAL_KEY",
     "MAX_ATTEMPTS",
     "MAX_BATCH_SIZE",
     "MAX_PAUSE",
     "MAX_SPAN",
     "MAX_SPEED",
+    "AlertConfig",
     "ComponentConfig",
     "MonitoringConfig",
     "PipelineConfig",
@@ -49,7 +62,7 @@ __all__ = [
     "parse_config",
 ]
 
-SECTIONS: Final = ("sensor", "store", "transforms", "sinks", "run", "monitoring")
+SECTIONS: Final = ("sensor", "store", "transforms", "sinks", "run", "monitoring", "alerts")
 _VAR = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -222,6 +235,134 @@ class MonitoringConfig:
         return cls(**table)
 
 
+ALERT_CONDITIONS: Final = ("sink_failed", "backlog_age", "anomaly_burst")
+"""What ``[[alerts]]`` can watch: a sink that failed permanently, a backlog older than
+``max_backlog_age`` (both as ``/readyz`` judges), and a burst of rows a detector flagged."""
+ALERT_FORMATS: Final = ("slack", "teams", "json")
+
+
+def _conditions(key: str, value: Any) -> tuple[str, ...]:
+    """A list of :data:`ALERT_CONDITIONS` (or text, comma-separated, as ``${VAR}`` gives)."""
+    if isinstance(value, str):
+        value = [part for part in value.split(",") if part.strip()]
+    if not isinstance(value, list | tuple) or not value:
+        raise TypeError(
+            f"{key} must be a list of {', '.join(repr(c) for c in ALERT_CONDITIONS)}, got {value!r}"
+        )
+    found: list[str] = []
+    for item in value:
+        condition = choice(key, item, ALERT_CONDITIONS)
+        if condition not in found:
+            found.append(condition)
+    return tuple(found)
+
+
+def _label(key: str, value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise TypeError(f"{key} must be text, got {value!r} ({type(value).__name__})")
+    return value
+
+
+_ALERT_CONVERTERS: Final[dict[str, Any]] = {
+    "url": web_url,
+    "format": lambda k, v: choice(k, v, ALERT_FORMATS),
+    "name": _label,
+    "conditions": _conditions,
+    "max_backlog_age": _max_age,
+    "anomaly_burst": partial(integer, minimum=1),
+    "anomaly_window": partial(duration, positive=True, maximum=MAX_SPAN),
+    "resend_interval": partial(duration, positive=True, maximum=MAX_SPAN),
+    "send_resolved": flag,
+    "evaluate_every": partial(duration, minimum=0.01, maximum=MAX_PAUSE),
+    "timeout": partial(duration, positive=True, maximum=MAX_PAUSE),
+}
+
+
+def _alert_url(value: Any) -> str:
+    return web_url("url", value)
+
+
+def _alert_field(key: str, default: Any, **kw: Any) -> Any:
+    return attrs.field(default=default, converter=partial(_ALERT_CONVERTERS[key], key), **kw)
+
+
+def _optional_alert_field(key: str) -> Any:
+    def convert(value: Any) -> Any:
+        return None if value is None else _ALERT_CONVERTERS[key](key, value)
+
+    return attrs.field(default=None, converter=convert)
+
+
+@attrs.frozen(kw_only=True)
+class AlertConfig:
+    """One ``[[alerts]]`` table: where and when to send pipeline-health notifications.
+
+    * ``url`` (required): the ``http://`` or ``https://`` webhook (a Slack or Teams incoming
+      webhook, or any endpoint taking JSON). Its path often holds a token: it is shown only as
+      scheme and host, in errors, logs and reprs alike.
+    * ``format``: ``"slack"`` (default), ``"teams"`` or ``"json"``.
+    * ``name``: a label shown in each message.
+    * ``conditions``: some of :data:`ALERT_CONDITIONS`; by default ``sink_failed`` and
+      ``anomaly_burst``, and ``backlog_age`` when a ``max_backlog_age`` is known.
+    * ``max_backlog_age``: for ``backlog_age``; defaults to ``[monitoring] max_backlog_age``.
+    * ``anomaly_burst`` (default 50) rows flagged by one detector for one sink within
+      ``anomaly_window`` (default ``"5m"``) fire ``anomaly_burst``.
+    * ``resend_interval`` (default ``"1h"``): an alert still firing is sent again after this.
+    * ``send_resolved`` (default true): send a message when an alert clears.
+    * ``evaluate_every`` (default ``"10s"``): how often the conditions are judged.
+    * ``timeout`` (default ``"5s"``): to connect, and for the answer.
+    """
+
+    url: str = attrs.field(converter=_alert_url, repr=lambda url: repr(redact_url(url)))
+    format: str = _alert_field("format", "slack")
+    name: str | None = _alert_field("name", None)
+    conditions: tuple[str, ...] = _alert_field("conditions", ALERT_CONDITIONS)
+    max_backlog_age: float | None = _optional_alert_field("max_backlog_age")
+    anomaly_burst: int = _alert_field("anomaly_burst", 50)
+    anomaly_window: float = _alert_field("anomaly_window", 300.0)
+    resend_interval: float = _alert_field("resend_interval", 3600.0)
+    send_resolved: bool = _alert_field("send_resolved", True)
+    evaluate_every: float = _alert_field("evaluate_every", 10.0)
+    timeout: float = _alert_field("timeout", 5.0)
+
+    def __attrs_post_init__(self) -> None:
+        if "backlog_age" in self.conditions and self.max_backlog_age is None:
+            raise ValueError(
+                "conditions: 'backlog_age' needs a max_backlog_age: set max_backlog_age in this "
+                "[[alerts]] table or in [monitoring] (e.g. \"15m\"), or leave 'backlog_age' out"
+            )
+
+    @property
+    def shown_url(self) -> str:
+        """The URL as it may be shown: scheme and host."""
+        return redact_url(self.url)
+
+    @classmethod
+    def from_table(
+        cls, table: Mapping[str, Any], *, monitoring: MonitoringConfig | None = None
+    ) -> AlertConfig:
+        """An AlertConfig from an ``[[alerts]]`` table; ``ValueError`` or ``TypeError`` names the
+        key. ``monitoring`` gives the default ``max_backlog_age``."""
+        unknown = [k for k in table if k not in _ALERT_CONVERTERS]
+        if unknown:
+            raise ValueError(
+                f"unknown key {unknown[0]!r}; accepted keys: {', '.join(_ALERT_CONVERTERS)}"
+            )
+        if "url" not in table:
+            raise ValueError("missing key 'url' (the webhook to post alerts to)")
+        values = dict(table)
+        if values.get("max_backlog_age") is None and monitoring is not None:
+            values["max_backlog_age"] = monitoring.max_backlog_age
+        if "conditions" not in values:
+            max_age = values.get("max_backlog_age")
+            values["conditions"] = tuple(
+                c for c in ALERT_CONDITIONS if c != "backlog_age" or max_age is not None
+            )
+        return cls(**values)
+
+
 CREDENTIAL_KEY: Final = re.compile(
     r"(^|_)(key|token|password|secret|credentials?|headers|connection_string)$"
 )
@@ -328,6 +469,7 @@ class PipelineConfig:
     run: RunConfig
     source: str = "<config>"
     monitoring: MonitoringConfig = MonitoringConfig()
+    alerts: tuple[AlertConfig, ...] = ()
 
 
 def _table(data: Any, where: str) -> dict[str, Any]:
@@ -421,6 +563,7 @@ def parse_config(
         monitoring = MonitoringConfig.from_table(monitoring_table)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{source}: [monitoring]: {exc}") from exc
+    alerts = _alerts(expanded.get("alerts"), source, monitoring)
     return PipelineConfig(
         sensor=None
         if sensor is None
@@ -435,7 +578,24 @@ def parse_config(
         run=run,
         source=source,
         monitoring=monitoring,
+        alerts=alerts,
     )
+
+
+def _alerts(data: Any, source: str, monitoring: MonitoringConfig) -> tuple[AlertConfig, ...]:
+    if data is None:
+        return ()
+    if not isinstance(data, list):
+        raise ConfigError(f"{source}: [alerts] must be an array of tables: write [[alerts]]")
+    found = []
+    for i, item in enumerate(data):
+        where = f"{source}: [[alerts]] #{i + 1}"
+        table = _table(item, where)
+        try:
+            found.append(AlertConfig.from_table(table, monitoring=monitoring))
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{where}: {exc}") from exc
+    return tuple(found)
 
 
 def load_config(

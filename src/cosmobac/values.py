@@ -22,6 +22,7 @@ import math
 import re
 from collections.abc import Callable, Iterable
 from typing import Any, Final, TypeVar
+from urllib.parse import urlsplit
 
 import numpy as np
 
@@ -39,7 +40,9 @@ __all__ = [
     "listen_address",
     "parse_duration",
     "real",
+    "redact_url",
     "size",
+    "web_url",
 ]
 
 YES: Final = frozenset({"true", "yes", "on", "1", "t", "y"})
@@ -285,6 +288,41 @@ def size(key: str, value: Any) -> int:
     if not math.isfinite(number) or int(number) < 1:
         raise ValueError(f"{key} must be a size of at least one byte, got {value!r}")
     return int(number)
+
+
+def redact_url(url: str) -> str:
+    """``url`` as it may be shown in logs, errors and reprs: its scheme and host (and port) only,
+    ``"https://hooks.slack.com/…"``. A webhook's path and query often hold its token."""
+    try:
+        parts = urlsplit(url)
+        host, port = parts.hostname, parts.port
+    except (ValueError, TypeError, AttributeError):
+        return "<a URL, hidden>"
+    if not parts.scheme or not host:
+        return "<a URL, hidden>"
+    shown = f"[{host}]" if ":" in host else host
+    rest = "/…" if (parts.path not in ("", "/") or parts.query or parts.fragment) else ""
+    return f"{parts.scheme}://{shown}{'' if port is None else f':{port}'}{rest}"
+
+
+def web_url(key: str, value: Any) -> str:
+    """An ``http://`` or ``https://`` URL with a host. The error never shows the value's path or
+    query (they may hold a token): only what :func:`redact_url` shows."""
+    if not isinstance(value, str):
+        raise TypeError(f"{key} must be an http:// or https:// URL, got {type(value).__name__}")
+    text = value.strip()
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        raise ValueError(
+            f"{key} must be an http:// or https:// URL, got {redact_url(text)} (unreadable)"
+        ) from None
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        raise ValueError(
+            f"{key} must be an http:// or https:// URL with a host, got {redact_url(text)}"
+        )
+    return text
 
 
 def choice(key: str, value: Any, options: Iterable[str]) -> str:

@@ -39,7 +39,7 @@ def rows(detected, scores=None):
 
 
 def sink(url, **kwargs):
-    return WebhookSink(url=url, backoff=0.001, max_backoff=0.01, **kwargs)
+    return WebhookSink(url=url, **kwargs)
 
 
 def test_posts_only_anomalies_as_json_documents(receiver):
@@ -73,19 +73,28 @@ def test_include_all_sends_anomalies_first_most_anomalous_first(receiver):
     assert first == ["00:00:03", "00:00:04", "00:00:01", "00:00:00", "00:00:02"]
 
 
-def test_transient_errors_are_retried_honouring_retry_after(receiver):
-    receiver.script = [(503, {"Retry-After": "0"}), (429, {}), (500, {})]
+@pytest.mark.parametrize("status", [408, 425, 429, 500, 502, 503, 504])
+def test_a_retryable_status_fails_the_write_transiently_after_one_request(receiver, status):
+    receiver.script = [(status, {"Retry-After": "7"})]
     out = sink(receiver.url)
-    assert out.write(rows([1])) is None
-    assert out.requests == 4 and len(receiver.posts) == 1
-
-
-def test_when_retries_run_out_the_write_fails_transiently(receiver):
-    receiver.script = [(503, {})] * 3
-    out = sink(receiver.url, retries=2)
-    with pytest.raises(SinkError, match="failed 3 times") as info:
+    with pytest.raises(SinkError, match=f"HTTP {status}") as info:
         out.write(rows([1]))
-    assert info.value.transient and receiver.posts == []
+    assert info.value.transient and out.requests == 1 and receiver.posts == []
+    assert "Retry-After: 7" in str(info.value)  # quoted; the forwarder's backoff sets the wait
+
+
+def test_the_forwarder_retries_with_its_backoff_and_nothing_is_nested(receiver):
+    receiver.script = [(503, {}), (429, {}), (500, {})]
+    store = MemoryStore()
+    store.append(rows([0, 1, 0, 1]))
+    out = sink(receiver.url)
+    report = Pipeline(
+        store=store,
+        lanes=[Lane("hook", out, [])],
+        run=RunConfig(backoff=0.001, max_backoff=0.01, max_attempts=5),
+    ).forward()
+    assert report.ok and report.lanes[0].acked == 4 and report.lanes[0].failures == 3
+    assert out.requests == 4 and len(receiver.posts) == 1  # one request per forwarder attempt
 
 
 def test_unreachable_server_is_transient():
@@ -93,8 +102,38 @@ def test_unreachable_server_is_transient():
     url = free.url
     free.close()
     with pytest.raises(SinkError) as info:
-        sink(url, retries=1, connect_timeout=1, read_timeout=1).write(rows([1]))
+        sink(url, connect_timeout=1, read_timeout=1).write(rows([1]))
     assert info.value.transient
+    assert "/alerts" not in str(info.value)
+
+
+def test_retries_is_accepted_but_ignored_with_one_warning(receiver, caplog, monkeypatch):
+    import cosmobac.sinks.webhook as module
+
+    monkeypatch.setattr(module, "_warned_retries", False)
+    receiver.script = [(503, {})]
+    with caplog.at_level("WARNING", logger="cosmobac.sinks.webhook"):
+        out = sink(receiver.url, retries=4, backoff="1s", max_backoff="5s")
+        sink(receiver.url, retries=2)
+    warnings = [r.getMessage() for r in caplog.records if "deprecated" in r.getMessage()]
+    assert len(warnings) == 1 and "[run] backoff" in warnings[0]
+    with pytest.raises(SinkError):
+        out.write(rows([1]))
+    assert out.requests == 1
+
+
+def test_the_url_path_is_never_shown(receiver, caplog):
+    secret = receiver.url + "/T000/B000/XXXXsecretXXXX?sig=abc"
+    receiver.script = [(401, {})]
+    out = sink(secret)
+    assert "secret" not in repr(out)
+    with caplog.at_level("DEBUG"), pytest.raises(SinkError) as info:
+        out.write(rows([1]))
+    assert "secret" not in str(info.value) and "127.0.0.1" in str(info.value)
+    assert not [r for r in caplog.records if "secret" in r.getMessage()]
+    with pytest.raises(ValueError) as bad:
+        WebhookSink(url="ftp://host/T000/secret")
+    assert "secret" not in str(bad.value)
 
 
 def test_configuration_errors_stop_the_sink(receiver):
@@ -113,8 +152,8 @@ def test_refused_documents_are_rejected_with_the_reason(receiver):
 
 
 def test_after_the_anomalies_went_out_only_the_rest_is_retried(receiver):
-    receiver.script = [(200, {}), (503, {}), (503, {})]
-    result = sink(receiver.url, include="all", retries=1).write(rows([0, 1, 0]))
+    receiver.script = [(200, {}), (503, {})]
+    result = sink(receiver.url, include="all").write(rows([0, 1, 0]))
     assert result is not None and sorted(result.retry) == [0, 2]
 
 
@@ -139,7 +178,7 @@ def test_bad_settings_name_the_key(kwargs, key):
 def test_register_sinks_registers_webhook():
     component = Plugins(entry_points=False).get("sink", "webhook")
     assert component.factory is WebhookSink
-    assert set(component.accepted_keys() or []) >= {"url", "include", "retries", "backoff"}
+    assert set(component.accepted_keys() or []) >= {"url", "include", "retries", "read_timeout"}
 
 
 def test_alerts_from_a_pipeline_with_a_detector(receiver):

@@ -206,7 +206,7 @@ def test_webhook_refused_documents_are_found_and_only_they_are_dead_lettered():
     store.append(readings(16, note=notes, detected=np.ones(16, dtype=bool)))
     receiver = RefusingReceiver(max_body=10_000)
     try:
-        sink = WebhookSink(url=receiver.url, max_rows=8, backoff=0.001, max_backoff=0.01)
+        sink = WebhookSink(url=receiver.url, max_rows=8)
         follow_until_settled(store, Lane("alerts", sink), 16)
         sink.close()
     finally:

@@ -1,10 +1,12 @@
-"""Metrics, health and status of the long-running commands (``run``, ``collect``, ``forward``).
+"""Metrics, health, status and alerts of the long-running commands (``run``, ``collect``, ``forward``).
 
 * :mod:`.health`: a :class:`HealthTracker` observing a pipeline, the one readiness judgement
   (:func:`problems`), and the health file ``cosmobac status`` reads;
 * :mod:`.metrics`: :class:`Monitor`, Prometheus metrics (needs the ``monitoring`` extra,
   prometheus-client, imported only when a Monitor is made);
 * :mod:`.server`: :func:`serve`, ``/metrics``, ``/healthz`` and ``/readyz`` over HTTP;
+* :mod:`.alerts`: :class:`~.alerts.AlertEvaluator`, the ``[[alerts]]`` notifications (the
+  conditions of ``/readyz`` and anomaly bursts, posted to Slack, Teams or JSON webhooks);
 * :class:`ObserverGroup` hands a pipeline's reports to several observers.
 """
 

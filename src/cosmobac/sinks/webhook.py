@@ -1,5 +1,6 @@
-"""Built-in sink ``webhook``: alerts. Posts detected anomalies as JSON to a URL, with retries and
-backoff; optionally forwards the ordinary rows too, always after the anomalies.
+"""Built-in sink ``webhook``: alerts. Posts detected anomalies as JSON to a URL, one attempt per
+request (the forwarder retries a failed write with its backoff); optionally forwards the ordinary
+rows too, always after the anomalies.
 
 Each request's body is one JSON object::
 
@@ -14,11 +15,10 @@ at-least-once delivery brings after a retry.
 from __future__ import annotations
 
 import json
-import random
-import time
+import logging
 from collections.abc import Mapping
+from functools import partial
 from typing import Any
-from urllib.parse import urlsplit
 
 import attrs
 import numpy as np
@@ -28,22 +28,13 @@ from ..documents import to_documents
 from ..errors import SinkError
 from ..hookspecs import Register, hookimpl
 from ..interfaces import WriteResult
-from ..values import choice, duration, integer
+from ..values import choice, duration, integer, redact_url, web_url
 from ._faults import unencodable
+from ._http import REJECT_STATUS, RETRY_STATUS, JsonPoster
 
-__all__ = ["WebhookSink"]
+__all__ = ["REJECT_STATUS", "RETRY_STATUS", "WebhookSink"]
 
-RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
-REJECT_STATUS = frozenset({400, 413, 422})
-
-
-def _url(value: Any) -> str:
-    if not isinstance(value, str):
-        raise TypeError(f"url must be text, got {value!r}")
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ValueError(f"url must be an http:// or https:// URL, got {value!r}")
-    return value
+log = logging.getLogger(__name__)
 
 
 def _headers(value: Any) -> dict[str, str]:
@@ -63,17 +54,52 @@ class _Rejected(Exception):
         self.reason = reason
 
 
-class _NoAnswer(Exception):
-    """The endpoint did not answer in time (connect or read timeout)."""
+_warned_retries = False
+
+
+def _deprecated(key: str, parse: Any) -> Any:
+    """A converter for ``retries``, ``backoff`` and ``max_backoff``: still accepted (older
+    pipeline files) and checked, but ignored, with one warning per process: each write makes one
+    attempt and the forwarder retries (``[run] backoff``, ``max_backoff``, ``max_attempts``)."""
+
+    def convert(value: Any) -> Any:
+        global _warned_retries
+        if value is None:
+            return None
+        parsed = parse(key, value)
+        if not _warned_retries:
+            _warned_retries = True
+            log.warning(
+                "webhook sink: %r is deprecated and ignored: each write makes one attempt and "
+                "the forwarder retries a failed one ([run] backoff, max_backoff, max_attempts); "
+                "remove the key",
+                key,
+            )
+        return parsed
+
+    return convert
+
+
+def _deprecated_retries(value: Any) -> int | None:
+    return _deprecated("retries", partial(integer, minimum=0))(value)
+
+
+def _deprecated_backoff(value: Any) -> float | None:
+    return _deprecated("backoff", duration)(value)
+
+
+def _deprecated_max_backoff(value: Any) -> float | None:
+    return _deprecated("max_backoff", duration)(value)
 
 
 @attrs.define(eq=False, kw_only=True)
 class WebhookSink:
-    """POST detected anomalies as JSON to ``url``, anomalies first, with retries and backoff.
+    """POST detected anomalies as JSON to ``url``, anomalies first; one attempt per request.
 
     Keys:
 
-    * ``url`` (required): ``http://`` or ``https://``.
+    * ``url`` (required): ``http://`` or ``https://``. Shown in messages and logs as its scheme
+      and host only (its path may hold a token).
     * ``include`` (default ``"anomalies"``): send only rows whose ``detected`` column is true
       (the other rows count as delivered: this sink is not meant to hold them), or ``"all"``: the
       anomalies first, then the ordinary rows.
@@ -82,30 +108,28 @@ class WebhookSink:
     * ``max_rows`` (default 500): documents per request.
     * ``connect_timeout`` (default ``"5s"``): to open a connection.
     * ``read_timeout`` (default ``"5s"``): for the answer (and for each send of the body).
-    * ``retries`` (default 4): further attempts after a failed one, within one ``write``. Refused
-      or dropped connections and HTTP 408, 425, 429, 500, 502, 503, 504 are retried after a
-      delay: the server's ``Retry-After`` (seconds) when it sends one, otherwise full-jitter
-      exponential backoff, uniform in [0, min(``max_backoff``, ``backoff``·2ⁿ)]. A timeout is not
-      retried within the write (an endpoint that does not answer would cost another timeout per
-      retry): the write fails at once and the forwarder retries later, with its own backoff and
-      ``run.max_attempts``.
-    * ``backoff`` (default ``"0.5s"``), ``max_backoff`` (default ``"10s"``).
+    * ``retries``, ``backoff``, ``max_backoff``: deprecated and ignored (a warning says so once).
+      The sink no longer retries inside ``write``: the forwarder is the one retry policy
+      (``[run] backoff``, ``max_backoff``, ``max_attempts``; full-jitter exponential backoff).
 
-    Outcomes: 2xx means written. 400, 413 or 422 means the server refused those documents for
-    their content (or size): a request of several documents is split in halves until the refused
-    documents are found, and only those go to the dead letters, with the response as the reason.
-    A document that cannot be sent as JSON at all is rejected the same way without a request. Any
-    other status (401, 403, 404, …) stops the sink with a permanent error (fix the
-    configuration). When retries run out, or on a timeout, the write fails (transiently) and the
-    forwarder tries again later; if the anomalies went through but ordinary rows did not, only
-    those are retried.
+    Outcomes: 2xx means written. HTTP 408, 425, 429, 500, 502, 503, 504, a refused or dropped
+    connection, or a timeout fail the write transiently (:class:`~cosmobac.errors.SinkError`), and
+    the forwarder sends the rows again after its backoff. A ``Retry-After`` header is quoted in
+    the error but does not set the wait: the forwarder's backoff does (set ``[run] backoff`` and
+    ``max_backoff`` for a server that throttles). 400, 413 or 422 means the server refused those
+    documents for their content (or size): a request of several documents is split in halves
+    until the refused documents are found, and only those go to the dead letters, with the
+    response as the reason. A document that cannot be sent as JSON at all is rejected the same way
+    without a request. Any other status (401, 403, 404, …) stops the sink with a permanent error
+    (fix the configuration). If the anomalies went through but ordinary rows did not, only those
+    are retried.
     """
 
-    url: str = attrs.field(converter=_url)
+    url: str = attrs.field(converter=lambda v: web_url("url", v), repr=redact_url)
     include: str = attrs.field(
         default="anomalies", converter=lambda v: choice("include", v, ("anomalies", "all"))
     )
-    headers: dict[str, str] = attrs.field(factory=dict, converter=_headers)
+    headers: dict[str, str] = attrs.field(factory=dict, converter=_headers, repr=False)
     max_rows: int = attrs.field(default=500, converter=lambda v: integer("max_rows", v, minimum=1))
     connect_timeout: float = attrs.field(
         default=5.0, converter=lambda v: duration("connect_timeout", v, positive=True)
@@ -113,85 +137,29 @@ class WebhookSink:
     read_timeout: float = attrs.field(
         default=5.0, converter=lambda v: duration("read_timeout", v, positive=True)
     )
-    retries: int = attrs.field(default=4, converter=lambda v: integer("retries", v, minimum=0))
-    backoff: float = attrs.field(default=0.5, converter=lambda v: duration("backoff", v))
-    max_backoff: float = attrs.field(default=10.0, converter=lambda v: duration("max_backoff", v))
+    retries: int | None = attrs.field(default=None, converter=_deprecated_retries)
+    backoff: float | None = attrs.field(default=None, converter=_deprecated_backoff)
+    max_backoff: float | None = attrs.field(default=None, converter=_deprecated_max_backoff)
 
-    _client: Any = attrs.field(init=False, default=None, repr=False)
-    _rng: random.Random = attrs.field(init=False, factory=random.Random, repr=False)
-    requests: int = attrs.field(init=False, default=0)  # HTTP requests made, retries included
-
-    # -- HTTP -----------------------------------------------------------------------------------
-    def _http(self) -> Any:
-        if self._client is None:
-            try:
-                import httpx
-            except ImportError as exc:  # pragma: no cover - httpx is a dependency of cosmobac
-                raise SinkError(
-                    "the webhook sink needs httpx: pip install httpx", transient=False
-                ) from exc
-            timeout = httpx.Timeout(
-                connect=self.connect_timeout,
-                read=self.read_timeout,
-                write=self.read_timeout,
-                pool=self.connect_timeout,
-            )
-            self._client = httpx.Client(
-                timeout=timeout,
-                headers={"content-type": "application/json", **self.headers},
-            )
-        return self._client
-
-    def _delay(self, attempt: int, retry_after: str | None) -> float:
-        if retry_after is not None:
-            try:
-                return min(self.max_backoff, max(0.0, float(retry_after)))
-            except ValueError:
-                pass  # an HTTP date: fall back to our own backoff
-        return self._rng.uniform(0.0, min(self.max_backoff, self.backoff * 2.0**attempt))
+    _poster: JsonPoster | None = attrs.field(init=False, default=None, repr=False)
+    requests: int = attrs.field(init=False, default=0)  # HTTP requests made
 
     def _post(self, body: bytes) -> None:
-        """Send one request, retrying transient failures; raise :class:`_Rejected` or
-        :class:`SinkError`."""
-        import httpx
-
-        client = self._http()
-        last = "no attempt"
-        for attempt in range(self.retries + 1):
-            retry_after = None
-            self.requests += 1
-            try:
-                response = client.post(self.url, content=body)
-            except httpx.TimeoutException as exc:
-                raise _NoAnswer(
-                    f"webhook {self.url} did not answer: {type(exc).__name__} after "
-                    f"{self._timeout_for(exc):g} s"
-                ) from None
-            except httpx.HTTPError as exc:
-                last = f"{type(exc).__name__}: {exc}"
-            else:
-                status = response.status_code
-                if 200 <= status < 300:
-                    return
-                text = response.text[:200].strip()
-                last = f"HTTP {status}" + (f": {text}" if text else "")
-                if status in REJECT_STATUS:
-                    raise _Rejected(f"webhook refused the documents: {last}")
-                if status not in RETRY_STATUS:
-                    raise SinkError(f"webhook {self.url} answered {last}", transient=False)
-                retry_after = response.headers.get("retry-after")
-            if attempt < self.retries:
-                time.sleep(self._delay(attempt, retry_after))
-        raise SinkError(
-            f"webhook {self.url} failed {self.retries + 1} times; last: {last}", transient=True
-        )
-
-    def _timeout_for(self, exc: Exception) -> float:
-        import httpx
-
-        if isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout):
-            return self.connect_timeout
-        return self.read_timeout
+        """Send one request; raise :class:`_Rejected` or :class:`SinkError`."""
+        if self._poster is None:
+            self._poster = JsonPoster(
+                self.url,
+                headers=self.headers,
+                connect_timeout=self.connect_timeout,
+                read_timeout=self.read_timeout,
+            )
+        self.requests += 1
+        posted = self._poster.post(body)
+        if posted.ok:
+            return
+        if posted.outcome == "rejected":
+            raise _Rejected(f"webhook refused the documents: {posted.message}")
+        raise SinkError(f"webhook {posted.message}", transient=posted.outcome == "transient")
 
     # -- the sink -------------------------------------------------------------------------------
     @staticmethod
@@ -257,19 +225,18 @@ class WebhookSink:
             try:
                 documents = list(to_documents(batch.select(chunk)))
                 rejected.update(self._send(documents, chunk.tolist(), kind))
-            except (SinkError, _NoAnswer) as exc:
-                error = exc if isinstance(exc, SinkError) else SinkError(str(exc), transient=True)
-                if index == 0 or not error.transient:
-                    raise error from None
+            except SinkError as exc:
+                if index == 0 or not exc.transient:
+                    raise
                 # what was sent stays sent: only the rest is retried
                 pending = np.concatenate([c for _, c in plan[index:]])
                 return WriteResult(retry=pending.tolist(), rejected=rejected)
         return WriteResult(rejected=rejected) if rejected else None
 
     def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
+        if self._poster is not None:
+            self._poster.close()
+            self._poster = None
 
 
 @hookimpl
