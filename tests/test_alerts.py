@@ -162,11 +162,12 @@ def test_a_backlog_older_than_max_backlog_age_alerts_then_resolves(tmp_path, ale
         observer=tracker,
     )
     with pipeline:
+        # readings two hours old, but the backlog's age counts from when they were stored
         pipeline.store.append(readings(4, start_ms=int(time.time() * 1000) - 2 * 3600_000))
         pipeline.forward()
         cfg = AlertConfig.from_table(
             {"url": alerts_rx.url, "format": "json", "conditions": ["backlog_age"]},
-            monitoring=parse_config({"monitoring": {"max_backlog_age": "1h"}}).monitoring,
+            monitoring=parse_config({"monitoring": {"max_backlog_age": "1s"}}).monitoring,
         )
         evaluator = AlertEvaluator(
             [cfg],
@@ -176,14 +177,17 @@ def test_a_backlog_older_than_max_backlog_age_alerts_then_resolves(tmp_path, ale
             consumers=lambda: ["archive"],
         )
         evaluator.evaluate(evaluator.channels[0])
+        assert alerts_rx.posts == []  # stored just now: not too old yet
+        time.sleep(1.2)
+        evaluator.evaluate(evaluator.channels[0])
         [post] = alerts_rx.posts
         assert (post["alert"], post["sink"], post["reason"]) == (
             "backlog_age",
             "archive",
             "backlog too old",
         )
-        assert post["details"]["oldest_pending_age_s"] > 3600
-        assert post["details"]["max_backlog_age_s"] == 3600
+        assert 1 < post["details"]["oldest_pending_age_s"] < 600
+        assert post["details"]["max_backlog_age_s"] == 1
         sink.fail = 0
         assert pipeline.forward().ok
         evaluator.evaluate(evaluator.channels[0])
@@ -531,7 +535,7 @@ def test_forward_follow_alerts_on_a_backlog_too_old_in_slack_form(tmp_path, rece
         """
     )
     config = pipeline_file(
-        tmp_path, alerts, sinks=sinks, extra='[monitoring]\nmax_backlog_age = "1h"\n'
+        tmp_path, alerts, sinks=sinks, extra='[monitoring]\nmax_backlog_age = "2s"\n'
     )
     subprocess.run([sys.executable, "-m", "cosmobac", "collect", config], check=True)
     proc = subprocess.Popen(
@@ -552,7 +556,7 @@ def test_forward_follow_alerts_on_a_backlog_too_old_in_slack_form(tmp_path, rece
         out, err = proc.communicate(timeout=60)
     [post] = alerts_rx.posts
     assert set(post) == {"text", "blocks"}
-    assert "sink 'hook': backlog too old" in post["text"] and "limit 1 h" in post["text"]
+    assert "sink 'hook': backlog too old" in post["text"] and "limit 2 s" in post["text"]
     assert "pipeline.toml" in post["text"]
     assert SECRET not in out + err
 
