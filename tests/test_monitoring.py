@@ -294,3 +294,26 @@ def test_monitoring_without_prometheus_client_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "prometheus_client", None)
     with pytest.raises(ConfigError, match=r"cosmobac\[monitoring\]"):
         Monitor(store=lambda: None, consumers=list)
+
+
+def test_forward_follow_reports_what_each_sink_did_on_stderr(tmp_path):
+    config = pipeline(tmp_path, JSONL.format(out=tmp_path / "out.jsonl"))
+    subprocess.run([sys.executable, "-m", "cosmobac", "collect", config], check=True)
+    proc = start("forward", config, "--follow", "--report-every", "0.2s")
+    try:
+        time.sleep(3.0)
+    finally:
+        _out, err = stop(proc)
+    lines = [line for line in err.splitlines() if "archive:" in line and "acknowledged" in line]
+    assert lines, err
+    acked = sum(int(line.split("archive: ")[1].split()[0].replace(",", "")) for line in lines)
+    assert acked == 2 * 2 * 3600 // 20  # every row reported once, then quiet while idle
+    assert lines[-1].endswith("0 pending")
+
+
+def test_report_every_must_be_a_positive_duration(tmp_path, capsys):
+    config = pipeline(tmp_path, JSONL.format(out=tmp_path / "out.jsonl"))
+    with pytest.raises(SystemExit) as exit_:
+        main(["forward", config, "--follow", "--report-every", "0s"])
+    assert exit_.value.code == 2
+    assert "--report-every" in capsys.readouterr().err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import signal
@@ -195,12 +196,14 @@ def _observing(
     *,
     metrics: bool = True,
     health: bool = True,
+    progress_every: float | None = None,
 ) -> Iterator[Callable[[Pipeline], None]]:
     """While the block runs: a health tracker whose snapshot is recorded beside ``config``
     (``health``; for ``cosmobac status``), metrics served over HTTP when ``--metrics-port``
     or ``[monitoring] listen`` asks for them (``metrics``), and the ``[[alerts]]`` of ``cfg``
     judged and sent from background threads (with ``health``; stopped at the end, sending
-    nothing more). Yields the function that attaches them to a pipeline (a following forwarder
+    nothing more), and with ``progress_every`` a line on stderr per sink that moved, every so
+    many seconds. Yields the function that attaches them to a pipeline (a following forwarder
     attaches each new one)."""
     from .monitoring import HealthRecorder, HealthTracker, ObserverGroup
 
@@ -237,6 +240,16 @@ def _observing(
                 max_backoff=cfg.run.max_backoff,
             )
             stack.enter_context(evaluator.running())
+        if progress_every is not None and health:
+            from .monitoring.progress import ProgressLog
+
+            def stats() -> StoreStats | None:
+                store = watched.store()
+                return None if store is None else store.stats()
+
+            echo = functools.partial(click.echo, err=True)
+            log = ProgressLog(tracker, echo, stats=stats, interval=progress_every)
+            stack.enter_context(log.running())
         observer = observers[0] if len(observers) == 1 else ObserverGroup(*observers)
 
         def attach(pipeline: Pipeline) -> None:
@@ -318,8 +331,21 @@ def collect(config: str, duration: float | None, metrics_port: int | None) -> No
     "(a Bacalhau daemon's shipped config).",
 )
 @metrics_port_option
+@click.option(
+    "--report-every",
+    default="1m",
+    show_default=True,
+    callback=click_callback(parse_duration, positive=True, maximum=MAX_SPAN),
+    help="With --follow: print a line per sink that moved (rows acknowledged and their rate, "
+    "dead letters, failed writes, pending) this often.",
+)
 def forward(
-    config: str, follow: bool, reload: bool, seed: str | None, metrics_port: int | None
+    config: str,
+    follow: bool,
+    reload: bool,
+    seed: str | None,
+    metrics_port: int | None,
+    report_every: float,
 ) -> None:
     """Deliver pending rows from the store to every sink, acknowledging what they wrote. With
     --follow, [monitoring] listen or --metrics-port serve metrics and health."""
@@ -342,7 +368,10 @@ def forward(
         for checkpoint in _file_checkpoints(config)[1]:
             click.echo(checkpoint.describe())
         stop = threading.Event()
-        with _observing(config, cfg, metrics_port, watched) as attach, graceful_stop(stop):
+        with (
+            _observing(config, cfg, metrics_port, watched, progress_every=report_every) as attach,
+            graceful_stop(stop),
+        ):
             report = forward_following(config, stop=stop, on_pipeline=attach)
         _echo_forward(report)
         if not report.ok:
@@ -350,7 +379,14 @@ def forward(
         return
     bar = _ProgressBar()
     with (
-        _observing(config, cfg, metrics_port, watched, metrics=follow) as attach,
+        _observing(
+            config,
+            cfg,
+            metrics_port,
+            watched,
+            metrics=follow,
+            progress_every=report_every if follow else None,
+        ) as attach,
         _open(cfg, sinks=True, progress=bar) as pipeline,
         graceful_stop(pipeline.stop),
     ):
