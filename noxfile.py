@@ -75,6 +75,10 @@ def install_project(session: nox.Session) -> None:
     _editable(session, ".", *EVERYTHING)
 
 
+XDIST = ("-n", "auto")
+"""Every suite runs on all cores (pytest-xdist, in each test extra): tests use their own temporary
+folders and free loopback ports, so they may run side by side."""
+
 DEBIAN_PACKAGES = ROOT / ".ci" / "debian-packages.txt"
 
 
@@ -117,7 +121,7 @@ def install_debian_packages(session: nox.Session) -> None:
 def _run_suite(session: nox.Session, dist: Distribution, *args: str) -> None:
     install_debian_packages(session)
     with session.chdir(ROOT / dist.folder):
-        session.run("pytest", *args, *session.posargs, env={"CI": "1"})
+        session.run("pytest", *XDIST, *args, *session.posargs, env={"CI": "1"})
 
 
 @nox.session
@@ -149,7 +153,7 @@ def core_alone(session: nox.Session) -> None:
     """cosmobac with no plugin installed: core tests that need none, and the missing-plugin path."""
     session.install(".[test]")
     env = {"CI": "1", "COSMOBAC_CORE_ALONE": "1"}
-    session.run("pytest", "-m", "not needs_plugins", *session.posargs, env=env)
+    session.run("pytest", *XDIST, "-m", "not needs_plugins", *session.posargs, env=env)
 
 
 @nox.session
