@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -546,3 +547,25 @@ def test_build_store_asks_a_store_not_to_create_only_when_it_can_be_asked():
             assert wait_for_store(on_file, stop=threading.Event(), plugins=plugins) is True
         finally:
             timer.cancel()
+
+
+def test_following_a_sink_that_caught_up_keeps_delivering_while_another_retries():
+    """One sink failing transiently (in backoff) must not hold back a sink that caught up."""
+    store = filled(4)
+    good, bad = ListSink(), ListSink(fail=10**6)
+    run = RunConfig(backoff=0.05, max_backoff=0.05, batch_size=4, interval=0.01)
+    pipeline = Pipeline(store=store, lanes=[Lane("good", good), Lane("bad", bad)], run=run)
+    thread = threading.Thread(target=pipeline.forward, kwargs={"follow": True})
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while len(good.written) < 4 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        store.append(readings(4, start=100))  # new rows while "bad" keeps retrying
+        while len(good.written) < 8 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        pipeline.stop.set()
+        thread.join(timeout=30)
+    assert len(good.written) == 8
+    assert bad.calls > 1 and len(bad.written) == 0

@@ -444,6 +444,8 @@ class Pipeline:
         for state in states:
             if state.permanent:
                 continue  # e.g. wrong credentials: retrying every collect step would not help
+            if state.done:
+                state.ready_at = 0.0  # it had caught up: new rows may be waiting now
             state.done = False
             state.attempts = 0
             state.report.error = None
@@ -459,20 +461,24 @@ class Pipeline:
         handled = lambda: sum(s.report.acked + s.report.dead_lettered for s in states)  # noqa: E731
         baseline = handled()
         while not self.stop.is_set():
+            now = time.monotonic()
+            # Following, a lane that caught up looks again once its poll interval has passed,
+            # whatever the other lanes do (one sink retrying must not hold the others back).
+            idle = [s for s in states if s.done and s.report.error is None] if follow else []
+            for s in idle:
+                if s.ready_at <= now:
+                    s.done = False
             active = [s for s in states if not s.done]
             if not active:
                 self._maybe_prune(force=not follow)
                 if not follow or all(s.report.error is not None for s in states):
                     break  # nothing pending, or (following) every sink has given up
-                self.stop.wait(self._jittered(self.run_config.interval))
-                for s in states:
-                    if s.report.error is None:
-                        s.done = False
+                self.stop.wait(max(0.0, min(s.ready_at for s in idle) - now))
                 continue
-            now = time.monotonic()
             ready = [s for s in active if s.ready_at <= now]
             if not ready:
-                self.stop.wait(min(s.ready_at for s in active) - now)
+                wake = min(s.ready_at for s in (*active, *(s for s in idle if s.done)))
+                self.stop.wait(wake - now)
                 continue
             for state in ready:
                 if self.stop.is_set():
@@ -580,7 +586,8 @@ class Pipeline:
         lane, report, cfg = state.lane, state.report, self.run_config
         batch = self._read(state)
         if not len(batch):
-            state.done = True
+            state.done = True  # caught up: following, look again after the poll interval
+            state.ready_at = time.monotonic() + self._jittered(cfg.interval)
             return
         if self._reads_after and len(batch) >= cfg.batch_size:  # a full batch: more may follow
             self._read_ahead(state, after=int(batch[STORE_SEQ].max()))
