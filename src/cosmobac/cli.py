@@ -407,17 +407,22 @@ def _watch_status(config: str, interval: float) -> None:
 
     console = _console()
 
-    def view() -> Group:
-        found = read_status(config, missing_store_ok=True)
+    def view(first: bool = False) -> Group:
         stamp = time.strftime("%H:%M:%S")
         title = Text(
             f"cosmobac status {config} · {stamp} · every {interval:g} s, Ctrl-C to stop",
             style="bold",
         )
+        try:
+            found: Any = read_status(config, missing_store_ok=True)
+        except CosmobacError as exc:  # e.g. the file mid-edit: say so, and keep watching
+            if first:
+                raise
+            found = Text(f"cannot read the status: {exc}", style="red")
         return Group(title, found)
 
     try:
-        with Live(view(), console=console, auto_refresh=False, transient=False) as live:
+        with Live(view(first=True), console=console, auto_refresh=False) as live:
             while True:
                 time.sleep(interval)
                 live.update(view(), refresh=True)

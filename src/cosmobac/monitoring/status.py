@@ -3,7 +3,7 @@
 :func:`read_status` reads the store's stats once, where each ``[[sinks]]`` table of the file
 stands, and the health file a forwarder records (:func:`~cosmobac.monitoring.read_health`), and
 returns a :class:`Status` record. :meth:`Status.to_json` is the stable ``--json`` form (other tools,
-such as ``cosmobac bacalhau fleet-status``, read it); :meth:`Status.__rich__` is the view for
+such as ``cosmobac bacalhau fleet-status``, read it); :meth:`Status.__rich_console__` is the view for
 people, a header and a table per sink, which ``--watch`` redraws.
 """
 
@@ -40,7 +40,7 @@ STALE_AFTER_S: Final = 10.0
 it every 2 s), from a process no longer alive on this machine, is a forwarder that died."""
 
 NONE: Final = "—"
-ERROR_WIDTH: Final = 48
+ERROR_WIDTH: Final = 60
 
 
 def age_text_of(seconds: float) -> str:
@@ -157,6 +157,10 @@ class SinkStatus:
     forwarder_running: bool
 
     @property
+    def last_error(self) -> str | None:
+        return None if self.health is None else self.health.last_error
+
+    @property
     def rows_per_second(self) -> float | None:
         """Rows acknowledged per second over the last minute; 0 while no forwarder runs."""
         if self.health is None:
@@ -190,7 +194,7 @@ class SinkStatus:
             "oldest_pending_age_s": self.oldest_pending_age_s,
             "dead_letters": self.dead_letters,
             "rows_per_second": self.rows_per_second,
-            "last_error": None if h is None else h.last_error,
+            "last_error": self.last_error,
             "last_error_at": None if h is None else _iso(h.last_error_at),
             "stopped": False if h is None else h.stopped,
         }
@@ -227,58 +231,72 @@ class Status:
             "sinks": [s.to_json() for s in self.sinks if s.plugin is not None],
         }
 
-    def __rich__(self) -> Any:
-        from rich.console import Group
+    def __rich_console__(self, console: Any, options: Any) -> Any:
+        """The view for people: the store's rows and size, the forwarder, a table of the sinks
+        (the last error shortened to fit the width), problems, and the file's checkpoints."""
+        from rich.measure import Measurement
         from rich.table import Table
         from rich.text import Text
 
-        lines: list[Any] = []
         if self.stats is None:
-            lines.append(Text(f"waiting for the store of {self.config} (it does not exist yet)"))
+            yield Text(f"waiting for the store of {self.config} (it does not exist yet)")
         else:
-            lines.append(Text(f"rows stored: {self.stats.rows}"))
+            yield Text(f"rows stored: {self.stats.rows}")
             if self.stats.file_size is not None:
-                lines.append(Text(f"file size: {self.stats.file_size / 1e6:.1f} MB"))
+                yield Text(f"file size: {self.stats.file_size / 1e6:.1f} MB")
         forwarder = self.forwarder
         style = "red" if forwarder.died else ("green" if forwarder.running else "yellow")
-        lines.append(Text.assemble("forwarder: ", (forwarder.describe(), style)))
-        if self.stats is not None:
-            table = Table(title=None, expand=False, title_justify="left")
-            table.add_column("sink", no_wrap=True)
-            table.add_column("rows/s (1 min)", justify="right")
-            table.add_column("backlog", justify="right")
-            table.add_column("oldest pending")
-            table.add_column("dead letters", justify="right")
-            table.add_column("last error", overflow="ellipsis", max_width=ERROR_WIDTH)
-            table.add_column("when")
-            table.add_column("state")
-            for sink in self.sinks:
-                table.add_row(*self._cells(sink))
-            if self.sinks:
-                lines.append(table)
-            else:
-                lines.append(Text("no sinks: the file has no [[sinks]] and none has read"))
+        yield Text.assemble("forwarder: ", (forwarder.describe(), style))
+        if self.stats is not None and self.sinks:
+
+            def table_of(error_width: int) -> Table:
+                table = Table()
+                for name, right in (
+                    ("sink", False),
+                    ("rows/s\n(1 min)", True),
+                    ("backlog", True),
+                    ("oldest\npending", False),
+                    ("dead\nletters", True),
+                    ("last error", False),
+                    ("when", False),
+                    ("state", False),
+                ):
+                    table.add_column(name, justify="right" if right else "left", no_wrap=True)
+                for sink in self.sinks:
+                    table.add_row(*self._cells(sink, error_width))
+                return table
+
+            table = table_of(ERROR_WIDTH)
+            wide = options.update_width(100_000)
+            excess = Measurement.get(console, wide, table).maximum - options.max_width
+            if excess > 0:  # shorten the last errors first, the other columns only if need be
+                longest = max(len(_shorten(s.last_error or "")) for s in self.sinks)
+                table = table_of(max(16, longest - excess))
+            yield table
+        elif self.stats is not None:
+            yield Text("no sinks: the file has no [[sinks]] and no consumer has read the store")
         if self.problems:
-            lines.append(Text("not healthy:", style="bold red"))
-            lines.extend(Text(f"  {_problem_text(p)}", style="red") for p in self.problems)
+            yield Text("not healthy:", style="bold red")
+            for problem in self.problems:
+                yield Text(f"  {_problem_text(problem)}", style="red")
         else:
-            lines.append(Text("healthy", style="green"))
+            yield Text("healthy", style="green")
         points = [s.checkpoint for s in self.sinks if s.checkpoint is not None]
         if points:
-            lines.append(Text("checkpoints of the file's sinks:"))
-            lines.extend(Text(f"  {p.describe()}") for p in points)
-        return Group(*lines)
+            yield Text("checkpoints of the file's sinks:")
+            for point in points:
+                yield Text(f"  {point.describe()}")
 
-    def _cells(self, sink: SinkStatus) -> list[Any]:
+    def _cells(self, sink: SinkStatus, error_width: int) -> list[Any]:
         from rich.text import Text
 
         h = sink.health
         rate = sink.rows_per_second
         age = sink.oldest_pending_age_s
-        name = sink.consumer if sink.plugin is not None else f"{sink.consumer} (not in the file)"
+        name = sink.consumer if sink.plugin is not None else f"{sink.consumer} (not in file)"
         error, when = NONE, NONE
         if h is not None and h.last_error is not None:
-            error = _shorten(h.last_error)
+            error = _shorten(h.last_error, error_width)
             if h.last_error_at is not None:
                 when = ago_text_of(self.time - h.last_error_at)
         state = sink.state
@@ -287,7 +305,7 @@ class Status:
             name,
             NONE if rate is None else _rate_text(rate),
             str(sink.pending),
-            "none" if not sink.pending else NONE if age is None else age_text_of(age),
+            "none" if not sink.pending else NONE if age is None else _age_cell(age),
             str(sink.dead_letters),
             error,
             when,
@@ -295,13 +313,22 @@ class Status:
         ]
 
 
+def _age_cell(seconds: float) -> str:
+    return f"{span_text(-seconds)} ahead" if seconds < 0 else f"{span_text(seconds)} old"
+
+
 def _rate_text(rate: float) -> str:
     return f"{rate:,.0f}" if rate >= 100 else f"{rate:.2f}" if rate < 10 else f"{rate:.1f}"
 
 
 def _shorten(text: str, width: int = ERROR_WIDTH) -> str:
+    """One line of at most ``width`` characters, cut in the middle: an error's start names what
+    failed, its end usually says how (``… last: HTTP 503``)."""
     line = " ".join(text.split())
-    return line if len(line) <= width else line[: width - 1] + "…"
+    if len(line) <= width:
+        return line
+    head = (width - 1) // 3
+    return line[:head] + "…" + line[len(line) - (width - 1 - head) :]
 
 
 def _problem_text(problem: Problem) -> str:
@@ -381,7 +408,7 @@ def _sinks(
             health=None if health is None else health.sink(point.consumer),
             forwarder_running=running,
         )
-        for sink, point in zip(cfg.sinks, points, strict=True)
+        for sink, point in zip(cfg.sinks if points else (), points, strict=True)
     ]
     for consumer in sorted(set(pending) - set(consumers)):
         out.append(
