@@ -399,27 +399,14 @@ def _watch_status(config: str, interval: float) -> None:
     a store that does not exist yet shows "waiting for the store"."""
     import time
 
-    from rich.console import Group
     from rich.live import Live
-    from rich.text import Text
 
-    from .monitoring.status import read_status
+    from .monitoring.status import watch_view
 
     console = _console()
 
-    def view(first: bool = False) -> Group:
-        stamp = time.strftime("%H:%M:%S")
-        title = Text(
-            f"cosmobac status {config} · {stamp} · every {interval:g} s, Ctrl-C to stop",
-            style="bold",
-        )
-        try:
-            found: Any = read_status(config, missing_store_ok=True)
-        except CosmobacError as exc:  # e.g. the file mid-edit: say so, and keep watching
-            if first:
-                raise
-            found = Text(f"cannot read the status: {exc}", style="red")
-        return Group(title, found)
+    def view(first: bool = False) -> Any:
+        return watch_view(config, interval, fail=first)
 
     try:
         with Live(view(first=True), console=console, auto_refresh=False) as live:

@@ -20,7 +20,7 @@ import attrs
 
 from ..assembly import Checkpoint, checkpoints, sink_consumers
 from ..config import PipelineConfig, load_config
-from ..errors import StoreMissingError
+from ..errors import CosmobacError, StoreMissingError
 from ..interfaces import StoreStats
 from ..pipeline import Pipeline
 from .health import Health, Problem, SinkHealth, problems, read_health
@@ -33,6 +33,7 @@ __all__ = [
     "age_text_of",
     "ago_text_of",
     "read_status",
+    "watch_view",
 ]
 
 STALE_AFTER_S: Final = 10.0
@@ -424,3 +425,26 @@ def _sinks(
             )
         )
     return tuple(out)
+
+
+def watch_view(config: str | os.PathLike[str], interval: float, *, fail: bool = True) -> Any:
+    """One frame of ``cosmobac status --watch``: a title line (the file, the time, how often it
+    redraws) and the :class:`Status` of ``config`` read now, or "waiting for the store" while it
+    does not exist. An error reading it is raised with ``fail``; else it is shown in the frame
+    (a pipeline file caught mid-edit), so the watch goes on."""
+    from rich.console import Group
+    from rich.text import Text
+
+
+    stamp = time.strftime("%H:%M:%S")
+    title = Text(
+        f"cosmobac status {os.fspath(config)} · {stamp} · every {interval:g} s, Ctrl-C to stop",
+        style="bold",
+    )
+    try:
+        found: Any = read_status(config, missing_store_ok=True)
+    except CosmobacError as exc:
+        if fail:
+            raise
+        found = Text(f"cannot read the status: {exc}", style="red")
+    return Group(title, found)
