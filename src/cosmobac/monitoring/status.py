@@ -435,7 +435,6 @@ def watch_view(config: str | os.PathLike[str], interval: float, *, fail: bool = 
     from rich.console import Group
     from rich.text import Text
 
-
     stamp = time.strftime("%H:%M:%S")
     title = Text(
         f"cosmobac status {os.fspath(config)} · {stamp} · every {interval:g} s, Ctrl-C to stop",
