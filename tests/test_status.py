@@ -543,3 +543,25 @@ def test_ages_read_as_people_say_them():
     assert ago_text_of(180) == "3 min ago"
     assert ago_text_of(5) == "5 s ago"
     assert ago_text_of(-3 * 3600) == "3 h ahead of this clock"
+
+
+def test_read_status_reads_the_stores_stats_once(tmp_path, monkeypatch):
+    from cosmobac.monitoring.status import read_status
+    from cosmobac_sqlite.store import SQLiteStore
+
+    config = pipeline(tmp_path, jsonl(tmp_path / "out.jsonl"))
+    cosmobac("collect", config)
+    calls = []
+    stats = SQLiteStore.stats
+
+    def counted(self):
+        calls.append(1)
+        return stats(self)
+
+    monkeypatch.setattr(SQLiteStore, "stats", counted)
+    found = read_status(config)
+    assert len(calls) == 1
+    assert found.stats is not None and found.stats.rows == STORED
+    assert found.healthy and found.forwarder.health is None
+    [sink] = found.sinks
+    assert (sink.consumer, sink.pending, sink.state) == ("archive", STORED, None)

@@ -107,6 +107,8 @@ def sink_consumers(
     the user to say, with ``name``. Names that end up shared are an error naming both sinks.
     ``stats``: the store's stats the caller already took (else they are read here)."""
     check_consumers(sinks, plugins)
+    if not sinks:
+        return []  # nothing to name: the store's stats are not read
     known = set((stats if stats is not None else store.stats()).pending)
     names: list[str] = []
     for cfg in sinks:
