@@ -235,6 +235,7 @@ class Status:
     def __rich_console__(self, console: Any, options: Any) -> Any:
         """The view for people: the store's rows and size, the forwarder, a table of the sinks
         (the last error shortened to fit the width), problems, and the file's checkpoints."""
+        from rich import box
         from rich.measure import Measurement
         from rich.table import Table
         from rich.text import Text
@@ -250,8 +251,12 @@ class Status:
         yield Text.assemble("forwarder: ", (forwarder.describe(), style))
         if self.stats is not None and self.sinks:
 
-            def table_of(error_width: int) -> Table:
-                table = Table()
+            def table_of(error_width: int, compact: bool = False) -> Table:
+                table = (
+                    Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+                    if compact
+                    else Table()
+                )
                 for name, right in (
                     ("sink", False),
                     ("rows/s\n(1 min)", True),
@@ -267,12 +272,22 @@ class Status:
                     table.add_row(*self._cells(sink, error_width))
                 return table
 
+            def excess(table: Table) -> int:
+                wide = options.update_width(100_000)
+                return int(Measurement.get(console, wide, table).maximum - options.max_width)
+
             table = table_of(ERROR_WIDTH)
-            wide = options.update_width(100_000)
-            excess = Measurement.get(console, wide, table).maximum - options.max_width
-            if excess > 0:  # shorten the last errors first, the other columns only if need be
+            over = excess(table)
+            if over > 0:  # shorten the last errors first, then drop the borders
                 longest = max(len(_shorten(s.last_error or "")) for s in self.sinks)
-                table = table_of(max(16, longest - excess))
+                width = max(16, longest - over)
+                table = table_of(width)
+                over = excess(table)
+                if over > 0:
+                    table = table_of(width, compact=True)
+                    over = excess(table)
+                    if over > 0:
+                        table = table_of(max(12, width - over), compact=True)
             yield table
         elif self.stats is not None:
             yield Text("no sinks: the file has no [[sinks]] and no consumer has read the store")
