@@ -565,3 +565,12 @@ def test_read_status_reads_the_stores_stats_once(tmp_path, monkeypatch):
     assert found.healthy and found.forwarder.health is None
     [sink] = found.sinks
     assert (sink.consumer, sink.pending, sink.state) == ("archive", STORED, None)
+
+
+def test_a_narrow_terminal_shortens_the_errors_then_drops_the_borders():
+    console = Console(record=True, width=100, color_system=None)
+    console.print(made(health=health()))
+    text = console.export_text()
+    assert "│" not in text and all(len(line) <= 100 for line in text.splitlines())
+    [row] = [line for line in text.splitlines() if line.startswith("hook ")]
+    assert row.split()[1:5] == ["12.5", "400", "12", "min"] and row.rstrip().endswith("retrying")
