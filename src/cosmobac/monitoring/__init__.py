@@ -5,6 +5,7 @@
 * :mod:`.metrics`: :class:`Monitor`, Prometheus metrics (needs the ``monitoring`` extra,
   prometheus-client, imported only when a Monitor is made);
 * :mod:`.server`: :func:`serve`, ``/metrics``, ``/healthz`` and ``/readyz`` over HTTP;
+* :mod:`.status`: what ``cosmobac status`` shows (``read_status``), as JSON and as a rich view;
 * :class:`ObserverGroup` hands a pipeline's reports to several observers.
 """
 
