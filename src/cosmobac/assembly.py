@@ -90,7 +90,11 @@ def checkpoints(
 
 
 def sink_consumers(
-    sinks: Sequence[ComponentConfig], store: Store, plugins: Plugins | None = None
+    sinks: Sequence[ComponentConfig],
+    store: Store,
+    plugins: Plugins | None = None,
+    *,
+    stats: StoreStats | None = None,
 ) -> list[str]:
     """The consumer name of each sink table, for this store.
 
@@ -100,9 +104,12 @@ def sink_consumers(
     consumer named after the plugin and none under the new default, that checkpoint is kept (so
     the sink does not send everything again), with a warning, if the pipeline has one unnamed sink
     of that plugin. With several it is an error naming them: which one owns that checkpoint is for
-    the user to say, with ``name``. Names that end up shared are an error naming both sinks."""
+    the user to say, with ``name``. Names that end up shared are an error naming both sinks.
+    ``stats``: the store's stats the caller already took (else they are read here)."""
     check_consumers(sinks, plugins)
-    known = set(store.stats().pending)
+    if not sinks:
+        return []  # nothing to name: the store's stats are not read
+    known = set((stats if stats is not None else store.stats()).pending)
     names: list[str] = []
     for cfg in sinks:
         if cfg.name:

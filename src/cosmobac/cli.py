@@ -142,7 +142,7 @@ def _file_checkpoints(config: str) -> tuple[StoreStats, list[Checkpoint]]:
     cfg = load_config(config)
     with Pipeline.from_config(cfg, create_store=False) as pipeline:
         stats = pipeline.store.stats()
-        consumers = sink_consumers(cfg.sinks, pipeline.store)
+        consumers = sink_consumers(cfg.sinks, pipeline.store, stats=stats)
         return stats, checkpoints(pipeline.store, consumers, stats=stats)
 
 
@@ -401,50 +401,74 @@ def forward(
 
 @cli.command()
 @config_argument
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def status(config: str, as_json: bool) -> None:
-    """The store's rows, pending rows per sink, dead letters and size; and where each sink of
-    the file stands (a new checkpoint, or resuming after the rows it settled)."""
-    cfg = load_config(config)
-    stats, where = _file_checkpoints(config)
-    data = {
-        "rows": stats.rows,
-        "pending": dict(stats.pending),
-        "oldest_pending_age_s": dict(stats.oldest_pending_age_s),
-        "oldest_pending_timestamp": dict(stats.oldest_pending_timestamp),
-        "dead_letters": dict(stats.dead_letters),
-        "file_size": stats.file_size,
-        "sinks": [
-            {
-                "plugin": sink.plugin,
-                "consumer": point.consumer,
-                "resuming": point.resumed,
-                "after_row": point.settled,
-                "pending": point.pending,
-            }
-            for sink, point in zip(cfg.sinks, where, strict=True)
-        ],
-    }
-    if as_json:
-        click.echo(json.dumps(data, indent=2))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (a stable interface).")
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Exit with status 1 when not healthy (a sink stopped, or a "
+    "backlog older than [monitoring] max_backlog_age).",
+)
+@click.option("--watch", is_flag=True, help="Redraw a live view until Ctrl-C.")
+@click.option(
+    "--interval",
+    default="2s",
+    show_default=True,
+    callback=click_callback(parse_duration, positive=True, minimum=0.1),
+    help="With --watch: how often to redraw, e.g. 5s.",
+)
+def status(config: str, as_json: bool, check: bool, watch: bool, interval: float) -> None:
+    """Per sink: rows/s over the last minute, backlog, the oldest pending row's age, dead
+    letters, last error and when, and state; the store's rows and size; whether a forwarder runs;
+    and where each sink of the file stands. --watch redraws it live."""
+    from .monitoring.status import read_status
+
+    if watch:
+        if as_json or check:
+            raise click.UsageError("--watch shows a live view; it takes no --json or --check")
+        _watch_status(config, interval)
         return
-    click.echo(f"rows stored: {stats.rows}")
-    if stats.file_size is not None:
-        click.echo(f"file size: {stats.file_size / 1e6:.1f} MB")
-    for consumer, pending in stats.pending.items():
-        age = stats.oldest_pending_age_s.get(consumer)
-        age_text = "" if age is None else f", oldest waiting {_span_text(max(0.0, age))}"
-        reading = stats.oldest_pending_timestamp.get(consumer)
-        if age is not None and reading is not None:  # how far behind in sensor time
-            age_text += f" (its reading {age_text_of(time.time() - reading)})"
-        click.echo(
-            f"{consumer}: {pending} pending{age_text}, "
-            f"{stats.dead_letters.get(consumer, 0)} dead letters"
-        )
-    if where:
-        click.echo("checkpoints of the file's sinks:")
-    for point in where:
-        click.echo(f"  {point.describe()}")
+    found = read_status(config)
+    if as_json:
+        click.echo(json.dumps(found.to_json(), indent=2))
+    else:
+        _console().print(found)
+    if check and not found.healthy:
+        sys.exit(1)
+
+
+def _console() -> Any:
+    """A rich console on standard output: colours only on a terminal; 120 columns when piped
+    (unless COLUMNS says otherwise), so the table does not wrap in logs."""
+    import os
+
+    from rich.console import Console
+
+    console = Console(highlight=False)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console = Console(highlight=False, width=120)
+    return console
+
+
+def _watch_status(config: str, interval: float) -> None:
+    """``status --watch``: redraw until Ctrl-C (status 0), re-reading the store and health file;
+    a store that does not exist yet shows "waiting for the store"."""
+
+    from rich.live import Live
+
+    from .monitoring.status import watch_view
+
+    console = _console()
+
+    def view(first: bool = False) -> Any:
+        return watch_view(config, interval, fail=first)
+
+    try:
+        with Live(view(first=True), console=console, auto_refresh=False) as live:
+            while True:
+                time.sleep(interval)
+                live.update(view(), refresh=True)
+    except KeyboardInterrupt:
+        pass
 
 
 def _dead_letter_store(store: Store) -> DeadLetterStore:
@@ -454,22 +478,6 @@ def _dead_letter_store(store: Store) -> DeadLetterStore:
             "a DeadLetterStore); the sqlite store can"
         )
     return store
-
-
-def age_text_of(seconds: float) -> str:
-    """A reading's age for people: ``"45 s old"``, ``"12 min old"``, ``"5 h old"``, ``"338 d
-    old"``; a timestamp ahead of this clock (simulated or skewed) reads ``"3 h ahead of this
-    clock"``."""
-    if seconds < 0:
-        return f"{_span_text(-seconds)} ahead of this clock"
-    return f"{_span_text(seconds)} old"
-
-
-def _span_text(seconds: float) -> str:
-    for unit, size in (("d", 86400.0), ("h", 3600.0), ("min", 60.0)):
-        if seconds >= 2 * size:
-            return f"{seconds / size:.0f} {unit}"
-    return f"{seconds:.0f} s"
 
 
 def _sink_consumer(config: PipelineConfig, store: Store, sink: str) -> str:

@@ -7,6 +7,7 @@
 * :mod:`.server`: :func:`serve`, ``/metrics``, ``/healthz`` and ``/readyz`` over HTTP;
 * :mod:`.alerts`: :class:`~.alerts.AlertEvaluator`, the ``[[alerts]]`` notifications (the
   conditions of ``/readyz`` and anomaly bursts, posted to Slack, Teams or JSON webhooks);
+* :mod:`.status`: what ``cosmobac status`` shows (``read_status``), as JSON and as a rich view;
 * :class:`ObserverGroup` hands a pipeline's reports to several observers.
 """
 
