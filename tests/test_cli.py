@@ -64,7 +64,7 @@ def test_run_collects_forwards_and_reports(tmp_path):
 
 def test_collect_then_forward_then_status(tmp_path):
     config = pipeline_file(tmp_path)
-    env = {"OUT_DIR": str(tmp_path)}
+    env = {"OUT_DIR": str(tmp_path), "COLUMNS": "200"}  # the status table on one line per sink
     assert (
         "collected 720 new rows"
         in cosmobac("collect", str(config), "--duration", "30m", env=env).stdout
@@ -104,7 +104,9 @@ def test_collect_then_forward_then_status(tmp_path):
     assert status["sinks"][0]["resuming"] and status["sinks"][0]["after_row"] == 960
     text = cosmobac("status", str(config), env=env).stdout
     assert "rows stored: 960" in text and "forwarder: not running (last seen" in text
-    [row] = [line for line in text.splitlines() if line.startswith(f"│ {consumer} ")]
+    rows = [line for line in text.splitlines() if line.startswith(f"│ {consumer} ")]
+    assert len(rows) == 1, text
+    [row] = rows
     assert [cell.strip() for cell in row.strip("│").split("│")][2:5] == ["0", "none", "0"]
     assert f"checkpoints of the file's sinks:\n  {consumer}: resuming after row 960 (0" in text
     again = cosmobac("forward", str(config), env=env).stdout  # nothing new: says why it sends none
