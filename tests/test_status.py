@@ -527,6 +527,7 @@ def test_the_json_contract():
         "last_error": health().sinks[0].last_error,
         "last_error_at": "2027-01-15T07:57:00+00:00",
         "stopped": False,
+        "state": "retrying",
     }
     assert archive["rows_per_second"] == 250.0 and archive["last_error"] is None
     assert archive["oldest_pending_age_s"] is None

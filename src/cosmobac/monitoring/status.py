@@ -198,6 +198,7 @@ class SinkStatus:
             "last_error": self.last_error,
             "last_error_at": None if h is None else _iso(h.last_error_at),
             "stopped": False if h is None else h.stopped,
+            "state": self.state,
         }
 
 

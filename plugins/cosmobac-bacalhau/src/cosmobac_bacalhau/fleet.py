@@ -316,7 +316,9 @@ def _sink_row(sink: Mapping[str, Any], status: Mapping[str, Any]) -> tuple[str, 
         if isinstance(by_consumer, Mapping):
             dead = by_consumer.get(consumer)
     stopped = sink.get("stopped")
-    state = "stopped" if stopped is True else "running" if stopped is False else "-"
+    state = sink.get("state")  # ok, retrying or stopped (older nodes: only "stopped")
+    if not isinstance(state, str):
+        state = "stopped" if stopped is True else "ok" if stopped is False else "-"
     error = sink.get("last_error")
     error_text = "-"
     if error:
