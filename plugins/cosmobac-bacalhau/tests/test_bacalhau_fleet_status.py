@@ -3,9 +3,9 @@
 The fake's nodes run the status job's real command: an executor that plays the docker engine
 (inline inputs written out, the ``local`` data folder mapped to the node's folder in tmp_path,
 ``env:`` values from the node's environment) runs ``python -m cosmobac status --json ...`` on a
-real SQLite store that ``cosmobac collect`` filled. The unhealthy node's document is written by
-hand: the health keys (``healthy``, ``problems``, per-sink ``stopped``, ``last_error``) are being
-added to ``cosmobac status`` in parallel, and this node follows that contract.
+real SQLite store that ``cosmobac collect`` filled. One unhealthy node's document is written by
+hand (a stopped Cosmos sink, and longer than the API's 2 KB of stdout); another node is
+unhealthy for real (its rows waited longer than its ``max_backlog_age``).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import re
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -425,6 +426,33 @@ def test_fleet_status_of_healthy_nodes_exits_0(run, lisbon, tmp_path):
     assert job.spec["Constraints"] == [{"Key": "city", "Operator": "in", "Values": ["lisbon"]}]
     assert out.startswith("node-lisbon-1: healthy\n")
     assert out.endswith("\n\n1 node: 1 healthy, 0 unhealthy\n")
+
+
+def test_a_real_node_whose_backlog_waited_too_long_is_unhealthy(run, lisbon, tmp_path):
+    """Both nodes answer with a real ``cosmobac status --json``; Coimbra's rows have waited in
+    its store longer than its ``[monitoring] max_backlog_age``."""
+    data = tmp_path / "coimbra" / "data"
+    (data / "config").mkdir(parents=True)
+    config = data / "config" / "pipeline.toml"
+    config.write_text(PIPELINE + '\n[monitoring]\nmax_backlog_age = "1s"\n')
+    env = {"COSMOBAC_DATA": str(data)}
+    run_cosmobac("collect", config, "--duration", "10m", env=env)
+    run_cosmobac("forward", config, env=env)  # then the uploader stops; rows keep coming
+    run_cosmobac("collect", config, "--duration", "20m", env=env)
+    time.sleep(1.5)  # the new rows wait in the outbox longer than max_backlog_age
+    coimbra = FakeNode(
+        "node-coimbra-1",
+        {"city": "coimbra"},
+        executor=docker_like(data, tmp_path / "coimbra" / "root"),
+    )
+    with FakeOrchestrator(nodes=[lisbon, coimbra]) as fake:
+        code, out, err = run("bacalhau", "--api", fake.url, "fleet-status", "--image", IMAGE)
+    assert code == 1, err
+    blocks = {b.split(":", 1)[0]: b for b in out.strip().split("\n\n")}
+    assert blocks["node-lisbon-1"].startswith("node-lisbon-1: healthy\n")
+    assert blocks["node-coimbra-1"].startswith("node-coimbra-1: UNHEALTHY\n")
+    assert "problem: archive: backlog too old" in blocks["node-coimbra-1"]
+    assert out.endswith("2 nodes: 1 healthy, 1 unhealthy\n")
 
 
 def test_a_node_still_running_at_the_timeout_did_not_answer_and_the_job_is_stopped(run, lisbon):
