@@ -254,6 +254,8 @@ def test_throttled_requests_and_request_units_are_counted_per_sink():
         run=FAST, observer=monitor,
     ).forward()  # fmt: skip
     text = monitor.metrics_text().decode()
+    ok = monitor.health.snapshot().sink("ok")
+    assert ok is not None and (ok.request_units, ok.throttled) == (10.0, 4)
     assert 'cosmobac_sink_throttled_requests_total{sink="ok"} 4.0' in text
     assert 'cosmobac_sink_request_units_total{sink="ok"} 10.0' in text
     assert (

@@ -2,7 +2,8 @@
 
 * :class:`HealthTracker` is a :class:`~cosmobac.interfaces.PipelineObserver` that keeps, per sink,
   its totals, its rows/s over the last minute, its last error and when, whether it failed
-  permanently, and the rows each detector flagged. :meth:`HealthTracker.snapshot` reads it all at
+  permanently, the rows each detector flagged, and the request units and throttled requests its
+  writes reported (Cosmos DB). :meth:`HealthTracker.snapshot` reads it all at
   once as a :class:`Health` record.
 * :func:`problems` is the one judgement of readiness: a sink that failed permanently (and has not
   written since), or a backlog older than ``max_backlog_age``. ``/readyz``, ``cosmobac status``
@@ -90,6 +91,8 @@ class SinkHealth:
     last_write_at: float | None = None
     stopped: bool = False
     anomalies: Mapping[str, int] = attrs.field(factory=dict)  # detector → rows flagged
+    request_units: float = 0.0  # Cosmos DB request units the sink reported (request_charge)
+    throttled: int = 0  # requests the destination throttled (Cosmos DB HTTP 429)
 
     def to_json(self) -> dict[str, Any]:
         data = attrs.asdict(self)
@@ -153,6 +156,8 @@ class _Sink:
     last_write_at: float | None = None
     stopped: bool = False
     anomalies: dict[str, int] = attrs.field(factory=dict)
+    request_units: float = 0.0
+    throttled: int = 0
     # (time, acked total): one sample per second at most, kept for RATE_WINDOW_S and one more
     samples: collections.deque[tuple[float, int]] = attrs.field(factory=collections.deque)
 
@@ -183,11 +188,17 @@ class HealthTracker:
         self, consumer: str, rows: Batch, seconds: float, result: WriteResult | None
     ) -> None:
         flagged = flagged_by_detector(rows)
-        if flagged:
+        stats = {} if result is None else result.stats
+        charge, throttled = stats.get("request_charge"), stats.get("throttled")
+        if flagged or charge or throttled:
             with self._lock:
-                counts = self._sink(consumer).anomalies
+                sink = self._sink(consumer)
                 for detector, n in flagged.items():
-                    counts[detector] = counts.get(detector, 0) + n
+                    sink.anomalies[detector] = sink.anomalies.get(detector, 0) + n
+                if isinstance(charge, int | float):
+                    sink.request_units += float(charge)
+                if isinstance(throttled, int | float):
+                    sink.throttled += int(throttled)
 
     def on_lane(self, outcome: LaneOutcome) -> None:
         now = self._clock()
@@ -235,6 +246,8 @@ class HealthTracker:
                     last_write_at=s.last_write_at,
                     stopped=s.stopped,
                     anomalies=dict(s.anomalies),
+                    request_units=round(s.request_units, 3),
+                    throttled=s.throttled,
                 )
                 for s in sorted(self._sinks.values(), key=lambda s: s.consumer)
             )
