@@ -157,6 +157,17 @@ def test_a_new_sink_name_starts_its_own_checkpoint(tmp_path, config):
     assert {lane.consumer: lane.acked for lane in report.lanes} == {"archive": 20, "cloud": 20}
 
 
+def test_a_new_monitoring_section_is_said_to_need_a_restart(tmp_path, config, caplog):
+    with Forwarder(config) as forwarder:
+        until(lambda: len(lines(tmp_path / "one.jsonl")) == 20, "the first rows")
+        install_new(config, pipeline(tmp_path, "one.jsonl"), tmp_path)  # same sections
+        assert "take effect when the forwarder restarts" not in caplog.text
+        changed = pipeline(tmp_path, "one.jsonl") + '\n[monitoring]\nmax_backlog_age = "5m"\n'
+        assert install_new(config, changed, tmp_path).state == "applied"
+        forwarder.finish()
+    assert "[monitoring] and [[alerts]] take effect when the forwarder restarts" in caplog.text
+
+
 def test_a_bad_file_is_logged_and_ignored_and_the_old_pipeline_keeps_going(
     tmp_path, config, caplog
 ):

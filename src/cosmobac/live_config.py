@@ -216,7 +216,8 @@ class _Reloader:
             data = path.read_bytes()
         except OSError as exc:
             raise ConfigError(f"{path}: cannot read the pipeline file: {exc.strerror}") from exc
-        self.current = self._build(parse_pipeline(data, str(path), plugins))
+        self.config = parse_pipeline(data, str(path), plugins)
+        self.current = self._build(self.config)
         self.watcher = ConfigWatcher(path, data)
         write_status(path, "applied", digest(data), "running")
 
@@ -290,6 +291,14 @@ class _Reloader:
         write_status(self.path, "applied", digest(pending.data), "running")
         lanes = ", ".join(lane.consumer for lane in new.lanes)
         log.warning("switched to the new pipeline file %s (sinks: %s)", self.path, lanes)
+        before, self.config = self.config, pending.config
+        if (before.monitoring, before.alerts) != (pending.config.monitoring, pending.config.alerts):
+            log.warning(
+                "%s: the new [monitoring] and [[alerts]] take effect when the forwarder restarts "
+                "(the metrics server, max_backlog_age and alerts keep their old settings; the "
+                "new sinks are watched at once)",
+                self.path,
+            )
         return "swapped"
 
 
