@@ -38,6 +38,7 @@ from .values import (
     listen_address,
     real,
     redact_url,
+    text_list,
     web_url,
 )
 
@@ -243,14 +244,16 @@ ALERT_FORMATS: Final = ("slack", "teams", "json")
 
 def _conditions(key: str, value: Any) -> tuple[str, ...]:
     """A list of :data:`ALERT_CONDITIONS` (or text, comma-separated, as ``${VAR}`` gives)."""
-    if isinstance(value, str):
-        value = [part for part in value.split(",") if part.strip()]
-    if not isinstance(value, list | tuple) or not value:
+    try:
+        items = text_list(key, value)
+    except TypeError:
+        items = ()
+    if not items:
         raise TypeError(
             f"{key} must be a list of {', '.join(repr(c) for c in ALERT_CONDITIONS)}, got {value!r}"
         )
     found: list[str] = []
-    for item in value:
+    for item in items:
         condition = choice(key, item, ALERT_CONDITIONS)
         if condition not in found:
             found.append(condition)

@@ -62,6 +62,14 @@ def register_sinks(register: Register) -> None:
 
 
 @hookspec
+def register_fleet_sources(register: Register) -> None:
+    """Register fleet sources: a factory takes keyword options (e.g. an orchestrator's address)
+    and returns a :class:`~cosmobac.interfaces.FleetSource`, whose ``poll()`` asks every node of a
+    fleet for its ``cosmobac status --json`` (fleet views such as ``cosmobac dashboard --fleet``
+    show what it returns)."""
+
+
+@hookspec
 def register_commands(cli: click.Group) -> None:
     """Add commands (or command groups) to the ``cosmobac`` command line."""
 

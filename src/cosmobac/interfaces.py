@@ -32,6 +32,8 @@ __all__ = [
     "DeadLetterStore",
     "FileStore",
     "FixedStartSensor",
+    "FleetNode",
+    "FleetSource",
     "LaneOutcome",
     "PipelineObserver",
     "PrunableStore",
@@ -376,6 +378,30 @@ class LaneOutcome:
     failed_transform: str | None = None
     error_type: str | None = None
     error_cause: str | None = None
+
+
+@attrs.frozen
+class FleetNode:
+    """One node of a fleet as a :class:`FleetSource` found it: its ``cosmobac status --json``
+    document (``status``, ``None`` when it gave none) and ``problems``, the reasons it is not
+    healthy (its status's problems, a stopped sink, or why it did not answer), empty when healthy."""
+
+    node_id: str
+    status: Mapping[str, Any] | None = None
+    problems: tuple[str, ...] = ()
+
+    @property
+    def healthy(self) -> bool:
+        return not self.problems
+
+
+@runtime_checkable
+class FleetSource(Protocol):
+    """Where a fleet view learns how its nodes are: ``poll()`` asks every node once (it may take
+    seconds; callers poll from a background thread) and returns one :class:`FleetNode` per node,
+    by ``node_id``; a node that could not answer is there with its problem."""
+
+    def poll(self) -> Sequence[FleetNode]: ...
 
 
 def missing_members(component: object, protocol: type) -> list[str]:

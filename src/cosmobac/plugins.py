@@ -38,18 +38,20 @@ __all__ = [
 ENTRY_POINT_GROUP: Final = "cosmobac"
 ENV_LOAD_PLUGINS: Final = "COSMOBAC_LOAD_PLUGINS"
 
-Kind = Literal["sensor", "store", "transform", "sink"]
+Kind = Literal["sensor", "store", "transform", "sink", "fleet"]
 KINDS: Final[dict[Kind, str]] = {
     "sensor": "register_sensors",
     "store": "register_stores",
     "transform": "register_transforms",
     "sink": "register_sinks",
+    "fleet": "register_fleet_sources",
 }
 
 PROVIDED_BY: Final[dict[tuple[str, str], str]] = {
     ("store", "sqlite"): "cosmobac-sqlite",
     ("sink", "cosmos"): "cosmobac-cosmos",
     ("transform", "wasm"): "cosmobac-wasm",
+    ("fleet", "bacalhau"): "cosmobac-bacalhau",
     ("command", "cosmos"): "cosmobac-cosmos",
     ("command", "emulator"): "cosmobac-cosmos",
     ("command", "wasm"): "cosmobac-wasm",

@@ -325,6 +325,18 @@ def web_url(key: str, value: Any) -> str:
     return text
 
 
+def text_list(key: str, value: Any) -> tuple[str, ...]:
+    """A list of text, or one text of comma-separated items (as ``${VAR}`` gives); items are
+    stripped, empty ones dropped; ``None`` is the empty list."""
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        value = value.split(",")
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+        raise TypeError(f"{key} must be a list of text (or comma-separated text), got {value!r}")
+    return tuple(item.strip() for item in value if item.strip())
+
+
 def choice(key: str, value: Any, options: Iterable[str]) -> str:
     """The one of ``options`` that ``value`` names (any case, surrounding spaces ignored)."""
     options = tuple(options)

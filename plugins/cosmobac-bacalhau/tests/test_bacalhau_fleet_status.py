@@ -487,3 +487,42 @@ def test_fleet_status_usage_errors(run, tmp_path, monkeypatch):
     assert code == 2 and "not both" in err
     code, _, err = run("bacalhau", "fleet-status")
     assert code == 2 and "--image" in err
+
+
+# -- the fleet source a fleet view polls ------------------------------------------------------------
+def test_register_fleet_sources_offers_bacalhau_with_its_keys(monkeypatch):
+    from cosmobac.config import ComponentConfig
+    from cosmobac.errors import ConfigError
+    from cosmobac.interfaces import FleetSource
+    from cosmobac.plugins import get_plugins
+
+    component = get_plugins().get("fleet", "bacalhau")
+    assert {"api", "select", "city", "image", "timeout"} <= set(component.accepted_keys() or ())
+    monkeypatch.setenv("COSMOBAC_IMAGE", IMAGE)
+    table = {"plugin": "bacalhau", "api": "http://127.0.0.1:1", "select": "region=eu"}
+    source = ComponentConfig.from_table("fleet", table, where="--fleet").build()
+    assert isinstance(source, FleetSource) and source.select == ("region=eu",)
+    with pytest.raises(ConfigError, match=r"--fleet \(plugin 'bacalhau'\): .*colour"):
+        ComponentConfig.from_table(
+            "fleet", {"plugin": "bacalhau", "colour": "red"}, where="--fleet"
+        ).build()
+    monkeypatch.delenv("COSMOBAC_IMAGE")
+    with pytest.raises(ConfigError, match="image"):
+        ComponentConfig.from_table("fleet", {"plugin": "bacalhau"}, where="--fleet").build()
+
+
+def test_the_bacalhau_fleet_source_polls_every_node_through_the_status_job(lisbon, tmp_path):
+    from cosmobac_bacalhau.fleet_source import BacalhauFleetSource
+
+    nodes = [lisbon, FakeNode("node-berlin-1", {"city": "berlin"}, "fail:disk full")]
+    with FakeOrchestrator(nodes=nodes) as fake:
+        source = BacalhauFleetSource(api=fake.url, image=IMAGE, timeout="30s")
+        found = {node.node_id: node for node in source.poll()}
+        again = {node.node_id: node for node in source.poll()}  # each poll runs the job anew
+        assert len(fake.jobs) == 2
+    assert set(found) == set(again) == {"node-lisbon-1", "node-berlin-1"}
+    assert found["node-lisbon-1"].healthy and found["node-lisbon-1"].status is not None
+    assert found["node-lisbon-1"].status["rows"] == 480
+    berlin = found["node-berlin-1"]
+    assert not berlin.healthy and berlin.status is None
+    assert berlin.problems == ("execution failed: disk full",)

@@ -29,7 +29,7 @@ from typing import Any
 
 import click
 
-from cosmobac.hookspecs import hookimpl
+from cosmobac.hookspecs import Register, hookimpl
 
 _EXPORTS = {
     "model": (
@@ -90,7 +90,7 @@ _EXPORTS = {
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 
-__all__ = sorted([*_WHERE, "register_commands"])
+__all__ = sorted([*_WHERE, "register_commands", "register_fleet_sources"])
 
 
 @hookimpl
@@ -99,6 +99,20 @@ def register_commands(cli: click.Group) -> None:
     from .commands import bacalhau_group
 
     cli.add_command(bacalhau_group)
+
+
+@hookimpl
+def register_fleet_sources(register: Register) -> None:
+    """The ``bacalhau`` fleet source: every node's ``cosmobac status --json`` through an ops job
+    (:class:`~cosmobac_bacalhau.fleet_source.BacalhauFleetSource`)."""
+
+    from .fleet_source import BacalhauFleetSource
+
+    register(
+        "bacalhau",
+        BacalhauFleetSource,
+        description="every node's cosmobac status --json, through an ops job on an orchestrator",
+    )
 
 
 def __getattr__(name: str) -> Any:
