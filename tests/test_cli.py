@@ -73,6 +73,12 @@ def test_collect_then_forward_then_status(tmp_path):
     assert "collected 240 new rows (240 read)" in again  # resumes after what the store holds
     consumer = default_consumer("jsonl", {"path": f"{tmp_path}/out.jsonl"}, ("path",))
     status = json.loads(cosmobac("status", str(config), "--json", env=env).stdout)
+    # the consumer has not read yet: its oldest pending row is the oldest stored one, its age
+    # how long that row waited since collected (not how old the simulated reading is)
+    age = status["sinks"][0].pop("oldest_pending_age_s")
+    assert 0 <= age < 600 and age == pytest.approx(status["oldest_stored_age_s"], abs=1)
+    assert status["oldest_pending_age_s"] == {} and status["pending"] == {}
+    assert status["oldest_stored_timestamp"] < time.time() - 86400
     assert status["sinks"] == [
         {
             "plugin": "jsonl",
@@ -80,12 +86,12 @@ def test_collect_then_forward_then_status(tmp_path):
             "resuming": False,
             "after_row": 0,
             "pending": 960,
-            "oldest_pending_age_s": None,  # the consumer has not read yet
             "dead_letters": 0,
             "rows_per_second": None,  # no forwarder has run
             "last_error": None,
             "last_error_at": None,
             "stopped": False,
+            "state": None,  # no forwarder has reported on it
         }
     ]
     assert status["healthy"] is True and status["problems"] == []

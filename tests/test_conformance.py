@@ -80,6 +80,28 @@ def test_the_memory_store_is_a_built_in_store_plugin_passing_the_store_checks():
         assert check_store(lambda: plugins.create("store", "memory"))
 
 
+def test_memory_store_reports_the_oldest_stored_row_for_consumers_that_never_read(monkeypatch):
+    now = {"ns": 1_700_000_000_000 * 1_000_000}
+    monkeypatch.setattr("cosmobac.stores.memory.time.time_ns", lambda: now["ns"])
+    store = MemoryStore()
+    empty = store.stats()
+    assert empty.oldest_stored_age_s is None and empty.oldest_stored_timestamp is None
+    year_2000 = 946_684_800_000
+    store.append(sample_readings(3, start=year_2000))
+    now["ns"] += 10_000 * 1_000_000
+    store.append(sample_readings(2, start=4_102_444_800_000))
+    now["ns"] += 5_000 * 1_000_000
+    stats = store.stats()
+    assert stats.pending == {}
+    assert stats.oldest_stored_age_s == 15.0  # the first append, not the reading's year 2000
+    assert stats.oldest_stored_timestamp == year_2000 / 1000
+    assert stats.backlog_of("never") == (5, 15.0, year_2000 / 1000)
+    store.ack("a", store.read("a", 10))  # acknowledged rows stay stored
+    stats = store.stats()
+    assert stats.backlog_of("a") == (0, None, None)
+    assert stats.backlog_of("never") == (5, 15.0, year_2000 / 1000)
+
+
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_memory_store_passes_the_model_check_for_other_seeds(seed):
     assert check_store(MemoryStore, seed=seed)
@@ -310,6 +332,32 @@ class AgeByReadingTimestamp(MemoryStore):
         return attrs.evolve(stats, oldest_pending_age_s=ages)
 
 
+class StoredAgeByReadingTimestamp(MemoryStore):
+    """The oldest stored row's age judged by its reading's timestamp: a backfill reads as 25
+    years old the moment it is stored."""
+
+    def stats(self):
+        import time
+
+        import attrs
+
+        stats = super().stats()
+        ts = stats.oldest_stored_timestamp
+        return attrs.evolve(stats, oldest_stored_age_s=None if ts is None else time.time() - ts)
+
+
+class StoredAgeOfPendingRows(MemoryStore):
+    """The oldest stored row's age taken only over rows still pending for someone."""
+
+    def stats(self):
+        import attrs
+
+        stats = super().stats()
+        if stats.pending and not any(stats.pending.values()):
+            return attrs.evolve(stats, oldest_stored_age_s=None, oldest_stored_timestamp=None)
+        return stats
+
+
 BROKEN_STORES = [
     (ForgetsToDedupe, "stores each \\(sensor_id, timestamp\\) once"),
     (IgnoresLimit, "at most limit"),
@@ -326,6 +374,8 @@ BROKEN_STORES = [
     (RemoveKeepsAcks, "remove_consumer forgets"),
     (StatsCountAll, "stats"),
     (AgeByReadingTimestamp, "how long the next row has waited in the store"),
+    (StoredAgeByReadingTimestamp, "oldest_stored_age_s is how long the oldest stored row"),
+    (StoredAgeOfPendingRows, "not pending for anyone"),
 ]
 
 
@@ -347,7 +397,12 @@ def test_a_store_not_reporting_oldest_pending_timestamp_passes():
             s = super().stats()
             return StoreStats(s.rows, s.pending, s.oldest_pending_age_s, s.dead_letters)
 
-    assert WithoutTimestamps().stats().oldest_pending_timestamp == {}
+    store = WithoutTimestamps()
+    assert store.stats().oldest_pending_timestamp == {}
+    store.append(Batch.from_columns(timestamp=[1], sensor_id=["s"]))
+    stats = store.stats()
+    assert stats.oldest_stored_age_s is None and stats.oldest_stored_timestamp is None
+    assert stats.backlog_of("never") == (1, None, None)
     assert check_store(WithoutTimestamps)
 
 

@@ -177,6 +177,42 @@ def test_problems_names_stopped_sinks_then_old_backlogs():
     ]
 
 
+def test_problems_flags_a_sink_that_never_read_by_the_oldest_stored_row():
+    """A sink whose forwarder never ran is not registered: every stored row is pending for it,
+    and its oldest pending row is the oldest stored one."""
+    never = attrs.evolve(
+        stats({"a": 0}, {"a": None}), oldest_stored_age_s=7200.0, oldest_stored_timestamp=1e9
+    )
+    assert never.backlog_of("a") == (0, None, None)  # registered: its own entries
+    assert never.backlog_of("up") == (100, 7200.0, 1e9)
+    found = problems(stopped={}, stats=never, consumers=["a", "up"], max_backlog_age=3600.0)
+    assert [p.to_json() for p in found] == [
+        {
+            "sink": "up",
+            "reason": "backlog too old",
+            "oldest_pending_age_s": 7200.0,
+            "max_backlog_age_s": 3600.0,
+        }
+    ]
+    young = attrs.evolve(never, oldest_stored_age_s=10.0)
+    assert problems(stopped={}, stats=young, consumers=["up"], max_backlog_age=3600.0) == []
+    # a store that does not report the oldest stored row: no age, no judgement
+    unknown = stats({}, {})
+    assert unknown.backlog_of("up") == (100, None, None)
+    assert problems(stopped={}, stats=unknown, consumers=["up"], max_backlog_age=1.0) == []
+    empty = StoreStats(rows=0, pending={}, oldest_pending_age_s={}, dead_letters={})
+    assert empty.backlog_of("up") == (0, None, None)
+
+
+def test_problems_flags_a_never_read_sink_of_a_real_store():
+    store = filled(10)
+    time.sleep(0.05)
+    found = problems(stopped={}, stats=store.stats(), consumers=["up"], max_backlog_age=0.01)
+    assert [(p.sink, p.reason) for p in found] == [("up", "backlog too old")]
+    assert found[0].oldest_pending_age_s is not None and found[0].oldest_pending_age_s >= 0.04
+    assert problems(stopped={}, stats=store.stats(), consumers=["up"], max_backlog_age=60) == []
+
+
 def test_problems_ignores_backlog_age_without_a_limit_or_stats():
     assert problems(stopped={}, stats=None, consumers=["a"], max_backlog_age=1.0) == []
     assert (

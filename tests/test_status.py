@@ -256,19 +256,18 @@ def test_no_forwarder_has_run(tmp_path):
     assert not health_path(config).exists()
     text = cosmobac("status", config).stdout
     assert "forwarder: no forwarder has run" in text
-    assert table_row(text, "archive") == [
-        "archive",
-        "—",
-        str(STORED),
-        "—",  # the sink has not read: the store has no age for it yet
-        "0",
-        "—",
-        "—",
-        "—",
-    ]
+    row = table_row(text, "archive")
+    # the sink has not read: its oldest pending row is the oldest stored one, stored just now
+    assert re.fullmatch(r"\d+ s old", row[3]), row
+    assert row[:3] + row[4:] == ["archive", "—", str(STORED), "0", "—", "—", "—"]
     data = status_json(config)
     assert data["forwarder"] == {"running": False, "pid": None, "started": None, "last_seen": None}
-    assert sink_of(data, "archive")["rows_per_second"] is None
+    archive = sink_of(data, "archive")
+    assert archive["rows_per_second"] is None
+    assert archive["pending"] == data["rows"] == STORED and data["pending"] == {}
+    assert 0 <= archive["oldest_pending_age_s"] < WAIT_S
+    assert data["oldest_stored_age_s"] == pytest.approx(archive["oldest_pending_age_s"], abs=5)
+    assert data["oldest_stored_timestamp"] is not None
 
 
 # -- the live view, under a pseudo-terminal -----------------------------------------------------
@@ -497,6 +496,8 @@ def test_the_json_contract():
         "pending",
         "oldest_pending_age_s",
         "oldest_pending_timestamp",
+        "oldest_stored_age_s",
+        "oldest_stored_timestamp",
         "dead_letters",
         "file_size",
         "healthy",

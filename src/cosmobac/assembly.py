@@ -84,7 +84,7 @@ def checkpoints(
     out = []
     for consumer in consumers:
         known = consumer in stats.pending
-        pending = int(stats.pending[consumer]) if known else int(stats.rows)
+        pending = int(stats.backlog_of(consumer)[0])  # unknown: every stored row
         out.append(Checkpoint(consumer, known, max(0, int(stats.rows) - pending), pending))
     return out
 

@@ -114,7 +114,17 @@ class StoreStats:
       that does not report it;
     * ``dead_letters``: dead letters waiting (not replayed).
 
-    ``file_size`` is the bytes on disk, where the store has a file.
+    A consumer that has never read the store (e.g. a sink whose forwarder never started) is not
+    registered and has no entry in these mappings, yet every stored row is pending for it. For it:
+
+    * ``oldest_stored_age_s``: how long, in seconds (≥ 0), the oldest row still in the store has
+      waited since the ``append`` that stored it (None for an empty store, or a store that does not
+      report it). It is the oldest pending row of any consumer that has not read the store;
+    * ``oldest_stored_timestamp``: that same row's reading timestamp, in epoch seconds (None for an
+      empty store, or a store that does not report it).
+
+    :meth:`backlog_of` answers for any consumer, registered or not. ``file_size`` is the bytes on
+    disk, where the store has a file.
     """
 
     rows: int
@@ -124,6 +134,26 @@ class StoreStats:
     file_size: int | None = None  # bytes on disk, where the store has a file
     # consumer → reading timestamp (epoch s) of its next row
     oldest_pending_timestamp: Mapping[str, float | None] = attrs.field(factory=dict)
+    # the oldest row still stored: seconds since it was stored, its reading timestamp (epoch s)
+    oldest_stored_age_s: float | None = None
+    oldest_stored_timestamp: float | None = None
+
+    def backlog_of(self, consumer: str) -> tuple[int, float | None, float | None]:
+        """``consumer``'s pending rows, how long its oldest pending row has waited in the store
+        (seconds) and that row's reading timestamp (epoch seconds). A registered consumer: its
+        entries in ``pending``, ``oldest_pending_age_s`` and ``oldest_pending_timestamp``. One that
+        has never read the store: every stored row is pending, the oldest stored row first
+        (``rows``, ``oldest_stored_age_s``, ``oldest_stored_timestamp``; the age and timestamp are
+        None when the store does not report them)."""
+        if consumer in self.pending:
+            return (
+                self.pending[consumer],
+                self.oldest_pending_age_s.get(consumer),
+                self.oldest_pending_timestamp.get(consumer),
+            )
+        if not self.rows:
+            return 0, None, None
+        return self.rows, self.oldest_stored_age_s, self.oldest_stored_timestamp
 
     def _repr_html_(self) -> str:
         """What a notebook shows: rows, size, and per consumer pending rows and dead letters."""

@@ -434,7 +434,7 @@ class Pipeline:
         if not follow and self.progress is not None:
             stats = self.store.stats()
             # a sink the store has not seen yet has everything stored pending
-            backlog = sum(stats.pending.get(lane.consumer, stats.rows) for lane in self.lanes)
+            backlog = sum(stats.backlog_of(lane.consumer)[0] for lane in self.lanes)
         return self._deliver(follow=follow, backlog=backlog)
 
     def _deliver(self, *, follow: bool, backlog: int | None) -> ForwardReport:

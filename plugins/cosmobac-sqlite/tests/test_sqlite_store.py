@@ -563,6 +563,38 @@ def test_oldest_pending_age_counts_from_the_append_not_the_reading(tmp_path, mon
         assert store.stats().oldest_pending_age_s == {"a": 0.0}
 
 
+def test_oldest_stored_row_gives_a_never_read_consumer_its_age(tmp_path, monkeypatch):
+    clock = FakeClock(monkeypatch, 1_700_000_000_000)
+    with SQLiteStore(tmp_path / "o.db", retention="1d") as store:
+        empty = store.stats()
+        assert empty.oldest_stored_age_s is None and empty.oldest_stored_timestamp is None
+        assert empty.backlog_of("up") == (0, None, None)
+        year_2000 = 946_684_800_000
+        store.append(readings(3, start=year_2000))  # seq 1-3
+        clock.ms += 10_000
+        store.append(readings(2, start=1_700_000_000_000))  # seq 4-5
+        clock.ms += 5_000
+        stats = store.stats()
+        assert stats.pending == {}  # nobody has read
+        assert stats.oldest_stored_age_s == 15.0  # the first append, 15 s ago
+        assert stats.oldest_stored_timestamp == year_2000 / 1000
+        assert stats.backlog_of("up") == (5, 15.0, year_2000 / 1000)
+        # a consumer that registers by reading sees the same oldest row
+        store.read("a", 1)
+        stats = store.stats()
+        assert stats.oldest_pending_age_s == {"a": stats.oldest_stored_age_s}
+        assert stats.backlog_of("a") == stats.backlog_of("up") == (5, 15.0, year_2000 / 1000)
+        # once rows 1-3 are pruned, the oldest stored row is from the second append
+        store.ack("a", [1, 2, 3])
+        assert store.prune(1_700_000_000_000 + 2 * DAY_MS) == 3
+        stats = store.stats()
+        assert stats.oldest_stored_age_s == 5.0
+        assert stats.oldest_stored_timestamp == 1_700_000_000.0
+        assert stats.backlog_of("up") == (2, 5.0, 1_700_000_000.0)
+        clock.ms -= 100_000  # the wall clock stepped back: never negative
+        assert store.stats().oldest_stored_age_s == 0.0
+
+
 def _schema_1_file(path) -> None:
     """A store file as cosmobac-sqlite wrote it before it recorded arrivals: schema version 1,
     without the ``arrivals`` table, holding rows 1-3."""

@@ -42,6 +42,7 @@ def check_store(factory: Callable[[], Store], *, seed: int = 0) -> list[str]:
     _store_dead_letters(c)
     _store_model(c, seed)
     _store_backlog_age(c)
+    _store_oldest_stored(c)
     _store_close_twice(c)
     probe = factory()
     try:
@@ -347,6 +348,55 @@ def _store_backlog_age(c: Checker) -> None:
             c.expect(age is None, g, f"nothing pending: oldest_pending_age_s['a'] is {age!r}")
             got = stats.oldest_pending_timestamp.get("a")
             c.expect(got is None, g, f"nothing pending: oldest_pending_timestamp['a'] is {got!r}")
+
+
+def _store_oldest_stored(c: Checker) -> None:
+    """``oldest_stored_age_s`` / ``oldest_stored_timestamp`` are optional (None: not reported);
+    when a store fills them they describe the oldest row still stored, which is the oldest pending
+    row of a consumer that has not read the store yet."""
+    g = (
+        "stats().oldest_stored_age_s is how long the oldest stored row has waited in the store "
+        "(None when empty), as a consumer that has not read yet would see it"
+    )
+    with c.fresh(Store, g) as store:
+        stats = store.stats()
+        for field in ("oldest_stored_age_s", "oldest_stored_timestamp"):
+            got = getattr(stats, field)
+            c.expect(got is None, g, f"an empty store: {field} is {got!r}, want None")
+        store.append(sample_readings(6, start=_LONG_AGO))
+        before = store.stats()  # no consumer has read: every row is pending for any consumer
+        age = before.oldest_stored_age_s
+        c.expect(
+            age is None or 0 <= age < _JUST_APPENDED_S,
+            g,
+            f"rows appended just now with readings in the year 2000: oldest_stored_age_s is "
+            f"{age!r} (want ≥ 0 and < {_JUST_APPENDED_S:g} s, or None if not reported)",
+        )
+        head = store.read("a", 1)  # "a" registers: its next row is the oldest stored one
+        want = int(head["timestamp"][0]) / 1000
+        got = before.oldest_stored_timestamp
+        c.expect(
+            got is None or abs(got - want) < 1e-3,
+            g,
+            f"oldest_stored_timestamp is {got!r}, the oldest stored row's reading is at {want}",
+        )
+        stats = store.stats()
+        stored, pending = stats.oldest_stored_age_s, stats.oldest_pending_age_s.get("a")
+        c.expect(
+            stored is None or (pending is not None and abs(stored - pending) < 1.0),
+            g,
+            f"a consumer that just read its first row has oldest_pending_age_s {pending!r}, "
+            f"but oldest_stored_age_s is {stored!r}: they are the same row",
+        )
+        store.ack("a", store.read("a", ALL_ROWS))
+        stats = store.stats()
+        reported = before.oldest_stored_age_s is not None
+        c.expect(
+            not reported or stats.oldest_stored_age_s is not None,
+            g,
+            "every row acknowledged but still stored: oldest_stored_age_s is None (it is about "
+            "the rows stored, not pending for anyone)",
+        )
 
 
 def _store_close_twice(c: Checker) -> None:

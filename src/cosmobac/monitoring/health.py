@@ -289,13 +289,14 @@ def problems(
 ) -> list[Problem]:
     """The one readiness judgement: every sink in ``stopped`` (consumer → its error), then every
     sink of ``consumers`` with pending rows whose oldest has waited longer than
-    ``max_backlog_age`` seconds (``stats`` is the store's, ``None`` when unread)."""
+    ``max_backlog_age`` seconds (``stats`` is the store's, ``None`` when unread). A sink that has
+    never read the store has every stored row pending, the oldest stored row first
+    (:meth:`~cosmobac.interfaces.StoreStats.backlog_of`)."""
     found = [Problem(c, FAILED_PERMANENTLY, error=e) for c, e in sorted(stopped.items())]
     if max_backlog_age is None or stats is None:
         return found
     for consumer in sorted(consumers):
-        pending = stats.pending.get(consumer, stats.rows)
-        age = stats.oldest_pending_age_s.get(consumer)
+        pending, age, _ = stats.backlog_of(consumer)  # never read: its oldest is the oldest stored
         if pending and age is not None and age > max_backlog_age:
             found.append(
                 Problem(

@@ -226,15 +226,12 @@ class Monitor:
 
     def backlog(self) -> dict[str, tuple[int, float | None]]:
         """Per consumer: pending rows and how long, in seconds, the oldest pending row has waited
-        in the store (``StoreStats.oldest_pending_age_s``: not judged by its reading's
-        timestamp)."""
+        in the store (``StoreStats.backlog_of``: not judged by its reading's timestamp; a sink that
+        has never read the store has every stored row pending, the oldest stored row first)."""
         stats = self.stats()
         if stats is None:
             return {}
-        return {
-            c: (stats.pending.get(c, stats.rows), stats.oldest_pending_age_s.get(c))
-            for c in self._consumers()
-        }
+        return {c: stats.backlog_of(c)[:2] for c in self._consumers()}
 
     def readiness(self) -> dict[str, Any]:
         """``{"ready": True}``, or ``{"ready": False, "reasons": [...]}`` saying which sink

@@ -228,6 +228,8 @@ class Status:
             "oldest_pending_timestamp": (
                 {} if stats is None else dict(stats.oldest_pending_timestamp)
             ),
+            "oldest_stored_age_s": None if stats is None else stats.oldest_stored_age_s,
+            "oldest_stored_timestamp": None if stats is None else stats.oldest_stored_timestamp,
             "dead_letters": {} if stats is None else dict(stats.dead_letters),
             "file_size": None if stats is None else stats.file_size,
             "healthy": self.healthy,
@@ -415,7 +417,6 @@ def _sinks(
     running: bool,
 ) -> tuple[SinkStatus, ...]:
     pending: Mapping[str, int] = {} if stats is None else stats.pending
-    ages: Mapping[str, float | None] = {} if stats is None else stats.oldest_pending_age_s
     dead: Mapping[str, int] = {} if stats is None else stats.dead_letters
     out = [
         SinkStatus(
@@ -423,7 +424,8 @@ def _sinks(
             plugin=sink.plugin,
             checkpoint=point,
             pending=point.pending,
-            oldest_pending_age_s=ages.get(point.consumer),
+            # a sink that never read the store: the oldest stored row's age
+            oldest_pending_age_s=None if stats is None else stats.backlog_of(point.consumer)[1],
             dead_letters=int(dead.get(point.consumer, 0)),
             health=None if health is None else health.sink(point.consumer),
             forwarder_running=running,
@@ -437,7 +439,7 @@ def _sinks(
                 plugin=None,
                 checkpoint=None,
                 pending=int(pending[consumer]),
-                oldest_pending_age_s=ages.get(consumer),
+                oldest_pending_age_s=None if stats is None else stats.backlog_of(consumer)[1],
                 dead_letters=int(dead.get(consumer, 0)),
                 health=None if health is None else health.sink(consumer),
                 forwarder_running=running,

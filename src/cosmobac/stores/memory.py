@@ -150,7 +150,8 @@ class MemoryStore:
 
     def stats(self) -> StoreStats:
         """Per consumer, ``oldest_pending_age_s`` is how long its next row has waited since the
-        ``append`` that stored it (a replayed dead letter: since its original append)."""
+        ``append`` that stored it (a replayed dead letter: since its original append);
+        ``oldest_stored_age_s`` and ``oldest_stored_timestamp`` describe the first row stored."""
         with self._lock:
             consumers = sorted(set(self._acked) | set(self._dead))
             pending: dict[str, int] = {}
@@ -166,6 +167,12 @@ class MemoryStore:
                     heads[consumer] = float(rows["timestamp"][0]) / 1000
                 else:
                     ages[consumer] = heads[consumer] = None
+            stored_age: float | None = None
+            stored_head: float | None = None
+            if len(self._rows):  # nothing is ever deleted: the oldest row is the first one
+                first = int(self._rows[STORE_SEQ][0])
+                stored_age = max(0.0, (now_ms - self._arrival_ms_of(first)) / 1000)
+                stored_head = float(self._rows["timestamp"][0]) / 1000
             return StoreStats(
                 rows=len(self._rows),
                 pending=pending,
@@ -175,6 +182,8 @@ class MemoryStore:
                     for c in consumers
                 },
                 oldest_pending_timestamp=heads,
+                oldest_stored_age_s=stored_age,
+                oldest_stored_timestamp=stored_head,
             )
 
     def close(self) -> None:

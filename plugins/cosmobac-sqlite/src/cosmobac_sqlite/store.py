@@ -629,8 +629,10 @@ class SQLiteStore:
         letters; replayed dead letters count as pending), how long the next row to deliver has
         waited in the store (seconds since the ``append`` that stored it, from the ``arrivals``
         table; None when nothing is pending), that row's reading timestamp (epoch seconds), and
-        dead letters waiting. A replayed dead letter keeps its original arrival. ``file_size``
-        includes the WAL file."""
+        dead letters waiting. A replayed dead letter keeps its original arrival. For a consumer
+        that has not read the store, ``oldest_stored_age_s`` and ``oldest_stored_timestamp``
+        describe the oldest row still stored (its lowest ``seq``). ``file_size`` includes the WAL
+        file."""
         now = wall_clock_ms()
         pending: dict[str, int] = {}
         ages: dict[str, float | None] = {}
@@ -638,6 +640,18 @@ class SQLiteStore:
         dead: dict[str, int] = {}
         with self._transaction(write=False) as conn:
             rows = int(conn.execute("SELECT count(*) FROM readings").fetchone()[0])
+            # the oldest row stored (lowest seq): its reading timestamp and its arrival
+            first = conn.execute(
+                "SELECT r.timestamp, (SELECT a.stored_at FROM arrivals AS a "
+                " WHERE a.seq_max >= r.seq ORDER BY a.seq_max LIMIT 1) "
+                "FROM readings AS r WHERE r.seq = (SELECT min(seq) FROM readings)"
+            ).fetchone()
+            stored_age: float | None = None
+            stored_head: float | None = None
+            if first is not None:
+                stored_head = int(first[0]) / 1000.0
+                # no arrival: stored by earlier code since this store was opened, so just now
+                stored_age = 0.0 if first[1] is None else max(0.0, (now - int(first[1])) / 1000.0)
             consumers = conn.execute(
                 "SELECT name, checkpoint FROM consumers ORDER BY name"
             ).fetchall()
@@ -682,6 +696,8 @@ class SQLiteStore:
             dead_letters=dead,
             file_size=self._file_size(),
             oldest_pending_timestamp=heads,
+            oldest_stored_age_s=stored_age,
+            oldest_stored_timestamp=stored_head,
         )
 
     def _file_size(self) -> int | None:
