@@ -14,7 +14,10 @@ from __future__ import annotations
 import contextlib
 import functools
 import http.server
+import os
 import sqlite3
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -111,7 +114,7 @@ duration = "1h"
     with serve(site) as base:
         browser.get(base + "report.html")
         images = browser.wait_for_js(IMAGES_LOADED, timeout=20)
-        shot = browser.screenshot("report")
+        shot = browser.screenshot("report", full_page=True)
 
     assert images == 1 + 2 + 2  # detector scores, one per city, two sensors
     assert browser.texts("h2")[:2] == ["Rows per city", "Anomalies by type"]
@@ -184,6 +187,53 @@ def chromium_paths_or_skip() -> None:
         chromium_paths()
     except BrowserUnavailable as exc:
         skip_or_fail(str(exc))
+
+
+INNER_TESTS = """
+def test_looks(cosmobac_browser):
+    cosmobac_browser.get("data:text/html,<h1>hello</h1>")
+    cosmobac_browser.screenshot("hello")
+
+
+def test_breaks(cosmobac_browser):
+    cosmobac_browser.get("data:text/html,<h1>broken</h1>")
+    assert False, "broken on purpose"
+"""
+
+
+def inner_pytest(folder: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """pytest in a new process on ``folder``'s tests (cosmobac.testing loads as a plugin)."""
+    environ = {k: v for k, v in os.environ.items() if k not in ("CI", "PYTEST_ADDOPTS")}
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-rs", str(folder)],
+        capture_output=True,
+        text=True,
+        cwd=folder,
+        env={**environ, **env},
+        timeout=240,
+    )
+
+
+@pytest.mark.slow
+def test_the_fixture_keeps_screenshots_and_never_skips_under_ci(tmp_path):
+    chromium_paths_or_skip()
+    (tmp_path / "test_inner.py").write_text(INNER_TESTS)
+    artifacts = tmp_path / "kept"
+    done = inner_pytest(tmp_path, COSMOBAC_TEST_ARTIFACTS=str(artifacts))
+    assert "1 failed, 1 passed" in done.stdout, done.stdout + done.stderr
+    hello = artifacts / "test_inner-test_looks" / "hello.png"
+    failed = artifacts / "test_inner-test_breaks" / "failed.png"  # a failing test leaves one
+    assert hello.is_file() and failed.is_file()
+    summary = done.stdout.split("screenshots (cosmobac_browser)", 1)[1]
+    assert str(hello) in summary and str(failed) in summary
+
+    missing = {"COSMOBAC_CHROMIUM": str(tmp_path / "no-chromium")}
+    done = inner_pytest(tmp_path, **missing)
+    assert "2 skipped" in done.stdout, done.stdout
+    assert "apt-get install -y --no-install-recommends chromium chromium-driver" in done.stdout
+    done = inner_pytest(tmp_path, CI="1", **missing)
+    assert done.returncode == 1 and "2 errors" in done.stdout, done.stdout
+    assert "CI is set: a missing tool fails instead of skipping" in done.stdout
 
 
 def test_wait_for_js_says_what_it_waited_for(cosmobac_browser):

@@ -16,6 +16,7 @@ Needs ``selenium`` (``cosmobac[test]``) and ``apt-get install chromium chromium-
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import ipaddress
 import json
@@ -84,11 +85,16 @@ def chromium_paths(
     chromium: str | os.PathLike[str] | None = None,
     chromedriver: str | os.PathLike[str] | None = None,
 ) -> tuple[str, str]:
-    """The paths of ``chromium`` and ``chromedriver`` (by default Debian's, in ``/usr/bin``, or
-    whatever is on ``PATH`` under those names); :class:`BrowserUnavailable` if one is missing."""
+    """The paths of ``chromium`` and ``chromedriver``: those given, else ``$COSMOBAC_CHROMIUM``
+    and ``$COSMOBAC_CHROMEDRIVER``, else Debian's (``/usr/bin``), else those names on ``PATH``;
+    :class:`BrowserUnavailable`, with the install command, if one is missing."""
     found = []
-    for given, default in ((chromium, CHROMIUM), (chromedriver, CHROMEDRIVER)):
+    for given, default, variable in (
+        (chromium, CHROMIUM, "COSMOBAC_CHROMIUM"),
+        (chromedriver, CHROMEDRIVER, "COSMOBAC_CHROMEDRIVER"),
+    ):
         name = Path(default).name
+        given = given or os.environ.get(variable) or None
         path = str(given) if given else (default if Path(default).is_file() else shutil.which(name))
         if not path or not Path(path).is_file():
             raise BrowserUnavailable(f"{given or name} is not installed: {INSTALL_CHROMIUM}")
@@ -168,12 +174,25 @@ class Browser:
             raise LookupError(f"no element matches {css!r}")
         return [{str(k): str(v) for k, v in row.items()} for row in rows]
 
-    def screenshot(self, name: str) -> Path:
-        """Write the viewport as ``<artifacts>/<name>.png`` and return the path."""
+    def screenshot(self, name: str, *, full_page: bool = False) -> Path:
+        """Write the viewport (or, with ``full_page``, the whole page, however long) as
+        ``<artifacts>/<name>.png`` and return the path."""
         safe = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-") or "screenshot"
         path = self.artifacts / (safe if safe.endswith(".png") else f"{safe}.png")
         path.parent.mkdir(parents=True, exist_ok=True)
-        if not self.driver.save_screenshot(str(path)):
+        if full_page:
+            size = self.driver.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]
+            shot = self.driver.execute_cdp_cmd(
+                "Page.captureScreenshot",
+                {
+                    "format": "png",
+                    "captureBeyondViewport": True,
+                    "clip": {"x": 0, "y": 0, "scale": 1}
+                    | {k: size[k] for k in ("width", "height")},
+                },
+            )
+            path.write_bytes(base64.b64decode(shot["data"]))
+        elif not self.driver.save_screenshot(str(path)):
             raise RuntimeError(f"chromium could not write the screenshot {path}")
         self.screenshots.append(path)
         return path
