@@ -287,6 +287,10 @@ else:
             chromium_paths()
         except BrowserUnavailable as exc:
             skip_or_fail(f"{exc} (nox installs it from .ci/debian-packages.txt)")
+        try:
+            import selenium  # noqa: F401
+        except ImportError:
+            skip_or_fail("selenium is not installed: pip install 'cosmobac[test]'")
         node = f"{request.node.path.stem}-{request.node.name}"
         folder = artifacts_dir(request.config.rootpath) / re.sub(r"[^\w.-]+", "-", node).strip("-")
         with headless_chromium(folder) as browser:

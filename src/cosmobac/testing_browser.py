@@ -72,8 +72,10 @@ FLAGS = (
     "--password-store=basic",
     # loopback only: names other than localhost do not resolve ...
     "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1",
-    # ... and addresses go through a proxy that is not there (loopback bypasses proxies)
+    # ... and addresses go through a proxy that is not there (loopback bypasses proxies) ...
     "--proxy-server=http://127.0.0.1:9",
+    # ... which WebRTC's UDP would not use
+    "--force-webrtc-ip-handling-policy=disable_non_proxied_udp",
 )
 
 
@@ -215,8 +217,9 @@ class Browser:
             self._console.append(entry)
 
     def requests(self) -> list[str]:
-        """Every URL the browser requested so far (the page, its resources, its fetches), in
-        order, repeats included."""
+        """Every URL the browser requested so far (the page, its resources, its fetches, its
+        event streams and web sockets), in order, repeats included. Requests of web workers are
+        not seen here (they are blocked all the same)."""
         self._drain()
         return list(self._requests)
 
@@ -264,7 +267,9 @@ return Array.from(table.querySelectorAll('tbody tr'), tr => {
 
 def _processes_using(marker: str) -> list[int]:
     """The ids of processes whose command line names ``marker`` (our user-data-dir)."""
-    found = []
+    found: list[int] = []
+    if not Path("/proc").is_dir():  # not Linux: driver.quit() is all there is
+        return found
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
