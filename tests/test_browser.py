@@ -282,3 +282,13 @@ def test_a_missing_command_skips_locally_and_fails_under_ci(monkeypatch):
     monkeypatch.setenv("CI", "1")
     with pytest.raises(pytest.fail.Exception, match="no-such-command-here is not installed"):
         require_command("no-such-command-here", "no-such-package")
+
+
+def test_ci_installs_chromium_and_its_driver():
+    listing = Path(__file__).resolve().parents[1] / ".ci" / "debian-packages.txt"
+    pairs = {
+        tuple(line.split())
+        for line in listing.read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    }
+    assert {("chromium", "chromium"), ("chromium-driver", "chromedriver")} <= pairs
