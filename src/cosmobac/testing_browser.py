@@ -316,8 +316,7 @@ def headless_chromium(
         raise BrowserUnavailable(
             "selenium is not installed: pip install 'cosmobac[test]'"
         ) from None
-    folder = Path(artifacts)
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = Path(artifacts)  # made by the first screenshot
     with tempfile.TemporaryDirectory(prefix="cosmobac-chromium-") as profile:
         options = webdriver.ChromeOptions()
         options.binary_location = chromium
