@@ -152,6 +152,7 @@ for _dist in DISTRIBUTIONS:
 def core_alone(session: nox.Session) -> None:
     """cosmobac with no plugin installed: core tests that need none, and the missing-plugin path."""
     session.install(".[test]")
+    install_debian_packages(session)
     env = {"CI": "1", "COSMOBAC_CORE_ALONE": "1"}
     session.run("pytest", *XDIST, "-m", "not needs_plugins", *session.posargs, env=env)
 

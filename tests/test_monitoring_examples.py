@@ -9,9 +9,7 @@ nox installs it). Without them these tests skip locally, and fail under ``CI``.
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -24,6 +22,7 @@ import pytest
 
 from cosmobac.monitoring import Monitor
 from cosmobac.pipeline import Pipeline
+from cosmobac.testing import require_command
 
 # the helpers of the forwarder tests (test_monitoring skips without prometheus-client)
 from test_monitoring import (
@@ -50,16 +49,12 @@ STORED_ROWS = 2 * 2 * 3600 // 20  # test_monitoring.pipeline: 2 sensors at 0.05 
 
 def tool(name: str) -> str:
     """The path of ``name``; skip without it, or fail when ``CI`` is set (CI never skips this)."""
-    path = shutil.which(name)
-    if path is None:
-        why = (
-            f"{name} is not installed: apt-get install prometheus (Debian's package has "
-            "promtool and prometheus; nox installs it from .ci/debian-packages.txt)"
-        )
-        if os.environ.get("CI"):
-            pytest.fail(why)
-        pytest.skip(why)
-    return path
+    return require_command(
+        name,
+        "prometheus",
+        hint="Debian's package has promtool and prometheus; nox installs it from "
+        ".ci/debian-packages.txt",
+    )
 
 
 def promtool(*args: str) -> str:

@@ -17,6 +17,15 @@
   use.
 * :func:`silent_server` is a loopback endpoint that accepts connections and never answers, to test
   that a network sink's timeouts give up instead of hanging.
+* :func:`require_command` skips a test when a command it needs is not installed, and fails it
+  under CI (``CI`` set), so CI never skips silently; :func:`skip_or_fail` does the same for any
+  missing tool.
+* :func:`headless_chromium` (from :mod:`cosmobac.testing_browser`) starts Debian's Chromium,
+  headless and loopback-only, and yields a :class:`Browser` that keeps every URL the page requested
+  (:meth:`Browser.requests_off_loopback`), its console errors and its screenshots; with pytest, the
+  ``cosmobac_browser`` fixture gives one per test, writing screenshots to
+  ``$COSMOBAC_TEST_ARTIFACTS`` or ``<rootdir>/build/test-artifacts`` (their paths are printed at
+  the end of the run).
 * :func:`use_hypothesis_profile` loads the hypothesis settings cosmobac's own suites use (more
   examples under CI), for a plugin's ``conftest.py``.
 """
@@ -25,13 +34,16 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
+import shutil
 import socket
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any
+from pathlib import Path
+from typing import Any, NoReturn
 
 import attrs
 import numpy as np
@@ -42,19 +54,34 @@ from .errors import SinkError
 from .interfaces import WriteResult
 from .plugins import Plugins, set_plugins
 from .stores.memory import MemoryStore
+from .testing_browser import (
+    Browser,
+    BrowserUnavailable,
+    chromium_paths,
+    headless_chromium,
+    is_loopback_url,
+)
 
 __all__ = [
+    "Browser",
+    "BrowserUnavailable",
     "ListSensor",
     "ListSink",
     "MemoryStore",
+    "artifacts_dir",
     "check_sensor",
     "check_sink",
     "check_store",
     "check_transform",
+    "chromium_paths",
     "fresh_plugins",
+    "headless_chromium",
+    "is_loopback_url",
+    "require_command",
     "run_cosmobac",
     "sample_readings",
     "silent_server",
+    "skip_or_fail",
     "use_hypothesis_profile",
 ]
 
@@ -211,14 +238,87 @@ def use_hypothesis_profile() -> str:
     return name
 
 
+def skip_or_fail(reason: str) -> NoReturn:
+    """Skip the current test because something it needs is missing, or fail it when ``CI`` is
+    set: a CI run that lacks a tool is broken, not excused. Needs pytest."""
+    import pytest
+
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason} (CI is set: a missing tool fails instead of skipping)")
+    pytest.skip(reason)
+
+
+def require_command(command: str, package: str | None = None, *, hint: str = "") -> str:
+    """The path of ``command`` on ``PATH``; without it, :func:`skip_or_fail` with the
+    ``apt-get install`` line of ``package`` (default: the command's name) and ``hint``."""
+    path = shutil.which(command)
+    if path is None:
+        reason = f"{command} is not installed: apt-get install {package or command}"
+        skip_or_fail(f"{reason} ({hint})" if hint else reason)
+    return path
+
+
+def artifacts_dir(rootdir: str | os.PathLike[str]) -> Path:
+    """Where tests write files to keep (screenshots): ``$COSMOBAC_TEST_ARTIFACTS`` if set, else
+    ``<rootdir>/build/test-artifacts``."""
+    given = os.environ.get("COSMOBAC_TEST_ARTIFACTS")
+    return Path(given) if given else Path(rootdir) / "build" / "test-artifacts"
+
+
 try:
     import pytest
 except ImportError:  # pragma: no cover - pytest is optional outside test suites
     pass
 else:
+    _CALL_FAILED = pytest.StashKey[bool]()
 
     @pytest.fixture
     def cosmobac_plugins() -> Iterator[Plugins]:
         """A fresh plugin registry (built-ins only) for one test; register test plugins on it."""
         with fresh_plugins() as plugins:
             yield plugins
+
+    @pytest.fixture
+    def cosmobac_browser(request: pytest.FixtureRequest) -> Iterator[Browser]:
+        """Headless Chromium for one test (:func:`headless_chromium`); screenshots go to
+        ``artifacts_dir(rootdir)/<test file>-<test name>/``, and a test that fails leaves
+        ``failed.png`` there. Skips without chromium and chromedriver, fails under CI."""
+        try:
+            chromium_paths()
+        except BrowserUnavailable as exc:
+            skip_or_fail(f"{exc} (nox installs it from .ci/debian-packages.txt)")
+        try:
+            import selenium  # noqa: F401
+        except ImportError:
+            skip_or_fail("selenium is not installed: pip install 'cosmobac[test]'")
+        node = f"{request.node.path.stem}-{request.node.name}"
+        folder = artifacts_dir(request.config.rootpath) / re.sub(r"[^\w.-]+", "-", node).strip("-")
+        with headless_chromium(folder) as browser:
+            try:
+                yield browser
+            finally:
+                if request.node.stash.get(_CALL_FAILED, False):
+                    with contextlib.suppress(Exception):
+                        browser.screenshot("failed")
+                for path in browser.screenshots:
+                    request.node.user_properties.append(("cosmobac_screenshot", str(path)))
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+        report = yield
+        if report.when == "call" and report.failed:  # type: ignore[attr-defined]
+            item.stash[_CALL_FAILED] = True
+        return report
+
+    def pytest_terminal_summary(terminalreporter: Any) -> None:
+        """List the screenshots the tests wrote (from every xdist worker too)."""
+        paths: dict[str, None] = {}
+        for reports in terminalreporter.stats.values():
+            for report in reports:
+                for key, value in getattr(report, "user_properties", ()):
+                    if key == "cosmobac_screenshot":
+                        paths[value] = None
+        if paths:
+            terminalreporter.write_sep("-", "screenshots (cosmobac_browser)")
+            for path in paths:
+                terminalreporter.write_line(path)
