@@ -373,3 +373,32 @@ def test_plan_command_offline_with_prices_and_errors(tmp_path):
     bad = run_cosmobac("cosmos", "plan", path, "--offline", "--span", "soon", check=False)
     assert bad.returncode == 2
     assert "--span" in bad.stderr
+
+
+def test_plan_from_the_store_and_with_kept_fields(tmp_path):
+    path = tmp_path / "fleet.toml"
+    text = sink_toml("http://127.0.0.1:1/", "c").replace(
+        'plugin = "memory"', f'plugin = "sqlite"\npath = "{tmp_path / "edge.db"}"'
+    )
+    path.write_text(text)
+    run_cosmobac("collect", path, "--duration", "1h")
+    out = run_cosmobac(
+        "cosmos", "plan", path, "--json", "--offline", "--from-store", "--keep", "/city,timestamp"
+    )
+    plan = json.loads(out.stdout)
+    # 12 sensors × 0.2 Hz for an hour: 8,640 stored rows, 2.4 a second
+    assert plan["sample"]["source"] == "store"
+    assert plan["sample"]["documents"] == 8640
+    # the span is read from the timestamps (sensors start at different phases): within 1%
+    assert plan["load"]["documents_per_s"] == pytest.approx(2.4, rel=1e-2)
+    indexing = next(r for r in plan["recommendations"] if r["kind"] == "indexing")
+    assert "indexing = { included = [" in indexing["action"]
+    assert indexing["detail"]["indexed_fields"] == 3  # the partition key, city, timestamp
+
+
+def test_nodes_multiply_the_load_not_the_hottest_partition():
+    one = make_plan(plan_input(span_s=10.0), PRICES)
+    ten = make_plan(plan_input(span_s=10.0, nodes=10), PRICES)
+    assert ten["load"]["ru_per_s"] == pytest.approx(10 * one["load"]["ru_per_s"])
+    assert ten["partitions"]["distinct_values"] == 10 * one["partitions"]["distinct_values"]
+    assert ten["partitions"]["hottest_ru_per_s"] == one["partitions"]["hottest_ru_per_s"]

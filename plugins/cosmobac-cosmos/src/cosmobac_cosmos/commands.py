@@ -12,7 +12,7 @@ import click
 import numpy as np
 
 from cosmobac.errors import CosmobacError
-from cosmobac.values import click_callback, duration, text_list
+from cosmobac.values import click_callback, duration
 
 __all__ = ["cosmos", "emulator"]
 
@@ -40,6 +40,12 @@ def _sink_of(loaded: Any, config: str, name: str | None) -> Any:
             f"{config}: {len(sinks)} cosmos sinks; choose one with --sink ({', '.join(names)})"
         )
     return sinks[0].build()
+
+
+def _field_names(key: str, value: Any) -> tuple[str, ...]:
+    from .indexing import field_names
+
+    return field_names(key, value)
 
 
 config_argument = click.argument("config", type=click.Path(dir_okay=False))
@@ -189,7 +195,7 @@ def query(
 )
 @click.option(
     "--keep",
-    callback=click_callback(text_list),
+    callback=click_callback(_field_names),
     help="Fields the recommended indexing policy keeps (comma-separated; default: "
     "timestamp,city,sensor_id,anomaly_flag; the partition key is always kept).",
 )

@@ -27,6 +27,7 @@ from cosmobac.values import choice, did_you_mean, text_list
 __all__ = [
     "RECOMMENDED_FIELDS",
     "Indexing",
+    "field_names",
     "indexed_fields",
     "parse_indexing",
     "policy_summary",
@@ -50,7 +51,14 @@ def _field(key: str, value: str) -> str:
 
 
 def _fields(key: str, value: Any) -> tuple[str, ...]:
+    """Top-level field names from a list (or comma-separated text) of names or paths."""
     return tuple(dict.fromkeys(_field(key, v) for v in text_list(key, value)))
+
+
+def field_names(key: str, value: Any) -> tuple[str, ...]:
+    """Top-level field names (``"city"``, ``"/city"`` or ``"/city/?"``), as a list or
+    comma-separated text; errors name ``key``."""
+    return _fields(key, value)
 
 
 @attrs.frozen

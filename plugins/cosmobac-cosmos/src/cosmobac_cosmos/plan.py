@@ -364,6 +364,11 @@ def _recommend(
 
     keep = list(dict.fromkeys([*(p.lstrip("/") for p in data.partition_key), *data.keep_fields]))
     kept = set(keep) & fields
+    setting = (
+        'indexing = "recommended"'
+        if tuple(data.keep_fields) == RECOMMENDED_FIELDS
+        else "indexing = { included = [" + ", ".join(f'"{f}"' for f in keep) + "] }"
+    )
     if len(indexed - kept) > 0 and len(sizes):
         new_write = float(np.mean([write_ru(s, len(kept), len(fields)) for s in sizes]))
         if data.measured_ru is not None:  # scale the measured charge by the model's ratio
@@ -373,8 +378,7 @@ def _recommend(
         found.append(
             {
                 "kind": "indexing",
-                "action": f"index only {', '.join('/' + f for f in keep)} "
-                '(sink: indexing = "recommended")',
+                "action": f"index only {', '.join('/' + f for f in keep)} (sink: {setting})",
                 "monthly_saving": _r(base - new),
                 "detail": {
                     "ru_per_write": _r(new_write, 3),
@@ -423,20 +427,20 @@ def _recommend(
     current = data.mode or "provisioned"
     now = next(c for c in costs if c.mode == current)
     if data.mode is None or best.mode != current:
+        size_text = {
+            "autoscale": f" (max {best.rus:,} RU/s)",
+            "provisioned": f" ({best.rus:,} RU/s)",
+        }.get(best.mode, "")
+        if best.mode == current:
+            action = f"{best.mode} throughput{size_text} is the cheapest mode for this load"
+        else:
+            action = f"use {best.mode} throughput{size_text} instead of {current}"
+        if data.mode is None:
+            action += " (the sink sets none; compared with provisioned)"
         found.append(
             {
                 "kind": "throughput",
-                "action": f"use {best.mode} throughput"
-                + (
-                    f" (max {best.rus:,} RU/s)"
-                    if best.mode == "autoscale"
-                    else f" ({best.rus:,} RU/s)"
-                    if best.mode == "provisioned"
-                    else ""
-                )
-                + (
-                    "" if data.mode else " (the sink sets no throughput; compared with provisioned)"
-                ),
+                "action": action,
                 "monthly_saving": _r(max(0.0, now.monthly - best.monthly)),
                 "detail": {"mode": best.mode, "compared_with": current},
             }
