@@ -242,6 +242,11 @@ def plan(
                 sink, policy, policy_from, sampled.examples if measure else (), notes
             )
         agg = None
+        if sampled.aggregate_sizes is not None and not len(sampled.aggregate_sizes):
+            notes.append(
+                f"no {AGGREGATE_WINDOW_S:g}-s aggregate window closed within the sample: edge "
+                "aggregation not estimated (give a longer --span)"
+            )
         if sampled.aggregate_sizes is not None and len(sampled.aggregate_sizes):
             agg = AggregateInput(
                 window_s=AGGREGATE_WINDOW_S,

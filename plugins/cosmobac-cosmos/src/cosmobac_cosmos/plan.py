@@ -188,7 +188,9 @@ class AggregateInput:
     fields: tuple[str, ...] = ()
 
 
-def _storage_month(docs_s: float, size: float, prices: Prices, ttl_s: int | None, months: int):
+def _storage_month(
+    docs_s: float, size: float, prices: Prices, ttl_s: int | None, months: int
+) -> float:
     """Storage cost in month ``months`` (without TTL it grows; with one it levels off)."""
     per_s = docs_s * size
     if ttl_s is not None:
