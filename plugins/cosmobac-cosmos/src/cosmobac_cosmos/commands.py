@@ -1,4 +1,4 @@
-"""``cosmobac cosmos check|count|query`` and ``cosmobac emulator start|stop|status``."""
+"""``cosmobac cosmos check|count|query|plan`` and ``cosmobac emulator start|stop|status``."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import click
+import numpy as np
 
 from cosmobac.errors import CosmobacError
+from cosmobac.values import click_callback, duration
 
 __all__ = ["cosmos", "emulator"]
 
@@ -19,7 +21,10 @@ def _sink(config: str, name: str | None) -> Any:
     """The cosmos sink a pipeline file configures (``--sink`` chooses among several)."""
     from cosmobac.config import load_config
 
-    loaded = load_config(config)
+    return _sink_of(load_config(config), config, name)
+
+
+def _sink_of(loaded: Any, config: str, name: str | None) -> Any:
     sinks = [c for c in loaded.sinks if c.plugin == "cosmos"]
     names = [c.consumer() for c in sinks]  # its name, or its default consumer name
     if name is not None:
@@ -35,6 +40,12 @@ def _sink(config: str, name: str | None) -> Any:
             f"{config}: {len(sinks)} cosmos sinks; choose one with --sink ({', '.join(names)})"
         )
     return sinks[0].build()
+
+
+def _field_names(key: str, value: Any) -> tuple[str, ...]:
+    from .indexing import field_names
+
+    return field_names(key, value)
 
 
 config_argument = click.argument("config", type=click.Path(dir_okay=False))
@@ -157,6 +168,151 @@ def query(
     with _querying(sink):
         for doc in run_query(sink, chosen, limit=limit or None, newest_first=newest_first, raw=raw):
             click.echo(json.dumps(doc, ensure_ascii=False))
+
+
+@cosmos.command()
+@config_argument
+@sink_option
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON (stable fields).")
+@click.option(
+    "--nodes",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Edge nodes running this pipeline (each with its own sensors).",
+)
+@click.option(
+    "--prices",
+    "prices_file",
+    type=click.Path(dir_okay=False),
+    help="A TOML file of prices over the built-in ones (which cite their source and date).",
+)
+@click.option("--from-store", is_flag=True, help="Sample the pipeline's store, not a simulation.")
+@click.option(
+    "--span",
+    callback=click_callback(duration, positive=True),
+    help="Sensor time to simulate (default: enough for about 60,000 readings, 3m to 1d).",
+)
+@click.option(
+    "--keep",
+    callback=click_callback(_field_names),
+    help="Fields the recommended indexing policy keeps (comma-separated; default: "
+    "timestamp,city,sensor_id,anomaly_flag; the partition key is always kept).",
+)
+@click.option("--offline", is_flag=True, help="Do not read the container (its indexing policy).")
+@click.option(
+    "--measure",
+    is_flag=True,
+    help="Write (then delete) a few sample documents and use their measured request charge.",
+)
+def plan(
+    config: str,
+    sink_name: str | None,
+    as_json: bool,
+    nodes: int,
+    prices_file: str | None,
+    from_store: bool,
+    span: float | None,
+    keep: tuple[str, ...] | None,
+    offline: bool,
+    measure: bool,
+) -> None:
+    """Pre-flight cost plan: document sizes, RU per write, RU/s, monthly cost per throughput
+    mode, storage, partitions and ranked savings, from documents the pipeline really makes."""
+    from cosmobac.config import load_config
+
+    from .indexing import RECOMMENDED_FIELDS
+    from .plan import AggregateInput, PlanInput, make_plan, render_text
+    from .prices import load_prices
+    from .sample import AGGREGATE_WINDOW_S, simulate
+    from .sample import from_store as sample_store
+
+    prices = load_prices(prices_file)
+    loaded = load_config(config)
+    sink = _sink_of(loaded, config, sink_name)
+    try:
+        key = sink.partition_key
+        sampled = sample_store(loaded, key) if from_store else simulate(loaded, key, span_s=span)
+        notes = list(sampled.notes)
+        policy = sink.creation_policy()
+        policy_from = "sink" if policy is not None else "default"
+        measured = None
+        if not offline:
+            policy, policy_from, measured = _container_facts(
+                sink, policy, policy_from, sampled.examples if measure else (), notes
+            )
+        agg = None
+        if sampled.aggregate_sizes is not None and not len(sampled.aggregate_sizes):
+            notes.append(
+                f"no {AGGREGATE_WINDOW_S:g}-s aggregate window closed within the sample: edge "
+                "aggregation not estimated (give a longer --span)"
+            )
+        if sampled.aggregate_sizes is not None and len(sampled.aggregate_sizes):
+            agg = AggregateInput(
+                window_s=AGGREGATE_WINDOW_S,
+                # each sensor sends one document per window
+                documents_per_s=sampled.sensors / AGGREGATE_WINDOW_S,
+                median_bytes=float(np.median(sampled.aggregate_sizes)),
+                fields=sampled.aggregate_fields,
+            )
+        mode = (
+            "provisioned"
+            if sink.throughput is not None
+            else "autoscale"
+            if sink.autoscale_max_throughput is not None
+            else None
+        )
+        data = PlanInput(
+            sizes=sampled.sizes,
+            fields=sampled.fields,
+            key_counts=sampled.key_counts,
+            span_s=sampled.span_s,
+            partition_key=key,
+            policy=policy,
+            policy_from=policy_from,
+            nodes=nodes,
+            sensors=sampled.sensors,
+            ttl_s=sink.default_ttl if (sink.default_ttl or 0) > 0 else None,
+            mode=mode,
+            configured_rus=sink.throughput or sink.autoscale_max_throughput,
+            keep_fields=RECOMMENDED_FIELDS if keep is None else keep,
+            measured_ru=measured,
+            aggregate=agg,
+            source=sampled.source,
+            notes=tuple(notes),
+        )
+        result = make_plan(data, prices)
+    finally:
+        sink.close()
+    click.echo(json.dumps(result, default=str) if as_json else render_text(result))
+
+
+def _container_facts(
+    sink: Any, policy: Any, policy_from: str, examples: Any, notes: list[str]
+) -> tuple[Any, str, float | None]:
+    """The container's indexing policy (when it exists) and the measured charge of sample
+    writes (``examples``); a container that cannot be read leaves the sink's policy, noted."""
+    from ._errors import classify
+    from .live import container_client, measure_writes, read_properties
+
+    measured = None
+    try:
+        with container_client(sink) as container:
+            properties = read_properties(container, sink.read_timeout)
+            policy, policy_from = properties.get("indexingPolicy"), "container"
+            if examples:
+                measured, note = measure_writes(container, sink, examples)
+                notes.append(note)
+    except Exception as exc:
+        status = getattr(exc, "status_code", None)
+        reason = "it does not exist yet" if status == 404 else classify(exc).message
+        notes.append(
+            sink._redact(
+                f"container not read ({reason}); the estimate uses the {policy_from} "
+                "indexing policy"
+            )
+        )
+    return policy, policy_from, measured
 
 
 @click.group()

@@ -169,8 +169,9 @@ def _checked_container(sink: CosmosSink, client: Any) -> Any:
             )
         if sink.default_ttl is not None:
             extra["default_ttl"] = sink.default_ttl
-        if sink.indexing_policy is not None:
-            extra["indexing_policy"] = dict(sink.indexing_policy)
+        policy = sink.creation_policy()
+        if policy is not None:
+            extra["indexing_policy"] = policy
         if len(sink.partition_key) > 1:
             key = PartitionKey(path=list(sink.partition_key), kind="MultiHash")
         else:

@@ -51,6 +51,7 @@ from . import _settings as s
 from ._errors import Action, Failure, Redactor, classify, request_charge, statuses_text
 from .concurrency import Limiter
 from .connection import Connection, client_options, open_container, paths_text, where
+from .indexing import Indexing, parse_indexing
 from .limits import (
     MAX_BATCH_BYTES,
     MAX_DOCUMENT_BYTES,
@@ -108,7 +109,9 @@ class CosmosSink:
     Keys: ``endpoint``, ``database``, ``container`` (required); ``partition_key`` (default
     ``"/sensor_id"``, or a hierarchical list such as ``["/city", "/sensor_id"]``); ``key`` or
     ``credential = "default"`` (Microsoft Entra ID); ``create_if_missing`` with ``throughput``,
-    ``autoscale_max_throughput``, ``default_ttl``, ``indexing_policy``; ``verify_tls``,
+    ``autoscale_max_throughput``, ``default_ttl``, ``indexing`` (``"default"``,
+    ``"recommended"`` or ``{included = [...]}``/``{excluded = [...]}``) or ``indexing_policy``
+    (the service's JSON); ``verify_tls``,
     ``tls_ca_file``; ``connection_timeout``, ``read_timeout``, ``write_timeout``,
     ``latency_target``, ``max_concurrency``, ``max_batch_operations``, ``retry_backoff``,
     ``retry_backoff_max``. See docs/reference/config-cosmos.md.
@@ -131,6 +134,7 @@ class CosmosSink:
     indexing_policy: Mapping[str, Any] | None = attrs.field(
         default=None, validator=s.check_indexing_policy
     )
+    indexing: Indexing = attrs.field(factory=Indexing, converter=parse_indexing)
     verify_tls: bool = attrs.field(default=True, converter=s.verify_tls)
     tls_ca_file: str | None = attrs.field(default=None, validator=s.check_optional_path)
     connection_timeout: float = attrs.field(default=5.0, converter=s.connection_timeout)
@@ -177,6 +181,16 @@ class CosmosSink:
                         f"{name} only applies when the sink creates the container; set "
                         "create_if_missing = true, or set it on the container in Azure"
                     )
+            if self.indexing.mode != "default":
+                raise ValueError(
+                    "indexing only applies when the sink creates the container; set "
+                    "create_if_missing = true, or set the policy on the container in Azure"
+                )
+        if self.indexing_policy is not None and self.indexing.mode != "default":
+            raise ValueError(
+                "give either `indexing` (default, recommended or {included/excluded}) or "
+                "`indexing_policy` (the service's JSON), not both"
+            )
         if self.tls_ca_file is not None and not self.verify_tls:
             raise ValueError("tls_ca_file needs verify_tls = true")
         if self.retry_backoff_max < self.retry_backoff:
@@ -194,6 +208,13 @@ class CosmosSink:
             "errors": 0.0,
             "rejected": 0.0,
         }
+
+    def creation_policy(self) -> dict[str, Any] | None:
+        """The indexing policy a container this sink creates gets (``None``: the service's
+        default): ``indexing_policy`` as given, else the one ``indexing`` makes."""
+        if self.indexing_policy is not None:
+            return dict(self.indexing_policy)
+        return self.indexing.policy(self.partition_key)
 
     # -- connection ---------------------------------------------------------------------------
     @property
