@@ -412,3 +412,25 @@ def test_detections_come_from_the_transforms_whatever_the_chunks() -> None:
         cache.refresh()
         found.append(sorted((d["seq"], tuple(d["detectors"])) for d in cache.latest(1000)))
     assert found[0] == found[1] and len(found[0]) >= 3
+
+
+def test_a_store_not_collected_yet_is_waited_for_never_created(tmp_path: Path) -> None:
+    (tmp_path / "later.toml").write_text(PIPELINE.format(name="later"))
+    server = Server(tmp_path, "later.toml")
+    try:
+        info = server.caught_up()
+        assert info["cities"] == {} and info["rows_read"] == 0
+        assert "does not exist" in info["error"]
+        health = server.get("/api/health")
+        assert health["rows"] is None and health["sinks"] == []
+        assert server.get("/api/anomalies")["total"] == 0
+        assert server.raw("/api/series?city=London")[0] == 400
+        assert not (tmp_path / "later.db").exists()
+        cli("collect", "later.toml", "--duration", "2m", cwd=tmp_path)
+        info = server.until(
+            lambda: (i := server.get("/api/sensors"))["rows_read"] == 4 * 120 and i,
+            "the new store to be read",
+        )
+        assert info["error"] is None and sorted(info["cities"]) == ["London", "New York"]
+    finally:
+        server.stop()

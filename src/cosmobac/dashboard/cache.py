@@ -32,6 +32,7 @@ import attrs
 import numpy as np
 
 from ..batch import Batch
+from ..errors import StoreMissingError
 from ..interfaces import ScannableStore, SensorRangeStore, Store
 from ..schema import METRICS, STORE_SEQ
 
@@ -244,6 +245,12 @@ class SeriesCache:
                 try:
                     read = self.refresh(max_chunks=1)
                     self.error = None
+                except StoreMissingError as exc:  # not collected yet: wait for it, quietly
+                    self.error = str(exc)
+                    with self._lock:
+                        self.caught_up = True  # nothing stored to read
+                    self._stop.wait(interval)
+                    continue
                 except Exception as exc:  # a store caught mid-replace: say so, try again
                     log.warning("dashboard: reading the store failed: %s", exc)
                     self.error = str(exc)

@@ -97,6 +97,7 @@
         width,
         height: opts.height || 180,
         legend: { show: false },
+        tzDate: (ts) => global.uPlot.tzDate(new Date(ts * 1000), "Etc/UTC"),  // times in UTC
         cursor: { drag: { x: true, y: false, setScale: true } },
         scales: { x: { time: true } },
         axes: [
