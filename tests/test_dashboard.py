@@ -434,3 +434,30 @@ def test_a_store_not_collected_yet_is_waited_for_never_created(tmp_path: Path) -
         assert info["error"] is None and sorted(info["cities"]) == ["London", "New York"]
     finally:
         server.stop()
+
+
+def test_bucket_reduction_keeps_each_buckets_extremes_and_their_times() -> None:
+    from cosmobac.dashboard.cache import _reduce, _Summary
+
+    rng = np.random.default_rng(7)
+    n = 500
+    b = rng.integers(0, 40, n)
+    t = rng.permutation(n).astype(np.int64)
+    v = rng.normal(size=(n, 2)).round(1)  # rounded: ties happen; the earliest row wins
+    v[rng.random((n, 2)) < 0.2] = np.nan
+    v[b == 3] = np.nan  # a bucket with every value missing stays missing
+    tt = np.repeat(t[:, None], 2, axis=1)
+    got = _reduce(_Summary(b, np.ones(n, np.int64), tt, v, tt, v))
+    assert got.b.tolist() == sorted(set(b.tolist()))
+    for i, bucket in enumerate(got.b.tolist()):
+        rows = np.flatnonzero(b == bucket)
+        assert got.n[i] == len(rows)
+        for m in range(2):
+            values = v[rows, m]
+            if np.isnan(values).all():
+                assert np.isnan(got.lv[i, m]) and np.isnan(got.hv[i, m])
+                continue
+            low, high = np.nanmin(values), np.nanmax(values)
+            assert got.lv[i, m] == low and got.hv[i, m] == high
+            assert got.lt[i, m] == t[rows[np.flatnonzero(values == low)[0]]]
+            assert got.ht[i, m] == t[rows[np.flatnonzero(values == high)[0]]]

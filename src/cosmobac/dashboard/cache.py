@@ -103,28 +103,30 @@ class _Summary:
 
 
 def _reduce(s: _Summary) -> _Summary:
-    """The same points with each bucket once: counts added, the lowest of lows, highest of highs."""
+    """The same points with each bucket once: counts added, the lowest of lows, highest of highs
+    (the earliest of equal ones). Linear once sorted: group extremes by ``reduceat``, then the
+    first position in each group holding that extreme."""
     if not len(s.b):
         return s
-    order = np.argsort(s.b, kind="stable")
-    b = s.b[order]
-    uniq, first = np.unique(b, return_index=True)
-    if len(uniq) == len(b):
-        return _Summary(b, s.n[order], s.lt[order], s.lv[order], s.ht[order], s.hv[order])
-    n = np.add.reduceat(s.n[order], first)
-    metrics = s.lv.shape[1]
-    lt = np.zeros((len(uniq), metrics), np.int64)
-    lv = np.zeros((len(uniq), metrics))
-    ht = np.zeros((len(uniq), metrics), np.int64)
-    hv = np.zeros((len(uniq), metrics))
-    for m in range(metrics):
-        low = np.where(np.isnan(s.lv[:, m]), np.inf, s.lv[:, m])
-        pick = np.lexsort((low, s.b))[first]
-        lt[:, m], lv[:, m] = s.lt[pick, m], s.lv[pick, m]
-        high = np.where(np.isnan(s.hv[:, m]), np.inf, -s.hv[:, m])
-        pick = np.lexsort((high, s.b))[first]
-        ht[:, m], hv[:, m] = s.ht[pick, m], s.hv[pick, m]
-    return _Summary(uniq, n, lt, lv, ht, hv)
+    if np.any(s.b[1:] < s.b[:-1]):
+        order = np.argsort(s.b, kind="stable")
+        s = _Summary(s.b[order], s.n[order], s.lt[order], s.lv[order], s.ht[order], s.hv[order])
+    starts = np.flatnonzero(np.r_[True, s.b[1:] != s.b[:-1]])
+    if len(starts) == len(s.b):
+        return s
+    counts = np.diff(np.r_[starts, len(s.b)])
+    index = np.arange(len(s.b))[:, None]
+    out = [s.b[starts], np.add.reduceat(s.n, starts)]
+    for times, values, fill, pick in (
+        (s.lt, s.lv, np.inf, np.minimum),
+        (s.ht, s.hv, -np.inf, np.maximum),
+    ):
+        filled = np.where(np.isnan(values), fill, values)
+        best = pick.reduceat(filled, starts, axis=0)
+        at = np.where(filled == np.repeat(best, counts, axis=0), index, len(s.b))
+        first = np.minimum.reduceat(at, starts, axis=0)
+        out += [np.take_along_axis(times, first, 0), np.take_along_axis(values, first, 0)]
+    return _Summary(*out)
 
 
 @attrs.define
@@ -201,6 +203,7 @@ class SeriesCache:
         self.last_t: int | None = None
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
+        self._detected_seqs = np.zeros(0, np.int64)
 
     # -- reading the store ----------------------------------------------------------------------
     def _reader_store(self) -> ScannableStore:
@@ -288,6 +291,7 @@ class SeriesCache:
                 for m in self.metrics
             ]
         )
+        self._detected_seqs = np.fromiter(detected, np.int64, len(detected))
         order = np.lexsort((t, sensors.astype(str)))
         sorted_sensors = sensors[order]
         starts = np.flatnonzero(np.r_[True, sorted_sensors[1:] != sorted_sensors[:-1]])
@@ -373,10 +377,9 @@ class SeriesCache:
     ) -> None:
         city = self._city.get(sensor)
         found = self._detections[sensor]
-        for i, seq in enumerate(seqs.tolist()):
-            names = detected.get(seq)
-            if names is None:
-                continue
+        hits = np.flatnonzero(np.isin(seqs, self._detected_seqs))
+        for i, seq in zip(hits.tolist(), seqs[hits].tolist(), strict=True):
+            names = detected[seq]
             label = None if labels is None else labels[at[i]]
             ts = int(t[i])
             found.append((ts, tuple(values[i].tolist()), names, label))
