@@ -9,6 +9,7 @@ naming it, and a non-loopback host warns. No timing is asserted: waits only have
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -461,3 +462,27 @@ def test_bucket_reduction_keeps_each_buckets_extremes_and_their_times() -> None:
             assert got.lv[i, m] == low and got.hv[i, m] == high
             assert got.lt[i, m] == t[rows[np.flatnonzero(values == low)[0]]]
             assert got.ht[i, m] == t[rows[np.flatnonzero(values == high)[0]]]
+
+
+def test_request_units_and_throttles_per_second_come_from_two_health_snapshots() -> None:
+    from cosmobac.dashboard.health import HealthReader
+    from cosmobac.monitoring.health import Health, SinkHealth
+    from cosmobac.monitoring.status import ForwarderState, SinkStatus, Status
+
+    def status(at: float, units: float, throttled: int) -> Status:
+        sink = SinkHealth("cosmos-1", acked=10, request_units=units, throttled=throttled)
+        health = Health(time=at, started=0.0, pid=os.getpid(), running=True, sinks=(sink,))
+        row = SinkStatus("cosmos-1", "cosmos", None, 0, None, 0, sink, True)
+        return Status("p.toml", at, None, (row,), ForwarderState.of(health, at), ())
+
+    reader = HealthReader("p.toml")
+    first = reader.to_json(status(100.0, 500.0, 1))["sinks"][0]
+    assert first["request_units"] == 500.0 and first["throttled"] == 1
+    assert first["ru_per_second"] is None  # one snapshot: no rate yet
+    same = reader.to_json(status(100.0, 500.0, 1))["sinks"][0]
+    assert same["ru_per_second"] is None  # the same snapshot read again
+    later = reader.to_json(status(104.0, 700.0, 5))["sinks"][0]
+    assert later["ru_per_second"] == pytest.approx(50.0)
+    assert later["throttled_per_second"] == pytest.approx(1.0)
+    again = reader.to_json(status(104.0, 700.0, 5))["sinks"][0]
+    assert again["ru_per_second"] == pytest.approx(50.0)  # kept until the next snapshot
