@@ -320,6 +320,13 @@
         pollCharts().catch(failed);
       });
     }
+    let resizing = null;
+    window.addEventListener("resize", () => {  // charts follow the window's width
+      clearTimeout(resizing);
+      resizing = setTimeout(() => {
+        for (const entry of charts.values()) entry.chart.resize(entry.el.clientWidth);
+      }, 200);
+    });
     pollNode();
   }
 
