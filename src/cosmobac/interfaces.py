@@ -42,6 +42,7 @@ __all__ = [
     "ScannableStore",
     "SeekableSensor",
     "Sensor",
+    "SensorRangeStore",
     "Sink",
     "StatefulStore",
     "StatefulTransform",
@@ -268,6 +269,19 @@ class ScannableStore(Store, Protocol):
     whatever consumers acknowledged, registering nothing (``evaluate`` and ``report`` use it)."""
 
     def scan(self, *, after: int | None = None, limit: int | None = None) -> Batch: ...
+
+
+@runtime_checkable
+class SensorRangeStore(Store, Protocol):
+    """A store that can read one sensor's rows over a span of time, quickly (the ``sqlite`` store
+    through its ``(sensor_id, timestamp)`` index): ``scan_sensor(sensor_id, start, end, *,
+    limit=None)`` returns the stored rows of ``sensor_id`` with ``start <= timestamp < end`` (epoch
+    ms), in timestamp order, at most ``limit``, whatever consumers acknowledged, registering nothing.
+    Same columns as ``read``. The dashboard zooms in on it; without it, it shows coarser data."""
+
+    def scan_sensor(
+        self, sensor_id: str, start: int, end: int, *, limit: int | None = None
+    ) -> Batch: ...
 
 
 @runtime_checkable

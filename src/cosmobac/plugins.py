@@ -73,6 +73,7 @@ BUILTIN_MODULES: Final = (
     "cosmobac.detectors",
     "cosmobac.sinks.webhook",
     "cosmobac.evaluation.commands",
+    "cosmobac.dashboard.commands",
 )
 
 

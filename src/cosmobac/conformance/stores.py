@@ -15,6 +15,7 @@ from ..interfaces import (
     ReadAheadStore,
     ResumableStore,
     ScannableStore,
+    SensorRangeStore,
     StatefulStore,
     Store,
     StoreStats,
@@ -51,6 +52,7 @@ def check_store(factory: Callable[[], Store], *, seed: int = 0) -> list[str]:
             (ResumableStore, _store_last_timestamp),
             (PrunableStore, _store_prune),
             (ScannableStore, _store_scan),
+            (SensorRangeStore, _store_scan_sensor),
             (ConsumerAdminStore, _store_remove_consumer),
             (FileStore, _store_path),
         ]
@@ -505,6 +507,35 @@ def _store_scan(c: Checker) -> None:
         c.expect(got == seqs[3:6], g, f"scan(after={seqs[2]}, limit=3) gave {got}")
         got = seqs_of(store.scan(limit=2))
         c.expect(got == seqs[:2], g, f"scan(limit=2) gave {got}")
+
+
+def _store_scan_sensor(c: Checker) -> None:
+    g = "scan_sensor() reads one sensor's span in timestamp order, registering nothing (SensorRangeStore)"
+    with c.fresh(SensorRangeStore, g) as store:
+        rows = sample_readings(8)
+        store.append(rows)
+        sensor = str(rows["sensor_id"][0])
+        mine = sorted(
+            int(t) for s, t in zip(rows["sensor_id"], rows["timestamp"], strict=True) if s == sensor
+        )
+        got = store.scan_sensor(sensor, mine[0], mine[-1] + 1)
+        times = [int(t) for t in got["timestamp"]]
+        c.expect(
+            times == mine and set(got["sensor_id"].tolist()) <= {sensor},
+            g,
+            f"scan_sensor({sensor!r}) over every time gave timestamps {times}, expected {mine}",
+        )
+        if len(mine) > 1:
+            got = store.scan_sensor(sensor, mine[0], mine[-1])
+            c.expect(len(got) == len(mine) - 1, g, "the end of the span is not left out")
+            got = store.scan_sensor(sensor, mine[0], mine[-1] + 1, limit=1)
+            c.expect(
+                [int(t) for t in got["timestamp"]] == mine[:1], g, f"limit=1 gave {len(got)} rows"
+            )
+        c.expect(
+            len(store.scan_sensor("no-such-sensor", 0, 2**62)) == 0, g, "an unknown sensor has rows"
+        )
+        c.expect(dict(store.stats().pending) == {}, g, "scan_sensor registered a consumer")
 
 
 def _store_remove_consumer(c: Checker) -> None:

@@ -30,7 +30,8 @@ class MemoryStore:
 
     Besides :class:`~cosmobac.interfaces.Store` it is a :class:`~cosmobac.interfaces.ReadAheadStore`,
     :class:`~cosmobac.interfaces.StatefulStore`, :class:`~cosmobac.interfaces.ResumableStore`,
-    :class:`~cosmobac.interfaces.ScannableStore`, :class:`~cosmobac.interfaces.DeadLetterStore` and
+    :class:`~cosmobac.interfaces.ScannableStore`, :class:`~cosmobac.interfaces.SensorRangeStore`,
+    :class:`~cosmobac.interfaces.DeadLetterStore` and
     :class:`~cosmobac.interfaces.ConsumerAdminStore`; it has no retention (not prunable) and no
     file."""
 
@@ -100,6 +101,20 @@ class MemoryStore:
             if after is not None and len(rows):
                 rows = rows.select(rows[STORE_SEQ] > after)
             return rows if limit is None else rows.select(slice(0, limit))
+
+    def scan_sensor(
+        self, sensor_id: str, start: int, end: int, *, limit: int | None = None
+    ) -> Batch:
+        """One sensor's rows with ``start <= timestamp < end`` (epoch ms), in timestamp order."""
+        with self._lock:
+            rows = self._rows
+            if not len(rows):
+                return rows
+            t = rows["timestamp"]
+            keep = (rows["sensor_id"] == sensor_id) & (t >= start) & (t < end)
+            found = np.flatnonzero(keep)
+            found = found[np.argsort(t[found], kind="stable")]
+            return rows.select(found if limit is None else found[:limit])
 
     def ack(self, consumer: str, batch: Batch, *, state: Mapping[str, str] | None = None) -> None:
         with self._lock:

@@ -421,6 +421,24 @@ class SQLiteStore:
             ).fetchall()
         return self._to_batch(rows, extras)
 
+    def scan_sensor(
+        self, sensor_id: str, start: int, end: int, *, limit: int | None = None
+    ) -> Batch:
+        """The stored rows of ``sensor_id`` with ``start <= timestamp < end`` (epoch ms), in
+        timestamp order, at most ``limit``: a read through the ``(sensor_id, timestamp)`` index
+        that registers nothing and writes nothing (the dashboard's zoom). Same columns as
+        :meth:`read`."""
+        rows_at_most = _sql_limit(limit, optional=True)
+        with self._transaction(write=False) as conn:
+            extras = self._extra_kinds(conn)
+            rows = conn.execute(
+                f"SELECT {self._select_list(extras)} FROM readings AS r "
+                "WHERE r.sensor_id = ? AND r.timestamp >= ? AND r.timestamp < ? "
+                "ORDER BY r.timestamp LIMIT ?",
+                (str(sensor_id), int(start), int(end), rows_at_most),
+            ).fetchall()
+        return self._to_batch(rows, extras)
+
     # -- acknowledging -------------------------------------------------------------------------
     @staticmethod
     def _next_checkpoint(
