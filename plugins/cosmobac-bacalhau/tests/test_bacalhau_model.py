@@ -325,7 +325,7 @@ def test_every_lazy_export_of_the_package_resolves_to_its_submodule():
 
     import cosmobac_bacalhau as package
 
-    assert set(package.__all__) == {*package._WHERE, "register_commands"}
+    assert set(package.__all__) == {*package._WHERE, "register_commands", "register_fleet_sources"}
     for name in package._WHERE:
         module = importlib.import_module(f"cosmobac_bacalhau.{package._WHERE[name]}")
         assert getattr(package, name) is getattr(module, name), name
