@@ -183,3 +183,31 @@ def test_decisions_are_exported_as_metrics(config, double):
         'cosmobac_scaler_decisions_total{direction="keep",reason="cooldown",sink="cosmos"} 1.0'
         in text
     )
+
+
+def test_the_daemon_ticks_until_sigterm(config, double):
+    import signal
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cosmobac", "cosmos", "scale", config, "--max", "600",
+         "--up-backlog-age", "1s", "--down-backlog-age", "0s", "--up-ticks", "2",
+         "--every", "0.3s", "--cooldown", "1h"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and offer_value(double) != 600:
+            time.sleep(0.1)
+        time.sleep(0.7)  # a few more ticks: at the maximum
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    lines = out.splitlines()
+    assert offer_value(double) == 600
+    assert sum("raise 400 → 600 RU/s (backlog_age)" in line for line in lines) == 1, out
+    assert "keep 600 RU/s (" in lines[-1]
