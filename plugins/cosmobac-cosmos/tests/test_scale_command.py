@@ -94,12 +94,18 @@ def config(tmp_path, double, container_name) -> str:
 
 def test_an_old_backlog_raises_the_throughput(config, double):
     time.sleep(1.2)
+    args = ["cosmos", "scale", config, "--max", "1000", "--up-backlog-age", "1s",
+            "--down-backlog-age", "0s", "--up-ticks", "1", "--once"]  # fmt: skip
+    # no forwarder: more throughput would not help
+    assert "keep 400 RU/s (not_delivering)" in invoke(*args)
+    assert offer_value(double) == 400
+    _health(config, datetime.now(UTC), throttled=0)  # a forwarder that writes
     out = invoke(
         "cosmos", "scale", config, "--max", "1000", "--up-backlog-age", "1s", "--down-backlog-age", "0s", "--up-ticks", "1",
         "--once",
     )  # fmt: skip
     assert "cosmos: raise 400 → 600 RU/s (backlog_age); backlog " in out
-    assert "429s unknown" in out  # no health file: no forwarder ran
+    assert "429s unknown" in out  # a first look at the health file: no rate yet
     assert offer_value(double) == 600
     # a second look within the cooldown keeps it
     out = invoke(
@@ -110,8 +116,10 @@ def test_an_old_backlog_raises_the_throughput(config, double):
 
 
 def _health(config: str, at: datetime, throttled: int) -> None:
+    """The health file a forwarder whose sink wrote at ``at`` would record then."""
     path = scaling.health_file(config)
-    sink = {"consumer": "cosmos", "throttled": throttled, "acked": 0}
+    wrote = at.isoformat(timespec="seconds")
+    sink = {"consumer": "cosmos", "throttled": throttled, "acked": 10, "last_write_at": wrote}
     data = {"time": at.isoformat(timespec="seconds"), "started": at.isoformat(), "pid": 4242}
     path.write_text(json.dumps({**data, "running": True, "sinks": [sink]}))
 
@@ -142,6 +150,7 @@ def test_decisions_are_exported_as_metrics(config, double):
     from cosmobac.config import load_config
 
     sink = load_config(config).sinks[0].build()
+    _health(config, datetime.now(UTC), throttled=0)
     metrics = scaling.ScalerMetrics(0, "cosmos")
     try:
         with container_client(sink) as container:
@@ -190,6 +199,7 @@ def test_the_daemon_ticks_until_sigterm(config, double):
     import subprocess
     import sys
 
+    _health(config, datetime.now(UTC), throttled=0)
     proc = subprocess.Popen(
         [sys.executable, "-m", "cosmobac", "cosmos", "scale", config, "--max", "600",
          "--up-backlog-age", "1s", "--down-backlog-age", "0s", "--up-ticks", "2",

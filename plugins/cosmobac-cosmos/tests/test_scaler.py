@@ -97,6 +97,21 @@ def test_a_load_that_flaps_across_the_thresholds_changes_nothing():
     assert {d.action for d in replay(Scaler(SETTINGS), flapping, 800)} == {"keep"}
 
 
+def test_an_old_backlog_the_sink_is_not_delivering_raises_nothing():
+    # (time, backlog age, 429s/s, delivering): a forwarder down for a minute, then back
+    trace = [(15 * i, 90 + 15 * i, None, i >= 4) for i in range(7)]
+    got = [(d.action, d.target, d.reason) for d in replay(Scaler(SETTINGS), trace, 400)]
+    assert got == [
+        *[("keep", 400, "not_delivering")] * 4,
+        ("keep", 400, "pending"),
+        ("keep", 400, "pending"),
+        ("raise", 600, "backlog_age"),
+    ]
+    # 429s do count: something is writing, and being throttled
+    throttled = [(15 * i, 90, 5.0, False) for i in range(3)]
+    assert list(replay(Scaler(SETTINGS), throttled, 400))[-1].reason == "throttling"
+
+
 def test_throttling_alone_raises():
     trace = [(15 * i, None, 5.0) for i in range(3)]
     last = list(replay(Scaler(SETTINGS), trace, 400))[-1]

@@ -11,6 +11,8 @@ Rules (see docs/cosmos.md, "Automated scaling"):
   ``up_throttle_rate`` per second; **calm**: the backlog is no older than ``down_backlog_age``
   *and* 429s arrive no faster than ``down_throttle_rate``. Anything between is neither, and
   resets both counts (hysteresis: the thresholds differ, so a load near one of them does not flap);
+* an old backlog while the sink is *not* delivering (no forwarder, or one that cannot reach the
+  container) is no reason to pay for more throughput: ``not_delivering``, nothing counts;
 * raise after ``up_ticks`` pressured ticks in a row, lower after ``down_ticks`` calm ticks in a row;
 * a raise multiplies by ``factor`` and a lower divides by it, rounded to the mode's step (100 RU/s
   manual, 1,000 RU/s for an autoscale maximum) and moving by one step at least;
@@ -24,7 +26,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Iterator
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 import attrs
 
@@ -62,6 +64,7 @@ REASONS: Final = (
     "at_maximum",  # keep: pressured, but already at the maximum
     "at_minimum",  # keep: calm, but already at the minimum
     "pending",  # keep: pressured or calm, not yet for enough ticks in a row
+    "not_delivering",  # keep: the backlog is old, but the sink is not delivering anything
     "steady",  # keep: neither pressured nor calm
 )
 """Every ``Decision.reason``: the metric's ``reason`` label takes these values only."""
@@ -118,12 +121,14 @@ class ScalerSettings:
 @attrs.frozen
 class Tick:
     """What the scaler sees at ``time``: the oldest pending row's age (``None``: nothing
-    pending), 429s per second (``None``: unknown, read as none) and the current throughput."""
+    pending), 429s per second (``None``: unknown, read as none), the current throughput, and
+    whether the sink is delivering (a forwarder runs and acknowledged rows lately)."""
 
     time: float
     backlog_age: float | None
     throttle_rate: float | None
     current: int
+    delivering: bool = True
 
 
 @attrs.frozen
@@ -186,6 +191,9 @@ class Scaler:
         rate = tick.throttle_rate or 0.0
         throttled = rate > s.up_throttle_rate
         old = age > s.up_backlog_age
+        if old and not throttled and not tick.delivering:
+            self.hot = self.cold = 0
+            return decision("keep", current, "not_delivering")
         if throttled or old:
             self.hot, self.cold = self.hot + 1, 0
         elif age <= s.down_backlog_age and rate <= s.down_throttle_rate:
@@ -221,15 +229,15 @@ class Scaler:
             self.hot = self.cold = 0
 
 
-def replay(
-    scaler: Scaler, ticks: Iterable[tuple[float, float | None, float | None]], start: int
-) -> Iterator[Decision]:
-    """Run ``scaler`` over a workload trace of ``(time, backlog_age, throttle_rate)`` from a
-    container at ``start`` RU/s, applying every change as it is decided (the container then has
-    the new throughput at the next tick)."""
+def replay(scaler: Scaler, ticks: Iterable[tuple[Any, ...]], start: int) -> Iterator[Decision]:
+    """Run ``scaler`` over a workload trace of ``(time, backlog_age, throttle_rate)`` (and
+    optionally ``delivering``) from a container at ``start`` RU/s, applying every change as it is
+    decided (the container then has the new throughput at the next tick)."""
     current = start
-    for time, age, rate in ticks:
-        decision = scaler.decide(Tick(time, age, rate, current))
+    for tick in ticks:
+        time, age, rate = tick[:3]
+        delivering = bool(tick[3]) if len(tick) > 3 else True
+        decision = scaler.decide(Tick(time, age, rate, current, delivering))
         if decision.changes:
             scaler.applied(decision)
             current = decision.target

@@ -6,7 +6,9 @@ Each tick it reads
   the age of the oldest row the sink has not acknowledged);
 * the 429s the forwarder saw, from the health file the forwarder rewrites every two seconds beside
   the pipeline file (``.<file>.health.json``, documented in docs/reference/cli.md): the rise of the
-  sink's ``throttled`` total between two ticks, per second of the file's own ``time``;
+  sink's ``throttled`` total between two ticks, per second of the file's own ``time``; and whether
+  the sink is delivering at all (its ``last_write_at``): an old backlog behind a stopped forwarder
+  or a network outage is no reason to raise the throughput;
 * the container's throughput, through the SDK's offer calls (:mod:`.offers`);
 
 then decides (:class:`~.scaler.Scaler`), applies a change through the SDK, logs one line per
@@ -75,29 +77,35 @@ def _epoch(text: Any) -> float | None:
 
 @attrs.define
 class ThrottleMeter:
-    """429s per second for one sink from successive health snapshots (their ``time``, ``pid``
-    and the sink's ``throttled`` total). ``None`` when it cannot tell: no file, a stale or
-    stopped forwarder, a first look, or a new forwarder process (its total starts again)."""
+    """What the forwarder's health snapshots say about one sink.
+
+    :meth:`observe` gives 429s per second from successive snapshots (their ``time``, ``pid`` and
+    the sink's ``throttled`` total), ``None`` when it cannot tell (no file, a stale or stopped
+    forwarder, a first look, the same snapshot again, or a new forwarder process, whose total
+    starts again); and whether the sink is delivering: a fresh snapshot of a running forwarder
+    whose sink acknowledged rows within :data:`HEALTH_STALE_S` of it."""
 
     consumer: str
     last: tuple[int, float, int] | None = None  # (pid, time, throttled)
 
-    def rate(self, health: Mapping[str, Any] | None, now: float) -> float | None:
+    def observe(self, health: Mapping[str, Any] | None, now: float) -> tuple[float | None, bool]:
         if not health:
             self.last = None
-            return None
+            return None, False
         at = _epoch(health.get("time"))
         sink: Mapping[str, Any] = next(
             (s for s in health.get("sinks") or () if s.get("consumer") == self.consumer), {}
         )
         if at is None or not health.get("running") or now - at > HEALTH_STALE_S:
             self.last = None
-            return None
+            return None, False
+        wrote = _epoch(sink.get("last_write_at"))
+        delivering = wrote is not None and at - wrote <= HEALTH_STALE_S
         sample = (int(health.get("pid") or 0), at, int(sink.get("throttled") or 0))
         last, self.last = self.last, sample
         if last is None or last[0] != sample[0] or sample[2] < last[2] or sample[1] <= last[1]:
-            return None
-        return (sample[2] - last[2]) / (sample[1] - last[1])
+            return None, delivering
+        return (sample[2] - last[2]) / (sample[1] - last[1]), delivering
 
 
 def read_json(path: Path) -> dict[str, Any] | None:
@@ -209,13 +217,14 @@ def run(
             _restore(scaler, meter, read_json(saved_at))
         scaler.autoscale = current.autoscale
         now = clock()
-        rate = meter.rate(read_json(health_file(config)), now)
+        rate, delivering = meter.observe(read_json(health_file(config)), now)
         age = backlog_age()
-        decision = scaler.decide(Tick(now, age, rate, current.ru))
+        decision = scaler.decide(Tick(now, age, rate, current.ru, delivering))
         applied = False
         facts = (
             f"backlog {'none' if age is None else f'{age:.0f}s old'}, "
             f"429s {'unknown' if rate is None else f'{rate:.2f}/s'}"
+            + ("" if delivering else ", the sink is not delivering")
         )
         if decision.changes and not dry_run:
             try:
