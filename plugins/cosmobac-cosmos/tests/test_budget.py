@@ -18,7 +18,7 @@ from cosmobac_cosmos.budget import CAPACITY_S, RequestBudget
 from cosmobac_cosmos.emulator import LOCAL_KEY
 from cosmobac_cosmos.plan import write_ru
 
-from .conftest import make_sink
+from .conftest import ids, make_sink
 from .faultproxy import Rules, published_write_charge
 
 log = logging.getLogger(__name__)
@@ -286,3 +286,33 @@ def test_without_a_budget_the_stats_are_unchanged(cosmos_server, proxy, containe
     with make_sink(proxy.endpoint, container_name) as sink:
         result = sink.write(readings(20))
         assert result is not None and "budget_wait_s" not in result.stats
+
+
+def test_faults_under_a_budget_lose_nothing_and_leak_no_reservation(
+    cosmos_server, proxy, container_name
+):
+    """429s (charged 0: the reservation comes back), answers lost after the write (the
+    reservation stands) and dropped connections, with a budget: every reading ends in the
+    container once, and every reservation is settled."""
+    proxy.rules = Rules(
+        charge=published_write_charge,
+        throttle=0.15,
+        retry_after_ms=(10, 50),
+        error_after=0.05,
+        drop_before=0.05,
+    )
+    with make_sink(
+        proxy.endpoint, container_name, max_ru_per_second=5000, max_batch_operations=20
+    ) as sink:
+        pending = readings(400)
+        for _ in range(10):
+            result = sink.write(pending)
+            if result is None or not result.retry:
+                break
+            pending = pending.select(list(result.retry))
+        else:
+            pytest.fail("rows still unsent after 10 writes")
+        budget = sink._budget
+        assert budget is not None and budget.outstanding == 0
+        assert budget.spent >= proxy.charged() * 0.99
+    assert len(ids(cosmos_server, container_name)) == 400

@@ -564,7 +564,7 @@ class CosmosSink:
                 waiting = (
                     not stopping
                     and len(inflight) < limiter.allowed
-                    and bool(ready or unbuilt or any(w.not_before <= now for w in later))
+                    and bool(ready or unbuilt or later)
                 )
                 wait = budget.delay() if waiting else 0.0
                 if wait > 0 and budget_since is None:
@@ -575,6 +575,8 @@ class CosmosSink:
                 hold = max(hold, now + wait)
             if not stopping and now >= hold:
                 while len(inflight) < limiter.allowed:
+                    if budget is not None and budget.delay() > 0:
+                        break
                     item = next_to_send(now)
                     if item is None:
                         break
@@ -659,12 +661,12 @@ class CosmosSink:
         """What to send next after ``item`` failed with ``error``."""
         failure = classify(error)
         outcome.charge += failure.request_charge
-        if self._budget is not None:  # no answer: it may have been charged, the reservation stands
-            answered = not failure.timeout and failure.status not in (None, 0)
-            self._budget.settle(item.reserved, failure.request_charge if answered else None)
-            item.reserved = 0.0
         now = time.monotonic()
         action = failure.action
+        if self._budget is not None:  # no answer: it may have been charged, the reservation stands
+            lost = action is Action.TRANSIENT and (failure.timeout or failure.status in (None, 0))
+            self._budget.settle(item.reserved, None if lost else failure.request_charge)
+            item.reserved = 0.0
         if action is Action.PERMANENT:
             outcome.permanent = f"cosmos sink: {where(self)}: {failure.message}"
             return [item]
