@@ -316,3 +316,41 @@ def test_faults_under_a_budget_lose_nothing_and_leak_no_reservation(
         assert budget is not None and budget.outstanding == 0
         assert budget.spent >= proxy.charged() * 0.99
     assert len(ids(cosmos_server, container_name)) == 400
+
+
+def test_the_forwarder_keeps_the_budget_without_failures(
+    cosmos_server, proxy, container_name, tmp_path
+):
+    """End to end: a store holding twice what the budget lets through in 10 s, forwarded (follow
+    mode) for 10 s with batches that fit in write_timeout: no failure, no retry, the waits in the
+    report's stats, and the RU/s of the steady state (after 2 s) within ±10% of the budget."""
+    from cosmobac.config import RunConfig
+    from cosmobac.pipeline import Lane, Pipeline
+    from cosmobac_sqlite import SQLiteStore
+
+    budget, warmup, window = 1500.0, 2.0, 8.0
+    rows = int(2 * budget * (warmup + window) / write_ru(1024))
+    proxy.rules = Rules(charge=published_write_charge)
+    with (
+        SQLiteStore(tmp_path / "store.db") as store,
+        make_sink(proxy.endpoint, container_name, max_ru_per_second=budget) as sink,
+    ):
+        store.append(readings(rows))
+        sink.connect()
+        pipeline = Pipeline(
+            store=store, lanes=[Lane("cosmos", sink)], run=RunConfig(batch_size=1000)
+        )
+        timer = threading.Timer(warmup + window + 0.5, pipeline.stop.set)
+        timer.start()
+        try:
+            report = pipeline.forward(follow=True)
+        finally:
+            timer.cancel()
+    lane = report.lanes[0]
+    assert lane.error is None and lane.failures == 0 and lane.retried == 0
+    assert 0 < lane.acked < rows
+    assert lane.stats["budget_wait_s"] > 0 and lane.stats["errors"] == 0
+    first = min(e.at for e in proxy.events if e.charge)
+    ratio = proxy.charged(first + warmup, first + warmup + window) / window / budget
+    print(f"\nforwarder: {lane.acked} of {rows} rows, {ratio:.3f} × the budget")
+    assert 0.90 <= ratio <= 1.10

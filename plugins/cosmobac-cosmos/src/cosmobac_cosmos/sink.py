@@ -499,11 +499,17 @@ class CosmosSink:
                 )
             raise SinkError(self._redact(text), transient=True)
         if retry:
-            budget = (
-                f"waiting for max_ru_per_second = {self.max_ru_per_second:g}"
-                if outcome.budget_wait > 0
-                else None
-            )
+            budget = None
+            if self._budget is not None and outcome.budget_wait > 0:
+                budget = f"waiting for max_ru_per_second = {self.max_ru_per_second:g}"
+                per_document = self._budget.per_document
+                if per_document:  # how many rows the budget lets through in one write
+                    fits = self._budget.rate * self.write_timeout / per_document
+                    budget += (
+                        f"; at {per_document:.1f} RU per document it allows about {fits:,.0f} "
+                        "rows per write_timeout: lower [run] batch_size to that or raise "
+                        "write_timeout"
+                    )
             log.warning(
                 "cosmos sink: %d of %d rows not written (%s); the forwarder will send them again",
                 len(retry),
