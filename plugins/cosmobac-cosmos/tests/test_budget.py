@@ -84,6 +84,15 @@ def test_reserves_the_estimated_charge_and_settles_the_actual_one():
     assert budget.outstanding == 0
 
 
+def test_a_server_that_reports_no_charge_is_not_held_back():
+    budget = RequestBudget(10.0, clock=Clock())
+    first = budget.acquire(100)
+    assert first is not None and budget.acquire(100) is None  # no estimate yet
+    budget.settle(first, 0.0, 100)  # answered, no x-ms-request-charge
+    assert budget.per_document == 0.0
+    assert all(budget.acquire(100) == 0.0 for _ in range(50))
+
+
 def test_a_bad_rate_is_refused():
     for rate in (0.0, -1.0, float("inf"), float("nan")):
         with pytest.raises(ValueError, match="rate"):

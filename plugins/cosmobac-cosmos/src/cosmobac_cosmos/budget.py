@@ -16,8 +16,8 @@ How it works:
   ``rate × T + capacity`` plus the estimate's error on the requests in flight.
 * Reserving the estimate (rather than only waiting for a non-negative balance) keeps concurrent
   requests from all starting on the same balance: once the bucket is spent, requests go out one at
-  a time at the budget's pace. Until the first answer gives an estimate, only one request is in
-  flight.
+  a time at the budget's pace. Until the first successful answer gives an estimate, only one
+  request is in flight (a server that reports no charge gives an estimate of 0: no limit).
 * A request that got no answer (a timeout, a dropped connection) keeps its reservation: it may have
   been written and charged. An answered failure (HTTP 429, 5xx, ...) is settled with the charge it
   reports (0 for a 429).
@@ -108,8 +108,8 @@ class RequestBudget:
             spent = reserved if charge is None else max(0.0, charge)
             self.spent += spent
             self.balance = min(self.capacity, self.balance + reserved - spent)
-            if charge is not None and charge > 0 and documents > 0:
-                sample = charge / documents
+            if charge is not None and documents > 0:  # a success (0: the server charges nothing)
+                sample = max(0.0, charge) / documents
                 estimate = self.per_document
                 self.per_document = (
                     sample if estimate is None else estimate + _SMOOTHING * (sample - estimate)
