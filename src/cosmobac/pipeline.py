@@ -651,13 +651,17 @@ class Pipeline:
             report.retried += len(result.retry)
             self._failed(state, None, follow)
             return
+        handled = report.acked + report.dead_lettered
         retry = self._settle(lane.consumer, batch, out, result, report, state.snapshot())
-        if retry:
+        if retry and report.acked + report.dead_lettered == handled:
             report.retried += retry
-            self._failed(state, None, follow)
-        else:
-            state.attempts = 0
-            state.ready_at = 0.0
+            self._failed(state, None, follow)  # nothing settled: back off
+            return
+        if retry:  # some rows settled (e.g. a rate budget let part through): not a failure
+            report.retried += retry
+            self._drop_ahead(state)  # the rows to retry come first again
+        state.attempts = 0
+        state.ready_at = 0.0
 
     def _failed(self, state: _LaneState, exc: BaseException | None, follow: bool) -> None:
         self._drop_ahead(state)  # the rows to retry come first again
