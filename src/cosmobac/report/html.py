@@ -163,9 +163,21 @@ def _legend(kinds: Sequence[str]) -> str:
     return f'<p class="legend">{"".join(items)}</p>'
 
 
-def _sorted_rows(batch: Batch, sensor: str) -> Batch:
-    rows = batch.select(batch["sensor_id"].astype(str) == sensor)
-    return rows.select(np.argsort(rows["timestamp"], kind="stable"))
+def _groups(batch: Batch, *keys: str) -> dict[tuple[str, ...], Batch]:
+    """The rows of each distinct value of ``keys`` (as text), in time order: one sort for all
+    (a day of a dozen sensors at 1 Hz is a million rows)."""
+    columns = [batch[k].astype(str) for k in keys]
+    order = np.lexsort((batch["timestamp"], *reversed(columns)))
+    change = np.zeros(len(order), bool)
+    change[0] = True
+    for column in columns:
+        change[1:] |= column[order][1:] != column[order][:-1]
+    starts = np.flatnonzero(change)
+    ends = np.r_[starts[1:], len(order)]
+    return {
+        tuple(str(c[order[a]]) for c in columns): batch.select(order[a:z])
+        for a, z in zip(starts.tolist(), ends.tolist(), strict=True)
+    }
 
 
 def render_report(
@@ -237,14 +249,13 @@ def render_report(
             "out.</p>",
             _legend(kinds),
         ]
-        cities = batch["city"]
-        for city in sorted({str(c) for c in cities.tolist() if c is not None}):
-            mine = batch.select(cities.astype(str) == city)
-            names = sorted(set(mine["sensor_id"].astype(str).tolist()))
+        by_city = _groups(batch, "city", "sensor_id")
+        for city in sorted({str(c) for c in batch["city"].tolist() if c is not None}):
+            names = sorted(sensor for (place, sensor) in by_city if place == city)
             parts.append(f"<h3>{html.escape(city)}: {len(names)} sensors</h3>")
             for sensor in names:
                 (one,) = sensor_series(
-                    _sorted_rows(mine, sensor), [column], points=points, triggered_only=False
+                    by_city[city, sensor], [column], points=points, triggered_only=False
                 )
                 parts.append(_chart_title(sensor, one))
                 parts.append(charts.div(one, 150))
@@ -258,8 +269,9 @@ def render_report(
             "median). Drag to zoom, double-click to zoom out.</p>",
             _legend(kinds),
         ]
+        by_sensor = _groups(batch, "sensor_id")
         for sensor in chosen:
-            rows = _sorted_rows(batch, sensor)
+            rows = by_sensor[(sensor,)]
             place = rows["city"][0] if "city" in rows else None
             parts.append(
                 f"<h3>{html.escape(sensor)}"
