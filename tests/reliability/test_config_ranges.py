@@ -361,3 +361,9 @@ def test_no_sensor_table_gives_anything_but_a_config_error(sensor):
     assert -62_135_596_800_000 <= fleet.start <= LATEST_START
     assert fleet.start + int(MAX_SPAN * 1000) < 2**63
     fleet.read(fleet.start + 60_000)
+
+
+def test_a_subnormal_rate_is_refused_naming_the_key():
+    """1e-320 > 0, but 1e6 / 1e-320 overflows: hypothesis found it as an OverflowError."""
+    with pytest.raises(ConfigError, match="rate_hz must be at least 1e-6"):
+        load(rate_hz="1e-320")
