@@ -25,6 +25,7 @@ from cosmobac.monitoring.alerts import Alert, AlertChannel, AlertEvaluator, Node
 from cosmobac.pipeline import Lane, Pipeline
 from cosmobac.sinks.webhook import WebhookSink
 from cosmobac.testing import ListSink, MemoryStore
+from pipeline_files import pipeline
 from webhook_receiver import Receiver
 
 pytestmark = pytest.mark.needs_plugins  # the sqlite store
@@ -309,44 +310,8 @@ def test_the_url_path_never_shows(alerts_rx, caplog, monkeypatch, tmp_path):
 
 # -- configuration -------------------------------------------------------------------------------
 def pipeline_file(tmp_path, alerts: str, sinks: str | None = None, extra: str = "") -> str:
-    path = tmp_path / "pipeline.toml"
     sinks = sinks or f'[[sinks]]\nplugin = "jsonl"\nname = "archive"\npath = "{tmp_path}/o.jsonl"'
-    path.write_text(
-        textwrap.dedent(
-            f"""
-            [sensor]
-            plugin = "simulated"
-            cities = 1
-            sensors_per_city = 2
-            seed = 5
-            rate_hz = 0.05
-            [store]
-            plugin = "sqlite"
-            path = "{tmp_path / "edge.db"}"
-            [[transforms]]
-            plugin = "zscore"
-            name = "z"
-            window = 4
-            min_periods = 2
-            threshold = 0.5
-            """
-        )
-        + sinks
-        + textwrap.dedent(
-            """
-            [run]
-            duration = "2h"
-            batch_size = 50
-            interval = "50ms"
-            backoff = "50ms"
-            max_backoff = "100ms"
-            """
-        )
-        + extra
-        + "\n"
-        + alerts
-    )
-    return str(path)
+    return pipeline(tmp_path, sinks, extra + "\n" + alerts)
 
 
 @pytest.mark.parametrize(

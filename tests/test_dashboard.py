@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -32,6 +31,7 @@ from cosmobac.dashboard.cache import SeriesCache
 from cosmobac.dashboard.commands import dashboard_command, is_loopback
 from cosmobac.errors import CosmobacError
 from cosmobac.sensors.simulated import SimulatedFleet
+from pipeline_files import free_port
 
 pytestmark = pytest.mark.needs_plugins
 
@@ -72,12 +72,6 @@ def cli(*args: str, cwd: Path) -> str:
     )
     assert done.returncode == 0, done.stderr
     return done.stdout
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Server:

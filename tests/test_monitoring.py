@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
-import textwrap
 import time
 import urllib.error
 import urllib.request
@@ -18,58 +16,12 @@ from cosmobac.cli import main
 prometheus_client = pytest.importorskip("prometheus_client")
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
+from pipeline_files import JSONL, free_port, pipeline, webhook  # noqa: E402
 from webhook_receiver import Receiver  # noqa: E402
 
 pytestmark = pytest.mark.needs_plugins  # the sqlite store
 
 WAIT_S = 90.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def pipeline(tmp_path, sink: str, extra: str = "") -> str:
-    path = tmp_path / "pipeline.toml"
-    path.write_text(
-        textwrap.dedent(
-            f"""
-            [sensor]
-            plugin = "simulated"
-            cities = 1
-            sensors_per_city = 2
-            seed = 5
-            rate_hz = 0.05
-            [store]
-            plugin = "sqlite"
-            path = "{tmp_path / "edge.db"}"
-            [[transforms]]
-            plugin = "zscore"
-            name = "z"
-            window = 4
-            min_periods = 2
-            threshold = 0.5
-            {sink}
-            [run]
-            duration = "2h"
-            batch_size = 50
-            interval = "50ms"
-            backoff = "50ms"
-            max_backoff = "100ms"
-            {extra}
-            """
-        )
-    )
-    return str(path)
-
-
-JSONL = '[[sinks]]\nplugin = "jsonl"\nname = "archive"\npath = "{out}"'
-
-
-def webhook(url: str) -> str:
-    return f'[[sinks]]\nplugin = "webhook"\nname = "hook"\nurl = "{url}"'
 
 
 def start(*args: str) -> subprocess.Popen[str]:

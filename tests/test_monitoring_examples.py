@@ -23,18 +23,10 @@ import pytest
 from cosmobac.monitoring import Monitor
 from cosmobac.pipeline import Pipeline
 from cosmobac.testing import require_command
+from pipeline_files import JSONL, free_port, pipeline
 
 # the helpers of the forwarder tests (test_monitoring skips without prometheus-client)
-from test_monitoring import (
-    JSONL,
-    free_port,
-    pipeline,
-    samples,
-    start,
-    stop,
-    text_string_to_metric_families,
-    until,
-)
+from test_monitoring import samples, start, stop, text_string_to_metric_families, until
 
 pytestmark = pytest.mark.needs_plugins  # the sqlite store
 

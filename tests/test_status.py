@@ -13,7 +13,6 @@ import struct
 import subprocess
 import sys
 import termios
-import textwrap
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -34,6 +33,7 @@ from cosmobac.monitoring.status import (
     ago_text_of,
 )
 from cosmobac.pipeline import Checkpoint
+from pipeline_files import pipeline, webhook
 from webhook_receiver import Receiver
 
 pytestmark = pytest.mark.needs_plugins  # the sqlite store
@@ -41,45 +41,6 @@ pytestmark = pytest.mark.needs_plugins  # the sqlite store
 WAIT_S = 90.0
 STORED = 2 * 2 * 3600 // 20  # 2 sensors at 0.05 Hz for 2 h
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][A-Z0-9]|\r")
-
-
-def pipeline(tmp_path, sinks: str, extra: str = "") -> str:
-    path = tmp_path / "pipeline.toml"
-    path.write_text(
-        textwrap.dedent(
-            f"""
-            [sensor]
-            plugin = "simulated"
-            cities = 1
-            sensors_per_city = 2
-            seed = 5
-            rate_hz = 0.05
-            [store]
-            plugin = "sqlite"
-            path = "{tmp_path / "edge.db"}"
-            [[transforms]]
-            plugin = "zscore"
-            name = "z"
-            window = 4
-            min_periods = 2
-            threshold = 0.5
-            {sinks}
-            [run]
-            duration = "2h"
-            batch_size = 50
-            interval = "50ms"
-            backoff = "50ms"
-            max_backoff = "100ms"
-            {extra}
-            """
-        )
-    )
-    return str(path)
-
-
-def webhook(url: str) -> str:
-    """A webhook sink: it posts the rows the detector flagged (the threshold flags most)."""
-    return f'[[sinks]]\nplugin = "webhook"\nname = "hook"\nurl = "{url}"\nretries = 0'
 
 
 def jsonl(path) -> str:
