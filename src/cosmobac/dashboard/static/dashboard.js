@@ -3,7 +3,7 @@
  * Fleet mode (several pipeline files, no ?node=): one health row per node; a click opens
  * ?node=N. Node mode: the health table, the charts of one city's sensors, the latest detections.
  *
- * For tests: window.cosmobacDashboard = {ready, mode, node, lastUpdate, polls, errors}; `ready`
+ * For tests: window.cosmobacDashboard = {ready, mode, node, lastUpdate, polls, errors, plot}; `ready`
  * turns true once every part of the page has been drawn from the API; `lastUpdate` is the time
  * (epoch ms) of the last poll that succeeded. Table cells carry data-field and data-value (the raw
  * number), rows data-consumer / data-node; each chart data-points, data-rows, data-detections.
@@ -18,6 +18,10 @@
   });
   const $ = (id) => document.getElementById(id);
   const charts = new Map();  // sensor id -> {chart, box, zoom: [start, end] | null}
+  state.plot = (sensor) => {  // for tests: the uPlot instance of a sensor's chart, or null
+    const entry = charts.get(sensor);
+    return entry ? entry.chart.plot : null;
+  };
   let sensorsInfo = null;
 
   async function getJSON(path) {

@@ -1,0 +1,301 @@
+"""``cosmobac dashboard`` as a person sees it: a real ``cosmobac dashboard`` process serving a
+store that a real ``cosmobac run`` is filling, loaded in headless Chromium (Debian's ``chromium``
+and ``chromium-driver``, through :func:`cosmobac.testing.headless_chromium`).
+
+The charts draw with data points, the health table's numbers are the store's
+(``cosmobac status --json``), the detections table is the API's, the page grows by itself while
+rows arrive, a drag across a chart zooms into that span, no request leaves loopback and the
+console stays clean. Fleet mode lists every node with its store's numbers and opens one on a
+click. Screenshots: ``build/test-artifacts/test_dashboard_browser-<test>/dashboard-node.png`` and
+``.../dashboard-fleet.png`` (or under ``$COSMOBAC_TEST_ARTIFACTS``). No timing is asserted: waits
+only have deadlines."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cosmobac.dashboard import require_extra
+from cosmobac.testing import Browser
+from test_dashboard import PIPELINE, Server, cli, max_seq
+
+pytestmark = pytest.mark.needs_plugins
+
+SPEED = 30.0  # sensor seconds per real second: 4 sensors at 1 Hz store 120 rows a second
+
+READY = "return window.cosmobacDashboard && window.cosmobacDashboard.ready"
+
+# per chart: what the page marked, and what its uPlot instance holds and drew
+CHARTS = """
+const out = [];
+for (const el of document.querySelectorAll('#charts .chart')) {
+  const u = window.cosmobacDashboard.plot(el.dataset.sensor);
+  const canvas = el.querySelector('canvas');
+  let inked = 0;
+  if (canvas && canvas.width && canvas.height) {
+    const pixels = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+    for (let i = 3; i < pixels.length; i += 4) if (pixels[i] > 0) inked++;
+  }
+  out.push({sensor: el.dataset.sensor, points: Number(el.dataset.points),
+            rows: Number(el.dataset.rows), start: Number(el.dataset.start),
+            end: Number(el.dataset.end), zoomed: el.dataset.zoomed || '',
+            detections: Number(el.dataset.detections),
+            x: u ? u.data[0].length : -1, y: u ? u.data[1].length : -1,
+            drawn: u ? u.data[1].filter(v => v !== null).length : -1,
+            canvasWidth: canvas ? canvas.width : 0, inked});
+}
+return out;
+"""
+
+HEALTH = """
+return Array.from(document.querySelectorAll('#health-table tbody tr'), tr => {
+  const row = {sink: tr.dataset.consumer, rowState: tr.dataset.state};
+  for (const td of tr.cells) row[td.dataset.field] = {text: td.innerText.trim(),
+                                                     value: td.dataset.value};
+  return row;
+});
+"""
+
+FLEET = """
+return Array.from(document.querySelectorAll('#fleet-table tbody tr'), tr => {
+  const row = {nodeIndex: tr.dataset.node, rowHealthy: tr.dataset.healthy};
+  for (const td of tr.cells) row[td.dataset.field] = {text: td.innerText.trim(),
+                                                     value: td.dataset.value};
+  return row;
+});
+"""
+
+
+def polls(browser: Browser) -> int:
+    return int(browser.js("return window.cosmobacDashboard.polls"))
+
+
+def next_poll(browser: Browser, timeout: float = 30.0) -> None:
+    """Wait until the page has finished a whole poll that started after now."""
+    seen = polls(browser)
+    browser.wait_for_js(
+        "return window.cosmobacDashboard.polls >= arguments[0]", seen + 2, timeout=timeout
+    )
+
+
+def store_rows(browser: Browser) -> int:
+    return int(browser.js("return Number(document.getElementById('store-rows').dataset.rows)"))
+
+
+def status_of(config: str, cwd: Path) -> dict[str, Any]:
+    return dict(json.loads(cli("status", config, "--json", cwd=cwd)))
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """End a process this test started (Ctrl-C first, so it shuts down as a person's would)."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def assert_clean(browser: Browser, base: str) -> None:
+    assert browser.requests_off_loopback() == []
+    # (Chromium's own start-up navigation, before the page, fails at the blocking proxy and is
+    # logged without its URL: only the page's requests are checked)
+    asked = [u for u in browser.requests() if u.startswith(base)]
+    assert len(asked) > 6 and f"{base}/static/dashboard.js" in asked
+    assert {u: e for u, e in browser.failed_requests().items() if u.startswith(base)} == {}
+    assert browser.console_errors() == []
+    assert browser.js("return window.cosmobacDashboard.errors") == []
+
+
+@pytest.mark.slow
+def test_node_page_of_a_running_pipeline(cosmobac_browser: Browser, tmp_path: Path) -> None:
+    require_extra()
+    config = tmp_path / "edge.toml"
+    config.write_text(PIPELINE.format(name="edge"))
+    cli("collect", "edge.toml", "--duration", "1h", cwd=tmp_path)  # an hour to start from
+    # then a live pipeline: `cosmobac run` collects (at SPEED × real time) and forwards
+    config.write_text(PIPELINE.format(name="edge").replace('speed = "max"', f"speed = {SPEED}"))
+    log = (tmp_path / "run.log").open("w")
+    run = subprocess.Popen(
+        [sys.executable, "-m", "cosmobac", "run", "edge.toml", "--duration", "3h"],
+        cwd=tmp_path,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    server = Server(tmp_path, "edge.toml")
+    browser = cosmobac_browser
+    try:
+        server.until(lambda: status_of("edge.toml", tmp_path)["forwarder"]["running"], "run")
+        browser.get(server.base + "/")
+        browser.wait_for_js(READY, timeout=120)
+        assert browser.js("return window.cosmobacDashboard.mode") == "node"
+        assert browser.texts("#title") == ["edge"]
+
+        # every chart of the first city has points, and uPlot drew them
+        charts = browser.wait_for_js(f"const c = (() => {{{CHARTS}}})(); return c.length && c")
+        cities = server.get("/api/sensors")["cities"]
+        city = browser.js("return document.getElementById('city-select').value")
+        assert [c["sensor"] for c in charts] == cities[city]
+        for c in charts:
+            assert c["points"] > 1 and c["rows"] > 0, c
+            assert c["x"] == c["y"] == c["points"] and c["drawn"] > 1, c
+            assert c["canvasWidth"] > 0 and c["inked"] > 0, c
+
+        # the page grows by itself while `run` stores rows (no reload)
+        first_rows, first_update = (
+            store_rows(browser),
+            browser.js("return window.cosmobacDashboard.lastUpdate"),
+        )
+        first_chart_rows = charts[0]["rows"]
+        browser.wait_for_js(
+            "return Number(document.getElementById('store-rows').dataset.rows) > arguments[0]"
+            " && Number(document.querySelector('#charts .chart').dataset.rows) > arguments[1]",
+            first_rows,
+            first_chart_rows,
+            timeout=60,
+        )
+        assert browser.js("return window.cosmobacDashboard.lastUpdate") > first_update
+        assert browser.js("return performance.getEntriesByType('navigation').length") == 1
+        assert browser.js("return window.cosmobacDashboard.ready") is True
+
+        # a quiet moment: `run` stopped, the dashboard has read every stored row
+        stop(run)
+        top = max_seq(tmp_path / "edge.db")
+        server.caught_up(last_seq=top)
+        next_poll(browser)
+        status = status_of("edge.toml", tmp_path)
+        assert store_rows(browser) == status["rows"] > 4 * 3600
+        health = browser.js(HEALTH)
+        assert [h["sink"] for h in health] == [s["consumer"] for s in status["sinks"]]
+        for shown, sink in zip(health, status["sinks"], strict=True):
+            assert int(shown["pending"]["value"]) == sink["pending"]
+            assert shown["pending"]["text"] == str(sink["pending"])
+            assert int(shown["dead_letters"]["value"]) == sink["dead_letters"]
+            assert shown["dead_letters"]["text"] == str(sink["dead_letters"])
+            assert shown["consumer"]["text"] == f"{sink['consumer']} ({sink['plugin']})"
+            assert shown["state"]["value"] == shown["rowState"] == (sink["state"] or "")
+        running = browser.js("return document.getElementById('forwarder').dataset.running")
+        assert running == str(status["forwarder"]["running"]).lower()
+        healthy = browser.js("return document.getElementById('healthy').dataset.healthy")
+        assert healthy == str(status["healthy"]).lower()
+
+        # the detections table is the API's
+        anomalies = server.get("/api/anomalies?limit=50")
+        assert anomalies["total"] > 0, "no detection to compare"
+        shown = browser.js(
+            "return Array.from(document.querySelectorAll('#anomalies-table tbody tr'),"
+            " tr => [tr.dataset.sensor, Number(tr.dataset.time)])"
+        )
+        assert shown == [[d["sensor_id"], d["time"]] for d in anomalies["latest"]]
+        total = browser.js("return document.getElementById('anomaly-counts').dataset.total")
+        assert int(total) == anomalies["total"]
+
+        # drag across the first chart: that span is asked again and the chart shows only it
+        sensor = charts[0]["sensor"]
+        before = next(c for c in browser.js(CHARTS) if c["sensor"] == sensor)
+        zoom(browser, sensor)
+        browser.wait_for_js(
+            "return document.getElementById('chart-' + arguments[0]).dataset.zoomed === 'true'",
+            sensor,
+        )
+        after = browser.wait_for_js(
+            f"const c = (() => {{{CHARTS}}})().find(c => c.sensor === arguments[0]);"
+            " return c.end - c.start < arguments[1] && c",
+            sensor,
+            (before["end"] - before["start"]) / 2,
+        )
+        assert before["start"] <= after["start"] < after["end"] <= before["end"]
+        assert after["x"] == after["points"] > 1 and after["inked"] > 0
+        asked = [u for u in browser.requests() if f"sensor={sensor}" in u and "start=" in u]
+        assert asked, "the zoom asked the server for nothing"
+        next_poll(browser)  # a zoomed chart keeps its span across polls
+        kept = next(c for c in browser.js(CHARTS) if c["sensor"] == sensor)
+        assert (kept["start"], kept["end"]) == (after["start"], after["end"])
+
+        shot = browser.screenshot("dashboard-node", full_page=True)
+        assert shot.read_bytes().startswith(b"\x89PNG")
+        print(f"screenshot: {shot}")
+        assert_clean(browser, server.base)
+    finally:
+        stop(run)
+        log.close()
+        server.stop()
+
+
+def zoom(browser: Browser, sensor: str) -> None:
+    """Drag across the middle third of the chart's plot, as a mouse would."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+
+    over = browser.driver.find_element(By.CSS_SELECTOR, f"#chart-{sensor} .u-over")
+    browser.driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", over)
+    width = over.size["width"]
+    (
+        ActionChains(browser.driver)
+        .move_to_element_with_offset(over, -width // 6, 0)
+        .click_and_hold()
+        .move_by_offset(width // 3, 0)
+        .release()
+        .perform()
+    )
+
+
+@pytest.mark.slow
+def test_fleet_page_lists_every_node_and_opens_one(
+    cosmobac_browser: Browser, tmp_path: Path
+) -> None:
+    require_extra()
+    (tmp_path / "edge.toml").write_text(PIPELINE.format(name="edge"))
+    (tmp_path / "second.toml").write_text(
+        PIPELINE.format(name="second").replace("cities = 2", "cities = 1")
+    )
+    cli("collect", "edge.toml", "--duration", "20m", cwd=tmp_path)
+    cli("forward", "edge.toml", cwd=tmp_path)
+    cli("collect", "second.toml", "--duration", "10m", cwd=tmp_path)  # never forwarded
+    server = Server(tmp_path, "edge.toml", "second.toml")
+    browser = cosmobac_browser
+    try:
+        browser.get(server.base + "/")
+        browser.wait_for_js(READY, timeout=60)
+        assert browser.js("return window.cosmobacDashboard.mode") == "fleet"
+        assert browser.js("return document.getElementById('node').hidden") is True
+        rows = browser.js(FLEET)
+        assert [r["name"]["text"] for r in rows] == ["edge", "second"]
+        assert [r["nodeIndex"] for r in rows] == ["0", "1"]
+        for row, config in zip(rows, ("edge.toml", "second.toml"), strict=True):
+            status = status_of(config, tmp_path)
+            assert int(row["rows"]["value"]) == status["rows"]
+            assert row["rows"]["text"].replace(",", "") == str(status["rows"])
+            pending = sum(s["pending"] for s in status["sinks"])
+            assert int(row["pending"]["value"]) == pending
+            assert row["pending"]["text"] == str(pending)
+            dead = sum(s["dead_letters"] for s in status["sinks"])
+            assert int(row["dead_letters"]["value"]) == dead
+            assert row["rowHealthy"] == row["healthy"]["value"] == str(status["healthy"]).lower()
+            assert row["healthy"]["text"] == ("healthy" if status["healthy"] else "not healthy")
+        assert int(rows[1]["pending"]["value"]) == 2 * 600
+        shot = browser.screenshot("dashboard-fleet", full_page=True)
+        assert shot.read_bytes().startswith(b"\x89PNG")
+        print(f"screenshot: {shot}")
+
+        from selenium.webdriver.common.by import By
+
+        browser.driver.find_element(By.CSS_SELECTOR, "#fleet-table tr[data-node='1']").click()
+        browser.wait_for_js(
+            "return location.search === '?node=1' && window.cosmobacDashboard.ready", timeout=60
+        )
+        assert browser.js("return window.cosmobacDashboard.node") == 1
+        assert browser.texts("#title") == ["second (fleet node 1)"]
+        assert store_rows(browser) == status_of("second.toml", tmp_path)["rows"]
+        assert browser.js("return document.querySelectorAll('#charts .chart').length") == 2
+        browser.screenshot("dashboard-fleet-node", full_page=True)
+        assert_clean(browser, server.base)
+    finally:
+        server.stop()
