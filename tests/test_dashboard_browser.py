@@ -45,7 +45,8 @@ for (const el of document.querySelectorAll('#charts .chart')) {
   out.push({sensor: el.dataset.sensor, points: Number(el.dataset.points),
             rows: Number(el.dataset.rows), start: Number(el.dataset.start),
             end: Number(el.dataset.end), zoomed: el.dataset.zoomed || '',
-            detections: Number(el.dataset.detections),
+            detections: Number(el.dataset.detections), source: el.dataset.source,
+            xmin: u ? u.scales.x.min * 1000 : null, xmax: u ? u.scales.x.max * 1000 : null,
             x: u ? u.data[0].length : -1, y: u ? u.data[1].length : -1,
             drawn: u ? u.data[1].filter(v => v !== null).length : -1,
             canvasWidth: canvas ? canvas.width : 0, inked});
@@ -164,6 +165,50 @@ def test_node_page_of_a_running_pipeline(cosmobac_browser: Browser, tmp_path: Pa
         assert browser.js("return window.cosmobacDashboard.lastUpdate") > first_update
         assert browser.js("return performance.getEntriesByType('navigation').length") == 1
         assert browser.js("return window.cosmobacDashboard.ready") is True
+        # the forwarder of `run` shows as running, delivering rows
+        browser.wait_for_js(
+            "return document.getElementById('forwarder').dataset.running === 'true'"
+            " && Number(document.querySelector('#health-table td[data-field=rows_per_second]')"
+            ".dataset.value) > 0",
+            timeout=30,
+        )
+
+        # drag across the first chart: that span is asked again and the chart shows only it
+        sensor = charts[0]["sensor"]
+        before = next(c for c in browser.js(CHARTS) if c["sensor"] == sensor)
+        zoom(browser, sensor)
+        browser.wait_for_js(
+            "return document.getElementById('chart-' + arguments[0]).dataset.zoomed === 'true'",
+            sensor,
+        )
+        after = browser.wait_for_js(
+            f"const c = (() => {{{CHARTS}}})().find(c => c.sensor === arguments[0]);"
+            " return c.end - c.start < arguments[1] && c",
+            sensor,
+            (before["end"] - before["start"]) / 2,
+        )
+        assert before["start"] <= after["start"] < after["end"] <= before["end"]
+        assert after["x"] == after["points"] > 1 and after["inked"] > 0
+        assert after["source"] == "rows"  # read again from the store, not the 1-min summary
+        assert after["start"] <= after["xmin"] < after["xmax"] <= after["end"] + 1  # shows it
+        asked = [u for u in browser.requests() if f"sensor={sensor}" in u and "start=" in u]
+        assert asked, "the zoom asked the server for nothing"
+        next_poll(browser)  # a zoomed chart keeps its span across polls
+        kept = next(c for c in browser.js(CHARTS) if c["sensor"] == sensor)
+        assert (kept["start"], kept["end"]) == (after["start"], after["end"])
+
+        shot = browser.screenshot("dashboard-node", full_page=True)  # while `run` runs
+        assert shot.read_bytes().startswith(b"\x89PNG")
+        print(f"screenshot: {shot}")
+
+        # a double click zooms out again: the whole span, following new rows
+        double_click(browser, sensor)
+        browser.wait_for_js(
+            f"const c = (() => {{{CHARTS}}})().find(c => c.sensor === arguments[0]);"
+            " return c.zoomed === 'false' && c.end - c.start >= arguments[1] && c",
+            sensor,
+            before["end"] - before["start"],
+        )
 
         # a quiet moment: `run` stopped, the dashboard has read every stored row
         stop(run)
@@ -176,9 +221,9 @@ def test_node_page_of_a_running_pipeline(cosmobac_browser: Browser, tmp_path: Pa
         assert [h["sink"] for h in health] == [s["consumer"] for s in status["sinks"]]
         for shown, sink in zip(health, status["sinks"], strict=True):
             assert int(shown["pending"]["value"]) == sink["pending"]
-            assert shown["pending"]["text"] == str(sink["pending"])
+            assert shown["pending"]["text"].replace(",", "") == str(sink["pending"])
             assert int(shown["dead_letters"]["value"]) == sink["dead_letters"]
-            assert shown["dead_letters"]["text"] == str(sink["dead_letters"])
+            assert shown["dead_letters"]["text"].replace(",", "") == str(sink["dead_letters"])
             assert shown["consumer"]["text"] == f"{sink['consumer']} ({sink['plugin']})"
             assert shown["state"]["value"] == shown["rowState"] == (sink["state"] or "")
         running = browser.js("return document.getElementById('forwarder').dataset.running")
@@ -197,31 +242,6 @@ def test_node_page_of_a_running_pipeline(cosmobac_browser: Browser, tmp_path: Pa
         total = browser.js("return document.getElementById('anomaly-counts').dataset.total")
         assert int(total) == anomalies["total"]
 
-        # drag across the first chart: that span is asked again and the chart shows only it
-        sensor = charts[0]["sensor"]
-        before = next(c for c in browser.js(CHARTS) if c["sensor"] == sensor)
-        zoom(browser, sensor)
-        browser.wait_for_js(
-            "return document.getElementById('chart-' + arguments[0]).dataset.zoomed === 'true'",
-            sensor,
-        )
-        after = browser.wait_for_js(
-            f"const c = (() => {{{CHARTS}}})().find(c => c.sensor === arguments[0]);"
-            " return c.end - c.start < arguments[1] && c",
-            sensor,
-            (before["end"] - before["start"]) / 2,
-        )
-        assert before["start"] <= after["start"] < after["end"] <= before["end"]
-        assert after["x"] == after["points"] > 1 and after["inked"] > 0
-        asked = [u for u in browser.requests() if f"sensor={sensor}" in u and "start=" in u]
-        assert asked, "the zoom asked the server for nothing"
-        next_poll(browser)  # a zoomed chart keeps its span across polls
-        kept = next(c for c in browser.js(CHARTS) if c["sensor"] == sensor)
-        assert (kept["start"], kept["end"]) == (after["start"], after["end"])
-
-        shot = browser.screenshot("dashboard-node", full_page=True)
-        assert shot.read_bytes().startswith(b"\x89PNG")
-        print(f"screenshot: {shot}")
         assert_clean(browser, server.base)
     finally:
         stop(run)
@@ -245,6 +265,14 @@ def zoom(browser: Browser, sensor: str) -> None:
         .release()
         .perform()
     )
+
+
+def double_click(browser: Browser, sensor: str) -> None:
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+
+    over = browser.driver.find_element(By.CSS_SELECTOR, f"#chart-{sensor} .u-over")
+    ActionChains(browser.driver).double_click(over).perform()
 
 
 @pytest.mark.slow
@@ -275,7 +303,7 @@ def test_fleet_page_lists_every_node_and_opens_one(
             assert row["rows"]["text"].replace(",", "") == str(status["rows"])
             pending = sum(s["pending"] for s in status["sinks"])
             assert int(row["pending"]["value"]) == pending
-            assert row["pending"]["text"] == str(pending)
+            assert row["pending"]["text"] == f"{pending:,}"  # as the rows stored: 1,200
             dead = sum(s["dead_letters"] for s in status["sinks"])
             assert int(row["dead_letters"]["value"]) == dead
             assert row["rowHealthy"] == row["healthy"]["value"] == str(status["healthy"]).lower()

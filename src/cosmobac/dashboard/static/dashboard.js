@@ -93,8 +93,8 @@
         cell(row, n.forwarder.running ? "running" : "not running", "forwarder", n.forwarder.running);
         cell(row, n.rows === null ? "no store yet" : n.rows.toLocaleString(), "rows", n.rows, "num");
         cell(row, fmtRate(n.rows_per_second), "rows_per_second", n.rows_per_second, "num");
-        cell(row, String(n.pending), "pending", n.pending, "num");
-        cell(row, String(n.dead_letters), "dead_letters", n.dead_letters, "num");
+        cell(row, n.pending.toLocaleString(), "pending", n.pending, "num");
+        cell(row, n.dead_letters.toLocaleString(), "dead_letters", n.dead_letters, "num");
         cell(row, n.problems.map((p) => p.sink + ": " + p.reason).join("; ") || "—", "problems", n.problems.length, "error");
       }
       setStatus(data.nodes.length + " nodes · updated " + new Date().toLocaleTimeString(), "ok");
@@ -138,9 +138,9 @@
       row.dataset.state = s.state || "";
       cell(row, s.consumer + " (" + s.plugin + ")", "consumer", s.consumer);
       cell(row, fmtRate(s.rows_per_second), "rows_per_second", s.rows_per_second, "num");
-      cell(row, String(s.pending), "pending", s.pending, "num").dataset.rows = String(s.pending);
+      cell(row, s.pending.toLocaleString(), "pending", s.pending, "num").dataset.rows = String(s.pending);
       cell(row, s.pending ? fmtAge(s.oldest_pending_age_s) : "none", "oldest_pending_age_s", s.oldest_pending_age_s);
-      cell(row, String(s.dead_letters), "dead_letters", s.dead_letters, "num");
+      cell(row, s.dead_letters.toLocaleString(), "dead_letters", s.dead_letters, "num");
       cell(row, s.last_error || "—", "last_error", s.last_error, "error");
       cell(row, fmtAgo(s.last_error_at), "last_error_at", s.last_error_at);
       cell(row, s.state || "—", "state", s.state).dataset.state = s.state || "";
@@ -192,7 +192,7 @@
   function describe(entry, s) {
     entry.small.textContent = "(" + (s.city || "no city") + ") · " + s.rows.toLocaleString() + " rows, "
       + s.t.length + " points" + (s.source === "buckets" ? " (1-min summary)" : "")
-      + " · " + s.detections.length + " detections" + (entry.zoom ? " · zoomed" : "");
+      + " · " + s.detections.length + (s.detections.length === 1 ? " detection" : " detections") + (entry.zoom ? " · zoomed" : "");
   }
 
   async function zoomTo(sensor, start, end) {
@@ -254,7 +254,7 @@
     const counts = $("anomaly-counts");
     counts.dataset.total = String(a.total);
     const part = (o) => Object.entries(o).map(([k, v]) => k + " " + v).join(", ") || "none";
-    counts.textContent = a.total + " detections · by detector: " + part(a.by_detector)
+    counts.textContent = a.total.toLocaleString() + " detections · by detector: " + part(a.by_detector)
       + " · by labelled type: " + part(a.by_type) + " · by city: " + part(a.by_city);
     const body = $("anomalies-table").tBodies[0];
     body.replaceChildren();
