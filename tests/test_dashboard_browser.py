@@ -49,7 +49,7 @@ for (const el of document.querySelectorAll('#charts .chart')) {
             xmin: u ? u.scales.x.min * 1000 : null, xmax: u ? u.scales.x.max * 1000 : null,
             x: u ? u.data[0].length : -1, y: u ? u.data[1].length : -1,
             drawn: u ? u.data[1].filter(v => v !== null).length : -1,
-            canvasWidth: canvas ? canvas.width : 0, inked});
+            canvasWidth: canvas ? canvas.width : 0, boxWidth: el.clientWidth, inked});
 }
 return out;
 """
@@ -70,6 +70,23 @@ return Array.from(document.querySelectorAll('#fleet-table tbody tr'), tr => {
                                                      value: td.dataset.value};
   return row;
 });
+"""
+
+
+# WCAG's contrast ratio between an element's text colour and the background it is drawn on
+CONTRAST = """
+const el = document.querySelector(arguments[0]);
+const rgb = (c) => c.match(/[\\d.]+/g).map(Number);
+const lum = (c) => {
+  const [r, g, b] = rgb(c).slice(0, 3).map(v => v / 255)
+    .map(v => v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4));
+  return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+};
+let back = el;
+while (back && rgb(getComputedStyle(back).backgroundColor)[3] === 0) back = back.parentElement;
+const bg = back ? getComputedStyle(back).backgroundColor : 'rgb(255, 255, 255)';
+const [a, b] = [lum(getComputedStyle(el).color), lum(bg)].sort((x, y) => y - x);
+return (a + 0.05) / (b + 0.05);
 """
 
 
@@ -138,6 +155,7 @@ def test_node_page_of_a_running_pipeline(cosmobac_browser: Browser, tmp_path: Pa
         browser.wait_for_js(READY, timeout=120)
         assert browser.js("return window.cosmobacDashboard.mode") == "node"
         assert browser.texts("#title") == ["edge"]
+        assert browser.js(CONTRAST, "#status-line") >= 4.5  # "updated ...": readable
 
         # every chart of the first city has points, and uPlot drew them
         charts = browser.wait_for_js(f"const c = (() => {{{CHARTS}}})(); return c.length && c")
@@ -210,6 +228,35 @@ def test_node_page_of_a_running_pipeline(cosmobac_browser: Browser, tmp_path: Pa
             before["end"] - before["start"],
         )
 
+        # another city: its charts replace the first city's, and the address keeps the choice
+        other = next(c for c in cities if c != city)
+        choose(browser, "city-select", other)
+        browser.wait_for_js(
+            f"const c = (() => {{{CHARTS}}})();"
+            " return c.length && c.map(x => x.sensor).join() === arguments[0]"
+            " && c.every(x => x.points > 1 && x.inked > 0) && c",
+            ",".join(cities[other]),
+        )
+        assert "city=" in browser.js("return location.search")
+
+        # another window width (two columns of charts become one): the charts follow it
+        for c in browser.js(CHARTS):
+            assert abs(c["canvasWidth"] - c["boxWidth"]) <= 2, c
+        two_columns = browser.js(CHARTS)[0]["canvasWidth"]
+        browser.driver.set_window_size(900, 1000)
+        one_column = browser.wait_for_js(
+            f"const c = (() => {{{CHARTS}}})();"
+            " return c.every(x => Math.abs(x.canvasWidth - x.boxWidth) <= 2"
+            " && x.canvasWidth !== arguments[0]) && c[0].canvasWidth",
+            two_columns,
+        )
+        assert one_column > two_columns
+        browser.driver.set_window_size(1400, 1000)
+        browser.wait_for_js(
+            f"const c = (() => {{{CHARTS}}})(); return c[0].canvasWidth === arguments[0]",
+            two_columns,
+        )
+
         # a quiet moment: `run` stopped, the dashboard has read every stored row
         stop(run)
         top = max_seq(tmp_path / "edge.db")
@@ -265,6 +312,13 @@ def zoom(browser: Browser, sensor: str) -> None:
         .release()
         .perform()
     )
+
+
+def choose(browser: Browser, select: str, value: str) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    Select(browser.driver.find_element(By.ID, select)).select_by_value(value)
 
 
 def double_click(browser: Browser, sensor: str) -> None:
@@ -325,5 +379,45 @@ def test_fleet_page_lists_every_node_and_opens_one(
         assert browser.js("return document.querySelectorAll('#charts .chart').length") == 2
         browser.screenshot("dashboard-fleet-node", full_page=True)
         assert_clean(browser, server.base)
+    finally:
+        server.stop()
+
+
+@pytest.mark.slow
+def test_a_store_not_collected_yet_fills_the_page_when_rows_arrive(
+    cosmobac_browser: Browser, tmp_path: Path
+) -> None:
+    require_extra()
+    (tmp_path / "later.toml").write_text(PIPELINE.format(name="later"))
+    server = Server(tmp_path, "later.toml")
+    browser = cosmobac_browser
+    try:
+        browser.get(server.base + "/")
+        browser.wait_for_js(READY, timeout=60)
+        assert browser.texts("#store-rows") == ["no store yet:"]
+        assert browser.js("return document.querySelectorAll('#charts .chart').length") == 0
+        assert "does not exist" in browser.texts("#loading")[0]  # the store's, said on the page
+        cli("collect", "later.toml", "--duration", "2m", cwd=tmp_path)
+        charts = browser.wait_for_js(
+            f"const c = (() => {{{CHARTS}}})();"
+            " return c.length === 2 && c.every(x => x.rows === 120 && x.inked > 0) && c",
+            timeout=60,
+        )
+        assert {c["sensor"] for c in charts} == {"london-001", "london-002"}
+        assert store_rows(browser) == 4 * 120
+        assert browser.js("return performance.getEntriesByType('navigation').length") == 1
+        assert_clean(browser, server.base)
+
+        # the server goes away: the page says so, and keeps what it showed
+        server.stop()
+        browser.wait_for_js(
+            "return document.getElementById('status-line').dataset.state === 'error'",
+            timeout=30,
+        )
+        assert browser.js("return window.cosmobacDashboard.errors.length") > 0
+        assert browser.texts("#status-line")[0].startswith("cannot reach the dashboard's server")
+        assert browser.js(CONTRAST, "#status-line") >= 4.5  # the error is readable
+        assert len(browser.js(CHARTS)) == 2
+        browser.screenshot("dashboard-server-gone")
     finally:
         server.stop()
