@@ -74,20 +74,37 @@ return Array.from(document.querySelectorAll('#fleet-table tbody tr'), tr => {
 
 
 # WCAG's contrast ratio between an element's text colour and the background it is drawn on
-CONTRAST = """
-const el = document.querySelector(arguments[0]);
-const rgb = (c) => c.match(/[\\d.]+/g).map(Number);
-const lum = (c) => {
-  const [r, g, b] = rgb(c).slice(0, 3).map(v => v / 255)
-    .map(v => v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4));
-  return 0.2126 * r + 0.7152 * g + 0.0722 * b;
-};
-let back = el;
-while (back && rgb(getComputedStyle(back).backgroundColor)[3] === 0) back = back.parentElement;
-const bg = back ? getComputedStyle(back).backgroundColor : 'rgb(255, 255, 255)';
-const [a, b] = [lum(getComputedStyle(el).color), lum(bg)].sort((x, y) => y - x);
-return (a + 0.05) / (b + 0.05);
+CONTRAST_OF = """
+function contrastOf(el) {
+  const rgb = (c) => c.match(/[\\d.]+/g).map(Number);
+  const lum = (c) => {
+    const [r, g, b] = rgb(c).slice(0, 3).map(v => v / 255)
+      .map(v => v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4));
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+  };
+  let back = el;
+  while (back && rgb(getComputedStyle(back).backgroundColor)[3] === 0) back = back.parentElement;
+  const bg = back ? getComputedStyle(back).backgroundColor : 'rgb(255, 255, 255)';
+  const [a, b] = [lum(getComputedStyle(el).color), lum(bg)].sort((x, y) => y - x);
+  return (a + 0.05) / (b + 0.05);
+}
 """
+CONTRAST = CONTRAST_OF + "return contrastOf(document.querySelector(arguments[0]));"
+# every visible piece of text whose contrast is under WCAG AA's 4.5:1, with its ratio
+LOW_CONTRAST = (
+    CONTRAST_OF
+    + """
+const low = [];
+for (const el of document.querySelectorAll('body *')) {
+  const own = [...el.childNodes].some(n => n.nodeType === 3 && n.textContent.trim());
+  if (!own || !el.getClientRects().length || getComputedStyle(el).visibility === 'hidden') continue;
+  const ratio = contrastOf(el);
+  if (ratio < 4.5) low.push(el.tagName + (el.id ? '#' + el.id : '') + ' "'
+                             + el.textContent.trim().slice(0, 30) + '": ' + ratio.toFixed(2));
+}
+return low;
+"""
+)
 
 
 def polls(browser: Browser) -> int:
@@ -156,6 +173,7 @@ def test_node_page_of_a_running_pipeline(cosmobac_browser: Browser, tmp_path: Pa
         assert browser.js("return window.cosmobacDashboard.mode") == "node"
         assert browser.texts("#title") == ["edge"]
         assert browser.js(CONTRAST, "#status-line") >= 4.5  # "updated ...": readable
+        assert browser.js(LOW_CONTRAST) == []  # and every other text
 
         # every chart of the first city has points, and uPlot drew them
         charts = browser.wait_for_js(f"const c = (() => {{{CHARTS}}})(); return c.length && c")
@@ -351,6 +369,7 @@ def test_fleet_page_lists_every_node_and_opens_one(
         rows = browser.js(FLEET)
         assert [r["name"]["text"] for r in rows] == ["edge", "second"]
         assert [r["nodeIndex"] for r in rows] == ["0", "1"]
+        assert browser.js(LOW_CONTRAST) == []
         for row, config in zip(rows, ("edge.toml", "second.toml"), strict=True):
             status = status_of(config, tmp_path)
             assert int(row["rows"]["value"]) == status["rows"]
