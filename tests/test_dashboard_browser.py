@@ -256,6 +256,26 @@ def test_node_page_of_a_running_pipeline(cosmobac_browser: Browser, tmp_path: Pa
             ",".join(cities[other]),
         )
         assert "city=" in browser.js("return location.search")
+        # a quick change back and forth: only the last choice's charts (an answer for a choice
+        # already left must not add its charts)
+        browser.js(
+            "const s = document.getElementById('city-select');"
+            "for (const v of [arguments[0], arguments[1]]) {"
+            "  s.value = v; s.dispatchEvent(new Event('change')); }",
+            city,
+            other,
+        )
+        next_poll(browser)
+        shown = [c["sensor"] for c in browser.js(CHARTS)]
+        assert shown == cities[other]
+        # another metric: the same sensors, that metric's values
+        choose(browser, "metric-select", "humidity")
+        browser.wait_for_js(
+            "const els = [...document.querySelectorAll('#charts .chart')];"
+            " return els.length === arguments[0]"
+            " && els.every(e => e.dataset.metric === 'humidity' && Number(e.dataset.points) > 1)",
+            len(cities[other]),
+        )
 
         # another window width (two columns of charts become one): the charts follow it
         for c in browser.js(CHARTS):

@@ -200,7 +200,9 @@
     if (!entry) return;
     entry.zoom = start === null ? null : [start, end];
     entry.el.dataset.zoomed = String(entry.zoom !== null);
-    const data = await getJSON(seriesURL({ sensor }, entry.zoom, entry.el.clientWidth));
+    const zoom = entry.zoom;
+    const data = await getJSON(seriesURL({ sensor }, zoom, entry.el.clientWidth));
+    if (charts.get(sensor) !== entry || entry.zoom !== zoom) return;  // left or zoomed again
     entry.chart.update(data.series[0]);
     describe(entry, data.series[0]);
   }
@@ -227,6 +229,7 @@
     }
     const width = container.firstElementChild ? container.firstElementChild.clientWidth : 600;
     const data = await getJSON(seriesURL({ city }, null, width));
+    if (container.dataset.key !== key) return;  // another city or metric was chosen meanwhile
     for (const s of data.series) {
       let entry = charts.get(s.sensor_id);
       if (!entry) {
