@@ -417,6 +417,12 @@ def test_fleet_page_lists_every_node_and_opens_one(
         assert store_rows(browser) == status_of("second.toml", tmp_path)["rows"]
         assert browser.js("return document.querySelectorAll('#charts .chart').length") == 2
         browser.screenshot("dashboard-fleet-node", full_page=True)
+        browser.driver.find_element(By.ID, "home").click()  # the title leads back to the fleet
+        browser.wait_for_js(
+            "return location.search === '' && !document.getElementById('fleet').hidden"
+            " && document.querySelectorAll('#fleet-table tbody tr').length === 2",
+            timeout=30,
+        )
         assert_clean(browser, server.base)
     finally:
         server.stop()
