@@ -107,6 +107,19 @@ return low;
 )
 
 
+# the page fits the window's width: no sideways scrolling, nothing sticking out on the right
+NO_SIDEWAYS = """
+const page = document.documentElement;
+const out = [];
+if (page.scrollWidth > page.clientWidth) out.push('page ' + page.scrollWidth + ' > ' + page.clientWidth);
+for (const el of document.querySelectorAll('main > section:not([hidden]) > *')) {
+  const r = el.getBoundingClientRect();
+  if (r.right > page.clientWidth) out.push(el.tagName + '#' + el.id + ' right ' + r.right);
+}
+return out;
+"""
+
+
 def polls(browser: Browser) -> int:
     return int(browser.js("return window.cosmobacDashboard.polls"))
 
@@ -233,6 +246,7 @@ def test_node_page_of_a_running_pipeline(cosmobac_browser: Browser, tmp_path: Pa
         kept = next(c for c in browser.js(CHARTS) if c["sensor"] == sensor)
         assert (kept["start"], kept["end"]) == (after["start"], after["end"])
 
+        assert browser.js(NO_SIDEWAYS) == []
         shot = browser.screenshot("dashboard-node", full_page=True)  # while `run` runs
         assert shot.read_bytes().startswith(b"\x89PNG")
         print(f"screenshot: {shot}")
@@ -390,6 +404,7 @@ def test_fleet_page_lists_every_node_and_opens_one(
         assert [r["name"]["text"] for r in rows] == ["edge", "second"]
         assert [r["nodeIndex"] for r in rows] == ["0", "1"]
         assert browser.js(LOW_CONTRAST) == []
+        assert browser.js(NO_SIDEWAYS) == []
         for row, config in zip(rows, ("edge.toml", "second.toml"), strict=True):
             status = status_of(config, tmp_path)
             assert int(row["rows"]["value"]) == status["rows"]
@@ -466,3 +481,64 @@ def test_a_store_not_collected_yet_fills_the_page_when_rows_arrive(
         browser.screenshot("dashboard-server-gone")
     finally:
         server.stop()
+
+
+@pytest.mark.slow
+def test_a_sink_that_failed_shows_red_with_its_error(
+    cosmobac_browser: Browser, tmp_path: Path
+) -> None:
+    from test_status import jsonl, pipeline, webhook
+    from webhook_receiver import Receiver
+
+    require_extra()
+    receiver = Receiver()
+    receiver.status = 401  # the webhook sink fails permanently; the jsonl sink keeps going
+    config = pipeline(tmp_path, webhook(receiver.url) + "\n" + jsonl(tmp_path / "out.jsonl"))
+    cli("collect", config, cwd=tmp_path)
+    forward = subprocess.Popen(
+        [sys.executable, "-m", "cosmobac", "forward", config, "--follow"],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    server = Server(tmp_path, config)
+    browser = cosmobac_browser
+    try:
+        server.until(
+            lambda: (
+                [s["state"] for s in status_of(config, tmp_path)["sinks"]] == ["stopped", "ok"]
+                and status_of(config, tmp_path)["sinks"][1]["pending"] == 0
+            ),
+            "the webhook sink to stop and the jsonl sink to catch up",
+        )
+        browser.get(server.base + "/")
+        browser.wait_for_js(READY, timeout=60)
+        next_poll(browser)
+        status = status_of(config, tmp_path)
+        assert status["healthy"] is False
+        assert browser.texts("#healthy") == ["not healthy"]
+        [problem] = status["problems"]
+        assert browser.texts("#problems li") == [
+            f"hook: sink failed permanently: {problem['error']}"
+        ]
+        assert "401" in problem["error"]
+        health = {h["sink"]: h for h in browser.js(HEALTH)}
+        assert list(health) == ["hook", "archive"]
+        hook, archive = health["hook"], health["archive"]
+        assert hook["rowState"] == hook["state"]["text"] == "stopped"
+        assert "401" in hook["last_error"]["text"] and hook["last_error_at"]["text"].endswith("ago")
+        assert int(hook["pending"]["value"]) == status["sinks"][0]["pending"] > 0
+        assert archive["rowState"] == "ok" and int(archive["pending"]["value"]) == 0
+        red = browser.js(
+            "return getComputedStyle(document.querySelector("
+            "'#health-table tr[data-consumer=hook] td[data-field=state]')).color"
+        )
+        assert red == "rgb(204, 0, 0)"  # #c00: a stopped sink stands out
+        assert browser.js(LOW_CONTRAST) == []
+        assert browser.js(NO_SIDEWAYS) == []
+        browser.screenshot("dashboard-unhealthy", full_page=True)
+        assert_clean(browser, server.base)
+    finally:
+        stop(forward)
+        server.stop()
+        receiver.close()
