@@ -14,10 +14,11 @@ the page as soon as the server answers, and times, from starting the command:
 * ``full day shown``: the page says so too (``#loading[data-caught-up=true]``,
   ``window.cosmobacDashboard.ready``) and every chart spans the store's whole span;
 
-then ``reload``: the page loaded again with the server's cache warm, until it is ready. A
-screenshot of the full page goes to ``--screenshot`` (default
-``build/test-artifacts/dashboard-day.png``). The dashboard process's peak memory (VmHWM) is read
-from /proc where there is one.
+then: another city's charts drawn, a drag across a quarter of the first chart until the zoomed
+span is drawn (about 6 h of one sensor, read from the store), and the page loaded again with the
+server's cache warm, until it is ready. A screenshot of the full page goes to ``--screenshot``
+(default ``build/test-artifacts/dashboard-day.png``). The dashboard process's peak memory (VmHWM)
+is read from /proc where there is one.
 
 Run: ``python benchmarks/dashboard_browser_load.py FILE`` or
 ``python benchmarks/dashboard_browser_load.py --build /tmp/dashbench``.
@@ -186,6 +187,30 @@ def run(browser: Any, base: str, t0: float, pid: int, timeout: float) -> None:
         time.sleep(0.1)
     shot = browser.screenshot("dashboard-day", full_page=True)
     print(f"screenshot: {shot}")
+    # another city: its charts drawn
+    cities = list(caught["cities"])
+    t = time.perf_counter()
+    browser.js(
+        "const s = document.getElementById('city-select');"
+        "s.value = arguments[0]; s.dispatchEvent(new Event('change'));",
+        cities[-1],
+    )
+    browser.wait_for_js(
+        "const c = [...document.querySelectorAll('#charts .chart')];"
+        " return c.length === arguments[1].length"
+        " && c.every((e, i) => e.dataset.sensor === arguments[1][i]"
+        " && Number(e.dataset.points) > 1)",
+        cities[-1],
+        caught["cities"][cities[-1]],
+        timeout=120,
+    )
+    print(f"another city's charts drawn: {time.perf_counter() - t:.2f} s")
+    # a drag across a quarter of the first chart (of a day: about 6 h, read from the store)
+    zoomed = drag(browser, timeout)
+    print(
+        f"drag-zoom drawn: {zoomed['took']:.2f} s ({zoomed['rows']:,} rows of "
+        f"{(zoomed['end'] - zoomed['start']) / 3600_000:.1f} h, source {zoomed['source']})"
+    )
     t = time.perf_counter()
     browser.get(base + "/")
     browser.wait_for_js(
@@ -203,6 +228,37 @@ def run(browser: Any, base: str, t0: float, pid: int, timeout: float) -> None:
             (line for line in status.read_text().splitlines() if line.startswith("VmHWM")), ""
         )
         print(f"dashboard process peak memory: {peak.split(':')[1].strip()}")
+
+
+def drag(browser: Any, timeout: float) -> dict[str, Any]:
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+
+    over = browser.driver.find_element(By.CSS_SELECTOR, "#charts .chart .u-over")
+    chart, start = browser.js(
+        "const e = document.querySelector('#charts .chart'); return [e.id, e.dataset.start]"
+    )
+    width = over.size["width"]
+    t = time.perf_counter()
+    (
+        ActionChains(browser.driver)
+        .move_to_element_with_offset(over, -width // 8, 0)
+        .click_and_hold()
+        .move_by_offset(width // 4, 0)
+        .release()
+        .perform()
+    )
+    found = browser.wait_for_js(
+        "const e = document.getElementById(arguments[0]);"
+        " return e.dataset.zoomed === 'true' && e.dataset.start !== arguments[1]"
+        " && {rows: Number(e.dataset.rows), start: Number(e.dataset.start),"
+        "     end: Number(e.dataset.end), source: e.dataset.source}",
+        chart,
+        start,
+        timeout=timeout,
+        interval=0.02,
+    )
+    return {**found, "took": time.perf_counter() - t}
 
 
 if __name__ == "__main__":
