@@ -508,13 +508,12 @@ def test_a_sink_that_failed_shows_red_with_its_error(
     server = Server(tmp_path, config)
     browser = cosmobac_browser
     try:
-        server.until(
-            lambda: (
-                [s["state"] for s in status_of(config, tmp_path)["sinks"]] == ["stopped", "ok"]
-                and status_of(config, tmp_path)["sinks"][1]["pending"] == 0
-            ),
-            "the webhook sink to stop and the jsonl sink to catch up",
-        )
+
+        def settled() -> bool:
+            sinks = status_of(config, tmp_path)["sinks"]
+            return [s["state"] for s in sinks] == ["stopped", "ok"] and sinks[1]["pending"] == 0
+
+        server.until(settled, "the webhook sink to stop and the jsonl sink to catch up")
         browser.get(server.base + "/")
         browser.wait_for_js(READY, timeout=60)
         next_poll(browser)
