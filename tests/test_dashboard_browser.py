@@ -307,6 +307,14 @@ def test_node_page_of_a_running_pipeline(cosmobac_browser: Browser, tmp_path: Pa
             two_columns,
         )
         assert one_column > two_columns
+        browser.driver.set_window_size(600, 1000)  # narrow: wide tables scroll, not the page
+        browser.wait_for_js(
+            f"const c = (() => {{{CHARTS}}})();"
+            " return c.every(x => Math.abs(x.canvasWidth - x.boxWidth) <= 2"
+            " && x.canvasWidth < arguments[0])",
+            one_column,
+        )
+        assert browser.js(NO_SIDEWAYS) == []
         browser.driver.set_window_size(1400, 1000)
         browser.wait_for_js(
             f"const c = (() => {{{CHARTS}}})(); return c[0].canvasWidth === arguments[0]",
