@@ -5,8 +5,9 @@ suite, then the core-alone and wheel checks:
   its folder, with it and what its tests use installed editable (``python3 -m nox -s wasm``);
 * ``core_alone``: cosmobac installed with no plugin at all; the core tests that need no plugin, and
   the checks that the command line works and names the plugin to install;
-* ``wheels``: every distribution built as a wheel and installed (not editable), then every suite's
-  fast tests run against the installed wheels (catches files missing from a package);
+* ``wheels``: every distribution built as a wheel and installed (not editable), then the fast
+  tests that read the packages' own files, the entry points and the command line run against the
+  installed wheels (catches files missing from a package);
 * ``lint``, ``typing``, ``docs``, ``kernels``.
 
 Before a suite runs, the Debian packages of ``.ci/debian-packages.txt`` whose command is missing
@@ -169,7 +170,29 @@ def wheels(session: nox.Session) -> None:
     session.install(*built)
     session.install(*sorted({req for folder in folders for req in _test_requirements(folder)}))
     for dist in DISTRIBUTIONS:
-        _run_suite(session, dist, "-m", "not slow", "-p", "no:cacheprovider")
+        _run_suite(
+            session, dist, "-m", "not slow", "-p", "no:cacheprovider", *WHEEL_TESTS[dist.name]
+        )
+
+
+WHEEL_TESTS: dict[str, tuple[str, ...]] = {
+    # what reads files shipped inside the packages (cities.csv, the dashboard's static files and
+    # vendored uPlot, the Cosmos server and prices, the WebAssembly kernels), the entry points
+    # and the command line; the whole suites already ran against the source tree
+    "core": (
+        "tests/test_cli.py",
+        "tests/test_demo.py",
+        "tests/test_plugins.py",
+        "tests/test_simulated.py",
+        "tests/test_dashboard.py",
+        "tests/detection/test_report.py",
+    ),
+    "sqlite": ("tests",),
+    "cosmos": ("tests/test_plan.py", "tests/test_sink_server.py", "tests/test_commands.py"),
+    "wasm": ("tests",),
+    "bacalhau": ("tests/test_bacalhau_cli.py", "tests/test_bacalhau_fleet_status.py"),
+}
+"""The tests the ``wheels`` session runs against the installed wheels, per distribution."""
 
 
 def _test_requirements(folder: str) -> list[str]:

@@ -1,7 +1,7 @@
 """The real-browser harness (``cosmobac.testing.headless_chromium`` and the ``cosmobac_browser``
 fixture), proved on the HTML report: served over loopback HTTP and opened in Debian's headless
-Chromium, its tables show the store's numbers, its images load, the console stays clean and no
-request leaves loopback; a page that reaches for the internet is caught and blocked.
+Chromium, its tables show the store's numbers, its image loads, its charts draw, the console stays
+clean and no request leaves loopback; a page that reaches for the internet is caught and blocked.
 
 Chromium and chromedriver come from Debian's ``chromium`` and ``chromium-driver``
 (``.ci/debian-packages.txt``; nox installs them). Without them these tests skip locally and fail
@@ -64,6 +64,12 @@ IMAGES_LOADED = """
 const images = Array.from(document.images);
 return images.length > 0 && images.every(i => i.complete && i.naturalWidth > 0) && images.length;
 """
+CHARTS_DRAWN = """
+const charts = Array.from(document.querySelectorAll("div.chart"));
+return window.cosmobacReport && charts.length > 0
+  && charts.every(c => c.querySelector("canvas") && Number(c.dataset.points) > 0)
+  && charts.length;
+"""
 
 
 @pytest.mark.slow
@@ -114,9 +120,11 @@ duration = "1h"
     with serve(site) as base:
         browser.get(base + "report.html")
         images = browser.wait_for_js(IMAGES_LOADED, timeout=20)
+        charts = browser.wait_for_js(CHARTS_DRAWN, timeout=20)
         shot = browser.screenshot("report", full_page=True)
 
-    assert images == 1 + 2 + 2  # detector scores, one per city, two sensors
+    assert images == 1  # the detector scores
+    assert charts == 2 * 2 + 2 * 5  # each sensor of the two cities, then two sensors' metrics
     assert browser.texts("h2")[:2] == ["Rows per city", "Anomalies by type"]
     cities = browser.table("table")
     assert [
@@ -127,7 +135,7 @@ duration = "1h"
     assert {r["anomaly type"]: int(r["rows"]) for r in types} == per_type
     assert browser.console_errors() == []
     assert browser.requests_off_loopback() == []
-    assert base + "report.html" in browser.requests()
+    assert [url for url in browser.requests() if url.startswith("http")] == [base + "report.html"]
     assert shot.is_file() and shot.read_bytes().startswith(b"\x89PNG")
     print(f"screenshot: {shot}")
 

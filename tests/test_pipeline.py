@@ -569,3 +569,23 @@ def test_following_a_sink_that_caught_up_keeps_delivering_while_another_retries(
         thread.join(timeout=30)
     assert len(good.written) == 8
     assert bad.calls >= 1 and len(bad.written) == 0  # still failing all along
+
+
+def test_a_write_that_settled_some_rows_is_progress_not_a_failure():
+    """A sink that writes part of a batch and asks for the rest again (a rate budget, a throttled
+    share) is sent the rest at once, without a failed write or a backoff; a write that settles
+    nothing is a failure, as before."""
+    store = filled(8)
+
+    def respond(batch):
+        return WriteResult(retry=list(range(2, len(batch)))) if len(batch) > 2 else None
+
+    sink = ListSink(respond=respond)
+    slow = RunConfig(backoff=60.0, max_backoff=60.0, batch_size=4, max_attempts=3)
+    report = Pipeline(store=store, lanes=[Lane("out", sink)], run=slow).forward()
+    lane = report.lanes[0]
+    assert lane.error is None and lane.acked == 8 and lane.failures == 0 and lane.retried > 0
+    assert sorted(sink.written["timestamp"].tolist()) == list(range(0, 8000, 1000))
+    nothing = ListSink(respond=lambda b: WriteResult(retry=list(range(len(b)))))
+    report = Pipeline(store=filled(2), lanes=[Lane("out", nothing)], run=FAST).forward()
+    assert report.lanes[0].failures == FAST.max_attempts and report.lanes[0].error is not None

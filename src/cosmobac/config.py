@@ -131,6 +131,9 @@ _RUN_CONVERTERS: Final[dict[str, Any]] = {
     "step": partial(duration, positive=True, minimum=0.001, maximum=MAX_SPAN),  # in whole ms
     "batch_size": partial(integer, minimum=1, maximum=MAX_BATCH_SIZE),
     "interval": partial(duration, maximum=MAX_PAUSE),
+    "min_interval": lambda k, v: (
+        None if v is None else duration(k, v, positive=True, maximum=MAX_PAUSE)
+    ),
     "jitter": fraction,
     "max_attempts": partial(integer, minimum=1, maximum=MAX_ATTEMPTS),
     "backoff": partial(duration, maximum=MAX_PAUSE),
@@ -154,6 +157,8 @@ class RunConfig:
     * ``step``: sensor time collected per batch (default ``"10m"`` at full speed).
     * ``batch_size``: rows read from the store per forward batch (default 20000).
     * ``interval``: pause between rounds when following or running in real time (default ``"1s"``).
+    * ``min_interval``: when set, a following forwarder adapts each sink's poll interval between
+      it and ``interval`` to the backlog (see :func:`cosmobac.pipeline.next_poll_interval`).
     * ``jitter``: random share of ``interval`` added or removed, 0–1 (default 0.1).
     * ``max_attempts``: failed writes in a row before a non-following forward gives up (default 8).
     * ``backoff``/``max_backoff``: first and largest retry delay, full jitter (``"0.5s"``, ``"10s"``).
@@ -171,11 +176,19 @@ class RunConfig:
     step: float = _run_field("step", 600.0)
     batch_size: int = _run_field("batch_size", 20000)
     interval: float = _run_field("interval", 1.0)
+    min_interval: float | None = _run_field("min_interval", None)
     jitter: float = _run_field("jitter", 0.1)
     max_attempts: int = _run_field("max_attempts", 8)
     backoff: float = _run_field("backoff", 0.5)
     max_backoff: float = _run_field("max_backoff", 10.0)
     on_transform_error: str = _run_field("on_transform_error", "dead_letter")
+
+    def __attrs_post_init__(self) -> None:
+        if self.min_interval is not None and self.min_interval > self.interval:
+            raise ValueError(
+                f"min_interval ({self.min_interval:g}s) must not exceed interval "
+                f"({self.interval:g}s): the poll interval adapts between the two"
+            )
 
     @classmethod
     def from_table(cls, table: Mapping[str, Any]) -> RunConfig:

@@ -141,6 +141,23 @@ def next_step(span_ms: int, rows: int, target_rows: int, max_step_ms: int) -> in
     return max(1, min(max_step_ms, span_ms * 8, span_ms * target_rows // rows))
 
 
+def next_poll_interval(
+    backlog_rows: int, batch_size: int, current: float, minimum: float, maximum: float
+) -> float:
+    """A following lane's next poll interval (``[run] min_interval`` set), from the rows it read
+    since it last caught up (``backlog_rows``: what piled up while it waited): none doubles the
+    interval, a full batch or more drops it to ``minimum`` at once, anything between halves it;
+    always within ``[minimum, maximum]``. A node whose rows arrive in bursts polls often while
+    they arrive and backs off to ``maximum`` (``run.interval``) when idle."""
+    if backlog_rows <= 0:
+        wanted = current * 2.0
+    elif backlog_rows >= batch_size:
+        wanted = minimum
+    else:
+        wanted = current / 2.0
+    return min(maximum, max(minimum, wanted))
+
+
 def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random) -> float:
     """Full-jitter exponential backoff: uniform in [0, min(cap, base·2^attempt)]. The exponent
     stops at 1000 (2.0 ** 1024 overflows; a following forwarder counts attempts without end)."""
@@ -170,6 +187,8 @@ class _LaneState:
     report: LaneReport
     attempts: int = 0
     ready_at: float = 0.0
+    poll: float | None = None  # the adapted poll interval (run.min_interval set), once known
+    found: int = 0  # rows read since the lane last caught up
     done: bool = False
     permanent: bool = False  # the sink failed for good: it stays stopped for this pipeline's life
     stateful: dict[str, StatefulTransform] = attrs.field(factory=dict)
@@ -587,8 +606,9 @@ class Pipeline:
         batch = self._read(state)
         if not len(batch):
             state.done = True  # caught up: following, look again after the poll interval
-            state.ready_at = time.monotonic() + self._jittered(cfg.interval)
+            state.ready_at = time.monotonic() + self._jittered(self._poll_interval(state))
             return
+        state.found += len(batch)
         if self._reads_after and len(batch) >= cfg.batch_size:  # a full batch: more may follow
             self._read_ahead(state, after=int(batch[STORE_SEQ].max()))
         before = state.snapshot()
@@ -631,13 +651,17 @@ class Pipeline:
             report.retried += len(result.retry)
             self._failed(state, None, follow)
             return
+        handled = report.acked + report.dead_lettered
         retry = self._settle(lane.consumer, batch, out, result, report, state.snapshot())
-        if retry:
+        if retry and report.acked + report.dead_lettered == handled:
             report.retried += retry
-            self._failed(state, None, follow)
-        else:
-            state.attempts = 0
-            state.ready_at = 0.0
+            self._failed(state, None, follow)  # nothing settled: back off
+            return
+        if retry:  # some rows settled (e.g. a rate budget let part through): not a failure
+            report.retried += retry
+            self._drop_ahead(state)  # the rows to retry come first again
+        state.attempts = 0
+        state.ready_at = 0.0
 
     def _failed(self, state: _LaneState, exc: BaseException | None, follow: bool) -> None:
         self._drop_ahead(state)  # the rows to retry come first again
@@ -722,6 +746,26 @@ class Pipeline:
         return collected, forwarded
 
     # -- helpers ------------------------------------------------------------------------------
+    def _poll_interval(self, state: _LaneState) -> float:
+        """``run.interval``, or with ``run.min_interval`` the lane's adapted interval."""
+        cfg = self.run_config
+        if cfg.min_interval is None:
+            return cfg.interval
+        current = cfg.interval if state.poll is None else state.poll
+        state.poll = next_poll_interval(
+            state.found, cfg.batch_size, current, cfg.min_interval, cfg.interval
+        )
+        if state.poll != current:
+            log.debug(
+                "%s: poll interval %gs -> %gs (%d rows since the last poll)",
+                state.lane.consumer,
+                current,
+                state.poll,
+                state.found,
+            )
+        state.found = 0
+        return state.poll
+
     def _jittered(self, seconds: float) -> float:
         jitter = self.run_config.jitter
         return max(0.0, seconds * (1.0 + self._rng.uniform(-jitter, jitter)))

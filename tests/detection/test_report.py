@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 from detection_support import fleet_rows, run
@@ -52,6 +54,12 @@ def test_plots_explain_what_is_missing(scored):
         plot_city(scored, "Atlantis")
 
 
+def _series(text: str) -> list[dict]:
+    found = re.search(r'<script type="application/json" id="cosmobac-series">(.*?)</script>', text)
+    assert found
+    return json.loads(found.group(1))
+
+
 def test_the_report_is_one_self_contained_file(scored, tmp_path):
     path = write_report(scored, tmp_path / "out" / "report.html", title="Fleet <test>", sensors=2)
     text = path.read_text()
@@ -60,10 +68,66 @@ def test_the_report_is_one_self_contained_file(scored, tmp_path):
         assert section in text
     assert "London" in text and "New York" in text
     images = re.findall(r'<img alt="[^"]*" src="data:image/png;base64,', text)
-    assert len(images) == 1 + 2 + 2  # scores, one per city, two sensors
-    # nothing outside the file: no script, no external source, stylesheet or link
-    assert "<script" not in text
+    assert len(images) == 1  # the detector scores; the time series are charts
+    charts = re.findall(r'<div class="chart" data-index="(\d+)"', text)
+    assert len(charts) == 2 * 2 + 2 * 5  # every sensor of both cities, then two sensors' metrics
+    assert [int(i) for i in charts] == list(range(len(charts)))
+    # nothing outside the file: every script and style inline, no external source or link
+    assert not re.search(r"<script[^>]*\ssrc=", text) and '<link rel="stylesheet"' not in text
     assert not re.search(r'(src|href)="(?!data:)', text)
+    # the dashboard's own charts.js and uPlot, with uPlot's licence notice
+    assert "cosmobacCharts" in text and "Copyright (c) 2022 Leon Sorokin" in text
+    assert ".uplot" in text  # uPlot's stylesheet
+    assert len(_series(text)) == len(charts)
+
+
+def test_the_charts_keep_every_label_and_detection(scored):
+    text = render_report(scored, sensors=4, points=300)
+    series = _series(text)
+    sensors = sorted(set(scored["sensor_id"].tolist()))
+    overview, per_sensor = series[: len(sensors)], series[len(sensors) :]
+    assert [s["sensor_id"] for s in overview] == sensors
+    assert {s["metric"] for s in overview} == {"temperature"}
+    assert len(per_sensor) == 4 * 5
+    for s in series:
+        rows = scored.select(scored["sensor_id"] == s["sensor_id"])
+        rows = rows.select(np.argsort(rows["timestamp"], kind="stable"))
+        assert s["rows"] == len(rows) > 300 and len(s["t"]) == len(s["v"]) <= 300
+        values = rows[s["metric"]]
+        shown = [v for v in s["v"] if v is not None]
+        span = np.nanmax(values) - np.nanmin(values)  # MinMaxLTTB keeps the shape's extremes
+        assert max(shown) >= np.nanmax(values) - 0.05 * span
+        assert min(shown) <= np.nanmin(values) + 0.05 * span
+        assert s["t"] == sorted(s["t"])
+        flags = rows["anomaly_flag"].astype(bool)
+        starts = flags & ~np.r_[False, flags[:-1]]
+        assert len(s["labels"]) >= int(starts.sum())  # each run, split where the type changes
+        labelled = sum(
+            int(((rows["timestamp"] >= r["start"]) & (rows["timestamp"] <= r["end"])).sum())
+            for r in s["labels"]
+        )
+        assert labelled == int(flags.sum())
+    for sensor in sensors:
+        detected = scored.select(scored["sensor_id"] == sensor)
+        times = sorted(detected["timestamp"][detected["detected"].astype(bool)].tolist())
+        (city,) = [s for s in overview if s["sensor_id"] == sensor]
+        assert sorted(d["t"] for d in city["detections"]) == times  # all of them, on the overview
+        mine = [s for s in per_sensor if s["sensor_id"] == sensor]
+        if mine:  # each detection on the metric(s) that triggered it: every one at least once
+            assert sorted({d["t"] for s in mine for d in s["detections"]}) == times
+            assert all(d["detectors"] for s in mine for d in s["detections"])
+
+
+def test_the_report_and_the_dashboard_downsample_alike():
+    from cosmobac import downsample
+    from cosmobac.dashboard import cache
+    from cosmobac.report import plots
+
+    assert cache.downsample is downsample.downsample
+    t = np.arange(10_000, dtype=np.int64) * 1000
+    v = np.sin(np.arange(10_000) / 50.0)
+    v[5000:5100] = np.nan
+    assert np.array_equal(plots._downsample(t, v, 500), downsample.downsample(t, v, 500))
 
 
 def test_a_report_without_detections_or_labels(scored):
@@ -113,7 +177,11 @@ duration = "20m"
         pipeline.collect()
     out = tmp_path / "report.html"
     result = CliRunner().invoke(
-        report_command, [str(config), "--out", str(out), "--sensors", "1"], catch_exceptions=False
+        report_command,
+        [str(config), "--out", str(out), "--sensors", "1", "--points", "200"],
+        catch_exceptions=False,
     )
     assert result.exit_code == 0, result.output
-    assert out.is_file() and "ewma" in out.read_text()
+    text = out.read_text()
+    assert out.is_file() and "ewma" in text
+    assert max(len(s["t"]) for s in _series(text)) == 200  # 1,200 rows a sensor, cut to 200

@@ -526,3 +526,51 @@ def test_the_bacalhau_fleet_source_polls_every_node_through_the_status_job(lisbo
     berlin = found["node-berlin-1"]
     assert not berlin.healthy and berlin.status is None
     assert berlin.problems == ("execution failed: disk full",)
+
+
+def test_the_dashboard_shows_a_bacalhau_fleet_polled_through_the_source(lisbon, tmp_path):
+    """``cosmobac dashboard --fleet bacalhau``: a real dashboard process polls the fake
+    orchestrator, whose nodes really run ``cosmobac status --json``."""
+    import socket
+    import urllib.request
+
+    pytest.importorskip("starlette")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    nodes = [lisbon, FakeNode("node-berlin-1", {"city": "berlin"}, "fail:disk full")]
+    with FakeOrchestrator(nodes=nodes) as fake:
+        proc = subprocess.Popen(
+            [
+                sys.executable, "-m", "cosmobac", "dashboard", "--fleet", "bacalhau",
+                "--fleet-option", f"api={fake.url}", "--fleet-option", f"image={IMAGE}",
+                "--fleet-every", "1s", "--port", str(port),
+            ],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+            data: dict[str, Any] = {}
+            deadline = time.monotonic() + 90
+            while time.monotonic() < deadline and len(data.get("nodes", ())) < 2:
+                assert proc.poll() is None, proc.communicate()
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/nodes") as answer:
+                        data = json.load(answer)
+                except OSError:
+                    pass
+                time.sleep(0.2)
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health?node=1") as answer:
+                lisbon_health = json.load(answer)
+        finally:
+            proc.terminate()
+            proc.communicate(timeout=30)
+    rows = {n["name"]: n for n in data["nodes"]}
+    assert set(rows) == {"node-berlin-1", "node-lisbon-1"}
+    assert rows["node-lisbon-1"]["healthy"] and rows["node-lisbon-1"]["rows"] == 480
+    assert rows["node-lisbon-1"]["pending"] == 240  # collected 480, forwarded the first 240
+    berlin = rows["node-berlin-1"]
+    assert (
+        not berlin["healthy"] and berlin["problems"][0]["reason"] == "execution failed: disk full"
+    )
+    assert lisbon_health["name"] == "node-lisbon-1" and lisbon_health["remote"] is True
+    assert [s["consumer"] for s in lisbon_health["sinks"]] == ["archive"]

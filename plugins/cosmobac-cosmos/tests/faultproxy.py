@@ -12,6 +12,11 @@ test chooses (by default: document writes), answers
 * ``delay``: waits, then forwards;
 * ``status``: a fixed answer to *every* request (e.g. 401, as real Cosmos DB answers a wrong key).
 
+The local server charges a flat 1 RU per request. With :attr:`Rules.charge` set (e.g. to
+:func:`published_write_charge`: Microsoft's published RU per write by document size), the proxy
+replaces the ``x-ms-request-charge`` of the answers it forwards by what that function returns, and
+records it in the request's :class:`Event` (:meth:`FaultProxy.charged` sums them over a span).
+
 It records every request it sees (time, method, path, a digest of the body, what it did), so a test
 can check for instance that a throttled request was not sent again before its retry-after.
 
@@ -36,6 +41,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import attrs
+
+from cosmobac_cosmos.plan import write_ru
 
 FAULTS = ("throttle", "error_before", "error_after", "drop_before", "drop_after", "delay")
 _HOP_BY_HOP = {
@@ -63,6 +70,23 @@ def is_batch(method: str, path: str, headers: Any) -> bool:
     )
 
 
+def published_write_charge(method: str, path: str, headers: Any, body: bytes) -> float | None:
+    """What Azure Cosmos DB would charge for a document write with the default indexing policy:
+    :func:`cosmobac_cosmos.plan.write_ru` of each document's JSON size (a transactional batch: the
+    sum over its operations). ``None`` (the server's charge stays) for anything else."""
+    if not is_document_write(method, path, headers):
+        return None
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        return None
+    if is_batch(method, path, headers) and isinstance(payload, list):
+        docs = [op.get("resourceBody") for op in payload if isinstance(op, dict)]
+    else:
+        docs = [payload]
+    return sum(write_ru(len(json.dumps(d, separators=(",", ":")))) for d in docs)
+
+
 @attrs.define
 class Event:
     at: float  # time.monotonic() when the request was fully received
@@ -71,6 +95,7 @@ class Event:
     digest: str
     action: str  # "forward" or a fault name
     retry_after: float | None = None  # seconds, for "throttle"
+    charge: float | None = None  # the x-ms-request-charge answered (with Rules.charge set)
     authorization: str | None = attrs.field(default=None, repr=False)
 
 
@@ -87,6 +112,8 @@ class Rules:
     delay: float = 0.0
     delay_s: tuple[float, float] = (0.05, 0.2)
     status: int | None = None  # answer every request with this status
+    # forwarded answers: x-ms-request-charge becomes charge(method, path, headers, body) unless None
+    charge: Callable[[str, str, Any, bytes], float | None] | None = None
     applies: Callable[[str, str, Any], bool] = is_document_write
 
 
@@ -190,6 +217,11 @@ class FaultProxy:
         with self._lock:
             return sum(1 for e in self.events if e.action == action)
 
+    def charged(self, start: float = -float("inf"), end: float = float("inf")) -> float:
+        """RU charged (as answered) for the requests received from ``start`` until ``end``."""
+        with self._lock:
+            return sum(e.charge or 0.0 for e in self.events if start <= e.at < end)
+
     def retry_after_violations(self) -> list[tuple[Event, Event]]:
         """Pairs (429 answered, same request sent again too early)."""
         with self._lock:
@@ -251,17 +283,16 @@ class _Handler(BaseHTTPRequestHandler):
         owner = self.owner
         action, value = owner.decide(self.command, self.path, self.headers)
         digest = hashlib.sha256(self.command.encode() + self.path.encode() + body).hexdigest()
-        owner.record(
-            Event(
-                time.monotonic(),
-                self.command,
-                self.path,
-                digest,
-                action,
-                retry_after=value if action == "throttle" else None,
-                authorization=self.headers.get("authorization"),
-            )
+        event = Event(
+            time.monotonic(),
+            self.command,
+            self.path,
+            digest,
+            action,
+            retry_after=value if action == "throttle" else None,
+            authorization=self.headers.get("authorization"),
         )
+        owner.record(event)
         if action == "status":
             status = owner.rules.status or 500
             self._answer(
@@ -296,6 +327,13 @@ class _Handler(BaseHTTPRequestHandler):
                 self._drop()
             else:
                 status, headers, data = forwarded
+                rule = owner.rules.charge
+                charge = rule(self.command, self.path, self.headers, body) if rule else None
+                if charge is not None:
+                    headers = [h for h in headers if h[0].lower() != "x-ms-request-charge"]
+                    headers.append(("x-ms-request-charge", f"{charge:.2f}"))
+                    with owner._lock:
+                        event.charge = round(charge, 2)
                 self._send(status, headers, data)
 
     def _forward(self, body: bytes) -> tuple[int, list[tuple[str, str]], bytes] | None:

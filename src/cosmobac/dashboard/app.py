@@ -20,6 +20,7 @@ from ..assembly import build_store
 from ..config import PipelineConfig, load_config
 from ..plugins import Plugins, get_plugins
 from .cache import SeriesCache
+from .fleet import RemoteFleet
 from .health import HealthReader
 
 __all__ = ["DEFAULT_POINTS", "MAX_POINTS", "STATIC", "BadQuery", "Node", "create_app"]
@@ -240,10 +241,12 @@ def create_app(
     *,
     plugins: Plugins | None = None,
     interval: float = 1.0,
+    fleet: RemoteFleet | None = None,
 ) -> Any:
     """The Starlette application serving the page and the API for ``configs`` (one: node mode;
-    several: fleet mode). Needs ``cosmobac[dashboard]``. ``app.state.nodes`` lists the nodes;
-    closing the application (its lifespan ending) stops their caches."""
+    several: fleet mode), or for a ``fleet`` known through a fleet source (then ``configs`` is
+    empty). Needs ``cosmobac[dashboard]``. ``app.state.nodes`` lists the nodes of ``configs``;
+    closing the application (its lifespan ending) stops their caches and the fleet's polling."""
     from contextlib import asynccontextmanager
 
     from starlette.applications import Starlette
@@ -252,8 +255,10 @@ def create_app(
     from starlette.routing import Mount, Route
     from starlette.staticfiles import StaticFiles
 
-    if not configs:
-        raise ValueError("give at least one pipeline file")
+    if not configs and fleet is None:
+        raise ValueError("give at least one pipeline file, or a fleet")
+    if configs and fleet is not None:
+        raise ValueError("give pipeline files or a fleet, not both")
     plugins = plugins or get_plugins()
     nodes = [Node(i, c, plugins=plugins, interval=interval) for i, c in enumerate(configs)]
 
@@ -270,13 +275,48 @@ def create_app(
     def index(request: Request) -> Response:
         return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-store"})
 
+    def remote_health(query: Any) -> dict[str, Any]:
+        assert fleet is not None
+        count = len(fleet.nodes)
+        index = _int(query, "node", 0, 0, max(count - 1, 0))
+        if not count:
+            raise BadQuery("node", "the fleet has not answered yet")
+        return fleet.health_json(index)
+
+    def remote_only(query: Any) -> dict[str, Any]:
+        raise BadQuery(
+            "node",
+            "a node of a fleet polled through its source shows its health only: its store is on "
+            "the node (run cosmobac dashboard there for its series)",
+        )
+
     @asynccontextmanager
     async def lifespan(app: Any) -> Any:
         if len(nodes) == 1:  # node mode: start reading the store before the page asks
             nodes[0].cache  # noqa: B018
+        if fleet is not None:
+            fleet.start()
         yield
         for node in nodes:
             node.close()
+        if fleet is not None:
+            fleet.close()
+
+    if fleet is not None:
+        routes = [
+            Route("/", index),
+            Route("/api/nodes", answer(lambda q: fleet.nodes_json())),
+            Route("/api/health", answer(remote_health)),
+            Route("/api/sensors", answer(remote_only)),
+            Route("/api/series", answer(remote_only)),
+            Route("/api/anomalies", answer(remote_only)),
+            Mount("/static", StaticFiles(directory=STATIC), name="static"),
+        ]
+        app = Starlette(routes=routes, lifespan=lifespan)
+        app.state.nodes = nodes
+        app.state.fleet = fleet
+        app.state.started = time.time()
+        return app
 
     routes = [
         Route("/", index),

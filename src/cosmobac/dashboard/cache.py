@@ -32,6 +32,7 @@ import attrs
 import numpy as np
 
 from ..batch import Batch
+from ..downsample import downsample
 from ..errors import StoreMissingError
 from ..interfaces import ScannableStore, SensorRangeStore, Store
 from ..schema import METRICS, STORE_SEQ
@@ -49,20 +50,6 @@ RAW_LIMIT: Final = 25_000
 LATEST: Final = 1_000
 """Detections kept for the latest-detections table."""
 DETECTED: Final = "_detected"
-
-
-def downsample(t: np.ndarray, v: np.ndarray, points: int) -> np.ndarray:
-    """Positions of at most ``points`` of the time-ordered ``t``/``v`` keeping the line's shape
-    (tsdownsample's MinMaxLTTB; missing values stay gaps)."""
-    n = len(v)
-    if n <= points:
-        return np.arange(n)
-    from tsdownsample import NaNMinMaxLTTBDownsampler
-
-    index = NaNMinMaxLTTBDownsampler().downsample(
-        t.astype(np.float64), v.astype(np.float64), n_out=max(points, 4)
-    )
-    return np.unique(np.asarray(index, dtype=np.int64))[:points]
 
 
 @attrs.define

@@ -200,16 +200,24 @@ def _evaluate_nab(
     type=click.IntRange(0, 100),
     help="Sensors plotted one by one (those with the most labelled events).",
 )
+@click.option(
+    "--points",
+    default=2000,
+    show_default=True,
+    type=click.IntRange(100, 20_000),
+    help="At most this many points per chart line (MinMaxLTTB; labels and detections all kept).",
+)
 @click.option("--title", default="cosmobac report", show_default=True)
 def report_command(
-    config: str | None, out: str, documents: str | None, sensors: int, title: str
+    config: str | None, out: str, documents: str | None, sensors: int, points: int, title: str
 ) -> None:
     """Write an HTML report: rows per city, anomalies by type, detector scores, a fleet overview
-    per city and per-sensor plots with labelled anomalies and detections (needs matplotlib)."""
+    per city and per-sensor charts with labelled anomalies and detections, zoomable, in one
+    self-contained file (needs cosmobac[report])."""
     from ..report import write_report
 
     rows = _load_rows(config, documents)
-    path = write_report(rows, Path(out), title=title, sensors=sensors)
+    path = write_report(rows, Path(out), title=title, sensors=sensors, points=points)
     click.echo(f"wrote {path} ({path.stat().st_size / 1e3:.0f} kB)")
 
 

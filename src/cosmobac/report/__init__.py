@@ -1,7 +1,9 @@
-"""Visualisation: matplotlib plots of a run and a self-contained HTML report.
+"""Visualisation: matplotlib plots of a run (for notebooks) and a self-contained HTML report whose
+time series are the live dashboard's zoomable charts (``charts.js`` on uPlot, inlined: see
+:mod:`.charts`).
 
-matplotlib is an optional dependency (``pip install 'cosmobac[report]'``); without it the plotting
-functions raise :class:`ReportError` saying so.
+matplotlib and tsdownsample are optional dependencies (``pip install 'cosmobac[report]'``); without
+them the plotting functions and the report raise :class:`ReportError` saying so.
 """
 
 from __future__ import annotations

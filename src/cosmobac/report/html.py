@@ -1,5 +1,7 @@
-"""One self-contained HTML file: tables and plots (PNG, embedded as data URIs); no script, no
-link to anything outside the file."""
+"""One self-contained HTML file: tables, the detector scores (a PNG, embedded as a data URI) and
+interactive charts of every time series: the live dashboard's ``charts.js`` on uPlot, inlined with
+the series as JSON (:mod:`.charts`). Nothing outside the file is linked or fetched: it works
+offline and from ``file://``."""
 
 from __future__ import annotations
 
@@ -15,10 +17,20 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..batch import Batch
+from ..schema import METRICS
 
 if TYPE_CHECKING:
     from ..evaluation.metrics import Evaluation
-from .plots import ReportError, _figure_class, figure_png, plot_city, plot_scores, plot_sensor
+from .charts import inline_assets, sensor_series, series_json
+from .plots import (
+    _UNITS,
+    MAX_POINTS,
+    TYPE_COLORS,
+    ReportError,
+    _figure_class,
+    figure_png,
+    plot_scores,
+)
 
 __all__ = ["render_report", "write_report"]
 
@@ -31,6 +43,36 @@ th:first-child, td:first-child { text-align: left; }
 th { background: #f3f3f3; }
 img { max-width: 100%; margin: 0.4em 0; }
 .note { color: #666; font-size: 0.85em; }
+h3 { font-size: 1.05em; margin: 1.2em 0 0.2em; }
+.chart { width: 100%; min-height: 60px; }
+.chart-title { font-size: 0.85em; margin: 0.5em 0 0; color: #333; }
+.legend span { display: inline-block; margin-right: 1em; font-size: 0.85em; }
+.swatch { display: inline-block; width: 1.4em; height: 0.8em; margin-right: 0.3em;
+          vertical-align: middle; opacity: 0.45; }
+.ring { display: inline-block; width: 0.6em; height: 0.6em; border: 2px solid #d00000;
+        border-radius: 50%; margin-right: 0.3em; vertical-align: middle; }
+"""
+
+# Draws every <div class="chart" data-index="i"> with series i of the JSON, at the page's width.
+_SCRIPT = """
+(function () {
+  "use strict";
+  const series = JSON.parse(document.getElementById("cosmobac-series").textContent);
+  const charts = [];
+  for (const el of document.querySelectorAll("div.chart[data-index]")) {
+    const s = series[Number(el.dataset.index)];
+    const chart = cosmobacCharts.render(el, s, { height: Number(el.dataset.height) || 150 });
+    charts.push({ el, chart });
+  }
+  let pending = null;
+  window.addEventListener("resize", () => {
+    clearTimeout(pending);
+    pending = setTimeout(() => {
+      for (const c of charts) c.chart.resize(Math.max(c.el.clientWidth, 200));
+    }, 100);
+  });
+  window.cosmobacReport = { charts, series };
+})();
 """
 
 
@@ -98,12 +140,59 @@ def _type_rows(batch: Batch, evaluation: Evaluation | None) -> list[dict[str, ob
     return out
 
 
+class _Charts:
+    """The page's charts: each a ``<div>`` naming its series, the series kept for the JSON."""
+
+    def __init__(self) -> None:
+        self.series: list[dict[str, object]] = []
+
+    def div(self, series: dict[str, object], height: int) -> str:
+        self.series.append(series)
+        return (
+            f'<div class="chart" data-index="{len(self.series) - 1}" data-height="{height}"></div>'
+        )
+
+
+def _legend(kinds: Sequence[str]) -> str:
+    items = [
+        f'<span><i class="swatch" style="background:{TYPE_COLORS.get(k, "#bcbd22")}"></i>'
+        f"{html.escape(k)}</span>"
+        for k in kinds
+    ]
+    items.append('<span><i class="ring"></i>detected</span>')
+    return f'<p class="legend">{"".join(items)}</p>'
+
+
+def _groups(batch: Batch, *keys: str) -> dict[tuple[str, ...], Batch]:
+    """The rows of each distinct value of ``keys`` (as text), in time order: one sort for all
+    (a day of a dozen sensors at 1 Hz is a million rows)."""
+    columns = [batch[k].astype(str) for k in keys]
+    order = np.lexsort((batch["timestamp"], *reversed(columns)))
+    change = np.zeros(len(order), bool)
+    change[0] = True
+    for column in columns:
+        change[1:] |= column[order][1:] != column[order][:-1]
+    starts = np.flatnonzero(change)
+    ends = np.r_[starts[1:], len(order)]
+    return {
+        tuple(str(c[order[a]]) for c in columns): batch.select(order[a:z])
+        for a, z in zip(starts.tolist(), ends.tolist(), strict=True)
+    }
+
+
 def render_report(
-    batch: Batch, *, title: str = "cosmobac report", sensors: int = 4, column: str = "temperature"
+    batch: Batch,
+    *,
+    title: str = "cosmobac report",
+    sensors: int = 4,
+    column: str = "temperature",
+    points: int = MAX_POINTS,
 ) -> str:
     """The report as HTML text: rows per city, anomalies by type, detector scores (when the rows
-    are labelled and carry detections), a fleet overview per city and ``sensors`` per-sensor
-    plots (the sensors with the most labelled events)."""
+    are labelled and carry detections), a fleet overview per city (each sensor's ``column``) and
+    per-sensor charts of every metric for ``sensors`` sensors (those with the most labelled
+    events). The charts are interactive (drag to zoom, double-click to reset); each line holds at
+    most ``points`` points (MinMaxLTTB), every labelled event and every detection."""
     _figure_class()  # fail early, with the install hint, if matplotlib is missing
     if not len(batch) or "sensor_id" not in batch or "timestamp" not in batch:
         raise ReportError("nothing to report: the rows are empty or lack sensor_id/timestamp")
@@ -143,25 +232,84 @@ def render_report(
             '<p class="note">No detector columns: add detectors to the transforms to '
             "score them.</p>"
         )
-    if "city" in batch:
-        parts.append("<h2>Fleet overview per city</h2>")
+    charts = _Charts()
+    kinds = sorted(
+        {str(k) for k in batch["anomaly_type"][batch["anomaly_flag"].astype(bool)].tolist()}
+        if "anomaly_flag" in batch and "anomaly_type" in batch
+        else set()
+    )
+    if "city" in batch and column in batch:
+        unit = f" ({_UNITS[column]})" if column in _UNITS else ""
+        parts += [
+            "<h2>Fleet overview per city</h2>",
+            f'<p class="note">Each sensor\'s {html.escape(column)}{unit}, at most {points} points '
+            "a line (MinMaxLTTB, which keeps peaks, dips and gaps). Shaded: labelled anomaly "
+            "events, by type; rings: every detection of the sensor, at its "
+            f"{html.escape(column)}. Drag across a chart to zoom in, double-click to zoom "
+            "out.</p>",
+            _legend(kinds),
+        ]
+        by_city = _groups(batch, "city", "sensor_id")
         for city in sorted({str(c) for c in batch["city"].tolist() if c is not None}):
-            parts.append(_image(figure_png(plot_city(batch, city, column=column)), f"city {city}"))
+            names = sorted(sensor for (place, sensor) in by_city if place == city)
+            parts.append(f"<h3>{html.escape(city)}: {len(names)} sensors</h3>")
+            for sensor in names:
+                (one,) = sensor_series(
+                    by_city[city, sensor], [column], points=points, triggered_only=False
+                )
+                parts.append(_chart_title(sensor, one))
+                parts.append(charts.div(one, 150))
     chosen = _busiest_sensors(batch, sensors)
     if chosen:
-        parts.append("<h2>Sensors</h2>")
-        parts.append(
-            '<p class="note">Shaded: labelled anomaly events, by type; ×: detected rows.</p>'
-        )
+        parts += [
+            "<h2>Sensors</h2>",
+            '<p class="note">Every metric of the sensors with the most labelled events. Shaded: '
+            "labelled anomaly events, by type; rings: detections, on the metric that most likely "
+            "triggered each (the metric missing at that row, else the one furthest from its "
+            "median). Drag to zoom, double-click to zoom out.</p>",
+            _legend(kinds),
+        ]
+        by_sensor = _groups(batch, "sensor_id")
         for sensor in chosen:
-            parts.append(_image(figure_png(plot_sensor(batch, sensor)), f"sensor {sensor}"))
+            rows = by_sensor[(sensor,)]
+            place = rows["city"][0] if "city" in rows else None
+            parts.append(
+                f"<h3>{html.escape(sensor)}"
+                + (f" ({html.escape(str(place))})" if place else "")
+                + "</h3>"
+            )
+            for one in sensor_series(rows, METRICS, points=points):
+                parts.append(charts.div(one, 160))
     generated = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     parts.append(f'<p class="note">Generated by cosmobac on {generated}.</p>')
+    if charts.series:
+        css, js = inline_assets()
+        parts += [
+            "<noscript><p>The charts need JavaScript.</p></noscript>",
+            '<script type="application/json" id="cosmobac-series">'
+            f"{series_json(charts.series)}</script>",
+            f"<script>\n{js}\n</script>",
+            f"<script>{_SCRIPT}</script>",
+        ]
+    else:
+        css = ""
     body = "\n".join(parts)
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head>\n"
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        '<link rel="icon" href="data:,">'
+        f"<title>{html.escape(title)}</title><style>{_STYLE}{css}</style></head>\n"
         f"<body>\n{body}\n</body></html>\n"
+    )
+
+
+def _chart_title(sensor: str, series: dict[str, object]) -> str:
+    labels = series["labels"]
+    detections = series["detections"]
+    assert isinstance(labels, list) and isinstance(detections, list)
+    return (
+        f'<p class="chart-title"><b>{html.escape(sensor)}</b>: {series["rows"]} rows, '
+        f"{len(labels)} labelled events, {len(detections)} detections</p>"
     )
 
 
@@ -188,10 +336,11 @@ def write_report(
     title: str = "cosmobac report",
     sensors: int = 4,
     column: str = "temperature",
+    points: int = MAX_POINTS,
 ) -> Path:
     """Write :func:`render_report` to ``out`` (folders created); returns the path."""
     path = Path(out)
-    text = render_report(batch, title=title, sensors=sensors, column=column)
+    text = render_report(batch, title=title, sensors=sensors, column=column, points=points)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
     return path

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Final
 import numpy as np
 
 from ..batch import Batch
+from ..downsample import downsample
 from ..errors import CosmobacError
 from ..schema import METRICS
 
@@ -79,16 +80,9 @@ def _figure_class() -> Any:
 
 def _downsample(t: np.ndarray, values: np.ndarray, limit: int = MAX_POINTS) -> np.ndarray:
     """Positions of at most ``limit`` rows (time-ordered ``t`` in ms) that keep the line's shape:
-    MinMaxLTTB over the values, with each run of missing values kept as a gap."""
-    n = len(values)
-    if n <= limit:
-        return np.arange(n)
-    from tsdownsample import NaNMinMaxLTTBDownsampler
-
-    index = NaNMinMaxLTTBDownsampler().downsample(
-        t.astype(np.float64), values.astype(np.float64), n_out=limit
-    )
-    return np.asarray(index, dtype=np.int64)
+    MinMaxLTTB over the values, with each run of missing values kept as a gap (the dashboard's
+    :func:`cosmobac.downsample.downsample`)."""
+    return downsample(t, values, limit)
 
 
 def _thin(t: np.ndarray, positions: np.ndarray, limit: int = MAX_POINTS) -> np.ndarray:

@@ -10,7 +10,7 @@ Use it from a pipeline file::
     key = "${COSMOS_KEY}"          # or: credential = "default" (Microsoft Entra ID)
 
 or directly (``CosmosSink(endpoint=..., database=..., container=..., key=...)``). It also adds the
-commands ``cosmobac cosmos check|count|query|plan`` and ``cosmobac emulator start|stop|status``, and
+commands ``cosmobac cosmos check|count|query|plan|scale`` and ``cosmobac emulator start|stop|status``, and
 offers ``cosmobac demo`` a local Cosmos DB-compatible server to forward to.
 """
 

@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Final
 from urllib.parse import urlsplit
 
-from cosmobac.values import duration, flag, integer
+from cosmobac.values import duration, flag, integer, real
 
 __all__ = [
     "DEFAULT_PARTITION_KEY",
@@ -191,6 +191,10 @@ def autoscale_max_throughput(value: Any) -> int | None:
 
 def create_if_missing(value: Any) -> bool:
     return flag("create_if_missing", value)
+
+
+def max_ru_per_second(value: Any) -> float | None:
+    return None if value is None else real("max_ru_per_second", value, above=0)
 
 
 def verify_tls(value: Any) -> bool:

@@ -1,10 +1,11 @@
-"""``cosmobac cosmos check|count|query|plan`` and ``cosmobac emulator start|stop|status``."""
+"""``cosmobac cosmos check|count|query|plan|scale`` and ``cosmobac emulator start|stop|status``."""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import sys
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -25,6 +26,11 @@ def _sink(config: str, name: str | None) -> Any:
 
 
 def _sink_of(loaded: Any, config: str, name: str | None) -> Any:
+    return _sink_config(loaded, config, name).build()
+
+
+def _sink_config(loaded: Any, config: str, name: str | None) -> Any:
+    """The ``[[sinks]]`` table of the cosmos sink (``name`` chooses among several)."""
     sinks = [c for c in loaded.sinks if c.plugin == "cosmos"]
     names = [c.consumer() for c in sinks]  # its name, or its default consumer name
     if name is not None:
@@ -39,7 +45,7 @@ def _sink_of(loaded: Any, config: str, name: str | None) -> Any:
         raise click.ClickException(
             f"{config}: {len(sinks)} cosmos sinks; choose one with --sink ({', '.join(names)})"
         )
-    return sinks[0].build()
+    return sinks[0]
 
 
 def _field_names(key: str, value: Any) -> tuple[str, ...]:
@@ -313,6 +319,169 @@ def _container_facts(
             )
         )
     return policy, policy_from, measured
+
+
+@cosmos.command()
+@config_argument
+@sink_option
+@click.option(
+    "--min",
+    "minimum",
+    type=click.IntRange(min=100),
+    default=400,
+    show_default=True,
+    help="Least RU/s (autoscale: least maximum; never below 1000 there).",
+)
+@click.option(
+    "--max",
+    "maximum",
+    type=click.IntRange(min=100),
+    required=True,
+    help="Most RU/s (autoscale: most maximum).",
+)
+@click.option(
+    "--factor",
+    type=click.FloatRange(min=1.0, min_open=True),
+    default=1.5,
+    show_default=True,
+    help="A raise multiplies by this, a lower divides by it (one step at least).",
+)
+@click.option(
+    "--up-backlog-age",
+    callback=click_callback(duration, positive=True),
+    default="1m",
+    show_default=True,
+    help="Pressure: the oldest pending row has waited longer than this.",
+)
+@click.option(
+    "--up-throttle-rate",
+    type=click.FloatRange(min=0),
+    default=1.0,
+    show_default=True,
+    help="Pressure: more 429s per second than this.",
+)
+@click.option(
+    "--up-ticks",
+    type=click.IntRange(min=1),
+    default=3,
+    show_default=True,
+    help="Raise after this many pressured ticks in a row.",
+)
+@click.option(
+    "--down-backlog-age",
+    callback=click_callback(duration),
+    default="5s",
+    show_default=True,
+    help="Calm: the oldest pending row has waited no longer than this...",
+)
+@click.option(
+    "--down-throttle-rate",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    help="... and no more 429s per second than this.",
+)
+@click.option(
+    "--down-ticks",
+    type=click.IntRange(min=1),
+    default=10,
+    show_default=True,
+    help="Lower after this many calm ticks in a row.",
+)
+@click.option(
+    "--cooldown",
+    callback=click_callback(duration),
+    default="5m",
+    show_default=True,
+    help="No change within this long of the last one.",
+)
+@click.option(
+    "--every",
+    callback=click_callback(duration, positive=True),
+    default="30s",
+    show_default=True,
+    help="Time between ticks.",
+)
+@click.option("--once", is_flag=True, help="One tick, then exit (from cron or a timer).")
+@click.option("--dry-run", is_flag=True, help="Decide and log, change nothing.")
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(min=0, max=65535),
+    help="Serve the scaler's Prometheus metrics on 127.0.0.1:PORT (needs cosmobac[monitoring]).",
+)
+def scale(
+    config: str,
+    sink_name: str | None,
+    every: float,
+    once: bool,
+    dry_run: bool,
+    metrics_port: int | None,
+    **thresholds: Any,
+) -> None:
+    """Raise or lower the container's throughput (or autoscale maximum) from the sink's backlog
+    age and 429 rate, within bounds, with hysteresis and a cooldown. Runs beside the forwarder
+    of CONFIG on the same node; one line per decision."""
+    import threading
+
+    from cosmobac.config import load_config
+    from cosmobac.pipeline import build_store
+
+    from . import scaling
+    from .live import container_client
+    from .offers import NoOffer
+    from .scaler import ScalerSettings
+
+    try:
+        settings = ScalerSettings(**thresholds)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    loaded = load_config(config)
+    chosen = _sink_config(loaded, config, sink_name)
+    sink, consumer = chosen.build(), chosen.consumer()
+    store = build_store(loaded, create=False)
+    metrics = None
+    stop = threading.Event()
+    try:
+        if metrics_port is not None:
+            metrics = scaling.ScalerMetrics(metrics_port, consumer)
+        with container_client(sink) as container, _stopped_by_signals(stop):
+            scaling.run(
+                config=config,
+                container=container,
+                consumer=consumer,
+                backlog_age=lambda: store.stats().backlog_of(consumer)[1],
+                settings=settings,
+                every=every,
+                once=once,
+                dry_run=dry_run,
+                timeout=sink.read_timeout,
+                echo=lambda line: click.echo(f"{time.strftime('%H:%M:%S')} {line}"),
+                metrics=metrics,
+                stop=stop,
+            )
+    except NoOffer as exc:
+        raise click.ClickException(f"{sink.container}: {exc}") from None
+    finally:
+        if metrics is not None:
+            metrics.close()
+        store.close()
+        sink.close()
+
+
+@contextlib.contextmanager
+def _stopped_by_signals(stop: Any) -> Iterator[None]:
+    """SIGINT and SIGTERM set ``stop`` (the scaler ends after its tick)."""
+    import signal
+
+    def handler(signum: int, frame: Any) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 @click.group()

@@ -22,7 +22,9 @@ How a ``write(batch)`` goes:
    match raise a permanent :class:`~cosmobac.errors.SinkError` (nothing is acknowledged).
 
 Request charges (RU) are summed into the :class:`~cosmobac.interfaces.WriteResult` stats
-(``request_charge``) and into :meth:`CosmosSink.totals`.
+(``request_charge``) and into :meth:`CosmosSink.totals`. With ``max_ru_per_second`` set, requests
+are only sent while a token bucket fed by those charges allows (:mod:`cosmobac_cosmos.budget`);
+the time spent waiting for it is the stat ``budget_wait_s``.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ from cosmobac.schema import STORE_SEQ
 
 from . import _settings as s
 from ._errors import Action, Failure, Redactor, classify, request_charge, statuses_text
+from .budget import RequestBudget
 from .concurrency import Limiter
 from .connection import Connection, client_options, open_container, paths_text, where
 from .indexing import Indexing, parse_indexing
@@ -81,6 +84,7 @@ class _Work:
     docs: list[dict[str, Any]] | None  # built just before the first send
     attempt: int = 0
     not_before: float = 0.0
+    reserved: float = 0.0  # RU reserved in the budget while in flight
 
     @property
     def built(self) -> list[dict[str, Any]]:
@@ -100,6 +104,7 @@ class _Outcome:
     last_error: str | None = None
     permanent: str | None = None
     no_answer: bool = False  # a request timed out: send nothing more in this write
+    budget_wait: float = 0.0  # seconds work waited for the request-unit budget
 
 
 @attrs.define(eq=False, kw_only=True)
@@ -114,7 +119,7 @@ class CosmosSink:
     (the service's JSON); ``verify_tls``,
     ``tls_ca_file``; ``connection_timeout``, ``read_timeout``, ``write_timeout``,
     ``latency_target``, ``max_concurrency``, ``max_batch_operations``, ``retry_backoff``,
-    ``retry_backoff_max``. See docs/reference/config-cosmos.md.
+    ``retry_backoff_max``, ``max_ru_per_second``. See docs/reference/config-cosmos.md.
     """
 
     endpoint: str = attrs.field(validator=s.check_endpoint)
@@ -148,6 +153,7 @@ class CosmosSink:
     )
     retry_backoff: float = attrs.field(default=0.1, converter=s.retry_backoff)
     retry_backoff_max: float = attrs.field(default=10.0, converter=s.retry_backoff_max)
+    max_ru_per_second: float | None = attrs.field(default=None, converter=s.max_ru_per_second)
 
     _connection: Connection | None = attrs.field(init=False, default=None, repr=False)
     _container_proxy: Any = attrs.field(init=False, default=None, repr=False)
@@ -158,6 +164,7 @@ class CosmosSink:
     _rng: random.Random = attrs.field(init=False, factory=random.Random, repr=False)
     _throttle_until: float = attrs.field(init=False, default=0.0, repr=False)
     _totals: dict[str, float] = attrs.field(init=False, factory=dict, repr=False)
+    _budget: RequestBudget | None = attrs.field(init=False, default=None, repr=False)
 
     def __attrs_post_init__(self) -> None:
         if self.key is None and self.credential is None:
@@ -196,6 +203,8 @@ class CosmosSink:
         if self.retry_backoff_max < self.retry_backoff:
             raise ValueError("retry_backoff_max must be at least retry_backoff")
         self._redact.add(self.key)
+        if self.max_ru_per_second is not None:
+            self._budget = RequestBudget(self.max_ru_per_second)
         self._limiter = Limiter(
             maximum=self.max_concurrency, limit=float(max(1, min(4, self.max_concurrency)))
         )
@@ -472,7 +481,11 @@ class CosmosSink:
             "conflicts": outcome.conflicts,
             "errors": outcome.errors,
         }
-        if retry and not outcome.written and not outcome.rejected:
+        if self._budget is not None:
+            stats["budget_wait_s"] = round(outcome.budget_wait, 3)
+        # rows that only waited for the budget (nothing sent) go back without an error
+        budget_only = not outcome.requests and outcome.budget_wait > 0
+        if retry and not outcome.written and not outcome.rejected and not budget_only:
             if outcome.no_answer:
                 text = (
                     f"cosmos sink: no answer from {where(self)} within the timeouts "
@@ -486,11 +499,22 @@ class CosmosSink:
                 )
             raise SinkError(self._redact(text), transient=True)
         if retry:
+            budget = None
+            if self._budget is not None and outcome.budget_wait > 0:
+                budget = f"waiting for max_ru_per_second = {self.max_ru_per_second:g}"
+                per_document = self._budget.per_document
+                if per_document:  # how many rows the budget lets through in one write
+                    fits = self._budget.rate * self.write_timeout / per_document
+                    budget += (
+                        f"; at {per_document:.1f} RU per document it allows about {fits:,.0f} "
+                        "rows per write_timeout: lower [run] batch_size to that or raise "
+                        "write_timeout"
+                    )
             log.warning(
                 "cosmos sink: %d of %d rows not written (%s); the forwarder will send them again",
                 len(retry),
                 len(batch),
-                self._redact(outcome.last_error or "no answer"),
+                self._redact(outcome.last_error or budget or "no answer"),
             )
         for position, reason in sorted(outcome.rejected.items())[:5]:
             log.warning("cosmos sink: row %d rejected: %s", position, reason)
@@ -523,6 +547,8 @@ class CosmosSink:
         inflight: dict[cf.Future[tuple[float, dict[str, Any]]], _Work] = {}
         finished: SimpleQueue[cf.Future[tuple[float, dict[str, Any]]]] = SimpleQueue()
         limiter = self._limiter
+        budget = self._budget
+        budget_since: float | None = None  # when work started waiting for the budget
 
         def next_to_send(now: float) -> _Work | None:
             for i, item in enumerate(later):
@@ -539,19 +565,43 @@ class CosmosSink:
         while True:
             now = time.monotonic()
             stopping = outcome.permanent is not None or outcome.no_answer or now >= deadline
-            if not stopping and now >= self._throttle_until:
+            hold = self._throttle_until  # nothing is sent before (a 429, or the budget)
+            if budget is not None:
+                waiting = (
+                    not stopping
+                    and len(inflight) < limiter.allowed
+                    and bool(ready or unbuilt or later)
+                )
+                wait = budget.delay() if waiting else 0.0
+                if wait > 0 and budget_since is None:
+                    budget_since = now
+                elif wait <= 0 and budget_since is not None:
+                    outcome.budget_wait += now - budget_since
+                    budget_since = None
+                hold = max(hold, now + wait)
+            if not stopping and now >= hold:
                 while len(inflight) < limiter.allowed:
+                    if budget is not None and budget.delay() > 0:
+                        break
                     item = next_to_send(now)
                     if item is None:
                         break
+                    if budget is not None:
+                        reserved = budget.acquire(len(item.positions))
+                        if reserved is None:  # spent meanwhile (by another write of this sink)
+                            later.insert(0, item)
+                            break
+                        item.reserved = reserved
                     future = pool.submit(self._execute, item)
                     inflight[future] = item
                     future.add_done_callback(finished.put)
             if not inflight:
                 if stopping or not (later or ready or unbuilt):
+                    if budget_since is not None:
+                        outcome.budget_wait += now - budget_since
                     return [*later, *ready, *unbuilt]
                 sendable = 0.0 if ready or unbuilt else min(w.not_before for w in later)
-                wake = max(self._throttle_until, sendable)
+                wake = max(hold, sendable)
                 time.sleep(max(0.0, min(wake, deadline) - now) + 0.001)
                 continue
             timeout: float | None
@@ -564,7 +614,7 @@ class CosmosSink:
                 # wake for the first completion, or when queued work may be sent (a backoff or a
                 # throttle ends) while there is room in flight
                 sendable = 0.0 if ready else min(w.not_before for w in later)
-                wake = max(self._throttle_until, sendable)
+                wake = max(hold, sendable)
                 if len(inflight) >= limiter.allowed or wake <= now:
                     wake = deadline
                 timeout = max(0.0, min(wake, deadline) - now) + 0.001
@@ -585,7 +635,10 @@ class CosmosSink:
                 error = future.exception()
                 if error is None:
                     latency, headers = future.result()
-                    outcome.charge += request_charge(headers)
+                    charge = request_charge(headers)
+                    outcome.charge += charge
+                    if budget is not None:
+                        budget.settle(item.reserved, charge, len(item.positions))
                     outcome.written.extend(item.positions)
                     limiter.observe(latency, time.monotonic(), self.latency_target, item.mode)
                 else:
@@ -616,6 +669,10 @@ class CosmosSink:
         outcome.charge += failure.request_charge
         now = time.monotonic()
         action = failure.action
+        if self._budget is not None:  # no answer: it may have been charged, the reservation stands
+            lost = action is Action.TRANSIENT and (failure.timeout or failure.status in (None, 0))
+            self._budget.settle(item.reserved, None if lost else failure.request_charge)
+            item.reserved = 0.0
         if action is Action.PERMANENT:
             outcome.permanent = f"cosmos sink: {where(self)}: {failure.message}"
             return [item]

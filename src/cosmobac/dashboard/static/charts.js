@@ -43,6 +43,13 @@
     d.end = series.t.length ? String(series.t[series.t.length - 1]) : "";
   }
 
+  function clip(u) {  // a span or detection outside a zoomed-in x range stays off the y axis
+    const b = u.bbox, pad = 5 * devicePixelRatio;  // whole rings at the top and bottom edges
+    u.ctx.beginPath();
+    u.ctx.rect(b.left, b.top - pad, b.width, b.height + 2 * pad);
+    u.ctx.clip();
+  }
+
   function markersPlugin(holder) {
     return {
       hooks: {
@@ -53,6 +60,7 @@
             const ctx = u.ctx;
             const top = u.bbox.top, height = u.bbox.height;
             ctx.save();
+            clip(u);
             ctx.globalAlpha = 0.25;
             for (const run of s.labels) {
               const x0 = u.valToPos(run.start / 1000, "x", true);
@@ -70,6 +78,7 @@
             const ctx = u.ctx;
             const [ymin, ymax] = [u.scales.y.min, u.scales.y.max];
             ctx.save();
+            clip(u);
             ctx.strokeStyle = "#d00000";
             ctx.lineWidth = 1.5 * devicePixelRatio;
             for (const hit of s.detections) {

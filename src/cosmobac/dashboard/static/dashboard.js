@@ -72,6 +72,9 @@
     setStatus("cannot reach the dashboard's server: " + error, "error");
   }
 
+  // a problem of /readyz's kind ({sink, reason, error}), or a fleet source's ({sink: "", reason})
+  const problemText = (p) => (p.sink ? p.sink + ": " : "") + p.reason + (p.error ? ": " + p.error : "");
+
   // -- fleet ------------------------------------------------------------------------------------
   async function pollFleet() {
     try {
@@ -95,7 +98,7 @@
         cell(row, fmtRate(n.rows_per_second), "rows_per_second", n.rows_per_second, "num");
         cell(row, n.pending.toLocaleString(), "pending", n.pending, "num");
         cell(row, n.dead_letters.toLocaleString(), "dead_letters", n.dead_letters, "num");
-        cell(row, n.problems.map((p) => p.sink + ": " + p.reason).join("; ") || "—", "problems", n.problems.length, "error");
+        cell(row, n.problems.map(problemText).join("; ") || "—", "problems", n.problems.length, "error");
       }
       setStatus(data.nodes.length + " nodes · updated " + new Date().toLocaleTimeString(), "ok");
       polled();
@@ -126,7 +129,7 @@
     problems.replaceChildren();
     for (const p of h.problems) {
       const li = document.createElement("li");
-      li.textContent = p.sink + ": " + p.reason + (p.error ? ": " + p.error : "");
+      li.textContent = problemText(p);
       li.dataset.sink = p.sink;
       problems.appendChild(li);
     }
@@ -290,7 +293,16 @@
 
   async function pollNode() {
     try {
-      await pollHealth();
+      const h = await pollHealth();
+      if (h.remote) {  // a node of a fleet source: its store is on the node, its health is all
+        $("remote-note").hidden = false;
+        $("node-data").hidden = true;
+        setStatus("updated " + new Date().toLocaleTimeString(), "ok");
+        polled();
+        state.ready = true;
+        setTimeout(pollNode, POLL_MS);
+        return;
+      }
       const info = await pollSensors();
       if (Object.keys(info.cities).length) await pollCharts();
       await pollAnomalies();
