@@ -12,10 +12,15 @@ only have deadlines."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import subprocess
 import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -553,3 +558,100 @@ def test_a_sink_that_failed_shows_red_with_its_error(
         stop(forward)
         server.stop()
         receiver.close()
+
+
+@contextlib.contextmanager
+def serve_in_process(app: Any) -> Iterator[str]:
+    """``app`` served by uvicorn on a free loopback port, on a thread: yields its base URL."""
+    import uvicorn
+
+    from test_dashboard import free_port
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, name="test-dashboard-uvicorn", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(30)
+
+
+def test_a_fleet_source_page_lists_its_nodes_and_opens_one(cosmobac_browser: Browser) -> None:
+    from cosmobac.dashboard.app import create_app
+    from cosmobac.dashboard.fleet import RemoteFleet
+    from test_dashboard_fleet_source import Source  # edge-a, edge-b (a stopped sink), edge-c
+
+    require_extra()
+    source = Source()  # edge-b: a stopped sink; edge-a: healthy; edge-c: did not answer
+    app = create_app((), fleet=RemoteFleet(source, name="test", every=60.0))
+    browser = cosmobac_browser
+    with serve_in_process(app) as base:
+        assert source.polled.wait(10)
+        api = json.loads(urllib.request.urlopen(base + "/api/nodes", timeout=30).read())
+        browser.get(base + "/")
+        browser.wait_for_js(READY, timeout=30)
+        rows = browser.js(FLEET)
+        assert [r["name"]["text"] for r in rows] == [n["name"] for n in api["nodes"]]
+        for row, node in zip(rows, api["nodes"], strict=True):
+            assert row["rows"]["value"] == ("" if node["rows"] is None else str(node["rows"]))
+            assert int(row["pending"]["value"]) == node["pending"]
+            assert row["rowHealthy"] == str(node["healthy"]).lower()
+        edge_b = next(r for r in rows if r["name"]["text"] == "edge-b")
+        assert edge_b["problems"]["text"] == "hook: sink failed permanently: HTTP 401"
+        assert (edge_b["rows"]["text"], edge_b["pending"]["text"]) == ("1,200", "43")
+        edge_c = next(r for r in rows if r["name"]["text"] == "edge-c")  # did not answer
+        unknown = [
+            edge_c[k]["text"] for k in ("rows", "rows_per_second", "pending", "dead_letters")
+        ]
+        assert unknown == ["—"] * 4  # not "no store yet" nor zeros
+        assert browser.js(LOW_CONTRAST) == [] and browser.js(NO_SIDEWAYS) == []
+        browser.screenshot("dashboard-fleet-source", full_page=True)
+
+        from selenium.webdriver.common.by import By
+
+        browser.driver.find_element(
+            By.CSS_SELECTOR, f"tr[data-node='{edge_b['nodeIndex']}']"
+        ).click()
+        browser.wait_for_js(
+            "return location.search.startsWith('?node=') && window.cosmobacDashboard.ready",
+            timeout=30,
+        )
+        assert browser.texts("#title")[0].startswith("edge-b")
+        assert browser.js("return document.getElementById('remote-note').hidden") is False
+        assert browser.js("return document.getElementById('node-data').hidden") is True
+        health = {h["sink"]: h for h in browser.js(HEALTH)}
+        assert list(health) == ["archive", "hook"]
+        assert health["hook"]["rowState"] == "stopped" and health["hook"]["pending"]["text"] == "40"
+        assert browser.texts("#healthy") == ["not healthy"]
+        browser.screenshot("dashboard-fleet-source-node", full_page=True)
+        assert_clean(browser, base)
+
+
+class _Unreachable:
+    def poll(self) -> list[Any]:
+        raise ConnectionError("orchestrator unreachable")
+
+
+def test_a_fleet_source_that_fails_is_said_on_the_page(cosmobac_browser: Browser) -> None:
+    from cosmobac.dashboard.app import create_app
+    from cosmobac.dashboard.fleet import RemoteFleet
+
+    require_extra()
+    app = create_app((), fleet=RemoteFleet(_Unreachable(), name="test", every=60.0))
+    browser = cosmobac_browser
+    with serve_in_process(app) as base:
+        browser.get(base + "/")
+        browser.wait_for_js(
+            "return document.getElementById('status-line').dataset.state === 'error'", timeout=30
+        )
+        [said] = browser.texts("#status-line")
+        assert said.startswith("fleet source test: ") and "orchestrator unreachable" in said
+        assert browser.js(FLEET) == []
+        assert browser.js(CONTRAST, "#status-line") >= 4.5
+        assert_clean(browser, base)

@@ -94,13 +94,20 @@
         name.appendChild(link);
         cell(row, n.healthy ? "healthy" : "not healthy", "healthy", n.healthy).dataset.healthy = String(n.healthy);
         cell(row, n.forwarder.running ? "running" : "not running", "forwarder", n.forwarder.running);
-        cell(row, n.rows === null ? "no store yet" : n.rows.toLocaleString(), "rows", n.rows, "num");
-        cell(row, fmtRate(n.rows_per_second), "rows_per_second", n.rows_per_second, "num");
-        cell(row, n.pending.toLocaleString(), "pending", n.pending, "num");
-        cell(row, n.dead_letters.toLocaleString(), "dead_letters", n.dead_letters, "num");
+        // a fleet source's node that did not answer: its figures are unknown, not zero
+        const unknown = Boolean(data.source) && n.rows === null;
+        const count = (v) => (unknown ? "—" : v.toLocaleString());
+        cell(row, n.rows === null ? (unknown ? "—" : "no store yet") : n.rows.toLocaleString(), "rows", n.rows, "num");
+        cell(row, unknown ? "—" : fmtRate(n.rows_per_second), "rows_per_second", n.rows_per_second, "num");
+        cell(row, count(n.pending), "pending", n.pending, "num");
+        cell(row, count(n.dead_letters), "dead_letters", n.dead_letters, "num");
         cell(row, n.problems.map(problemText).join("; ") || "—", "problems", n.problems.length, "error");
       }
-      setStatus(data.nodes.length + " nodes · updated " + new Date().toLocaleTimeString(), "ok");
+      if (data.error) {  // the fleet source failed: say so, not "0 nodes"
+        setStatus("fleet source " + data.source + ": " + data.error, "error");
+      } else {
+        setStatus(data.nodes.length + " nodes · updated " + new Date().toLocaleTimeString(), "ok");
+      }
       polled();
       state.ready = true;
     } catch (error) {
