@@ -3,7 +3,7 @@
  * Fleet mode (several pipeline files, no ?node=): one health row per node; a click opens
  * ?node=N. Node mode: the health table, the charts of one city's sensors, the latest detections.
  *
- * For tests: window.cosmobacDashboard = {ready, mode, node, lastUpdate, polls, errors}; `ready`
+ * For tests: window.cosmobacDashboard = {ready, mode, node, lastUpdate, polls, errors, plot}; `ready`
  * turns true once every part of the page has been drawn from the API; `lastUpdate` is the time
  * (epoch ms) of the last poll that succeeded. Table cells carry data-field and data-value (the raw
  * number), rows data-consumer / data-node; each chart data-points, data-rows, data-detections.
@@ -18,6 +18,10 @@
   });
   const $ = (id) => document.getElementById(id);
   const charts = new Map();  // sensor id -> {chart, box, zoom: [start, end] | null}
+  state.plot = (sensor) => {  // for tests: the uPlot instance of a sensor's chart, or null
+    const entry = charts.get(sensor);
+    return entry ? entry.chart.plot : null;
+  };
   let sensorsInfo = null;
 
   async function getJSON(path) {
@@ -90,13 +94,20 @@
         name.appendChild(link);
         cell(row, n.healthy ? "healthy" : "not healthy", "healthy", n.healthy).dataset.healthy = String(n.healthy);
         cell(row, n.forwarder.running ? "running" : "not running", "forwarder", n.forwarder.running);
-        cell(row, n.rows === null ? "no store yet" : n.rows.toLocaleString(), "rows", n.rows, "num");
-        cell(row, fmtRate(n.rows_per_second), "rows_per_second", n.rows_per_second, "num");
-        cell(row, String(n.pending), "pending", n.pending, "num");
-        cell(row, String(n.dead_letters), "dead_letters", n.dead_letters, "num");
+        // a fleet source's node that did not answer: its figures are unknown, not zero
+        const unknown = Boolean(data.source) && n.rows === null;
+        const count = (v) => (unknown ? "—" : v.toLocaleString());
+        cell(row, n.rows === null ? (unknown ? "—" : "no store yet") : n.rows.toLocaleString(), "rows", n.rows, "num");
+        cell(row, unknown ? "—" : fmtRate(n.rows_per_second), "rows_per_second", n.rows_per_second, "num");
+        cell(row, count(n.pending), "pending", n.pending, "num");
+        cell(row, count(n.dead_letters), "dead_letters", n.dead_letters, "num");
         cell(row, n.problems.map(problemText).join("; ") || "—", "problems", n.problems.length, "error");
       }
-      setStatus(data.nodes.length + " nodes · updated " + new Date().toLocaleTimeString(), "ok");
+      if (data.error) {  // the fleet source failed: say so, not "0 nodes"
+        setStatus("fleet source " + data.source + ": " + data.error, "error");
+      } else {
+        setStatus(data.nodes.length + " nodes · updated " + new Date().toLocaleTimeString(), "ok");
+      }
       polled();
       state.ready = true;
     } catch (error) {
@@ -137,9 +148,9 @@
       row.dataset.state = s.state || "";
       cell(row, s.consumer + " (" + s.plugin + ")", "consumer", s.consumer);
       cell(row, fmtRate(s.rows_per_second), "rows_per_second", s.rows_per_second, "num");
-      cell(row, String(s.pending), "pending", s.pending, "num").dataset.rows = String(s.pending);
+      cell(row, s.pending.toLocaleString(), "pending", s.pending, "num").dataset.rows = String(s.pending);
       cell(row, s.pending ? fmtAge(s.oldest_pending_age_s) : "none", "oldest_pending_age_s", s.oldest_pending_age_s);
-      cell(row, String(s.dead_letters), "dead_letters", s.dead_letters, "num");
+      cell(row, s.dead_letters.toLocaleString(), "dead_letters", s.dead_letters, "num");
       cell(row, s.last_error || "—", "last_error", s.last_error, "error");
       cell(row, fmtAgo(s.last_error_at), "last_error_at", s.last_error_at);
       cell(row, s.state || "—", "state", s.state).dataset.state = s.state || "";
@@ -191,7 +202,7 @@
   function describe(entry, s) {
     entry.small.textContent = "(" + (s.city || "no city") + ") · " + s.rows.toLocaleString() + " rows, "
       + s.t.length + " points" + (s.source === "buckets" ? " (1-min summary)" : "")
-      + " · " + s.detections.length + " detections" + (entry.zoom ? " · zoomed" : "");
+      + " · " + s.detections.length + (s.detections.length === 1 ? " detection" : " detections") + (entry.zoom ? " · zoomed" : "");
   }
 
   async function zoomTo(sensor, start, end) {
@@ -199,7 +210,9 @@
     if (!entry) return;
     entry.zoom = start === null ? null : [start, end];
     entry.el.dataset.zoomed = String(entry.zoom !== null);
-    const data = await getJSON(seriesURL({ sensor }, entry.zoom, entry.el.clientWidth));
+    const zoom = entry.zoom;
+    const data = await getJSON(seriesURL({ sensor }, zoom, entry.el.clientWidth));
+    if (charts.get(sensor) !== entry || entry.zoom !== zoom) return;  // left or zoomed again
     entry.chart.update(data.series[0]);
     describe(entry, data.series[0]);
   }
@@ -226,6 +239,7 @@
     }
     const width = container.firstElementChild ? container.firstElementChild.clientWidth : 600;
     const data = await getJSON(seriesURL({ city }, null, width));
+    if (container.dataset.key !== key) return;  // another city or metric was chosen meanwhile
     for (const s of data.series) {
       let entry = charts.get(s.sensor_id);
       if (!entry) {
@@ -253,7 +267,7 @@
     const counts = $("anomaly-counts");
     counts.dataset.total = String(a.total);
     const part = (o) => Object.entries(o).map(([k, v]) => k + " " + v).join(", ") || "none";
-    counts.textContent = a.total + " detections · by detector: " + part(a.by_detector)
+    counts.textContent = a.total.toLocaleString() + " detections · by detector: " + part(a.by_detector)
       + " · by labelled type: " + part(a.by_type) + " · by city: " + part(a.by_city);
     const body = $("anomalies-table").tBodies[0];
     body.replaceChildren();
