@@ -211,8 +211,9 @@ class Browser:
             elif method == "Network.webSocketCreated":
                 self._requests.append(params["url"])
             elif method == "Network.loadingFailed":
-                url = self._ids.get(params["requestId"], params["requestId"])
-                self._failed[url] = params.get("errorText", "")
+                url = self._ids.get(params["requestId"])
+                if url is not None:  # not Chromium's own start-up navigation (never logged sent)
+                    self._failed[url] = params.get("errorText", "")
         for entry in self.driver.get_log("browser"):
             self._console.append(entry)
 
@@ -229,7 +230,9 @@ class Browser:
         return [url for url in self.requests() if not is_loopback_url(url)]
 
     def failed_requests(self) -> dict[str, str]:
-        """``URL → Chromium's error`` for each request that failed (blocked ones included)."""
+        """``URL → Chromium's error`` for each request the page made that failed (blocked ones
+        included); Chromium's own start-up navigation, which the blocking proxy fails before any
+        page loads, is not one of them."""
         self._drain()
         return dict(self._failed)
 
