@@ -6,10 +6,12 @@ cosmobac installs)."""
 
 from __future__ import annotations
 
+import io
 import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -19,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from bacalhau_support import fleet
 from fake_orchestrator import FakeOrchestrator
 
+from cosmobac.cli import main
 from cosmobac_bacalhau.client import BacalhauClient
 
 # the same profiles as cosmobac's own suite (its tests/conftest.py)
@@ -60,3 +63,22 @@ def private_wasm_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Non
     patch.setenv("COSMOBAC_WASM_CACHE", str(folder))
     yield
     patch.undo()
+
+
+@pytest.fixture
+def run(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Run the ``cosmobac`` command line in this process: ``run(*args, stdin=None)`` returns
+    ``(exit code, stdout, stderr)``."""
+
+    def invoke(*args: str, stdin: str | None = None) -> tuple[int, str, str]:
+        if stdin is not None:
+            monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
+        try:
+            main(list(args))
+            code = 0
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return invoke

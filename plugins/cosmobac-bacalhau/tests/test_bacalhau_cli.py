@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import functools
-import io
 import json
-import sys
 from pathlib import Path
 
 import click
@@ -14,7 +12,7 @@ from bacalhau_support import EXAMPLES
 from click.testing import CliRunner
 from fake_orchestrator import FakeNode, FakeOrchestrator
 
-from cosmobac.cli import cli, main
+from cosmobac.cli import cli
 from cosmobac.plugins import Plugins
 from cosmobac_bacalhau.client import BacalhauClient
 
@@ -29,22 +27,6 @@ def quick_polls(monkeypatch):
         "wait",
         functools.partialmethod(BacalhauClient.wait, interval=0.005, max_interval=0.02),
     )
-
-
-@pytest.fixture
-def run(capsys, monkeypatch):
-    def invoke(*args: str, stdin: str | None = None) -> tuple[int, str, str]:
-        if stdin is not None:
-            monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
-        try:
-            main(list(args))
-            code = 0
-        except SystemExit as exc:
-            code = int(exc.code or 0)
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return invoke
 
 
 @pytest.fixture

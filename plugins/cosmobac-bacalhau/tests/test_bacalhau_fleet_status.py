@@ -25,7 +25,6 @@ from typing import Any
 import pytest
 from fake_orchestrator import FakeNode, FakeOrchestrator
 
-from cosmobac.cli import main
 from cosmobac.testing import run_cosmobac
 from cosmobac_bacalhau import dataurl
 from cosmobac_bacalhau.api_records import NodeOutcome
@@ -163,20 +162,6 @@ def quick_polls(monkeypatch):
         "wait",
         functools.partialmethod(BacalhauClient.wait, interval=0.005, max_interval=0.02),
     )
-
-
-@pytest.fixture
-def run(capsys):
-    def invoke(*args: str) -> tuple[int, str, str]:
-        try:
-            main(list(args))
-            code = 0
-        except SystemExit as exc:
-            code = int(exc.code or 0)
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return invoke
 
 
 @pytest.fixture
