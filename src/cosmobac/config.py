@@ -131,6 +131,7 @@ _RUN_CONVERTERS: Final[dict[str, Any]] = {
     "step": partial(duration, positive=True, minimum=0.001, maximum=MAX_SPAN),  # in whole ms
     "batch_size": partial(integer, minimum=1, maximum=MAX_BATCH_SIZE),
     "interval": partial(duration, maximum=MAX_PAUSE),
+    "flush_interval": partial(duration, positive=True, minimum=0.001, maximum=MAX_PAUSE),
     "min_interval": lambda k, v: (
         None if v is None else duration(k, v, positive=True, maximum=MAX_PAUSE)
     ),
@@ -152,11 +153,15 @@ def _run_field(key: str, default: Any) -> Any:
 class RunConfig:
     """The ``[run]`` section: how the collect and forward loops run.
 
-    * ``duration``: span of sensor time to collect (``"6h"``); unset means until stopped.
+    * ``duration``: span of sensor time to collect (``"6h"``); unset means until stopped. For a
+      live sensor (MQTT, Modbus, files: a :class:`~cosmobac.interfaces.LiveSensor`) it is
+      wall-clock time.
     * ``speed``: ``"max"`` (simulate as fast as possible) or a real-time factor (``1.0``).
     * ``step``: sensor time collected per batch (default ``"10m"`` at full speed).
     * ``batch_size``: rows read from the store per forward batch (default 20000).
     * ``interval``: pause between rounds when following or running in real time (default ``"1s"``).
+    * ``flush_interval``: a live sensor's readings are stored at least this often (default
+      ``"1s"``), sooner when ``batch_size`` of them wait.
     * ``min_interval``: when set, a following forwarder adapts each sink's poll interval between
       it and ``interval`` to the backlog (see :func:`cosmobac.pipeline.next_poll_interval`).
     * ``jitter``: random share of ``interval`` added or removed, 0–1 (default 0.1).
@@ -176,6 +181,7 @@ class RunConfig:
     step: float = _run_field("step", 600.0)
     batch_size: int = _run_field("batch_size", 20000)
     interval: float = _run_field("interval", 1.0)
+    flush_interval: float = _run_field("flush_interval", 1.0)
     min_interval: float | None = _run_field("min_interval", None)
     jitter: float = _run_field("jitter", 0.1)
     max_attempts: int = _run_field("max_attempts", 8)

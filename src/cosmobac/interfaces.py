@@ -18,6 +18,7 @@ A subclass can take back a capability it inherited by setting the method to ``No
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
@@ -27,6 +28,7 @@ from .batch import Batch
 
 __all__ = [
     "Closeable",
+    "CommittingSensor",
     "ConsumerAdminStore",
     "DeadLetter",
     "DeadLetterStore",
@@ -34,16 +36,21 @@ __all__ = [
     "FixedStartSensor",
     "FleetNode",
     "FleetSource",
+    "InputReject",
+    "InputStore",
     "LaneOutcome",
+    "LiveSensor",
     "PipelineObserver",
     "PrunableStore",
     "ReadAheadStore",
+    "RejectingSensor",
     "ResumableStore",
     "ScannableStore",
     "SeekableSensor",
     "Sensor",
     "SensorRangeStore",
     "Sink",
+    "StatefulSensor",
     "StatefulStore",
     "StatefulTransform",
     "Store",
@@ -85,6 +92,95 @@ class SeekableSensor(Sensor, Protocol):
     so neither collects a reading twice nor leaves a gap."""
 
     def seek(self, until: int) -> None: ...
+
+
+@runtime_checkable
+class LiveSensor(Sensor, Protocol):
+    """A sensor fed by the outside world (a broker, devices, growing files) rather than by the
+    collector's clock.
+
+    * ``wait(timeout, rows)`` blocks until at least ``rows`` readings wait to be read (returns
+      True) or ``timeout`` seconds have passed (returns False);
+    * ``read(until)`` is given the wall clock (epoch ms) and returns the readings received since
+      the last ``read``, whatever their own timestamps (a device's clock is its own); it does not
+      block for long;
+    * ``finished`` is true once the sensor will never have more to return (a ``csv`` sensor that
+      does not follow its files, after their last line); a source that runs until stopped keeps
+      it false.
+
+    ``collect`` runs a live sensor in real time, whatever ``run.speed``: it reads whenever
+    ``run.batch_size`` readings wait or ``run.flush_interval`` has passed, stores what it read,
+    and ends when ``run.duration`` (wall-clock time) has passed, the sensor is finished, or it is
+    stopped, reading and storing once more first."""
+
+    def wait(self, timeout: float, rows: int) -> bool: ...
+
+    @property
+    def finished(self) -> bool: ...
+
+
+@runtime_checkable
+class CommittingSensor(Sensor, Protocol):
+    """A sensor told when what it returned is safe: ``commit()`` is called once everything its
+    last ``read`` returned is durably stored, with its rejects and state (an MQTT sensor
+    acknowledges the messages to the broker then). A collector that dies before ``commit`` gets
+    the same input again from the source when restarted; the store's dedupe (same ``sensor_id``
+    and ``timestamp``) stores each reading once."""
+
+    def commit(self) -> None: ...
+
+
+@runtime_checkable
+class StatefulSensor(Sensor, Protocol):
+    """A sensor that knows where it stands in its sources (e.g. a ``csv`` sensor's file offsets).
+
+    ``get_state()`` is saved with the rows of each read, in the same store transaction, when the
+    store is an :class:`InputStore`; ``set_state(text)`` is called with the last saved text when
+    collecting starts, so a restarted collector neither reads a row twice nor skips one."""
+
+    def get_state(self) -> str: ...
+
+    def set_state(self, state: str) -> None: ...
+
+
+MAX_REJECT_RAW = 4096
+"""An :class:`InputReject` keeps at most this many characters of the input it could not read."""
+
+
+def _raw_text(value: Any) -> str:
+    if isinstance(value, bytes | bytearray | memoryview):
+        value = bytes(value).decode("utf-8", errors="replace")
+    text = str(value)
+    return text if len(text) <= MAX_REJECT_RAW else text[: MAX_REJECT_RAW - 1] + "…"
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@attrs.frozen
+class InputReject:
+    """Input a sensor could not turn into a reading: where it came from (``origin``: a file and
+    line, ``"data/a.csv:17"``; a topic; a device), why (``reason``, naming what was wrong), the
+    input itself (``raw``, text, cut to :data:`MAX_REJECT_RAW` characters; bytes are decoded as
+    UTF-8 with replacement), when (``created_at``, epoch ms) and, once stored, the ``sensor`` it
+    came from (the collector fills it in: the sensor's plugin name)."""
+
+    origin: str = attrs.field(converter=str)
+    reason: str = attrs.field(converter=str)
+    raw: str = attrs.field(default="", converter=_raw_text, repr=False)
+    created_at: int = attrs.field(factory=_now_ms, converter=int)
+    sensor: str = attrs.field(default="", converter=str)
+
+
+@runtime_checkable
+class RejectingSensor(Sensor, Protocol):
+    """A sensor that sets aside input it could not read (a malformed line or payload) instead of
+    failing: ``take_rejects()`` returns the :class:`InputReject` s set aside since it was last
+    called. The collector calls it after each ``read`` and stores them with that read's rows (an
+    :class:`InputStore`; ``cosmobac dead-letters inputs`` lists them), or logs them."""
+
+    def take_rejects(self) -> Sequence[InputReject]: ...
 
 
 @runtime_checkable
@@ -282,6 +378,35 @@ class SensorRangeStore(Store, Protocol):
     def scan_sensor(
         self, sensor_id: str, start: int, end: int, *, limit: int | None = None
     ) -> Batch: ...
+
+
+@runtime_checkable
+class InputStore(Store, Protocol):
+    """A store that keeps, with the rows, where a sensor stands and the input it could not read.
+
+    * ``append_input(batch, *, sensor, state=None, rejects=())`` does what ``append`` does and, in
+      the same transaction, saves ``state`` (when given) as sensor ``sensor``'s state and records
+      ``rejects``; returns how many rows were new. Rejects are kept at least once: a collector
+      that dies after storing them and before its sensor's ``commit`` may record them again;
+    * ``load_sensor_state(sensor)``: the state last saved for ``sensor``, None when none was;
+    * ``input_rejects(*, sensor=None, limit=None)``: the recorded rejects (of one sensor, or all),
+      oldest first, at most ``limit``, each with its ``sensor`` set.
+    """
+
+    def append_input(
+        self,
+        batch: Batch,
+        *,
+        sensor: str,
+        state: str | None = None,
+        rejects: Sequence[InputReject] = (),
+    ) -> int: ...
+
+    def load_sensor_state(self, sensor: str) -> str | None: ...
+
+    def input_rejects(
+        self, *, sensor: str | None = None, limit: int | None = None
+    ) -> list[InputReject]: ...
 
 
 @runtime_checkable
