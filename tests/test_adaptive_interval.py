@@ -15,7 +15,8 @@ import pytest
 
 from cosmobac import Batch
 from cosmobac.config import RunConfig
-from cosmobac.pipeline import Lane, Pipeline, next_poll_interval
+from cosmobac.pacing import next_poll_interval
+from cosmobac.pipeline import Lane, Pipeline
 from cosmobac.testing import ListSink, MemoryStore
 
 

@@ -12,7 +12,8 @@ from cosmobac import Batch, WriteResult
 from cosmobac.config import RunConfig
 from cosmobac.errors import ConfigError
 from cosmobac.interfaces import ReadAheadStore, Store
-from cosmobac.pipeline import Lane, Pipeline, backoff_delay, next_step
+from cosmobac.pacing import backoff_delay, next_step
+from cosmobac.pipeline import Lane, Pipeline
 from cosmobac.testing import ListSensor, ListSink, MemoryStore
 
 FAST = RunConfig(backoff=0.0, max_backoff=0.0, batch_size=4, max_attempts=3)

@@ -163,7 +163,7 @@ class RunConfig:
     * ``flush_interval``: a live sensor's readings are stored at least this often (default
       ``"1s"``), sooner when ``batch_size`` of them wait.
     * ``min_interval``: when set, a following forwarder adapts each sink's poll interval between
-      it and ``interval`` to the backlog (see :func:`cosmobac.pipeline.next_poll_interval`).
+      it and ``interval`` to the backlog (see :func:`cosmobac.pacing.next_poll_interval`).
     * ``jitter``: random share of ``interval`` added or removed, 0–1 (default 0.1).
     * ``max_attempts``: failed writes in a row before a non-following forward gives up (default 8).
     * ``backoff``/``max_backoff``: first and largest retry delay, full jitter (``"0.5s"``, ``"10s"``).

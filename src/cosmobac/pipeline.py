@@ -26,7 +26,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -70,7 +70,9 @@ from .interfaces import (
     WriteResult,
 )
 from .live_collect import LiveCollector
+from .pacing import FIRST_STEP_MS, backoff_delay, next_poll_interval, next_step
 from .plugins import Plugins, get_plugins
+from .reports import CollectReport, ForwardReport, LaneReport, Progress
 from .schema import STORE_SEQ
 
 __all__ = [
@@ -80,9 +82,13 @@ __all__ = [
     "Lane",
     "LaneReport",
     "Pipeline",
+    "Progress",
+    "backoff_delay",
     "build_store",
     "checkpoints",
     "lanes_from",
+    "next_poll_interval",
+    "next_step",
     "sink_consumers",
     "wait_for_store",
 ]
@@ -91,82 +97,6 @@ log = logging.getLogger("cosmobac.pipeline")
 
 PRUNE_EVERY_S = 60.0
 """How often a long-running forwarder applies the store's retention."""
-
-Progress = Callable[[str, int, int | None], None]
-"""``progress(stage, done, total)``: stage is ``"collect"`` (sensor ms) or ``"forward"`` (rows)."""
-
-
-@attrs.frozen
-class CollectReport:
-    """What one collect run did."""
-
-    rows_read: int
-    rows_added: int
-    start: int  # sensor time collected, epoch ms: [start, end)
-    end: int
-
-
-@attrs.define
-class LaneReport:
-    """What forwarding did for one sink."""
-
-    consumer: str
-    written: int = 0
-    acked: int = 0
-    dead_lettered: int = 0
-    retried: int = 0
-    failures: int = 0
-    error: str | None = None  # set when the lane gave up
-    stats: dict[str, float] = attrs.field(factory=dict)  # summed numeric WriteResult.stats
-
-
-@attrs.frozen
-class ForwardReport:
-    """What one forward run did, per sink."""
-
-    lanes: tuple[LaneReport, ...]
-
-    @property
-    def ok(self) -> bool:
-        """True when no sink gave up."""
-        return all(lane.error is None for lane in self.lanes)
-
-
-FIRST_STEP_MS = 1000
-"""At full speed, collecting starts with a step of at most one second of sensor time."""
-
-
-def next_step(span_ms: int, rows: int, target_rows: int, max_step_ms: int) -> int:
-    """The next step of sensor time at full speed: about ``target_rows`` readings at the rate the
-    last step of ``span_ms`` gave (``rows``), never above ``max_step_ms`` (``run.step``) and never
-    more than 8 times the last, so a collect holds about one ``run.batch_size`` of readings in
-    memory whatever the fleet's size and rate."""
-    if rows <= 0:
-        return min(max_step_ms, span_ms * 8)
-    return max(1, min(max_step_ms, span_ms * 8, span_ms * target_rows // rows))
-
-
-def next_poll_interval(
-    backlog_rows: int, batch_size: int, current: float, minimum: float, maximum: float
-) -> float:
-    """A following lane's next poll interval (``[run] min_interval`` set), from the rows it read
-    since it last caught up (``backlog_rows``: what piled up while it waited): none doubles the
-    interval, a full batch or more drops it to ``minimum`` at once, anything between halves it;
-    always within ``[minimum, maximum]``. A node whose rows arrive in bursts polls often while
-    they arrive and backs off to ``maximum`` (``run.interval``) when idle."""
-    if backlog_rows <= 0:
-        wanted = current * 2.0
-    elif backlog_rows >= batch_size:
-        wanted = minimum
-    else:
-        wanted = current / 2.0
-    return min(maximum, max(minimum, wanted))
-
-
-def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random) -> float:
-    """Full-jitter exponential backoff: uniform in [0, min(cap, base·2^attempt)]. The exponent
-    stops at 1000 (2.0 ** 1024 overflows; a following forwarder counts attempts without end)."""
-    return rng.uniform(0.0, min(cap, base * 2.0 ** min(max(0, attempt), 1000)))
 
 
 @attrs.frozen

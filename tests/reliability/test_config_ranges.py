@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from cosmobac.cli import main
 from cosmobac.config import MAX_SPAN, RunConfig, parse_config
 from cosmobac.errors import ConfigError
-from cosmobac.pipeline import backoff_delay
+from cosmobac.pacing import backoff_delay
 from cosmobac.sensors.fleet_config import ANOMALY_TYPES, DEFAULT_METRICS, LATEST_START
 from cosmobac.testing import run_cosmobac
 

@@ -9,7 +9,7 @@
   (``send_resolved``). Each message names the node: its host name and the pipeline file.
 * :class:`AlertEvaluator` judges every ``evaluate_every`` on a thread of its own per
   ``[[alerts]]`` table, so a slow or failing endpoint never holds the pipeline up. A failed send
-  is tried again after :func:`~cosmobac.pipeline.backoff_delay` (the project's one retry policy,
+  is tried again after :func:`~cosmobac.pacing.backoff_delay` (the project's one retry policy,
   with ``[run] backoff`` and ``max_backoff``) up to :data:`SEND_ATTEMPTS` times in all, then logged
   and left to the next evaluation. Posting is the ``webhook`` sink's
   (:class:`~cosmobac.sinks._http.JsonPoster`): one request per attempt, URL shown as scheme and
@@ -35,7 +35,7 @@ import attrs
 
 from ..config import AlertConfig
 from ..interfaces import Store, StoreStats
-from ..pipeline import backoff_delay
+from ..pacing import backoff_delay
 from ..sinks._http import JsonPoster
 from .health import HealthTracker, problems
 
