@@ -292,7 +292,7 @@ class CsvFiles:
                 return enough
             if entry.fd is None:
                 continue
-            if entry.scanned_to < entry.offset:
+            if entry.scanned_to < entry.offset:  # truncated and read again
                 entry.scanned_to, entry.scanned_lines = entry.offset, 0
             while total + entry.scanned_lines < enough:
                 data = os.pread(entry.fd, _CHUNK, entry.scanned_to)
@@ -384,6 +384,7 @@ class CsvFiles:
             if at_end and position == len(data):
                 entry.done = not self._follow or entry.draining
                 break
+        entry.scanned_to, entry.scanned_lines = entry.offset, 0  # wait() counts afresh
         return used, None if rows is None else rows.batch()
 
     def _take_line(self, entry: _File, raw: bytes, rows: Rows | None) -> Rows | None:
@@ -476,6 +477,7 @@ class CsvFiles:
                     continue  # truncated while stopped: from its start
                 header = saved.get("header")
                 entry.offset, entry.line = int(saved["offset"]), int(saved["line"])
+                entry.done = not self._follow and entry.offset == size
                 entry.header = None if header is None else tuple(str(h) for h in header)
                 entry.layout = entry.header_error = None
                 if entry.header is not None:
