@@ -12,7 +12,7 @@ import datetime as dt
 import math
 import re
 import zoneinfo
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final
 
@@ -125,9 +125,12 @@ class TimeParser:
             return value
         try:
             if self.form == "iso":
-                moment = dt.datetime.fromisoformat(
-                    text.replace("Z", "+00:00").replace("z", "+00:00")
-                )
+                try:
+                    moment = dt.datetime.fromisoformat(text)
+                except ValueError:  # older spellings of UTC, as cosmobac.batch accepts them
+                    moment = dt.datetime.fromisoformat(
+                        text.replace("Z", "+00:00").replace("z", "+00:00")
+                    )
             else:
                 moment = dt.datetime.strptime(text, self.form)
         except ValueError:
@@ -350,13 +353,15 @@ class Rows:
             sensor = cells[layout.sensor_index].strip()
             if not sensor:
                 return f"sensor id column {self._mapping.sensor_id_column!r} is empty"
-        values: list[Any] = []
-        for i, field, kind in layout.fields:
-            text = cells[i].strip()
-            try:
-                values.append(_cell(text, kind))
-            except ValueError as exc:
-                return f"column {field!r} (CSV column {i + 1}): {text!r} {exc}"
+        try:
+            values = [_READERS[kind](cells[i]) for i, _, kind in layout.fields]
+        except ValueError:
+            for i, field, kind in layout.fields:  # which one: for the reason
+                try:
+                    _READERS[kind](cells[i])
+                except ValueError as exc:
+                    return f"column {field!r} (CSV column {i + 1}): {cells[i].strip()!r} {exc}"
+            raise  # pragma: no cover - one of them failed above
         self._time.append(stamp)
         self._sensor.append(sensor)
         for column, value in zip(self._values, values, strict=True):
@@ -388,25 +393,40 @@ def _array(values: list[Any], kind: Kind) -> np.ndarray:
     return np.array(values, dtype=object)
 
 
-def _cell(text: str, kind: Kind) -> Any:
-    if kind is Kind.FLOAT:
-        if not text:
+def _number(text: str) -> float:
+    """A metric cell: a finite number, NaN when empty (``float`` ignores surrounding spaces)."""
+    try:
+        number = float(text)
+    except ValueError:
+        if not text.strip():
             return math.nan
-        try:
-            number = float(text)
-        except ValueError:
-            raise ValueError("is not a number") from None
-        if math.isinf(number):
-            raise ValueError("is not a finite number")
-        return number
-    if kind is Kind.BOOL:
-        low = text.lower()
-        if not low or low in NO:
-            return False
-        if low in YES:
-            return True
-        try:
-            return float(low) != 0
-        except ValueError:
-            raise ValueError("is not a flag (true/false, yes/no, 1/0)") from None
-    return text or None
+        raise ValueError("is not a number") from None
+    if math.isinf(number):
+        raise ValueError("is not a finite number")
+    return number
+
+
+def _flag(text: str) -> bool:
+    """A flag cell: yes/no words or a number (not zero: true); empty is false."""
+    low = text.strip().lower()
+    if not low or low in NO:
+        return False
+    if low in YES:
+        return True
+    try:
+        return float(low) != 0
+    except ValueError:
+        raise ValueError("is not a flag (true/false, yes/no, 1/0)") from None
+
+
+def _text(text: str) -> str | None:
+    return text.strip() or None
+
+
+_READERS: Final[dict[Kind, Callable[[str], Any]]] = {
+    Kind.FLOAT: _number,
+    Kind.BOOL: _flag,
+    Kind.STR: _text,
+    Kind.INT: _text,
+    Kind.TIMESTAMP: _text,
+}
