@@ -217,3 +217,16 @@ def test_restarting_while_following_neither_repeats_nor_skips(tmp_path, steps, c
     assert got == written
     assert sensor.take_rejects() == []
     sensor.close()
+
+
+def test_a_file_truncated_and_written_past_where_it_stood_is_read_from_its_start(tmp_path):
+    path = tmp_path / "a.csv"
+    path.write_text(HEADER + line(0))
+    sensor = follower(tmp_path)
+    assert values(sensor.read(0)) == [0]
+    with open(path, "r+") as stream:  # between two looks: shorter, then longer again
+        stream.truncate(0)
+        stream.write(HEADER + line(5) + line(6) + line(7))
+    assert sensor.wait(0, 1) is True
+    assert values(sensor.read(0)) == [5, 6, 7]
+    sensor.close()

@@ -407,3 +407,17 @@ def test_a_restart_anywhere_reads_what_one_uninterrupted_read_does(
         (r.origin, r.reason) for r in whole_rejects
     ]
     assert len(whole) + len(whole_rejects) == len(cells)
+
+
+def test_a_file_rewritten_in_place_while_stopped_is_read_from_its_start(tmp_path):
+    """Same inode, at least as long as before, other bytes (truncated and written again, or a new
+    file that reused the inode): the digest of its first bytes tells it apart."""
+    path = write(tmp_path / "a.csv", HEADER + "2026-01-01T00:00:00Z,d,1,2\n")
+    first = sensor(tmp_path)
+    read_all(first)
+    with open(path, "r+b") as stream:
+        stream.truncate(0)
+        stream.write((HEADER + "2026-01-01T00:00:07Z,d,1,2\n" * 3).encode())
+    second = sensor(tmp_path)
+    second.set_state(first.get_state())
+    assert read_all(second)[0]["timestamp"].tolist() == [JAN + 7000] * 3

@@ -13,8 +13,9 @@ Guarantees:
   missing value (NaN), not a reject;
 * following (``follow = true``), new files matching the patterns are picked up; a file renamed
   away (rotation) is read to its end, and the new file at its name is read from its start; a
-  file that shrank below the position reached (truncated) is read again from its start. The same
-  rules apply across restarts, by device and inode;
+  file that shrank below the position reached, or whose first bytes changed (truncated, rewritten),
+  is read again from its start. The same rules apply across restarts, by device and inode and a
+  digest of the first bytes read (up to 1 KiB);
 * a ``read`` returns at most ``max_rows_per_read`` lines' worth of readings, so a huge file is
   stored in several transactions.
 """
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import csv
 import glob
+import hashlib
 import json
 import os
 import time
@@ -43,6 +45,13 @@ __all__ = ["CsvFiles"]
 _BOM: Final = b"\xef\xbb\xbf"
 _CHUNK: Final = 1 << 20
 _STATE_VERSION: Final = 1
+_HEAD: Final = 1024
+"""Bytes at the start of a file whose digest tells it from another file that reused its inode, or
+the same file rewritten in place."""
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.blake2b(data, digest_size=12).hexdigest()
 
 
 @attrs.define(eq=False)
@@ -62,12 +71,22 @@ class _File:
     header_error: str | None = None
     scanned_to: int = 0  # wait(): newlines counted in [offset, scanned_to)
     scanned_lines: int = 0
+    head: str = ""  # digest of the first head_len bytes (those read, up to _HEAD)
+    head_len: int = 0
 
     def restart(self) -> None:
         """Read again from the start (the file was truncated or replaced)."""
         self.offset = self.line = 0
         self.header = self.layout = self.header_error = None
-        self.scanned_to = self.scanned_lines = 0
+        self.scanned_to = self.scanned_lines = self.head_len = 0
+        self.head = ""
+
+    def rewritten(self) -> bool:
+        """Whether the bytes this file began with when read are no longer there (rewritten in
+        place, e.g. truncated and written again past where it stood)."""
+        if not self.head_len or self.fd is None:
+            return False
+        return _digest(os.pread(self.fd, self.head_len, 0)) != self.head
 
     def entry(self) -> dict[str, Any]:
         return {
@@ -76,6 +95,8 @@ class _File:
             "offset": self.offset,
             "line": self.line,
             "header": None if self.header is None else list(self.header),
+            "head": self.head,
+            "head_len": self.head_len,
         }
 
 
@@ -237,7 +258,7 @@ class CsvFiles:
             stat = found.get(name)
             if stat is not None and _identity(stat) == (entry.dev, entry.ino):
                 stable[name] = entry
-                if stat.st_size < entry.offset:  # truncated in place
+                if stat.st_size < entry.offset or entry.rewritten():  # truncated in place
                     entry.restart()
                     lost.append(entry)  # not lost: only to say something changed
             else:
@@ -345,7 +366,7 @@ class CsvFiles:
         """Reads up to ``budget`` complete lines of ``entry``; returns how many lines it took
         and the readings."""
         assert entry.fd is not None
-        if os.fstat(entry.fd).st_size < entry.offset:  # truncated since the last look
+        if os.fstat(entry.fd).st_size < entry.offset or entry.rewritten():  # truncated
             entry.restart()
         rows: Rows | None = None
         used = 0
@@ -385,6 +406,9 @@ class CsvFiles:
                 entry.done = not self._follow or entry.draining
                 break
         entry.scanned_to, entry.scanned_lines = entry.offset, 0  # wait() counts afresh
+        if min(entry.offset, _HEAD) > entry.head_len:
+            entry.head_len = min(entry.offset, _HEAD)
+            entry.head = _digest(os.pread(entry.fd, entry.head_len, 0))
         return used, None if rows is None else rows.batch()
 
     def _take_line(self, entry: _File, raw: bytes, rows: Rows | None) -> Rows | None:
@@ -475,17 +499,21 @@ class CsvFiles:
                 entry = by_identity.get(identity)
                 if entry is None:
                     continue  # the file is gone, or replaced: what is at its name starts fresh
+                head, head_len = str(saved.get("head", "")), int(saved.get("head_len", 0))
                 try:
                     size = os.stat(entry.path).st_size
+                    with open(entry.path, "rb") as stream:
+                        begins = _digest(stream.read(head_len)) if head_len else ""
                 except OSError:
                     continue
-                if size < int(saved["offset"]):
-                    continue  # truncated while stopped: from its start
+                if size < int(saved["offset"]) or begins != head:
+                    continue  # truncated or rewritten while stopped (or another file): from its start
                 header = saved.get("header")
                 entry.offset, entry.line = int(saved["offset"]), int(saved["line"])
                 entry.done = not self._follow and entry.offset == size
                 entry.header = None if header is None else tuple(str(h) for h in header)
                 entry.layout = entry.header_error = None
+                entry.head, entry.head_len = head, head_len
                 if entry.header is not None:
                     self._layout(entry, report=False)
             except (KeyError, TypeError, ValueError):
