@@ -421,3 +421,9 @@ def test_a_file_rewritten_in_place_while_stopped_is_read_from_its_start(tmp_path
     second = sensor(tmp_path)
     second.set_state(first.get_state())
     assert read_all(second)[0]["timestamp"].tolist() == [JAN + 7000] * 3
+
+
+def test_spaces_around_header_names_are_ignored(tmp_path):
+    write(tmp_path / "a.csv", "time , device,temp_c, hum\n2026-01-01T00:00:00Z,d,1,2\n")
+    batch, rejects = read_all(sensor(tmp_path))
+    assert rejects == [] and batch["humidity"].tolist() == [2.0]

@@ -26,6 +26,7 @@ import csv
 import glob
 import hashlib
 import json
+import logging
 import os
 import time
 from collections.abc import Sequence
@@ -41,6 +42,8 @@ from ..values import duration, flag, integer
 from .csv_mapping import ColumnMapping, Layout, Rows, empty_batch
 
 __all__ = ["CsvFiles"]
+
+log = logging.getLogger("cosmobac.sensors.csv")
 
 _BOM: Final = b"\xef\xbb\xbf"
 _CHUNK: Final = 1 << 20
@@ -228,7 +231,7 @@ class CsvFiles:
             return
         try:
             with open(entry.path, "rb") as stream:
-                data = stream.read(_CHUNK)
+                data = stream.read(64 * 1024)
         except OSError:
             return
         data = data.removeprefix(_BOM)
@@ -346,6 +349,7 @@ class CsvFiles:
             if not self._open(entry):
                 if self._follow and not entry.draining:
                     continue
+                log.warning("csv: %s could not be opened; it is left out", entry.path)
                 entry.done = True  # gone before it was read: nothing to read
                 continue
             used, batch = self._read_file(entry, budget)

@@ -233,7 +233,7 @@ class ColumnMapping:
     def layout(self, header: Sequence[str]) -> Layout:
         """Where each output field comes from in a file whose columns are ``header``;
         ``ValueError`` naming the key to fix when a column the keys name is not there."""
-        names = list(self.column_names or header)
+        names = [name.strip() for name in self.column_names or header]
         index: dict[str, int] = {}
         for i, name in enumerate(names):
             if name in index:
