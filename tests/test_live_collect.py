@@ -275,3 +275,21 @@ def test_dead_letters_inputs_names_a_store_that_keeps_none(tmp_path):
     config.write_text('[store]\nplugin = "memory"\n')
     result = CliRunner().invoke(cli, ["dead-letters", "inputs", str(config)])
     assert result.exit_code == 0 and "no input rejects" in result.output
+
+
+def test_input_rejects_are_counted_by_the_metrics():
+    prometheus_client = pytest.importorskip("prometheus_client")
+    from cosmobac.monitoring import HealthTracker, Monitor, ObserverGroup
+
+    store, sensor = MemoryStore(), QueueSensor()
+    monitor = Monitor(store=lambda: store, consumers=list)
+    sensor.put(rows(2))
+    sensor.reject("topic t/1", "payload is not JSON", "{")
+    sensor.reject("topic t/2", "payload is not JSON", "}")
+    sensor.finish()
+    observer = ObserverGroup(HealthTracker(), monitor)
+    with Pipeline(store=store, sensor=sensor, observer=observer) as pipeline:
+        pipeline.collect()
+    text = prometheus_client.generate_latest(monitor.registry).decode()
+    assert 'cosmobac_input_rejects_total{sensor="QueueSensor"} 2.0' in text
+    assert "cosmobac_rows_stored_total 2.0" in text

@@ -36,6 +36,7 @@ __all__ = [
     "FixedStartSensor",
     "FleetNode",
     "FleetSource",
+    "InputObserver",
     "InputReject",
     "InputStore",
     "LaneOutcome",
@@ -528,6 +529,15 @@ class PipelineObserver(Protocol):
     ) -> None: ...
 
     def on_lane(self, outcome: LaneOutcome) -> None: ...
+
+
+@runtime_checkable
+class InputObserver(Protocol):
+    """An observer (see :class:`PipelineObserver`) that also hears of input a live sensor could
+    not read: ``on_input_rejects(sensor, count)`` after a store that recorded ``count`` of
+    ``sensor``'s :class:`InputReject` s (the ``monitoring`` package's metrics count them)."""
+
+    def on_input_rejects(self, sensor: str, count: int) -> None: ...
 
 
 @attrs.frozen

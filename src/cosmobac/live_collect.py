@@ -25,6 +25,7 @@ import attrs
 from .config import RunConfig
 from .interfaces import (
     CommittingSensor,
+    InputObserver,
     InputReject,
     InputStore,
     LiveSensor,
@@ -130,6 +131,8 @@ class LiveCollector:
         self._state = state
         if rejects:
             log.info("%s: %d input(s) set aside as rejects", self.name, len(rejects))
+            if isinstance(self.observer, InputObserver):
+                self.observer.on_input_rejects(self.name, len(rejects))
         if isinstance(sensor, CommittingSensor):
             sensor.commit()
         if len(batch) and self.observer is not None:

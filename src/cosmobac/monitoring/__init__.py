@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..batch import Batch
-from ..interfaces import LaneOutcome, PipelineObserver, WriteResult
+from ..interfaces import InputObserver, LaneOutcome, PipelineObserver, WriteResult
 from .health import (
     Health,
     HealthRecorder,
@@ -64,6 +64,11 @@ class ObserverGroup:
     def on_lane(self, outcome: LaneOutcome) -> None:
         for observer in self.observers:
             observer.on_lane(outcome)
+
+    def on_input_rejects(self, sensor: str, count: int) -> None:
+        for observer in self.observers:
+            if isinstance(observer, InputObserver):
+                observer.on_input_rejects(sensor, count)
 
 
 def __getattr__(name: str) -> Any:

@@ -106,6 +106,10 @@ class Monitor:
         self.stored = counter(
             "cosmobac_rows_stored", "Collected rows new to the store.", registry=registry
         )
+        self.input_rejects = counter(
+            "cosmobac_input_rejects", "Input a live sensor could not read (stored as rejects).",
+            ("sensor",), registry=registry,
+        )  # fmt: skip
         self.acked = counter(
             "cosmobac_sink_rows_acked", "Rows a sink wrote and acknowledged.", sink,
             registry=registry,
@@ -172,6 +176,9 @@ class Monitor:
     def on_collect(self, rows_read: int, rows_added: int) -> None:
         self.collected.inc(rows_read)
         self.stored.inc(rows_added)
+
+    def on_input_rejects(self, sensor: str, count: int) -> None:
+        self.input_rejects.labels(sensor).inc(count)
 
     def on_write(
         self, consumer: str, rows: Batch, seconds: float, result: WriteResult | None
