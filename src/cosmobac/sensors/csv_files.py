@@ -28,6 +28,7 @@ import hashlib
 import json
 import logging
 import os
+import stat as stat_module
 import time
 from collections.abc import Sequence
 from fnmatch import fnmatchcase
@@ -189,13 +190,14 @@ class CsvFiles:
         """The regular files the patterns match now, by absolute path, in path order."""
         found: dict[str, os.stat_result] = {}
         for pattern in self._patterns:
-            names = glob.glob(pattern, recursive=True) if glob.has_magic(pattern) else [pattern]
+            magic = glob.escape(pattern) != pattern
+            names = glob.glob(pattern, recursive=True) if magic else [pattern]
             for name in names:
                 try:
                     stat = os.stat(name)
                 except OSError:
                     continue
-                if os.path.isfile(name):
+                if stat_module.S_ISREG(stat.st_mode):
                     found.setdefault(os.path.abspath(name), stat)
         return dict(sorted(found.items()))
 
