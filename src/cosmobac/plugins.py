@@ -62,6 +62,7 @@ distribution: names only, so an error can say what to install; core imports none
 
 BUILTIN_MODULES: Final = (
     "cosmobac.sensors.simulated",
+    "cosmobac.sensors.csv_files",
     "cosmobac.stores.memory",
     "cosmobac.sinks.jsonl",
     "cosmobac.sinks.stdout",
