@@ -424,7 +424,7 @@ class ModbusSensor:
                 rejects.append(
                     InputReject(
                         origin=_origin(device, register),
-                        reason=f"{register.metric}: {register.type} value is {raw[0]!r}, not a number",
+                        reason=f"{register.metric}: {register.type} value is {float(raw[0])!r}, not a number",
                         raw=" ".join(f"0x{w:04x}" for w in raw_words),
                         created_at=timestamp,
                     )
