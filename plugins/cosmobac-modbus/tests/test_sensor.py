@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import math
+import socket
 import time
 from collections.abc import Callable
 
@@ -263,3 +264,34 @@ def test_close_stops_polling_and_closes_connections(simulators, make_sensor):
     count = len(simulators[0].requests)
     sensor.wait(0.2, 10**6)
     assert sensor.status()[0].polls == polls and len(simulators[0].requests) == count
+
+
+def test_a_device_that_never_answers_delays_no_other(simulators, make_sensor):
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # accepts connections, never answers
+        port = silent.getsockname()[1]
+        sensor = make_sensor(
+            devices=[
+                {"host": "127.0.0.1", "port": port, "sensor_id": "silent", "timeout": "30s"},
+                {**simulators[0].address, "sensor_id": "up"},
+            ],
+            registers=REGISTERS,
+        )
+        rows = read_rows(sensor, 5)
+        assert {r["sensor_id"] for r in rows} == {"up"}
+        assert sensor.status()[0].polls == 0  # still waiting on its first answer
+        sensor.close()  # does not wait out the 30 s
+
+
+def test_a_timeout_takes_the_device_offline(make_sensor):
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        port = silent.getsockname()[1]
+        sensor = make_sensor(
+            devices=[
+                {"host": "127.0.0.1", "port": port, "sensor_id": "silent", "timeout": "100ms"}
+            ],
+            registers=REGISTERS,
+        )
+        sensor.start()
+        until(lambda: sensor.status()[0].failed_polls >= 2)
+        assert sensor.status()[0].last_error == "no answer within 0.1s"
+        assert len(sensor.read(0)) == 0

@@ -307,7 +307,7 @@ class ModbusSensor:
                 client.close()
 
     def _went_offline(self, state: _State, exc: BaseException) -> float:
-        reason = _reason(exc)
+        reason = _reason(exc, state.device.timeout)
         with self._cond:
             state.polls += 1
             state.failed_polls += 1
@@ -461,10 +461,10 @@ def _singles(request: Request) -> list[Request]:
     return [Request(r.kind, r.address, r.width, (r,)) for r in request.registers]
 
 
-def _reason(exc: BaseException) -> str:
-    if isinstance(exc, TimeoutError | asyncio.TimeoutError):
-        return "timed out"
+def _reason(exc: BaseException, timeout: float) -> str:
     text = str(exc) or type(exc).__name__
+    if isinstance(exc, TimeoutError | asyncio.TimeoutError) or "No response received" in text:
+        return f"no answer within {timeout:g}s"
     return text.removeprefix("Modbus Error: ")
 
 
