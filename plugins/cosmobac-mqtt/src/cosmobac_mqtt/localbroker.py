@@ -11,6 +11,7 @@ file (``users``) and a TLS listener (``tls``: CA, certificate and key files).
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import shutil
@@ -95,6 +96,8 @@ def start_broker(
     port = port or free_port()
     lines = [
         f"listener {port} 127.0.0.1",
+        # started as root, mosquitto would switch to user 'mosquitto', who cannot read this folder
+        f"user {getpass.getuser()}",
         "persistence false",
         "max_queued_messages 0",
         "max_inflight_messages 0",

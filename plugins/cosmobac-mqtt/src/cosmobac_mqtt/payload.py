@@ -77,13 +77,16 @@ def epoch_ms(value: Any, unit: str) -> int:
 
 
 def _topic_level(value: Any) -> int | None:
-    """``sensor_id_from_topic``: false → None, true → -1 (the last level), a number → it."""
+    """``sensor_id_from_topic``: false → None, true → -1 (the last level), a whole number (or
+    digits, as ``${VAR}`` gives) → that level."""
     if value is None or value is False:
         return None
     if value is True:
         return -1
-    if isinstance(value, str) and value.strip().lower() in YES | NO:
-        return -1 if value.strip().lower() in YES else None
+    if isinstance(value, str) and not value.strip().lstrip("-").isdigit():
+        word = value.strip().lower()
+        if word in YES | NO:  # a level written as digits is a level, not a flag
+            return -1 if word in YES else None
     return integer("sensor_id_from_topic", value, minimum=-64, maximum=64)
 
 
