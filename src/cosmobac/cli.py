@@ -14,12 +14,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
+import attrs
 import click
 
 from .config import MAX_SPAN, PipelineConfig, load_config
 from .documents import document_id
 from .errors import ConfigError, CosmobacError
-from .interfaces import DeadLetterStore, PipelineObserver, Store, StoreStats
+from .interfaces import DeadLetterStore, InputStore, PipelineObserver, Store, StoreStats
 from .pipeline import (
     Checkpoint,
     ForwardReport,
@@ -267,7 +268,8 @@ def _observing(
 @click.option(
     "--duration",
     callback=click_callback(parse_duration, maximum=MAX_SPAN),
-    help="Sensor time to collect (overrides run.duration), e.g. 6h.",
+    help="Sensor time to collect (overrides run.duration), e.g. 6h; wall-clock time for a live "
+    "sensor (csv, mqtt, modbus), which otherwise runs until stopped.",
 )
 @metrics_port_option
 def run(config: str, duration: float | None, metrics_port: int | None) -> None:
@@ -295,7 +297,8 @@ def run(config: str, duration: float | None, metrics_port: int | None) -> None:
 @click.option(
     "--duration",
     callback=click_callback(parse_duration, maximum=MAX_SPAN),
-    help="Sensor time to collect (overrides run.duration), e.g. 6h.",
+    help="Sensor time to collect (overrides run.duration), e.g. 6h; wall-clock time for a live "
+    "sensor (csv, mqtt, modbus), which otherwise runs until stopped.",
 )
 @metrics_port_option
 def collect(config: str, duration: float | None, metrics_port: int | None) -> None:
@@ -499,7 +502,7 @@ def _sink_consumer(config: PipelineConfig, store: Store, sink: str) -> str:
 
 @cli.group(name="dead-letters")
 def dead_letters() -> None:
-    """List or replay rows a sink rejected."""
+    """List or replay rows a sink rejected; list input a sensor could not read."""
 
 
 @dead_letters.command(name="list")
@@ -537,6 +540,32 @@ def dead_letters_list(config: str, consumer: str | None, limit: int, as_json: bo
             )
     if not letters and not as_json:
         click.echo("no dead letters")
+
+
+@dead_letters.command(name="inputs")
+@config_argument
+@click.option("--sensor", help="Only this sensor's rejects (its plugin name, e.g. csv or mqtt).")
+@click.option("--limit", type=int, default=100, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON lines, one per reject.")
+def dead_letters_inputs(config: str, sensor: str | None, limit: int, as_json: bool) -> None:
+    """Input a live sensor could not read (a malformed line or payload), oldest first: where it
+    came from (file and line, topic, device), why, and the input itself."""
+    cfg = load_config(config)
+    with _open(cfg) as pipeline:
+        store = pipeline.store
+        if not isinstance(store, InputStore):
+            raise click.ClickException(
+                f"this store ({type(store).__name__}) does not keep input rejects (it is not an "
+                "InputStore); the sqlite store does"
+            )
+        rejects = store.input_rejects(sensor=sensor, limit=limit)
+    for reject in rejects:
+        if as_json:
+            click.echo(json.dumps(attrs.asdict(reject)))
+        else:
+            click.echo(f"{reject.sensor}  {reject.origin}: {reject.reason}  {reject.raw[:120]!r}")
+    if not rejects and not as_json:
+        click.echo("no input rejects")
 
 
 @dead_letters.command(name="replay")

@@ -99,8 +99,9 @@ class LiveSensor(Sensor, Protocol):
     """A sensor fed by the outside world (a broker, devices, growing files) rather than by the
     collector's clock.
 
-    * ``wait(timeout, rows)`` blocks until at least ``rows`` readings wait to be read (returns
-      True) or ``timeout`` seconds have passed (returns False);
+    * ``wait(timeout, rows)`` blocks until at least ``rows`` readings wait to be read, or fewer
+      that are all the source will ever give (returns True), or ``timeout`` seconds have passed
+      (returns False);
     * ``read(until)`` is given the wall clock (epoch ms) and returns the readings received since
       the last ``read``, whatever their own timestamps (a device's clock is its own); it does not
       block for long;

@@ -7,6 +7,9 @@ Guarantees:
 * each sink has its own checkpoint (its *consumer* name), so sinks progress independently;
 * setting :attr:`Pipeline.stop` (the CLI does on SIGINT/SIGTERM) ends the loops after the current
   batch: nothing read is lost, nothing unwritten is acknowledged;
+* a live sensor's readings are stored at least every ``run.flush_interval``, with its rejected
+  input and its state in the same transaction (an :class:`~cosmobac.interfaces.InputStore`), and
+  only then is the sensor told to let go of them (``commit``: an MQTT broker's acknowledgement);
 * transient sink failures back off exponentially with full jitter; a failure marked permanent stops
   that sink at once;
 * with a :class:`~cosmobac.interfaces.ReadAheadStore` (the SQLite store and ``MemoryStore`` are),
@@ -52,6 +55,7 @@ from .interfaces import (
     Closeable,
     FixedStartSensor,
     LaneOutcome,
+    LiveSensor,
     PipelineObserver,
     PrunableStore,
     ReadAheadStore,
@@ -65,6 +69,7 @@ from .interfaces import (
     Transform,
     WriteResult,
 )
+from .live_collect import LiveCollector
 from .plugins import Plugins, get_plugins
 from .schema import STORE_SEQ
 
@@ -204,6 +209,15 @@ class _LaneState:
                 transform.set_state(saved[key])
 
 
+def _sensor_name(spec: Any, sensor: Sensor | None) -> str:
+    """The name a sensor's state and rejects are kept under: its plugin name, or its class's."""
+    if isinstance(spec, str):
+        return spec
+    if isinstance(spec, Mapping) and isinstance(spec.get("plugin"), str):
+        return str(spec["plugin"])
+    return type(sensor).__name__ if sensor is not None else ""
+
+
 def state_key(position: int, transform: Transform) -> str:
     """The key a stateful transform's state is saved under: its place in the chain and its type."""
     return f"transform.{position}.{type(transform).__name__}"
@@ -276,6 +290,7 @@ class Pipeline:
             raise
         self.store: Store = the_store
         self.sensor: Sensor | None = the_sensor
+        self.sensor_name = _sensor_name(sensor, the_sensor)
         self.lanes = list(lanes)
         self.run_config = run_config
         self.progress = progress
@@ -343,6 +358,8 @@ class Pipeline:
                 close_quietly(component)
             raise
         pipeline._owned = [*owned, *pipeline._owned]
+        if config.sensor is not None:
+            pipeline.sensor_name = config.sensor.plugin
         return pipeline
 
     def checkpoints(self) -> list[Checkpoint]:
@@ -386,8 +403,14 @@ class Pipeline:
         ``run.duration``). At ``speed = "max"`` sensor time runs as fast as the machine allows; at a
         factor, it follows the wall clock. With ``forward=True`` each collected step is forwarded
         before the next (the ``run`` command). A restarted collector resumes after the newest
-        stored reading where store and sensor can (see :meth:`_resume_point`)."""
+        stored reading where store and sensor can (see :meth:`_resume_point`).
+
+        A :class:`~cosmobac.interfaces.LiveSensor` (MQTT, Modbus, files) is read in real time
+        instead (see :meth:`_collect_live`): ``duration`` is then wall-clock time, and unset means
+        until stopped or until the sensor is finished."""
         sensor = self._sensor()
+        if isinstance(sensor, LiveSensor):
+            return self._collect_live(sensor, duration=duration, forward=forward)
         cfg = self.run_config
         start, end = self._span(duration)
         if cfg.speed is None and end is None:
@@ -422,6 +445,23 @@ class Pipeline:
             if cfg.speed is not None and (end is None or until < end):
                 self.stop.wait(self._jittered(cfg.interval))
         return CollectReport(rows_read=read, rows_added=added, start=origin, end=until)
+
+    def _collect_live(
+        self, sensor: LiveSensor, *, duration: float | None, forward: bool
+    ) -> CollectReport:
+        """Collect from a :class:`LiveSensor` in real time (see :class:`LiveCollector`)."""
+        collector = LiveCollector(
+            sensor=sensor,
+            store=self.store,
+            name=self.sensor_name,
+            run=self.run_config,
+            stop=self.stop,
+            observer=self.observer,
+            on_progress=lambda done, total: self._report("collect", done, total),
+            on_stored=(lambda: self._deliver(follow=False, backlog=None)) if forward else None,
+        )
+        read, added, start, end = collector.run_for(duration)
+        return CollectReport(rows_read=read, rows_added=added, start=start, end=end)
 
     def _resume_point(self, sensor: Sensor, start: int) -> int:
         """Where collecting starts: after the newest stored reading when the store can say which it

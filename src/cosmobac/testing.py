@@ -1,6 +1,8 @@
 """Helpers for testing pipelines and plugins, public for downstream packages.
 
-* :class:`ListSensor` plays back batches you give it; :class:`ListSink` keeps what it is given and
+* :class:`ListSensor` plays back batches you give it; :class:`QueueSensor` is a live sensor a test
+  feeds from any thread (``put``, ``reject``, ``finish``) and that counts what was committed;
+  :class:`ListSink` keeps what it is given and
   can be told to fail, ask for retries or reject rows; :class:`MemoryStore` is the built-in
   ``memory`` store (:mod:`cosmobac.stores.memory`, also ``cosmobac.MemoryStore``), re-exported
   here.
@@ -51,7 +53,7 @@ import numpy as np
 from .batch import Batch
 from .conformance import check_sensor, check_sink, check_store, check_transform, sample_readings
 from .errors import SinkError
-from .interfaces import WriteResult
+from .interfaces import InputReject, WriteResult
 from .plugins import Plugins, set_plugins
 from .stores.memory import MemoryStore
 from .testing_browser import (
@@ -68,6 +70,7 @@ __all__ = [
     "ListSensor",
     "ListSink",
     "MemoryStore",
+    "QueueSensor",
     "artifacts_dir",
     "check_sensor",
     "check_sink",
@@ -111,6 +114,70 @@ class ListSensor:
         out = self._pending.select(due)
         self._pending = self._pending.select(~due)
         return out
+
+
+@attrs.define(eq=False)
+class QueueSensor:
+    """A live sensor (:class:`~cosmobac.interfaces.LiveSensor`, ``CommittingSensor``,
+    ``RejectingSensor``) fed by a test from any thread: ``put(batch)`` queues readings,
+    ``reject(origin, reason, raw)`` queues an :class:`~cosmobac.interfaces.InputReject`,
+    ``finish()`` says nothing more will come. ``read`` returns everything queued; ``commit`` moves
+    what the last ``read`` returned to ``committed`` (``commits`` counts the calls), so a test can
+    check that the collector commits only what it stored."""
+
+    committed: int = attrs.field(init=False, default=0)
+    commits: int = attrs.field(init=False, default=0)
+    _queue: list[Batch] = attrs.field(init=False, factory=list)
+    _queued: int = attrs.field(init=False, default=0)
+    _rejects: list[InputReject] = attrs.field(init=False, factory=list)
+    _in_hand: int = attrs.field(init=False, default=0)
+    _done: bool = attrs.field(init=False, default=False)
+    _cond: threading.Condition = attrs.field(init=False, factory=threading.Condition)
+
+    def put(self, batch: Batch) -> None:
+        with self._cond:
+            self._queue.append(batch)
+            self._queued += len(batch)
+            self._cond.notify_all()
+
+    def reject(self, origin: str, reason: str, raw: str = "") -> None:
+        with self._cond:
+            self._rejects.append(InputReject(origin, reason, raw))
+
+    def finish(self) -> None:
+        with self._cond:
+            self._done = True
+            self._cond.notify_all()
+
+    @property
+    def finished(self) -> bool:
+        with self._cond:
+            return self._done and not self._queued
+
+    def wait(self, timeout: float, rows: int) -> bool:
+        with self._cond:
+            # after finish() what is queued is all there will be: no reason to wait for more
+            return self._cond.wait_for(
+                lambda: self._queued >= rows or (self._done and self._queued > 0), timeout
+            )
+
+    def read(self, until: int) -> Batch:
+        with self._cond:
+            out = Batch.concat(self._queue) if self._queue else Batch.empty()
+            self._queue, self._queued = [], 0
+            self._in_hand += len(out)
+            return out
+
+    def take_rejects(self) -> list[InputReject]:
+        with self._cond:
+            taken, self._rejects = self._rejects, []
+            return taken
+
+    def commit(self) -> None:
+        with self._cond:
+            self.committed += self._in_hand
+            self._in_hand = 0
+            self.commits += 1
 
 
 @attrs.define(eq=False)

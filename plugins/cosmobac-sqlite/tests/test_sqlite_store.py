@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cosmobac import Batch, Store, StoreError
+from cosmobac import Batch, InputReject, Store, StoreError
 from cosmobac.plugins import Plugins
 from cosmobac.schema import CORE_FIELDS, STORE_SEQ
 from cosmobac_sqlite import DeadLetter, SQLiteStore
@@ -597,11 +597,12 @@ def test_oldest_stored_row_gives_a_never_read_consumer_its_age(tmp_path, monkeyp
 
 def _schema_1_file(path) -> None:
     """A store file as cosmobac-sqlite wrote it before it recorded arrivals: schema version 1,
-    without the ``arrivals`` table, holding rows 1-3."""
+    without the ``arrivals`` table nor the input tables, holding rows 1-3."""
     with SQLiteStore(path) as store:
         store.append(readings(3, start=946_684_800_000))
     with sqlite3.connect(path) as conn:
-        conn.execute("DROP TABLE arrivals")
+        for table in ("arrivals", "sensor_state", "input_rejects"):
+            conn.execute(f"DROP TABLE {table}")
         tables = {
             row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
         }
@@ -642,6 +643,23 @@ def test_a_file_without_arrivals_is_migrated_on_open(tmp_path, monkeypatch):
         assert store.stats().oldest_pending_age_s == {"a": 1.0}
     with SQLiteStore(path, create=False):  # up to date: nothing more recorded
         assert len(arrivals(path)) == 3
+
+
+def test_an_old_file_gets_the_input_tables_on_open(tmp_path):
+    path = tmp_path / "old.db"
+    _schema_1_file(path)
+    with SQLiteStore(path, create=False) as store:
+        assert store.load_sensor_state("csv") is None
+        new = store.append_input(
+            readings(2, start=2_000_000_000_000),
+            sensor="csv",
+            state='{"a.csv": 120}',
+            rejects=[InputReject("a.csv:4", "bad timestamp", "x")],
+        )
+        assert new == 2
+    with SQLiteStore(path, create=False) as store:
+        assert store.load_sensor_state("csv") == '{"a.csv": 120}'
+        assert [r.origin for r in store.input_rejects()] == ["a.csv:4"]
 
 
 def test_prune_drops_arrivals_no_row_needs(tmp_path, monkeypatch):

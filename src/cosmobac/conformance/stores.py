@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import random
 from collections.abc import Callable
 
@@ -11,6 +12,8 @@ from ..interfaces import (
     ConsumerAdminStore,
     DeadLetterStore,
     FileStore,
+    InputReject,
+    InputStore,
     PrunableStore,
     ReadAheadStore,
     ResumableStore,
@@ -54,6 +57,7 @@ def check_store(factory: Callable[[], Store], *, seed: int = 0) -> list[str]:
             (ScannableStore, _store_scan),
             (SensorRangeStore, _store_scan_sensor),
             (ConsumerAdminStore, _store_remove_consumer),
+            (InputStore, _store_inputs),
             (FileStore, _store_path),
         ]
         chosen = [check for protocol, check in capabilities if isinstance(probe, protocol)]
@@ -452,6 +456,45 @@ def _store_last_timestamp(c: Checker) -> None:
         store.append(sample_readings(6))  # older readings, appended later
         got = store.last_timestamp()
         c.expect(got == newest, g, f"gave {got!r} after older rows came in, the newest is {newest}")
+
+
+def _store_inputs(c: Checker) -> None:
+    g = (
+        "append_input stores rows, a sensor's state and its rejects together; load_sensor_state "
+        "and input_rejects give them back (InputStore)"
+    )
+    with c.fresh(InputStore, g) as store:
+        c.expect(store.load_sensor_state("s") is None, g, "a new store has a state for 's'")
+        rows = sample_readings(6)
+        bad = InputReject("feed.csv:3", "conformance: not a number", "x,y")
+        new = store.append_input(rows.select(slice(0, 4)), sensor="s", state="at 4", rejects=[bad])
+        c.expect(new == 4, g, f"append_input of 4 new rows returned {new}")
+        new = store.append_input(rows, sensor="s", state="at 6")
+        c.expect(new == 2, g, f"append_input of 2 new among 6 returned {new}")
+        new = store.append_input(Batch.empty(), sensor="t", state="t0", rejects=[bad, bad])
+        c.expect(new == 0, g, f"append_input of no rows returned {new}")
+        got = (store.load_sensor_state("s"), store.load_sensor_state("t"))
+        c.expect(got == ("at 6", "t0"), g, f"load_sensor_state gave {got}, not ('at 6', 't0')")
+        store.append_input(rows.select(slice(0, 1)), sensor="s")  # no state: the saved one stays
+        got_s = store.load_sensor_state("s")
+        c.expect(got_s == "at 6", g, f"an append_input without state changed it to {got_s!r}")
+        every = store.input_rejects()
+        c.expect(
+            [(r.sensor, r.origin, r.reason, r.raw) for r in every]
+            == [("s", bad.origin, bad.reason, bad.raw)]
+            + [("t", bad.origin, bad.reason, bad.raw)] * 2,
+            g,
+            f"input_rejects() gave {every}",
+        )
+        c.expect(len(store.input_rejects(sensor="t")) == 2, g, "input_rejects(sensor='t') ≠ 2")
+        c.expect(len(store.input_rejects(limit=1)) == 1, g, "input_rejects(limit=1) ≠ 1 reject")
+        c.expect(len(store.read("a", ALL_ROWS)) == 6, g, "the rows stored are not 6")
+        broken = sample_readings(2, offset=6).with_columns(sensor_id=[None, None])
+        with contextlib.suppress(ValueError, TypeError):
+            store.append_input(broken, sensor="s", state="broken", rejects=[bad])
+        got_s = store.load_sensor_state("s")
+        c.expect(got_s == "at 6", g, f"a refused batch still saved its state ({got_s!r})")
+        c.expect(len(store.input_rejects()) == 3, g, "a refused batch still recorded its rejects")
 
 
 def _store_prune(c: Checker) -> None:

@@ -10,14 +10,14 @@ from __future__ import annotations
 import bisect
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 import attrs
 import numpy as np
 
 from ..batch import Batch, require_identity
 from ..hookspecs import Register, hookimpl
-from ..interfaces import DeadLetter, StoreStats
+from ..interfaces import DeadLetter, InputReject, StoreStats
 from ..schema import STORE_SEQ
 
 __all__ = ["MemoryStore", "register_stores"]
@@ -31,7 +31,8 @@ class MemoryStore:
     Besides :class:`~cosmobac.interfaces.Store` it is a :class:`~cosmobac.interfaces.ReadAheadStore`,
     :class:`~cosmobac.interfaces.StatefulStore`, :class:`~cosmobac.interfaces.ResumableStore`,
     :class:`~cosmobac.interfaces.ScannableStore`, :class:`~cosmobac.interfaces.SensorRangeStore`,
-    :class:`~cosmobac.interfaces.DeadLetterStore` and
+    :class:`~cosmobac.interfaces.DeadLetterStore`,
+    :class:`~cosmobac.interfaces.InputStore` and
     :class:`~cosmobac.interfaces.ConsumerAdminStore`; it has no retention (not prunable) and no
     file."""
 
@@ -44,6 +45,8 @@ class MemoryStore:
     # when rows arrived, one entry per append that stored rows: its highest seq, epoch ms
     _arrival_seqs: list[int] = attrs.field(init=False, factory=list)
     _arrival_ms: list[int] = attrs.field(init=False, factory=list)
+    _sensor_state: dict[str, str] = attrs.field(init=False, factory=dict)
+    _rejects: list[InputReject] = attrs.field(init=False, factory=list)
 
     def append(self, batch: Batch) -> int:
         if not len(require_identity(batch)):
@@ -65,6 +68,38 @@ class MemoryStore:
                 self._arrival_seqs.append(start + len(fresh) - 1)
                 self._arrival_ms.append(time.time_ns() // 1_000_000)
             return len(fresh)
+
+    def append_input(
+        self,
+        batch: Batch,
+        *,
+        sensor: str,
+        state: str | None = None,
+        rejects: Sequence[InputReject] = (),
+    ) -> int:
+        """:meth:`append`, saving ``sensor``'s ``state`` and recording ``rejects`` with it (all or
+        nothing)."""
+        rejects = [attrs.evolve(r, sensor=sensor) for r in rejects]
+        if state is not None and not isinstance(state, str):
+            raise TypeError(f"state must be text, got {type(state).__name__}")
+        with self._lock:
+            new = self.append(batch) if len(batch) else 0
+            if state is not None:
+                self._sensor_state[sensor] = state
+            self._rejects.extend(rejects)
+            return new
+
+    def load_sensor_state(self, sensor: str) -> str | None:
+        """The state last saved for ``sensor`` by :meth:`append_input`, None when none was."""
+        return self._sensor_state.get(sensor)
+
+    def input_rejects(
+        self, *, sensor: str | None = None, limit: int | None = None
+    ) -> list[InputReject]:
+        """The recorded rejects (of one sensor, or all), oldest first, at most ``limit``."""
+        with self._lock:
+            found = [r for r in self._rejects if sensor is None or r.sensor == sensor]
+        return found if limit is None else found[:limit]
 
     def _arrival_ms_of(self, seq: int) -> int:
         """When the row ``seq`` was appended (epoch ms): the first arrival covering it."""

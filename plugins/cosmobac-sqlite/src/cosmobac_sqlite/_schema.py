@@ -142,7 +142,26 @@ CREATE TABLE IF NOT EXISTS arrivals (
     seq_max INTEGER PRIMARY KEY,
     stored_at INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS sensor_state (
+    sensor TEXT PRIMARY KEY,
+    state TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS input_rejects (
+    id INTEGER PRIMARY KEY,
+    sensor TEXT NOT NULL,
+    origin TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    raw TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
 """
+
+INPUT_TABLES: Final = tuple(
+    statement.strip()
+    for statement in SCHEMA.split(";")
+    if "sensor_state" in statement or "input_rejects" in statement
+)
+"""The tables a live sensor's state and rejected input are kept in (added to older files on open)."""
 
 ARRIVALS_TABLE: Final = """
 CREATE TABLE IF NOT EXISTS arrivals (

@@ -20,7 +20,7 @@ Guarantees:
   under a running process stops every later operation with a ``StoreError`` saying what happened,
   instead of writing on into a file no one can reach;
 * an existing file is brought up to this code when opened (:func:`_migrate`: the ``arrivals``
-  table, see :mod:`cosmobac_sqlite._schema`), in one short write transaction, only when needed;
+  and input tables, see :mod:`cosmobac_sqlite._schema`), in one short write transaction, only when needed;
 * SQLite errors inside :meth:`StoreConnection.transaction` become ``StoreError`` naming the file.
 """
 
@@ -41,6 +41,7 @@ from cosmobac.errors import StoreError, StoreMissingError
 from ._schema import (
     ARRIVALS_TABLE,
     FORMAT,
+    INPUT_TABLES,
     MIGRATE_ARRIVALS,
     SCHEMA,
     SCHEMA_VERSION,
@@ -84,14 +85,18 @@ def _create_schema(conn: sqlite3.Connection) -> None:
 
 
 def _migrate(conn: sqlite3.Connection, tables: set[str]) -> None:
-    """Bring an existing store file up to this code: add the ``arrivals`` table if it is missing,
+    """Bring an existing store file up to this code: add the ``arrivals`` table and the input
+    tables (a live sensor's state and rejects) if they are missing,
     and cover rows that no arrival covers (stored before it existed, or by earlier code) with one
     arrival timed now. A read decides whether anything is to be done, so a file already up to date
     is opened without taking the write lock."""
-    if "arrivals" in tables and not conn.execute(UNCOVERED_ROWS).fetchone()[0]:
+    inputs = {"sensor_state", "input_rejects"} <= tables
+    if inputs and "arrivals" in tables and not conn.execute(UNCOVERED_ROWS).fetchone()[0]:
         return
     conn.execute("BEGIN IMMEDIATE")
     try:
+        for table in INPUT_TABLES:
+            conn.execute(table)
         conn.execute(ARRIVALS_TABLE)
         conn.execute(MIGRATE_ARRIVALS, (wall_clock_ms(),))
         conn.execute("COMMIT")

@@ -27,10 +27,11 @@ import numpy as np
 
 from cosmobac.batch import Batch, read_only, require_identity
 from cosmobac.errors import StoreError
-from cosmobac.interfaces import DeadLetter, StoreStats
+from cosmobac.interfaces import DeadLetter, InputReject, StoreStats
 from cosmobac.schema import CORE_FIELDS, STORE_SEQ, Kind, kind_of
 from cosmobac.values import choice, duration, flag
 
+from . import inputs
 from ._schema import SQL_TYPES, column_from_sql, quote, widen
 from .connection import MEMORY, SYNCHRONOUS, StoreConnection, wall_clock_ms
 
@@ -103,7 +104,7 @@ class SQLiteStore:
     (every later operation raises a ``StoreError`` saying so).
 
     Capabilities (:mod:`cosmobac.interfaces`): read-ahead, stateful, resumable, prunable,
-    scannable, dead-letter, consumer-admin and file store.
+    scannable, sensor-range, dead-letter, input, consumer-admin and file store.
     """
 
     def __init__(
@@ -223,6 +224,40 @@ class SQLiteStore:
         missing). Extra columns are added to the table as they first appear and travel through. A
         ``seq`` column (from another store's read) is ignored.
         """
+        return self._append(batch, None)
+
+    def append_input(
+        self,
+        batch: Batch,
+        *,
+        sensor: str,
+        state: str | None = None,
+        rejects: Sequence[InputReject] = (),
+    ) -> int:
+        """:meth:`append`, and in the same transaction ``sensor``'s ``state`` saved (when given)
+        and ``rejects`` recorded (see :mod:`cosmobac_sqlite.inputs`)."""
+        record = inputs.InputRecord.of(sensor, state, rejects)
+        return self._append(batch, record)
+
+    def load_sensor_state(self, sensor: str) -> str | None:
+        """The state last saved for ``sensor`` by :meth:`append_input`, None when none was."""
+        with self._transaction(write=False) as conn:
+            return inputs.load_state(conn, sensor)
+
+    def input_rejects(
+        self, *, sensor: str | None = None, limit: int | None = None
+    ) -> list[InputReject]:
+        """The recorded rejects (of one sensor, or all), oldest first, at most ``limit``."""
+        limit = _sql_limit(limit, optional=True)
+        with self._transaction(write=False) as conn:
+            return inputs.rejects(conn, sensor, limit)
+
+    def _append(self, batch: Batch, record: inputs.InputRecord | None) -> int:
+        """The rows of ``batch`` (and a live sensor's ``record``) stored in one transaction."""
+        if not len(batch) and record is not None:
+            with self._transaction(write=True) as conn:
+                record.save(conn)
+            return 0
         if not len(require_identity(batch)):
             return 0
         names = tuple(n for n in batch.columns if n != STORE_SEQ)
@@ -243,6 +278,8 @@ class SQLiteStore:
                         "VALUES ((SELECT max(seq) FROM readings), ?) ON CONFLICT DO NOTHING",
                         (wall_clock_ms(),),
                     )
+                if record is not None:
+                    record.save(conn)
                 return stored
         except StoreError as exc:
             cause = exc.__cause__
