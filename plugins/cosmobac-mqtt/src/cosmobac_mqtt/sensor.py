@@ -60,6 +60,7 @@ class _Message:
     qos: int
     generation: int
     topic: str
+    dup: bool
     objects: list[dict[str, Any]]
     rejects: list[InputReject]
 
@@ -130,6 +131,13 @@ class MqttSensor:
             self._raise_fatal()
             messages, self._buffer, self._rows = self._buffer, [], 0
             self._cond.notify_all()  # a network thread waiting for room may go on
+        again = sum(m.dup for m in messages)
+        if again:
+            log.info(
+                "%d of the %d messages read were redelivered (sent before, not acknowledged)",
+                again,
+                len(messages),
+            )
         items = [(m.topic, obj) for m in messages for obj in m.objects]
         batch, rejects = self.settings.mapping.to_batch(items)
         with self._cond:
@@ -375,6 +383,7 @@ class MqttSensor:
                     qos=message.qos,
                     generation=self._generation,
                     topic=message.topic,
+                    dup=bool(message.dup),
                     objects=objects,
                     rejects=rejects,
                 )
