@@ -21,7 +21,19 @@ from .test_kill import collector
 T0 = 1_767_225_600_000
 
 
-def test_the_plugin_registers_the_mqtt_sensor(tmp_path: Path, monkeypatch):
+@pytest.fixture
+def registry(cosmobac_plugins):
+    """A registry with the built-ins, the sqlite store and this plugin only (fast, and
+    independent of what else is installed)."""
+    import cosmobac_mqtt
+    import cosmobac_sqlite
+
+    cosmobac_plugins.register(cosmobac_mqtt, name="mqtt")
+    cosmobac_plugins.register(cosmobac_sqlite, name="sqlite")
+    return cosmobac_plugins
+
+
+def test_the_plugin_registers_the_mqtt_sensor(tmp_path: Path, monkeypatch, registry):
     monkeypatch.setenv("MQTT_PASSWORD", "pa55-Word-xyz")
     path = tmp_path / "pipeline.toml"
     path.write_text(
@@ -77,7 +89,7 @@ path = "edge.db"
         ({"colour": "blue"}, "unknown key 'colour'"),
     ],
 )
-def test_bad_keys_are_config_errors_naming_the_key(keys, message):
+def test_bad_keys_are_config_errors_naming_the_key(keys, message, registry):
     table = {"plugin": "mqtt", "host": "h", "topics": "a/#", "client_id": "c", **keys}
     with pytest.raises(ConfigError) as error:
         parse_config({"sensor": table}).sensor.build()
