@@ -126,9 +126,8 @@ def run_cosmobac(
     with mqtt(**keys) as first:  # the session, then away while the broker queues
         first.start()
         deadline = time.monotonic() + 10
-        while not first.connected and time.monotonic() < deadline:
+        while not first.subscribed and time.monotonic() < deadline:
             time.sleep(0.01)
-        time.sleep(0.3)  # the SUBACK
     preload(broker, count, tag)
 
     store = SQLiteStore(directory / f"{tag}.db")

@@ -117,7 +117,7 @@ path = "{tmp_path / "edge.db"}"
     proc = collector(config, log)
     try:
         deadline = time.monotonic() + 30
-        while "connected to MQTT broker" not in log.read_text() and time.monotonic() < deadline:
+        while "subscribed to" not in log.read_text() and time.monotonic() < deadline:
             time.sleep(0.05)
         from cosmobac_mqtt.localbroker import publish
 

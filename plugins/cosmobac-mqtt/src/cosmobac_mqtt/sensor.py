@@ -19,7 +19,7 @@ Guarantees:
   a broker that is down at start is retried. What retrying cannot fix fails with a
   :class:`~cosmobac.errors.ConfigError` from ``wait``/``read`` naming the key to fix: an unknown
   host name, a TLS certificate the broker's does not verify against, a login the broker refuses,
-  a topic it refuses, a ``client_id`` it refuses;
+  a subscription it refuses in its SUBACK, a ``client_id`` it refuses;
 * the password never appears in logs, errors or the ``repr``.
 """
 
@@ -85,6 +85,7 @@ class MqttSensor:
         self._client: Any = None
         self._closed = False
         self._connected = False
+        self._subscribed = False
         self.redelivered = 0  # messages the broker marked as sent before (DUP)
         self.received = 0
         self.acknowledged = 0
@@ -105,7 +106,14 @@ class MqttSensor:
 
     @property
     def connected(self) -> bool:
+        """Connected to the broker now."""
         return self._connected
+
+    @property
+    def subscribed(self) -> bool:
+        """Connected, and the broker granted the subscriptions: messages published from now on
+        are kept for this session."""
+        return self._connected and self._subscribed
 
     def wait(self, timeout: float, rows: int) -> bool:
         """Block until ``rows`` readings wait (or ``max_buffered`` messages, a full buffer),
@@ -340,7 +348,7 @@ class MqttSensor:
         self, client: Any, userdata: Any, flags: Any, reason: Any, properties: Any
     ) -> None:
         with self._cond:
-            self._connected = False
+            self._connected = self._subscribed = False
             closing = self._closed or self._fatal is not None
         if not closing:
             log.warning(
@@ -363,6 +371,7 @@ class MqttSensor:
                 log.error("%s", message)
                 client.disconnect()
                 return
+            log.info("subscribed to %r at QoS %d", topic, min(reason.value, 2))
             if reason.value < s.qos:
                 log.warning(
                     "MQTT broker %s granted QoS %d for %r (asked %d): messages may be lost",
@@ -371,6 +380,9 @@ class MqttSensor:
                     topic,
                     s.qos,
                 )
+        with self._cond:
+            self._subscribed = True
+            self._cond.notify_all()
 
     def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
         objects, rejects = self.settings.mapping.decode(message.topic, message.payload)
