@@ -17,13 +17,16 @@ COPY src ./src
 COPY plugins/cosmobac-sqlite ./plugins/cosmobac-sqlite
 COPY plugins/cosmobac-cosmos ./plugins/cosmobac-cosmos
 COPY plugins/cosmobac-wasm ./plugins/cosmobac-wasm
+COPY plugins/cosmobac-mqtt ./plugins/cosmobac-mqtt
+COPY plugins/cosmobac-modbus ./plugins/cosmobac-modbus
 # wheels of cosmobac, its shipped plugins and every dependency, for an offline install below
 RUN pip wheel --no-cache-dir --wheel-dir /wheels \
-        . ./plugins/cosmobac-sqlite ./plugins/cosmobac-cosmos ./plugins/cosmobac-wasm
+        . ./plugins/cosmobac-sqlite ./plugins/cosmobac-cosmos ./plugins/cosmobac-wasm \
+        ./plugins/cosmobac-mqtt ./plugins/cosmobac-modbus
 
 FROM python:${PYTHON_VERSION}-slim-bookworm
 LABEL org.opencontainers.image.title="cosmobac" \
-      org.opencontainers.image.description="Edge-to-cloud sensor pipelines: cosmobac with its SQLite, Cosmos DB and WebAssembly plugins" \
+      org.opencontainers.image.description="Edge-to-cloud sensor pipelines: cosmobac with its SQLite, Cosmos DB, WebAssembly, MQTT and Modbus plugins" \
       org.opencontainers.image.licenses="MIT"
 ENV PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \

@@ -1,8 +1,8 @@
 """Sessions. ``tests`` is what CI runs (the README's test command); it runs every distribution's
 suite, then the core-alone and wheel checks:
 
-* ``core``, ``sqlite``, ``cosmos``, ``wasm``, ``bacalhau``: one distribution's own tests, run from
-  its folder, with it and what its tests use installed editable (``python3 -m nox -s wasm``);
+* ``core``, ``sqlite``, ``cosmos``, ``wasm``, ``bacalhau``, ``mqtt``, ``modbus``: one
+  distribution's own tests, run from its folder, with it and what its tests use installed editable (``python3 -m nox -s wasm``);
 * ``core_alone``: cosmobac installed with no plugin at all; the core tests that need no plugin, and
   the checks that the command line works and names the plugin to install;
 * ``wheels``: every distribution built as a wheel and installed (not editable), then the fast
@@ -54,6 +54,8 @@ PLUGINS = (
         "plugins/cosmobac-bacalhau",
         ("plugins/cosmobac-sqlite", "plugins/cosmobac-cosmos", "plugins/cosmobac-wasm"),
     ),
+    Distribution("mqtt", "plugins/cosmobac-mqtt", ("plugins/cosmobac-sqlite",)),
+    Distribution("modbus", "plugins/cosmobac-modbus", ("plugins/cosmobac-sqlite",)),
 )
 DISTRIBUTIONS = (CORE, *PLUGINS)
 EVERYTHING = (*(d.folder for d in PLUGINS), "examples/cosmobac-example-sink")
@@ -191,6 +193,8 @@ WHEEL_TESTS: dict[str, tuple[str, ...]] = {
     "cosmos": ("tests/test_plan.py", "tests/test_sink_server.py", "tests/test_commands.py"),
     "wasm": ("tests",),
     "bacalhau": ("tests/test_bacalhau_cli.py", "tests/test_bacalhau_fleet_status.py"),
+    "mqtt": ("tests/test_collect.py",),
+    "modbus": ("tests/test_docs.py",),
 }
 """The tests the ``wheels`` session runs against the installed wheels, per distribution."""
 

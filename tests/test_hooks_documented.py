@@ -52,27 +52,45 @@ def config_keys() -> list[tuple[str, str]]:
     keys += [("[[alerts]]", key) for key in _ALERT_CONVERTERS]
     for component in Plugins().components():
         for key in component.accepted_keys() or []:
-            keys.append((f"`{component.name}`", key))
+            keys.append((f"{component.kind} `{component.name}`", key))
     return keys
 
 
-def section(text: str, marker: str) -> str:
-    """The part of ``text`` under the first heading containing ``marker``, to the next heading of
-    the same or a higher level."""
+def _level(line: str) -> int:
+    return len(line) - len(line.lstrip("#")) if line.startswith("#") else 0
+
+
+def section(text: str, marker: str, kind: str | None = None) -> str:
+    """The part of ``text`` under a heading containing ``marker``, to the next heading of the same
+    or a higher level: the first such heading, or with ``kind`` (``sensor``, ``sink``, …) the
+    first whose own line or an enclosing heading names that kind (a ``csv`` sensor and a ``csv``
+    sink each have their own section)."""
     lines = text.splitlines()
+    found: list[int] = []
     for i, line in enumerate(lines):
         if line.startswith("#") and marker in line:
-            level = len(line) - len(line.lstrip("#"))
-            body = []
-            for following in lines[i + 1 :]:
-                if (
-                    following.startswith("#")
-                    and len(following) - len(following.lstrip("#")) <= level
-                ):
-                    break
-                body.append(following)
-            return "\n".join(body)
-    return ""
+            found.append(i)
+    if kind is not None and len(found) > 1:
+
+        def names_kind(i: int) -> bool:
+            level, context = _level(lines[i]), [lines[i]]
+            for above in reversed(lines[:i]):
+                if 0 < _level(above) < level:
+                    context.append(above)
+                    level = _level(above)
+            return any(kind.lower() in heading.lower() for heading in context)
+
+        found = [i for i in found if names_kind(i)] or found
+    if not found:
+        return ""
+    start = found[0]
+    level = _level(lines[start])
+    body = []
+    for following in lines[start + 1 :]:
+        if following.startswith("#") and _level(following) <= level:
+            break
+        body.append(following)
+    return "\n".join(body)
 
 
 def reference_text() -> str:
@@ -84,7 +102,10 @@ def reference_text() -> str:
 
 @pytest.mark.parametrize(("where", "key"), config_keys())
 def test_every_config_key_is_in_the_reference(where, key):
-    body = section(reference_text(), where)
+    kind = None
+    if where.endswith("`") and " `" in where:  # a component: "sensor `csv`"
+        kind, where = where.split(" ", 1)
+    body = section(reference_text(), where, kind)
     assert body, f"docs/reference/config*.md has no heading naming {where}"
     assert f"`{key}`" in body, f"docs/reference/config*.md, section {where}, lacks `{key}`"
 

@@ -293,3 +293,31 @@ def test_input_rejects_are_counted_by_the_metrics():
     text = prometheus_client.generate_latest(monitor.registry).decode()
     assert 'cosmobac_input_rejects_total{sensor="QueueSensor"} 2.0' in text
     assert "cosmobac_rows_stored_total 2.0" in text
+
+
+def test_a_sensor_table_name_keys_its_state_and_rejects(tmp_path):
+    """Two csv collectors sharing a store keep their positions apart under their names."""
+    from cosmobac_sqlite import SQLiteStore
+
+    db = tmp_path / "edge.db"
+    for site in ("a", "b"):
+        (tmp_path / f"{site}.csv").write_text(
+            f"sensor_id,timestamp,temperature\n{site}-1,2026-01-01T00:00:00Z,1.5\n{site}-1,x,2\n"
+        )
+        config = tmp_path / f"{site}.toml"
+        config.write_text(
+            f'[sensor]\nplugin = "csv"\nname = "site-{site}"\npath = "{tmp_path / site}.csv"\n'
+            f'[store]\nplugin = "sqlite"\npath = "{db}"\n'
+        )
+        with Pipeline.from_config(str(config), need_sensor=True) as pipeline:
+            assert pipeline.sensor_name == f"site-{site}"
+            pipeline.collect()
+    with SQLiteStore(db) as store:
+        assert store.load_sensor_state("site-a") and store.load_sensor_state("site-b")
+        assert store.load_sensor_state("csv") is None
+        assert sorted(r.sensor for r in store.input_rejects()) == ["site-a", "site-b"]
+
+
+def test_a_sensor_table_in_code_may_carry_a_name():
+    with Pipeline(store="memory", sensor={"plugin": "simulated", "name": "fleet"}) as pipeline:
+        assert pipeline.sensor_name == "fleet"

@@ -225,7 +225,9 @@ def make_component(kind: Kind, value: Any, owned: list[Closeable], plugins: Plug
                 else f"{kind}: a tuple is not a {kind}"
             )
         return value
-    cfg = ComponentConfig.from_table(kind, value, where=kind, plugins=plugins)  # no values: secrets
+    cfg = ComponentConfig.from_table(  # no values in messages: secrets
+        kind, value, where=kind, plugins=plugins, named=kind == "sensor"
+    )
     made = cfg.build(plugins)
     if isinstance(made, Closeable):
         owned.append(made)

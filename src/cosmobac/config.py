@@ -421,7 +421,9 @@ class ComponentConfig:
     plugin: str
     options: Mapping[str, Any]
     where: str  # e.g. "edge.toml: [[sinks]] #1"
-    name: str | None = None  # sinks: the consumer name checkpoints are kept under
+    # sinks: the consumer name checkpoints are kept under; a sensor: what its state and rejects
+    # are kept under in the store (default: its plugin name)
+    name: str | None = None
 
     @classmethod
     def from_table(
@@ -434,7 +436,7 @@ class ComponentConfig:
         named: bool = False,
     ) -> ComponentConfig:
         """A checked table (``{"plugin": "jsonl", "path": "out.jsonl"}``), as a pipeline file's;
-        ``named``: it may hold a ``name`` (sinks). Values are not ``${VAR}``-expanded."""
+        ``named``: it may hold a ``name`` (sinks, the sensor). Values are not ``${VAR}``-expanded."""
         return _component_config(kind, table, where, plugins or get_plugins(), named=named)
 
     def default_consumer(self, plugins: Plugins | None = None) -> str:
@@ -589,7 +591,7 @@ def parse_config(
     return PipelineConfig(
         sensor=None
         if sensor is None
-        else _component_config("sensor", sensor, f"{source}: [sensor]", plugins),
+        else _component_config("sensor", sensor, f"{source}: [sensor]", plugins, named=True),
         store=None
         if store is None
         else _component_config("store", store, f"{source}: [store]", plugins),

@@ -140,11 +140,14 @@ class _LaneState:
 
 
 def _sensor_name(spec: Any, sensor: Sensor | None) -> str:
-    """The name a sensor's state and rejects are kept under: its plugin name, or its class's."""
+    """The name a sensor's state and rejects are kept under: its table's ``name``, else its plugin
+    name, or for an object its class's."""
     if isinstance(spec, str):
         return spec
-    if isinstance(spec, Mapping) and isinstance(spec.get("plugin"), str):
-        return str(spec["plugin"])
+    if isinstance(spec, Mapping):
+        for key in ("name", "plugin"):
+            if isinstance(spec.get(key), str):
+                return str(spec[key])
     return type(sensor).__name__ if sensor is not None else ""
 
 
@@ -289,7 +292,7 @@ class Pipeline:
             raise
         pipeline._owned = [*owned, *pipeline._owned]
         if config.sensor is not None:
-            pipeline.sensor_name = config.sensor.plugin
+            pipeline.sensor_name = config.sensor.name or config.sensor.plugin
         return pipeline
 
     def checkpoints(self) -> list[Checkpoint]:
