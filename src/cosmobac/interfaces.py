@@ -101,8 +101,8 @@ class LiveSensor(Sensor, Protocol):
     collector's clock.
 
     * ``wait(timeout, rows)`` blocks until at least ``rows`` readings wait to be read, or fewer
-      that are all the source will ever give (returns True), or ``timeout`` seconds have passed
-      (returns False);
+      that are all the source will ever give or all the sensor can hold (returns True: read
+      now), or ``timeout`` seconds have passed (returns False);
     * ``read(until)`` is given the wall clock (epoch ms) and returns the readings received since
       the last ``read``, whatever their own timestamps (a device's clock is its own); it does not
       block for long;
