@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import signal
 import sqlite3
 import subprocess
@@ -491,3 +492,110 @@ def test_health_file_must_be_a_path(tmp_path):
     config = pipeline(tmp_path, HEALTHY.replace('"${HEALTH:-state/health.json}"', "3"))
     with pytest.raises(Exception, match=r"\[monitoring\]: health_file must be a file path"):
         load_config(config)
+
+
+# -- the how-tos' commands ----------------------------------------------------------------------------
+DOCS = ROOT / "docs" / "how-to"
+_FENCE = re.compile(r"^```(\w*)\n(.*?)^```$", re.MULTILINE | re.DOTALL)
+
+
+def doc_blocks(name: str) -> list[tuple[str, str]]:
+    """(language, code) of the fenced blocks of a how-to, in order."""
+    return [(m.group(1), m.group(2)) for m in _FENCE.finditer((DOCS / name).read_text())]
+
+
+def run_cosmobac(args: list[str], cwd: Path, env: dict[str, str] | None = None):
+    return subprocess.run(
+        [sys.executable, "-m", "cosmobac", *args],
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+    )
+
+
+def test_the_deploy_howto_runs(tmp_path, monkeypatch):
+    """Every cosmobac command of docs/how-to/deploy-compose.md runs on its pipeline file and prints
+    what the page shows; the files it writes pass `docker-compose config` with the page's .env."""
+    compose = require_command("docker-compose", hint="the compose file's config check")
+    monkeypatch.delenv("COSMOS_KEY", raising=False)
+    blocks = doc_blocks("deploy-compose.md")
+    pipeline(tmp_path, next(code for lang, code in blocks if lang == "toml"))
+    ran: list[str] = []
+    for i, (lang, code) in enumerate(blocks):
+        if lang == "dotenv":
+            (tmp_path / ".env").write_text(code)
+        if lang != "console":
+            continue
+        for line in code.splitlines():
+            argv = shlex.split(line)
+            if argv[0] == "cosmobac" and argv[1] == "compose":
+                out = run_cosmobac(argv[1:], tmp_path)
+                assert out.returncode == 0, out.stderr
+                shown = blocks[i + 1] if i + 1 < len(blocks) else ("", "")
+                if shown[0] == "text" and shown[1].startswith("wrote"):
+                    assert out.stdout == shown[1]
+                ran.append(line)
+            elif argv[0] == "docker-compose":
+                out = subprocess.run(
+                    [compose, *argv[1:]], cwd=tmp_path, capture_output=True, text=True
+                )
+                assert out.returncode == 0, f"{line}: {out.stderr}"
+                ran.append(line)
+            elif argv[0] == "chmod":
+                subprocess.run(argv, cwd=tmp_path, check=True)
+    assert len(ran) == 4, ran  # two compose files, each checked
+    assert "cosmos" in yaml.safe_load((tmp_path / "local.yml").read_text())["services"]
+    for name in ("docker-compose.yml", "local.yml"):
+        assert "your-account-key" not in (tmp_path / name).read_text()
+
+
+@pytest.mark.slow
+def test_the_operate_howto_commands_run_in_a_node(tmp_path):
+    """The `docker compose exec SERVICE cosmobac ...` lines of docs/how-to/operate-compose.md name
+    services of the generated file, and their cosmobac commands run on a node's store the way the
+    service would run them (the Cosmos DB queries excepted: they need a server)."""
+    blocks = doc_blocks("operate-compose.md")
+    config = pipeline(
+        tmp_path, next(c for lang, c in doc_blocks("deploy-compose.md") if lang == "toml")
+    )
+    plan = compose_plan(config, cities=3, sensors_per_city=4)
+    names = {s.name for s in plan.services}
+    data = tmp_path / "london"
+    data.mkdir()
+    secrets = {"COSMOS_KEY": "Y29zbW9iYWMgbG9jYWwgc2VydmVyOiBhbnkga2V5IHdvcmtz"}
+    collector = plan.service("london-collector").on_host(config, data)
+    collecting = start(collector.argv, {**collector.env, **secrets}, collector.cwd)
+    deadline = time.monotonic() + 60
+    while (
+        time.monotonic() < deadline
+    ):  # the pipeline follows the wall clock: stop it once it stored
+        if (data / "edge.db").exists() and stored_sensors(data)[1] > 0:
+            break
+        assert collecting.poll() is None, collecting.communicate()[1]
+        time.sleep(0.1)
+    collecting.send_signal(signal.SIGTERM)
+    assert collecting.wait(timeout=60) == 0
+    ran = []
+    for lang, code in blocks:
+        if lang != "console":
+            continue
+        for line in code.splitlines():
+            argv = shlex.split(line)
+            if argv[:3] == ["docker", "compose", "exec"]:
+                service, command = argv[3], argv[4:]
+                assert service in names, line
+                if command[0] != "cosmobac" or command[1] == "cosmos":
+                    continue
+                host = plan.service(service).on_host(config, data)
+                args = [str(config) if a == CONFIG_PATH else a for a in command[1:]]
+                out = run_cosmobac(args, host.cwd, {**host.env, **secrets})
+                assert out.returncode == 0, f"{line}: {out.stdout}{out.stderr}"
+                ran.append(line)
+            elif argv[:2] == ["cosmobac", "compose"]:
+                out = run_cosmobac(argv[1:], tmp_path)
+                assert out.returncode == 0, out.stderr
+                document = yaml.safe_load((tmp_path / "docker-compose.yml").read_text())
+                assert document["services"]["tokyo-forwarder"]["image"] == "cosmobac:0.2.0"
+                ran.append(line)
+    assert len(ran) == 5, ran

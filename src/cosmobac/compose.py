@@ -412,7 +412,8 @@ def compose_plan(
             )
     refs = [r for where, text in _walk(data, "") for r in _refs(text, where)]
     if local_cosmos:
-        sinks = data.get("sinks") if isinstance(data.get("sinks"), list) else []
+        given = data.get("sinks")
+        sinks: list[Any] = given if isinstance(given, list) else []
         cosmos = [s for s in sinks if isinstance(s, Mapping) and s.get("plugin") == "cosmos"]
         if not cosmos:
             problems.append(
