@@ -9,6 +9,7 @@ import os
 import re
 import shlex
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -24,6 +25,8 @@ from cosmobac.cli import cli
 from cosmobac.compose import (
     CITY_VAR,
     CONFIG_PATH,
+    COSMOS_LAUNCHER,
+    COSMOS_PROBE,
     COSMOS_SERVER_PACKAGE,
     COSMOS_SERVER_VERSION,
     DATA_DIR,
@@ -599,3 +602,61 @@ def test_the_operate_howto_commands_run_in_a_node(tmp_path):
                 assert document["services"]["tokyo-forwarder"]["image"] == "cosmobac:0.2.0"
                 ran.append(line)
     assert len(ran) == 5, ran
+
+
+# -- the local Cosmos server service -----------------------------------------------------------------
+LOCAL_COSMOS = COSMOS.replace('listen = "0.0.0.0:9464"\n', "") + (
+    '\n[run]\nspeed = "max"\nstep = "5m"\ninterval = "50ms"\n'
+)
+
+
+@pytest.mark.slow
+def test_the_local_server_service_runs_and_the_nodes_write_to_it(tmp_path):
+    """The cosmos service's launcher and health check, run with node on this machine, serve the
+    node commands of the file (their COSMOS_ENDPOINT pointed at it instead of http://cosmos:8081/)."""
+    emulator = pytest.importorskip("cosmobac_cosmos.emulator")
+    node = require_command("node", "nodejs", hint="the local Cosmos server")
+    directory = emulator.ensure_installed()
+    config = pipeline(tmp_path, LOCAL_COSMOS)
+    plan = compose_plan(config, city_names=["Oslo"], sensors_per_city=2, local_cosmos=True)
+    service = plan.document["services"]["cosmos"]
+    assert service["command"][-1].endswith(f'exec node -e "{COSMOS_LAUNCHER}"')
+    assert service["healthcheck"]["test"] == ["CMD", "node", "-e", COSMOS_PROBE]
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**os.environ, **service["environment"], "COSMOS_PORT": str(port)}
+    server = subprocess.Popen([node, "-e", COSMOS_LAUNCHER], cwd=directory, env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while subprocess.run([node, "-e", COSMOS_PROBE], env=env).returncode != 0:
+            assert server.poll() is None and time.monotonic() < deadline
+            time.sleep(0.1)
+        collector, forwarder = plan.nodes()["oslo"]
+        assert forwarder.environment["COSMOS_ENDPOINT"] == "http://cosmos:8081/"
+        local = {"COSMOS_ENDPOINT": f"http://127.0.0.1:{port}/", "COSMOS_KEY": emulator.LOCAL_KEY}
+        data = tmp_path / "oslo"
+        data.mkdir()
+        col = collector.on_host(config, data)
+        out = run_cosmobac([*col.argv[1:], "--duration", "10m"], col.cwd, {**col.env, **local})
+        assert out.returncode == 0, out.stderr
+        rows = stored_sensors(data)[1]
+        assert rows == 2 * 600
+        fwd = forwarder.on_host(config, data)
+        following = start(fwd.argv, {**fwd.env, **local}, fwd.cwd)
+        cfg = load_config(config, env={**os.environ, **fwd.env, **local})
+        deadline = time.monotonic() + 120
+        while read_status(cfg).stats.pending.get("cosmos", rows) > 0:
+            assert following.poll() is None, following.communicate()[1]
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        following.send_signal(signal.SIGTERM)
+        out_text, err = following.communicate(timeout=60)
+        assert following.returncode == 0, err
+        assert f"cosmos: {rows} rows acknowledged" in out_text
+        count = run_cosmobac(["cosmos", "count", str(config)], data, {**fwd.env, **local})
+        assert count.returncode == 0, count.stderr
+        assert str(rows) in count.stdout.replace(",", "")
+    finally:
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=30) == 0

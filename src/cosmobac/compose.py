@@ -36,6 +36,8 @@ from .sensors.fleet_config import City, load_cities, parse_cities, parse_sensors
 __all__ = [
     "CITY_VAR",
     "CONFIG_PATH",
+    "COSMOS_LAUNCHER",
+    "COSMOS_PROBE",
     "COSMOS_SERVER_PACKAGE",
     "COSMOS_SERVER_VERSION",
     "COSMOS_SERVICE",
@@ -304,28 +306,34 @@ def _healthcheck(cfg: Any, role: str) -> dict[str, Any]:
     return {"test": test, **HEALTH_TIMING}
 
 
+COSMOS_LAUNCHER: Final = (
+    f"const s = require('{COSMOS_SERVER_PACKAGE}').createHttpServer({{keepAlive: true}}); "
+    "s.keepAliveTimeout = 120000; s.listen(Number(process.env.COSMOS_PORT), '0.0.0.0'); "
+    "process.on('SIGTERM', () => s.close(() => process.exit(0)));"
+)
+"""The local server's launcher (``node -e``), as cosmobac-cosmos's ``launcher.js`` starts it, on
+all addresses at port ``$COSMOS_PORT``."""
+COSMOS_PROBE: Final = (
+    "require('http').get('http://127.0.0.1:' + process.env.COSMOS_PORT + '/', "
+    "() => process.exit(0)).on('error', () => process.exit(1))"
+)
+"""The local server's health check (``node -e``): exit 0 once it answers HTTP."""
+
+
 def _cosmos_service() -> dict[str, Any]:
-    launcher = (
-        f"const s = require('{COSMOS_SERVER_PACKAGE}').createHttpServer({{keepAlive: true}}); "
-        f"s.keepAliveTimeout = 120000; s.listen({COSMOS_PORT}, '0.0.0.0'); "
-        "process.on('SIGTERM', () => process.exit(0));"
-    )
     install = (
         f"npm install --no-save --no-audit --no-fund "
         f"{COSMOS_SERVER_PACKAGE}@{COSMOS_SERVER_VERSION}"
     )
-    probe = (
-        f"require('http').get('http://127.0.0.1:{COSMOS_PORT}/', () => process.exit(0))"
-        ".on('error', () => process.exit(1))"
-    )
     return {
         "image": COSMOS_IMAGE,
         "working_dir": "/srv/cosmos",
-        "command": ["sh", "-c", f'{install} && exec node -e "{launcher}"'],
+        "environment": {"COSMOS_PORT": str(COSMOS_PORT)},
+        "command": ["sh", "-c", f'{install} && exec node -e "{COSMOS_LAUNCHER}"'],
         "restart": "unless-stopped",
         "stop_signal": "SIGTERM",
         "healthcheck": {
-            "test": ["CMD", "node", "-e", probe],
+            "test": ["CMD", "node", "-e", COSMOS_PROBE],
             "interval": "10s",
             "timeout": "5s",
             "retries": 30,
