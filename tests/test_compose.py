@@ -402,10 +402,11 @@ def delivered(data: Path) -> dict[str, dict]:
     if not path.exists():
         return {}
     found = {}
-    for line in path.read_text().splitlines():
-        with_id = json.loads(line) if line.strip() else None
-        if with_id is not None:
-            found[with_id["id"]] = with_id
+    complete = path.read_text().split("\n")[:-1]  # the last line may be half written
+    for line in complete:
+        if line.strip():
+            document = json.loads(line)
+            found[document["id"]] = document
     return found
 
 
