@@ -20,8 +20,9 @@ COPY plugins/cosmobac-wasm ./plugins/cosmobac-wasm
 COPY plugins/cosmobac-mqtt ./plugins/cosmobac-mqtt
 COPY plugins/cosmobac-modbus ./plugins/cosmobac-modbus
 # wheels of cosmobac, its shipped plugins and every dependency, for an offline install below
+# (with the monitoring extra: /metrics, /healthz and /readyz for [monitoring] listen)
 RUN pip wheel --no-cache-dir --wheel-dir /wheels \
-        . ./plugins/cosmobac-sqlite ./plugins/cosmobac-cosmos ./plugins/cosmobac-wasm \
+        ".[monitoring]" ./plugins/cosmobac-sqlite ./plugins/cosmobac-cosmos ./plugins/cosmobac-wasm \
         ./plugins/cosmobac-mqtt ./plugins/cosmobac-modbus
 
 FROM python:${PYTHON_VERSION}-slim-bookworm
@@ -33,7 +34,7 @@ ENV PYTHONUNBUFFERED=1 \
     COSMOBAC_DATA=/data \
     COSMOBAC_WASM_CACHE=/tmp/cosmobac-wasm
 RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
-    pip install --no-cache-dir --no-index --find-links=/wheels /wheels/cosmobac*.whl \
+    pip install --no-cache-dir --no-index --find-links=/wheels /wheels/*.whl \
     && useradd --system --uid 10001 --create-home --home-dir /home/cosmobac cosmobac \
     && mkdir -p /data /etc/cosmobac \
     && chown cosmobac:cosmobac /data

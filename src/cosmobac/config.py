@@ -224,6 +224,19 @@ def _max_age_field(value: Any) -> float | None:
     return _max_age("max_backlog_age", value)
 
 
+def health_path(
+    config: str | os.PathLike[str], health_file: str | os.PathLike[str] | None = None
+) -> Path:
+    """Where a forwarder of the pipeline file ``config`` records its health (and ``cosmobac
+    status`` or a scaler reads it): ``health_file`` (the ``[monitoring] health_file`` key; a
+    relative path is relative to the working directory) when given, else ``.<name>.health.json``
+    beside the pipeline file."""
+    if health_file is not None:
+        return Path(health_file)
+    path = Path(config)
+    return path.with_name(f".{path.name}.health.json")
+
+
 def _health_file(key: str, value: Any) -> str | None:
     if value is None:
         return None
@@ -254,7 +267,7 @@ class MonitoringConfig:
       reading's timestamp); unset, the backlog's age does not affect readiness.
     * ``health_file``: where ``run`` and ``forward`` record their health and ``cosmobac status``
       reads it; a relative path is relative to the working directory. Unset: beside the pipeline
-      file (``.<name>.health.json``, see :func:`cosmobac.monitoring.health_path`).
+      file (``.<name>.health.json``, see :func:`health_path`).
     """
 
     listen: tuple[str, int] | None = attrs.field(default=None, converter=_listen_field)

@@ -24,12 +24,12 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, Final
 
 import attrs
 
 from ..batch import Batch
+from ..config import health_path
 from ..files import write_atomic
 from ..interfaces import LaneOutcome, StoreStats, WriteResult
 
@@ -307,18 +307,6 @@ def problems(
                 )
             )
     return found
-
-
-def health_path(
-    config: str | os.PathLike[str], health_file: str | os.PathLike[str] | None = None
-) -> Path:
-    """Where a forwarder of ``config`` records its health: ``health_file`` (the ``[monitoring]
-    health_file`` key; a relative path is relative to the working directory) when given, else
-    ``.<name>.health.json`` beside the pipeline file."""
-    if health_file is not None:
-        return Path(health_file)
-    path = Path(config)
-    return path.with_name(f".{path.name}.health.json")
 
 
 def read_health(

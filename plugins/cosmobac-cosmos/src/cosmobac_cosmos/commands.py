@@ -458,6 +458,7 @@ def scale(
                 echo=lambda line: click.echo(f"{time.strftime('%H:%M:%S')} {line}"),
                 metrics=metrics,
                 stop=stop,
+                health=loaded.monitoring.health_file,
             )
     except NoOffer as exc:
         raise click.ClickException(f"{sink.container}: {exc}") from None

@@ -5,7 +5,8 @@ Each tick it reads
 * the sink's backlog from the node's store (:meth:`~cosmobac.interfaces.StoreStats.backlog_of`:
   the age of the oldest row the sink has not acknowledged);
 * the 429s the forwarder saw, from the health file the forwarder rewrites every two seconds beside
-  the pipeline file (``.<file>.health.json``, documented in docs/reference/cli.md): the rise of the
+  the pipeline file (``.<file>.health.json``, or its ``[monitoring] health_file``; documented in
+  docs/reference/cli.md): the rise of the
   sink's ``throttled`` total between two ticks, per second of the file's own ``time``; and whether
   the sink is delivering at all (its ``last_write_at``): an old backlog behind a stopped forwarder
   or a network outage is no reason to raise the throughput;
@@ -36,6 +37,7 @@ from typing import Any, Final
 
 import attrs
 
+from cosmobac.config import health_path
 from cosmobac.files import write_atomic
 
 from .offers import Throughput, read_throughput, replace_throughput
@@ -56,10 +58,12 @@ HEALTH_STALE_S: Final = 30.0
 """A health file older than this (the forwarder rewrites it every 2 s) tells no 429 rate."""
 
 
-def health_file(config: str | os.PathLike[str]) -> Path:
-    """Where a forwarder of ``config`` records its health (``.<name>.health.json`` beside it)."""
-    path = Path(config)
-    return path.with_name(f".{path.name}.health.json")
+def health_file(
+    config: str | os.PathLike[str], health_file: str | os.PathLike[str] | None = None
+) -> Path:
+    """Where a forwarder of ``config`` records its health: its ``[monitoring] health_file`` when
+    given, else ``.<name>.health.json`` beside it (:func:`cosmobac.config.health_path`)."""
+    return health_path(config, health_file)
 
 
 def state_file(config: str | os.PathLike[str]) -> Path:
@@ -203,8 +207,10 @@ def run(
     metrics: ScalerMetrics | None = None,
     stop: threading.Event | None = None,
     clock: Callable[[], float] = time.time,
+    health: str | None = None,
 ) -> list[Decision]:
-    """Tick every ``every`` seconds until ``stop`` is set (or once); returns the decisions."""
+    """Tick every ``every`` seconds until ``stop`` is set (or once); returns the decisions.
+    ``health`` is the pipeline's ``[monitoring] health_file`` (None: beside ``config``)."""
     stop = stop or threading.Event()
     meter = ThrottleMeter(consumer)
     scaler: Scaler | None = None
@@ -217,7 +223,7 @@ def run(
             _restore(scaler, meter, read_json(saved_at))
         scaler.autoscale = current.autoscale
         now = clock()
-        rate, delivering = meter.observe(read_json(health_file(config)), now)
+        rate, delivering = meter.observe(read_json(health_file(config, health)), now)
         age = backlog_age()
         decision = scaler.decide(Tick(now, age, rate, current.ru, delivering))
         applied = False
