@@ -9,9 +9,117 @@ from ..batch import Batch
 from ..values import integer, real
 from ._series import Part
 from .base import Detector
-from .ewma import halflife_alpha
+from .ewma import (
+    DEFAULT_FLOOR,
+    DEFAULT_FLOOR_HALFLIFE,
+    STATE_KEYS,
+    Clip,
+    SpreadFloor,
+    ewm_scan,
+    ewm_state,
+    halflife_alpha,
+    unbiased,
+)
 
-__all__ = ["Cusum"]
+__all__ = ["Cusum", "cusum_scan"]
+
+SEGMENT = 4096
+"""A CUSUM sum restarts its running total every this many values of a series (counted from its
+first value, so the places do not depend on batching), to keep the totals small and exact."""
+
+_SUM_KEYS = ("up0", "down0", "sum_up", "min_up", "sum_down", "min_down", "seen")
+
+
+def cusum_state(shape: tuple[int, ...]) -> dict[str, np.ndarray]:
+    """Fresh :func:`cusum_scan` state for series of ``shape``."""
+    state = {key: np.zeros(shape) for key in _SUM_KEYS}
+    state["min_up"] = np.full(shape, np.inf)
+    state["min_down"] = np.full(shape, np.inf)
+    state["seen"] = np.zeros(shape, dtype=np.int64)
+    return state
+
+
+def cusum_scan(
+    z: np.ndarray, scored: np.ndarray, slack: float, threshold: float, state: dict[str, np.ndarray]
+) -> np.ndarray:
+    """Page's two-sided CUSUM of ``z`` (S, L) where ``scored``, with a restart of both sums after
+    each alarm: ``up = max(0, up + z − slack)``, ``down = max(0, down − z − slack)``, the statistic
+    ``max(up, down)`` (NaN where not scored), and both sums back to 0 when it reaches
+    ``threshold``. Updates ``state`` (arrays (S,), see :func:`cusum_state`) in place.
+
+    Vectorised along each series as well as across series. Between restarts the recursion has a
+    closed form (Lindley's): with ``T`` the running total of ``z − slack`` since the segment began
+    and ``M`` its running minimum, ``up = T − min(−up₀, M)`` (and likewise for ``down``). The totals
+    are accumulated value by value (``np.cumsum`` continuing from the total kept in the state), so
+    they are the same however the series is cut into batches or into the chunks computed at once:
+    the result is exact and independent of batching. A segment begins after each alarm and every
+    :data:`SEGMENT` values of the series (the sums carried over), so totals stay small.
+    """
+    series, length = z.shape
+    stat = np.full((series, length), np.nan)
+    if not length or not scored.any():
+        return stat
+    step_up = np.where(scored, z - slack, 0.0)
+    step_down = np.where(scored, -z - slack, 0.0)
+    # place of each position in its series' count of scored values, to find segment ends
+    seen_before = state["seen"][:, None] + np.cumsum(scored, axis=1) - scored
+    up0, down0 = state["up0"], state["down0"]
+    sum_up, min_up = state["sum_up"], state["min_up"]
+    sum_down, min_down = state["sum_down"], state["min_down"]
+    pos = np.zeros(series, dtype=np.int64)  # next position to compute, per series
+    chunk = 256
+    pending = np.flatnonzero(pos < length)
+    while len(pending):
+        a = pending
+        cols = pos[a, None] + np.arange(chunk)
+        inside = cols < length
+        cols = np.minimum(cols, length - 1)
+        sc = np.take_along_axis(scored[a], cols, axis=1) & inside
+        seen = np.take_along_axis(seen_before[a], cols, axis=1)
+        # a segment ends after the value whose count is a multiple of SEGMENT − 1 (mod)
+        boundary = sc & ((seen + 1) % SEGMENT == 0)
+        grid_up = np.empty((len(a), chunk + 1))
+        grid_up[:, 0] = sum_up[a]
+        grid_up[:, 1:] = np.where(inside, np.take_along_axis(step_up[a], cols, axis=1), 0.0)
+        np.cumsum(grid_up, axis=1, out=grid_up)
+        grid_down = np.empty((len(a), chunk + 1))
+        grid_down[:, 0] = sum_down[a]
+        grid_down[:, 1:] = np.where(inside, np.take_along_axis(step_down[a], cols, axis=1), 0.0)
+        np.cumsum(grid_down, axis=1, out=grid_down)
+        low_up = np.minimum.accumulate(
+            np.concatenate([min_up[a, None], grid_up[:, 1:]], axis=1), axis=1
+        )[:, 1:]
+        low_down = np.minimum.accumulate(
+            np.concatenate([min_down[a, None], grid_down[:, 1:]], axis=1), axis=1
+        )[:, 1:]
+        up = grid_up[:, 1:] - np.minimum(-up0[a, None], low_up)
+        down = grid_down[:, 1:] - np.minimum(-down0[a, None], low_down)
+        s = np.maximum(up, down)
+        alarm = sc & (s >= threshold)
+        stop = alarm | boundary | ~inside
+        has = stop.any(axis=1)
+        first = np.where(has, stop.argmax(axis=1), chunk - 1)  # last position this round
+        span = (np.arange(chunk) <= first[:, None]) & inside
+        rows = np.repeat(a, span.sum(axis=1))
+        stat[rows, cols[span]] = np.where(sc[span], s[span], np.nan)
+        r = np.arange(len(a))
+        # positions past the series' end add 0: the sums there are those at its last position
+        hit = alarm[r, first]
+        restart = hit | boundary[r, first]
+        # an alarm: both sums restart from 0; a segment boundary: they carry over as its start
+        up0[a] = np.where(hit, 0.0, np.where(restart, up[r, first], up0[a]))
+        down0[a] = np.where(hit, 0.0, np.where(restart, down[r, first], down0[a]))
+        sum_up[a] = np.where(restart, 0.0, grid_up[r, first + 1])
+        sum_down[a] = np.where(restart, 0.0, grid_down[r, first + 1])
+        min_up[a] = np.where(restart, np.inf, low_up[r, first])
+        min_down[a] = np.where(restart, np.inf, low_down[r, first])
+        pos[a] = np.where(inside[r, first], pos[a] + first + 1, length)
+        # how much is computed at once does not change the result: alarms close together, smaller
+        # chunks; a quiet stretch, larger ones
+        chunk = min(4096, chunk * 2) if hit.mean() < 0.5 else max(16, chunk // 2)
+        pending = np.flatnonzero(pos < length)
+    state["seen"] += scored.sum(axis=1)
+    return stat
 
 
 @attrs.define(eq=False, kw_only=True)
@@ -19,20 +127,24 @@ class Cusum(Detector):
     """Two-sided CUSUM (Page's cumulative sum) of standardised values: catches sustained shifts,
     drifts and oscillations that no single value gives away.
 
-    Each value is standardised against the sensor's baseline, ``z = (x − m) / s``, an
-    exponentially weighted mean and standard deviation of its earlier values (a plain average over
-    the first values). Then ``up = max(0, up + z − slack)`` and ``down = max(0, down − z − slack)``;
-    the statistic is ``max(up, down)``, and when it reaches ``threshold`` the row is detected and
-    both sums restart from 0. Once warm, baseline updates are clipped to ``clip`` standard
-    deviations, so anomalies barely move the baseline.
+    Each value is standardised against the sensor's baseline, ``z = (x − m) / s``: ``m`` and ``s``
+    are an exponentially weighted mean and standard deviation of its earlier values (both
+    normalised by the weights so far, so early on they are plain averages), ``s`` at least the
+    spread floor. Then ``up = max(0, up + z − slack)`` and ``down = max(0, down − z − slack)``; the
+    statistic is ``max(up, down)``, and when it reaches ``threshold`` the row is detected and both
+    sums restart from 0 (see :func:`cusum_scan`). Once warm, values are winsorised before they
+    update the baseline, to the baseline's mean ± ``clip`` standard deviations as they were at the
+    start of the current block of 128 values (see :func:`~cosmobac.detectors.ewma.ewm_scan`), so
+    anomalies barely move the baseline.
 
     Keys: ``columns`` (default the five metrics), ``halflife`` (values, baseline memory, default
     120), ``slack`` (the ``k`` of CUSUM, in standard deviations, default 0.5), ``threshold`` (the
     ``h``, default 8.0), ``clip`` (default 3.0; 0 turns clipping off), ``min_periods`` (values
-    before scoring, default 30), ``name`` (default ``"cusum"``).
+    before scoring, default 30), ``spread_floor`` and ``floor_halflife`` (the least standard
+    deviation divided by, see :class:`~cosmobac.detectors.ewma.SpreadFloor`), ``name`` (default
+    ``"cusum"``).
 
-    Rows are processed one after the other for each sensor, all sensors and columns at once, so the
-    result is exact and does not depend on batching; state is five numbers per sensor and column.
+    Vectorised along each series and across series; exact and independent of batching.
     """
 
     kind = "cusum"
@@ -44,19 +156,25 @@ class Cusum(Detector):
     min_periods: int = attrs.field(
         default=30, converter=lambda v: integer("min_periods", v, minimum=2)
     )
+    spread_floor: float = attrs.field(
+        default=DEFAULT_FLOOR, converter=lambda v: real("spread_floor", v, minimum=0)
+    )
+    floor_halflife: float = attrs.field(
+        default=DEFAULT_FLOOR_HALFLIFE, converter=lambda v: real("floor_halflife", v, above=0)
+    )
 
     @property
     def threshold_value(self) -> float:
         return self.threshold
 
     def _initial(self, count: int, width: int) -> dict[str, np.ndarray]:
-        zeros = np.zeros((count, width))
+        shape = (count, width)
         return {
-            "mean": zeros.copy(),
-            "var": zeros.copy(),
-            "count": np.zeros((count, width), dtype=np.int64),
-            "up": zeros.copy(),
-            "down": zeros.copy(),
+            **ewm_state(shape),
+            "limit": np.full(shape, np.inf),
+            "first": np.full(shape, np.nan),
+            **cusum_state(shape),
+            **SpreadFloor.initial(shape),
         }
 
     def _process(
@@ -64,44 +182,32 @@ class Cusum(Detector):
     ) -> np.ndarray:
         g, c, length = x.shape
         xs = x.reshape(g * c, length)
-        ok_all = np.isfinite(xs)
-        mean = state["mean"].reshape(-1).copy()
-        var = state["var"].reshape(-1).copy()
-        count = state["count"].reshape(-1).copy()
-        up = state["up"].reshape(-1).copy()
-        down = state["down"].reshape(-1).copy()
+        ok = np.isfinite(xs)
+        floor = SpreadFloor(self.spread_floor, self.floor_halflife)
+        resolution = floor.resolution(xs, ok, state)
         alpha = halflife_alpha(self.halflife)
-        slack, h, clip, warmup = self.slack, self.threshold, self.clip, self.min_periods
-        stat = np.full((g * c, length), np.nan)
-        zero = np.zeros(g * c)
-        for j in range(length):
-            ok = ok_all[:, j]
-            value = np.where(ok, xs[:, j], mean)
-            sd = np.sqrt(var)
-            dev = value - mean
-            scored = ok & (count >= warmup) & (sd > 0)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                z = np.where(scored, dev / sd, 0.0)
-            np.maximum(zero, np.where(scored, up + z - slack, up), out=up)
-            np.maximum(zero, np.where(scored, down - z - slack, down), out=down)
-            s = np.maximum(up, down)
-            stat[:, j] = np.where(scored, s, np.nan)
-            alarm = scored & (s >= h)
-            if alarm.any():
-                up[alarm] = 0.0
-                down[alarm] = 0.0
-            if clip > 0:
-                limit = np.where(count >= warmup, clip * sd, np.inf)
-                dev = np.clip(dev, -limit, limit)
-            a = np.where(ok, np.maximum(alpha, 1.0 / (count + 1)), 0.0)
-            mean += a * dev
-            var[:] = (1.0 - a) * (var + a * dev * dev)
-            count += ok
-        state.update(
-            mean=mean.reshape(g, c),
-            var=var.reshape(g, c),
-            count=count.reshape(g, c),
-            up=up.reshape(g, c),
-            down=down.reshape(g, c),
-        )
+        scan = {key: state[key].reshape(-1) for key in STATE_KEYS}
+        limits = state["limit"].reshape(-1)
+        clip = Clip(self.clip, self.min_periods, resolution, limits) if self.clip > 0 else None
+        first = state["first"].reshape(-1)
+        fresh = np.isnan(first) & ok.any(axis=1)
+        first[fresh] = xs[fresh, ok[fresh].argmax(axis=1)]
+        mean, var, count = ewm_scan(xs, ok, alpha, scan, clip=clip)
+        # the mean without the weight left on the first value: a weighted average of the values
+        decay = np.exp(np.log1p(-alpha) * count)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = (mean - decay * first[:, None]) / -np.expm1(np.log1p(-alpha) * count)
+        warm = ok & (count >= self.min_periods)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            sd = np.sqrt(unbiased(var, count, alpha))
+            sd[~warm] = np.nan
+            sd = floor.raise_spread(xs, ok, sd, resolution, state)
+            z = (xs - mean) / sd
+        scored = warm & (sd > 0)
+        sums = {key: state[key].reshape(-1) for key in _SUM_KEYS}
+        stat = cusum_scan(z, scored, self.slack, self.threshold, sums)
+        state.update({key: value.reshape(g, c) for key, value in scan.items()})
+        state.update({key: value.reshape(g, c) for key, value in sums.items()})
+        state["limit"] = limits.reshape(g, c)
+        state["first"] = first.reshape(g, c)
         return stat.reshape(g, c, length)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import attrs
 import numpy as np
@@ -10,17 +11,29 @@ import numpy as np
 from ..batch import Batch
 from ..values import integer, real
 from ._series import Part
-from .base import Detector
-from .zscore import _z
+from .base import Detector, last_valid, previous_valid
 
-__all__ = ["EWMA", "ewm_scan", "ewm_state", "halflife_alpha"]
+__all__ = ["EWMA", "Clip", "SpreadFloor", "ewm_scan", "ewm_state", "halflife_alpha"]
 
 _SPAN = 40.0  # a block of the closed form spans at most e^40 in weight: far from overflow
-_MAX_BLOCK = 256
+_MAX_BLOCK = 4096  # long blocks: fewer rounds (numpy calls) on long series
+
+DEFAULT_FLOOR = 0.25
+DEFAULT_FLOOR_HALFLIFE = 2000.0
 
 STATE_KEYS = ("mean0", "var0", "acc_m", "acc_v", "count")
 """Per-series state of :func:`ewm_scan`: the mean and variance where the current block began,
 the block's two running sums, and how many values the series has had."""
+
+
+def _z(dev: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """``|dev| / scale``; where the scale is 0, 0 for no deviation and ``inf`` otherwise."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = np.abs(dev) / scale
+    flat = scale == 0
+    if flat.any():
+        z[flat] = np.where(dev[flat] == 0, 0.0, np.inf)
+    return z
 
 
 def block_size(alpha: float) -> int:
@@ -37,7 +50,13 @@ def ewm_state(shape: tuple[int, ...]) -> dict[str, np.ndarray]:
 
 
 def ewm_scan(
-    x: np.ndarray, ok: np.ndarray, alpha: float, state: dict[str, np.ndarray]
+    x: np.ndarray,
+    ok: np.ndarray,
+    alpha: float,
+    state: dict[str, np.ndarray],
+    *,
+    clip: Clip | None = None,
+    variance: bool = True,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Exponentially weighted mean and variance of each series of ``x`` (S, L), skipping
     positions where ``ok`` is false; vectorised across series and along each series.
@@ -55,6 +74,12 @@ def ewm_scan(
     value by value and kept in the state between batches, so every number is computed by the same
     operations in the same order however the series is cut into batches: results are identical,
     bit for bit.
+
+    With ``clip``, each value is winsorised before it updates the mean and variance: to the
+    block's starting mean ± ``clip.limit`` (see :class:`Clip`), so outliers barely move the
+    baseline; the returned mean and variance are those of the winsorised values. With
+    ``variance=False`` only the mean is computed (the variance returned is NaN, its state left
+    alone).
     """
     series, length = x.shape
     mean_before = np.full((series, length), np.nan)
@@ -65,12 +90,13 @@ def ewm_scan(
     if not total:
         return mean_before, var_before, count_before
     log_c = math.log1p(-alpha)
-    steps = np.arange(block_size(alpha) + 1, dtype=np.float64)
+    size = block_size(alpha) if clip is None else min(block_size(alpha), clip.block)
+    steps = np.arange(size + 1, dtype=np.float64)
     grows, shrinks = np.exp(-log_c * steps), np.exp(log_c * steps)  # (1−α)^−k and (1−α)^k
-    size = block_size(alpha)
     mean0, var0 = state["mean0"], state["var0"]
     acc_m, acc_v, count = state["acc_m"], state["acc_v"], state["count"]
     values = x[ok]
+    floors = clip.floor[ok] if clip is not None else None
     sid = np.repeat(np.arange(series), per_series)
     offsets = np.concatenate(([0], np.cumsum(per_series)[:-1]))
     index = count[sid] + (np.arange(total) - offsets[sid])  # 0-based place in the series
@@ -79,7 +105,7 @@ def ewm_scan(
     pos = index % size + 1  # 1-based place in its block
     rounds = index // size - count[sid] // size
     m_prev = np.empty(total)
-    v_prev = np.empty(total)
+    v_prev = np.full(total, np.nan)
     for r in range(int(rounds.max()) + 1):
         chosen = np.flatnonzero(rounds == r)
         s = sid[chosen]
@@ -93,37 +119,66 @@ def ewm_scan(
         grow = grows[k]
         decay = shrinks[k - 1]
         m0 = mean0[members]
+        chunk = values[chosen]
+        if clip is not None and floors is not None:
+            begins = k[starts] == 1  # these series start a block here: set its limit
+            if begins.any():
+                first = starts[begins]
+                who = members[begins]
+                n0 = index[chosen][first]
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    sd0 = np.sqrt(var0[who] / -np.expm1(log_c * (n0 - 1)))
+                scale = np.fmax(np.where(n0 >= 2, sd0, np.nan), floors[chosen][first])
+                clip.limits[who] = np.where(
+                    (n0 >= clip.warmup) & (scale > 0), clip.limit * scale, np.inf
+                )
+            lim = clip.limits[members][row]
+            chunk = np.clip(chunk, m0[row] - lim, m0[row] + lim)
         grid = np.zeros((len(members), width))
         grid[:, 0] = acc_m[members]
-        grid[row, col] = grow * (values[chosen] - m0[row])
+        grid[row, col] = grow * (chunk - m0[row])
         np.cumsum(grid, axis=1, out=grid)  # value by value, from the block's saved sum
         mp = m0[row] + decay * (alpha * grid[row, col - 1])
-        d = values[chosen] - mp
-        v0 = var0[members]
-        vgrid = np.zeros((len(members), width))
-        vgrid[:, 0] = acc_v[members]
-        vgrid[row, col] = grow * (d * d)
-        np.cumsum(vgrid, axis=1, out=vgrid)
-        vp = decay * (v0[row] + alpha * (1.0 - alpha) * vgrid[row, col - 1])
         m_prev[chosen] = mp
-        v_prev[chosen] = vp
         last = starts + lengths - 1
         last_col = col[last]
         last_k = k[last]
         full = pos[chosen][last] == size  # the block is complete: the next one starts here
         sum_m = grid[np.arange(len(members)), last_col]
-        sum_v = vgrid[np.arange(len(members)), last_col]
         end_mean = m0 + shrinks[last_k] * (alpha * sum_m)
-        end_var = shrinks[last_k] * (v0 + alpha * (1.0 - alpha) * sum_v)
+        if variance:
+            d = chunk - mp
+            v0 = var0[members]
+            vgrid = np.zeros((len(members), width))
+            vgrid[:, 0] = acc_v[members]
+            vgrid[row, col] = grow * (d * d)
+            np.cumsum(vgrid, axis=1, out=vgrid)
+            v_prev[chosen] = decay * (v0[row] + alpha * (1.0 - alpha) * vgrid[row, col - 1])
+            sum_v = vgrid[np.arange(len(members)), last_col]
+            end_var = shrinks[last_k] * (v0 + alpha * (1.0 - alpha) * sum_v)
+            var0[members] = np.where(full, end_var, v0)
+            acc_v[members] = np.where(full, 0.0, sum_v)
         mean0[members] = np.where(full, end_mean, m0)
-        var0[members] = np.where(full, end_var, v0)
         acc_m[members] = np.where(full, 0.0, sum_m)
-        acc_v[members] = np.where(full, 0.0, sum_v)
     count += per_series
     mean_before[ok] = m_prev
     var_before[ok] = v_prev
     count_before[ok] = index
     return mean_before, var_before, count_before
+
+
+@attrs.define
+class Clip:
+    """Winsorising for :func:`ewm_scan`: when a block of the closed form begins, its limit is set
+    to ``limit`` × the larger of the standard deviation then (unbiased) and ``floor`` at that
+    value; until ``warmup`` values have been seen (or while that scale is 0) there is no limit.
+    ``limits`` (S,) holds each series' current limit (state: it spans batches)."""
+
+    limit: float
+    warmup: int
+    floor: np.ndarray  # (S, L), beside x
+    limits: np.ndarray  # (S,), updated in place
+    block: int = 128  # the limit is set again every this many values (blocks are this short)
 
 
 def halflife_alpha(halflife: float) -> float:
@@ -144,27 +199,36 @@ class EWMA(Detector):
     values skipped).
 
     Keys: ``columns`` (default the five metrics), ``halflife`` (values after which an old value
-    weighs half as much, default 30), ``min_periods`` (values seen before scoring, default 30),
-    ``threshold`` (default 4.0), ``name`` (default ``"ewma"``).
+    weighs half as much, default 100), ``min_periods`` (values seen before scoring, default 30),
+    ``threshold`` (default 4.0), ``spread_floor`` and ``floor_halflife`` (the least standard
+    deviation divided by, see :class:`SpreadFloor`: default 0.5 × its long-run level over a
+    half-life of 2000 values, and at least the series' resolution), ``name`` (default
+    ``"ewma"``).
 
-    State per sensor and column is five numbers, whatever the half-life. Results are exact and do
+    State per sensor and column is twelve numbers, whatever the half-life. Results are exact and do
     not depend on how rows are cut into batches (see :func:`ewm_scan`).
     """
 
     kind = "ewma"
 
-    halflife: float = attrs.field(default=30.0, converter=lambda v: real("halflife", v, above=0))
+    halflife: float = attrs.field(default=100.0, converter=lambda v: real("halflife", v, above=0))
     min_periods: int = attrs.field(
         default=30, converter=lambda v: integer("min_periods", v, minimum=2)
     )
     threshold: float = attrs.field(default=4.0, converter=lambda v: real("threshold", v, above=0))
+    spread_floor: float = attrs.field(
+        default=DEFAULT_FLOOR, converter=lambda v: real("spread_floor", v, minimum=0)
+    )
+    floor_halflife: float = attrs.field(
+        default=DEFAULT_FLOOR_HALFLIFE, converter=lambda v: real("floor_halflife", v, above=0)
+    )
 
     @property
     def threshold_value(self) -> float:
         return self.threshold
 
     def _initial(self, count: int, width: int) -> dict[str, np.ndarray]:
-        return ewm_state((count, width))
+        return {**ewm_state((count, width)), **SpreadFloor.initial((count, width))}
 
     def _process(
         self, part: Part, x: np.ndarray, state: dict[str, np.ndarray], batch: Batch
@@ -176,6 +240,133 @@ class EWMA(Detector):
         flat = {key: state[key].reshape(-1) for key in STATE_KEYS}
         m, v, n = ewm_scan(xs, ok, alpha, flat)
         state.update({key: value.reshape(g, c) for key, value in flat.items()})
-        z = _z(xs - m, np.sqrt(unbiased(v, n, alpha)))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            spread = np.sqrt(unbiased(v, n, alpha))
+        spread[~ok | (n < self.min_periods)] = np.nan
+        floor = SpreadFloor(self.spread_floor, self.floor_halflife)
+        z = _z(xs - m, floor(xs, ok, spread, state))
         z[~ok | (n < self.min_periods)] = np.nan
         return z.reshape(g, c, length)
+
+
+FLOOR_KEYS = (*tuple(f"floor_{key}" for key in STATE_KEYS), "floor_res", "floor_last")
+"""Per-series state of :class:`SpreadFloor`: a long-run :func:`ewm_scan` of the log of the
+spread, the smallest step seen and the last value."""
+
+
+def _carry(
+    values: np.ndarray, has: np.ndarray, state: dict[str, np.ndarray], key: str, shape: Any
+) -> np.ndarray:
+    """``values`` (S, L) where ``has``, elsewhere the last one before (from ``state[key]`` before
+    this batch); keeps the last one in ``state[key]``."""
+    series = len(values)
+    last = state[key].reshape(series)
+    out = np.where(has, values, previous_valid(values, has, last))
+    state[key] = last_valid(values, has, last).reshape(shape)
+    return out
+
+
+@attrs.define(frozen=True)
+class SpreadFloor:
+    """The least spread a detector divides by, so flat, quantised or repeated-value stretches do
+    not make its scores explode. A detector estimates its spread (a standard deviation, a MAD,
+    a noise level) from recent values; that estimate collapses towards 0 where the series is
+    flat for a while, and then an ordinary step scores like a huge anomaly. The spread used is
+    the largest of
+
+    * the detector's own estimate,
+    * ``fraction`` × its *long-run* level: the root of an exponentially weighted mean of its
+      squared estimates (half-life ``halflife`` values), so a spread well below what is usual for
+      the series does not count as such, and
+    * the series' *resolution*: the smallest non-zero step between consecutive values seen so far
+      (a series quantised to 0.1 never moves by less than 0.1).
+
+    The long-run level and the resolution are those before each value (the value itself
+    excluded). ``fraction = 0`` leaves only the resolution. The state is seven numbers per series
+    (:data:`FLOOR_KEYS`), exact and independent of batching like :func:`ewm_scan`.
+    """
+
+    fraction: float
+    halflife: float
+
+    @staticmethod
+    def initial(shape: tuple[int, ...]) -> dict[str, np.ndarray]:
+        state = {f"floor_{key}": value for key, value in ewm_state(shape).items()}
+        state["floor_res"] = np.full(shape, np.inf)
+        state["floor_last"] = np.full(shape, np.nan)
+        state.update({f"step_{key}": value for key, value in ewm_state(shape).items()})
+        state["step_typical"] = np.full(shape, np.nan)
+        return state
+
+    def __call__(
+        self, xs: np.ndarray, ok: np.ndarray, spread: np.ndarray, state: dict[str, np.ndarray]
+    ) -> np.ndarray:
+        """The spread to divide by at each value of ``xs`` (S, L): ``spread`` (S, L; the
+        detector's estimate, NaN where it has none) raised to the floor. Updates ``state``
+        (arrays holding S values, replaced by new arrays of the same shapes)."""
+        return self.raise_spread(xs, ok, spread, self.resolution(xs, ok, state), state)
+
+    def resolution(
+        self, xs: np.ndarray, ok: np.ndarray, state: dict[str, np.ndarray]
+    ) -> np.ndarray:
+        """The least spread from the series' steps at each value of ``xs`` (S, L): the smallest
+        non-zero step seen, and ``fraction`` × the typical one (0 before the first step)."""
+        series = len(xs)
+        shape = state["floor_res"].shape
+        # the resolution: smallest non-zero step between consecutive values, before each value
+        last = state["floor_last"].reshape(series)
+        step = np.abs(xs - previous_valid(xs, ok, last))
+        step[~(step > 0)] = np.inf  # NaN (no previous value, missing) and repeats: no step
+        seen = np.empty((series, xs.shape[1] + 1))
+        seen[:, 0] = state["floor_res"].reshape(series)
+        seen[:, 1:] = step
+        np.minimum.accumulate(seen, axis=1, out=seen)
+        state["floor_res"] = seen[:, -1].reshape(shape)
+        state["floor_last"] = last_valid(xs, ok, last).reshape(shape)
+        resolution = seen[:, 1:]  # this value's own step included: a first step scores ~1
+        resolution[np.isinf(resolution)] = 0.0
+        if self.fraction > 0:
+            # the typical non-zero step (geometric mean), this value's own step included
+            with np.errstate(divide="ignore"):
+                logs = np.log(step)
+            has = ok & np.isfinite(logs)
+            scan = {key: state[f"step_{key}"].reshape(series) for key in STATE_KEYS}
+            before, _, count = ewm_scan(
+                logs, has, halflife_alpha(self.halflife), scan, variance=False
+            )
+            for key in STATE_KEYS:
+                state[f"step_{key}"] = scan[key].reshape(shape)
+            alpha = halflife_alpha(self.halflife)
+            after = np.where(count > 0, before + alpha * (logs - before), logs)
+            typical = np.where(has, after, np.nan)
+            # carry the last typical step to values without a step of their own
+            typical = _carry(typical, has, state, "step_typical", shape)
+            resolution = np.fmax(resolution, self.fraction * np.exp(typical))
+        return resolution
+
+    def raise_spread(
+        self,
+        xs: np.ndarray,
+        ok: np.ndarray,
+        spread: np.ndarray,
+        resolution: np.ndarray,
+        state: dict[str, np.ndarray],
+    ) -> np.ndarray:
+        """``spread`` raised to ``resolution`` and to ``fraction`` × the long-run standard
+        deviation of ``xs``."""
+        series = len(xs)
+        shape = state["floor_res"].shape
+        out = np.fmax(spread, resolution)
+        if self.fraction > 0:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                logs = np.log(spread)
+            has = ok & np.isfinite(logs)
+            scan = {key: state[f"floor_{key}"].reshape(series) for key in STATE_KEYS}
+            usual, _, count = ewm_scan(
+                logs, has, halflife_alpha(self.halflife), scan, variance=False
+            )
+            for key in STATE_KEYS:
+                state[f"floor_{key}"] = scan[key].reshape(shape)
+            long_run = np.exp(np.where(count > 0, usual, np.nan))
+            out = np.fmax(out, self.fraction * long_run)
+        return out

@@ -7,25 +7,34 @@ import numpy as np
 
 from ..batch import Batch
 from ..values import flag, integer, real
-from ._series import Part, take_window
+from ._series import Part, equal_runs, take_window
 from .base import (
     Detector,
     last_valid,
     previous_valid,
     warmup,
 )
+from .ewma import DEFAULT_FLOOR, DEFAULT_FLOOR_HALFLIFE, SpreadFloor, _z
 
 __all__ = ["ZScore"]
 
 
-def _z(dev: np.ndarray, scale: np.ndarray) -> np.ndarray:
-    """``|dev| / scale``; where the scale is 0, 0 for no deviation and ``inf`` otherwise."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        z = np.abs(dev) / scale
-    flat = scale == 0
-    if flat.any():
-        z[flat] = np.where(dev[flat] == 0, 0.0, np.inf)
-    return z
+def counted_values(
+    xs: np.ndarray, ok: np.ndarray, state: dict[str, np.ndarray], cap: int
+) -> np.ndarray:
+    """Which values of ``xs`` (S, L) go into a window when repeats are skipped: every valid value
+    except one equal to the previous value whose run of equal values (counting the first) is at
+    most ``cap + 1`` long. A value that keeps repeating becomes the new normal and counts again,
+    so a long flat stretch never empties the window. Uses and updates ``state["last"]`` and
+    ``state["run"]``."""
+    shape = state["last"].shape
+    series = len(xs)
+    last = state["last"].reshape(series)
+    same = ok & (xs == previous_valid(xs, ok, last))
+    run, end = equal_runs(same, ok, state["run"].reshape(series))
+    state["last"] = last_valid(xs, ok, last).reshape(shape)
+    state["run"] = end.reshape(shape)
+    return ok & ~(same & (run <= cap + 1))
 
 
 @attrs.define(eq=False, kw_only=True)
@@ -37,7 +46,12 @@ class ZScore(Detector):
     (values needed in the window before scoring, default ``window // 2``; at least 2),
     ``threshold`` (default 4.0), ``skip_repeats`` (default true: a value equal to the sensor's
     previous value of that column is scored but not added to the window, so a stuck sensor does
-    not shrink the spread to zero), ``name`` (default ``"zscore"``: prefix of its columns).
+    not shrink the spread, until its run of equal values is longer than ``window − min_periods``
+    + 1: from then on the value counts, so a long flat stretch does not empty the window),
+    ``spread_floor`` and ``floor_halflife`` (the least standard deviation divided by, see
+    :class:`~cosmobac.detectors.ewma.SpreadFloor`: default 0.5 × its long-run level over a
+    half-life of 2000 values, and at least the series' resolution), ``name`` (default
+    ``"zscore"``: prefix of its columns).
 
     Exact and independent of how rows are cut into batches: window sums are differences of running
     sums accumulated row by row from the sensor's first reading (of deviations from that reading,
@@ -54,6 +68,12 @@ class ZScore(Detector):
     )
     threshold: float = attrs.field(default=4.0, converter=lambda v: real("threshold", v, above=0))
     skip_repeats: bool = attrs.field(default=True, converter=lambda v: flag("skip_repeats", v))
+    spread_floor: float = attrs.field(
+        default=DEFAULT_FLOOR, converter=lambda v: real("spread_floor", v, minimum=0)
+    )
+    floor_halflife: float = attrs.field(
+        default=DEFAULT_FLOOR_HALFLIFE, converter=lambda v: real("floor_halflife", v, above=0)
+    )
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -72,12 +92,14 @@ class ZScore(Detector):
         return {
             "ref": np.full((count, width), np.nan),
             "last": np.full((count, width), np.nan),
+            "run": np.zeros((count, width), dtype=np.int64),
             # running sums just before the last ``window`` rows, and those rows' addends
             "base_s": np.zeros((count, width)),
             "base_q": np.zeros((count, width)),
             "base_n": np.zeros((count, width), dtype=np.int64),
             "dev": np.zeros((count, width, w)),
             "used": np.zeros((count, width, w), dtype=np.bool_),
+            **SpreadFloor.initial((count, width)),
         }
 
     def _process(
@@ -95,10 +117,7 @@ class ZScore(Detector):
             ref[need] = xs[need, first[need]]
         used = ok
         if self.skip_repeats:
-            last = state["last"].reshape(series)
-            previous = previous_valid(xs, ok, last)
-            used = ok & (xs != previous)
-            state["last"] = last_valid(xs, ok, last).reshape(g, c)
+            used = counted_values(xs, ok, state, self.window)
         dev = np.where(ok, xs - ref[:, None], 0.0)
         # the addends of the running sums: the kept rows' (then the new rows') deviations
         addends = np.empty((series, w + length))
@@ -129,6 +148,9 @@ class ZScore(Detector):
         with np.errstate(divide="ignore", invalid="ignore"):
             mean = s / n
             var = np.maximum((q - s * mean) / (n - 1), 0.0)
-        z = _z(dev - mean, np.sqrt(var))
+        spread = np.sqrt(var)
+        spread[~ok | (n < self._min)] = np.nan
+        floor = SpreadFloor(self.spread_floor, self.floor_halflife)
+        z = _z(dev - mean, floor(xs, ok, spread, state))
         z[~ok | (n < self._min)] = np.nan
         return z.reshape(g, c, length)
