@@ -59,65 +59,65 @@ def cusum_scan(
     stat = np.full((series, length), np.nan)
     if not length or not scored.any():
         return stat
-    step_up = np.where(scored, z - slack, 0.0)
-    step_down = np.where(scored, -z - slack, 0.0)
-    # place of each position in its series' count of scored values, to find segment ends
-    seen_before = state["seen"][:, None] + np.cumsum(scored, axis=1) - scored
+    step_up = np.where(scored, z - slack, 0.0).ravel()
+    step_down = np.where(scored, -z - slack, 0.0).ravel()
+    # a segment ends after the value that brings the series' count of scored values to a
+    # multiple of SEGMENT
+    seen_after = state["seen"][:, None] + np.cumsum(scored, axis=1)
+    boundary = (scored & (seen_after % SEGMENT == 0)).ravel()
+    flat_scored = scored.ravel()
+    flat_stat = stat.reshape(-1)
     up0, down0 = state["up0"], state["down0"]
     sum_up, min_up = state["sum_up"], state["min_up"]
     sum_down, min_down = state["sum_down"], state["min_down"]
     pos = np.zeros(series, dtype=np.int64)  # next position to compute, per series
-    chunk = 256
-    pending = np.flatnonzero(pos < length)
-    while len(pending):
-        a = pending
-        cols = pos[a, None] + np.arange(chunk)
+    chunk = 4096  # how much is computed at once (it does not change the result)
+    a = np.arange(series)
+    while len(a):
+        width = int(min(chunk, length - pos[a].min()))
+        cols = pos[a, None] + np.arange(width)
         inside = cols < length
-        cols = np.minimum(cols, length - 1)
-        sc = np.take_along_axis(scored[a], cols, axis=1) & inside
-        seen = np.take_along_axis(seen_before[a], cols, axis=1)
-        # a segment ends after the value whose count is a multiple of SEGMENT − 1 (mod)
-        boundary = sc & ((seen + 1) % SEGMENT == 0)
-        grid_up = np.empty((len(a), chunk + 1))
+        index = a[:, None] * length + np.minimum(cols, length - 1)
+        sc = flat_scored[index] & inside
+        grid_up = np.empty((len(a), width + 1))
         grid_up[:, 0] = sum_up[a]
-        grid_up[:, 1:] = np.where(inside, np.take_along_axis(step_up[a], cols, axis=1), 0.0)
+        grid_up[:, 1:] = np.where(inside, step_up[index], 0.0)
         np.cumsum(grid_up, axis=1, out=grid_up)
-        grid_down = np.empty((len(a), chunk + 1))
+        grid_down = np.empty((len(a), width + 1))
         grid_down[:, 0] = sum_down[a]
-        grid_down[:, 1:] = np.where(inside, np.take_along_axis(step_down[a], cols, axis=1), 0.0)
+        grid_down[:, 1:] = np.where(inside, step_down[index], 0.0)
         np.cumsum(grid_down, axis=1, out=grid_down)
-        low_up = np.minimum.accumulate(
-            np.concatenate([min_up[a, None], grid_up[:, 1:]], axis=1), axis=1
-        )[:, 1:]
-        low_down = np.minimum.accumulate(
-            np.concatenate([min_down[a, None], grid_down[:, 1:]], axis=1), axis=1
-        )[:, 1:]
-        up = grid_up[:, 1:] - np.minimum(-up0[a, None], low_up)
-        down = grid_down[:, 1:] - np.minimum(-down0[a, None], low_down)
+        low_up = grid_up.copy()
+        low_up[:, 0] = min_up[a]
+        np.minimum.accumulate(low_up, axis=1, out=low_up)
+        low_down = grid_down.copy()
+        low_down[:, 0] = min_down[a]
+        np.minimum.accumulate(low_down, axis=1, out=low_down)
+        up = grid_up[:, 1:] - np.minimum(-up0[a, None], low_up[:, 1:])
+        down = grid_down[:, 1:] - np.minimum(-down0[a, None], low_down[:, 1:])
         s = np.maximum(up, down)
         alarm = sc & (s >= threshold)
-        stop = alarm | boundary | ~inside
+        ends = boundary[index] & inside
+        stop = alarm | ends | ~inside
         has = stop.any(axis=1)
-        first = np.where(has, stop.argmax(axis=1), chunk - 1)  # last position this round
-        span = (np.arange(chunk) <= first[:, None]) & inside
-        rows = np.repeat(a, span.sum(axis=1))
-        stat[rows, cols[span]] = np.where(sc[span], s[span], np.nan)
+        first = np.where(has, stop.argmax(axis=1), width - 1)  # last position this round
+        span = (np.arange(width) <= first[:, None]) & sc
+        flat_stat[index[span]] = s[span]
         r = np.arange(len(a))
         # positions past the series' end add 0: the sums there are those at its last position
         hit = alarm[r, first]
-        restart = hit | boundary[r, first]
+        restart = hit | ends[r, first]
         # an alarm: both sums restart from 0; a segment boundary: they carry over as its start
         up0[a] = np.where(hit, 0.0, np.where(restart, up[r, first], up0[a]))
         down0[a] = np.where(hit, 0.0, np.where(restart, down[r, first], down0[a]))
         sum_up[a] = np.where(restart, 0.0, grid_up[r, first + 1])
         sum_down[a] = np.where(restart, 0.0, grid_down[r, first + 1])
-        min_up[a] = np.where(restart, np.inf, low_up[r, first])
-        min_down[a] = np.where(restart, np.inf, low_down[r, first])
+        min_up[a] = np.where(restart, np.inf, low_up[r, first + 1])
+        min_down[a] = np.where(restart, np.inf, low_down[r, first + 1])
         pos[a] = np.where(inside[r, first], pos[a] + first + 1, length)
-        # how much is computed at once does not change the result: alarms close together, smaller
-        # chunks; a quiet stretch, larger ones
-        chunk = min(4096, chunk * 2) if hit.mean() < 0.5 else max(16, chunk // 2)
-        pending = np.flatnonzero(pos < length)
+        # alarms close together: smaller chunks; a quiet stretch: larger ones
+        chunk = min(4096, chunk * 2) if hit.mean() < 0.5 else max(32, chunk // 4)
+        a = a[pos[a] < length]
     state["seen"] += scored.sum(axis=1)
     return stat
 
@@ -162,6 +162,9 @@ class Cusum(Detector):
     floor_halflife: float = attrs.field(
         default=DEFAULT_FLOOR_HALFLIFE, converter=lambda v: real("floor_halflife", v, above=0)
     )
+    level_floor: float = attrs.field(
+        default=0.0, converter=lambda v: real("level_floor", v, minimum=0)
+    )
 
     @property
     def threshold_value(self) -> float:
@@ -183,7 +186,7 @@ class Cusum(Detector):
         g, c, length = x.shape
         xs = x.reshape(g * c, length)
         ok = np.isfinite(xs)
-        floor = SpreadFloor(self.spread_floor, self.floor_halflife)
+        floor = SpreadFloor(self.spread_floor, self.floor_halflife, self.level_floor)
         resolution = floor.resolution(xs, ok, state)
         alpha = halflife_alpha(self.halflife)
         scan = {key: state[key].reshape(-1) for key in STATE_KEYS}

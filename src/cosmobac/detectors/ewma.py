@@ -95,6 +95,11 @@ def ewm_scan(
     grows, shrinks = np.exp(-log_c * steps), np.exp(log_c * steps)  # (1−α)^−k and (1−α)^k
     mean0, var0 = state["mean0"], state["var0"]
     acc_m, acc_v, count = state["acc_m"], state["acc_v"], state["count"]
+    if clip is None and np.all(
+        (per_series == 0) | ((count + per_series - 1) // size == count // size)
+    ):
+        # no series starts a new block in this batch: one pass over the 2-D layout
+        return _dense_scan(x, ok, alpha, state, size, grows, shrinks, per_series, variance)
     values = x[ok]
     floors = clip.floor[ok] if clip is not None else None
     sid = np.repeat(np.arange(series), per_series)
@@ -106,8 +111,14 @@ def ewm_scan(
     rounds = index // size - count[sid] // size
     m_prev = np.empty(total)
     v_prev = np.full(total, np.nan)
-    for r in range(int(rounds.max()) + 1):
-        chosen = np.flatnonzero(rounds == r)
+    count_rounds = int(rounds.max()) + 1
+    if count_rounds == 1:
+        order, bounds = np.arange(total), np.array([0, total])
+    else:  # each round's values, in series order, without scanning every value each round
+        order = np.argsort(rounds, kind="stable")
+        bounds = np.searchsorted(rounds[order], np.arange(count_rounds + 1))
+    for r in range(count_rounds):
+        chosen = order[bounds[r] : bounds[r + 1]]
         s = sid[chosen]
         starts = np.flatnonzero(np.concatenate(([True], s[1:] != s[:-1])))
         members = s[starts]
@@ -181,6 +192,62 @@ class Clip:
     block: int = 128  # the limit is set again every this many values (blocks are this short)
 
 
+def _dense_scan(
+    x: np.ndarray,
+    ok: np.ndarray,
+    alpha: float,
+    state: dict[str, np.ndarray],
+    size: int,
+    grows: np.ndarray,
+    shrinks: np.ndarray,
+    per_series: np.ndarray,
+    variance: bool,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`ewm_scan` when every series stays within one block in this batch: the same sums,
+    accumulated in the same order (missing positions add an exact 0), on the (S, L) layout."""
+    series, length = x.shape
+    mean0, var0 = state["mean0"], state["var0"]
+    acc_m, acc_v, count = state["acc_m"], state["acc_v"], state["count"]
+    fresh = (count == 0) & (per_series > 0)
+    if fresh.any():
+        mean0[fresh] = x[fresh, ok[fresh].argmax(axis=1)]
+    index = count[:, None] + np.cumsum(ok, axis=1) - ok  # 0-based place in the series
+    k = np.where(ok, index % size + 1, 1)  # 1-based place in its block
+    grow = grows[k]
+    decay = shrinks[k - 1]
+    m0 = mean0[:, None]
+    grid = np.empty((series, length + 1))
+    grid[:, 0] = acc_m
+    grid[:, 1:] = np.where(ok, grow * (x - m0), 0.0)
+    np.cumsum(grid, axis=1, out=grid)
+    mp = m0 + decay * (alpha * grid[:, :-1])
+    has = per_series > 0
+    last = np.where(has, length - 1 - np.argmax(ok[:, ::-1], axis=1), 0)
+    rows = np.arange(series)
+    last_k = k[rows, last]
+    full = has & (last_k == size)  # the block is complete: the next one starts after it
+    sum_m = grid[:, -1]
+    end_mean = mean0 + shrinks[last_k] * (alpha * sum_m)
+    vp = np.full((series, length), np.nan)
+    if variance:
+        d = np.where(ok, x - mp, 0.0)
+        vgrid = np.empty((series, length + 1))
+        vgrid[:, 0] = acc_v
+        vgrid[:, 1:] = np.where(ok, grow * (d * d), 0.0)
+        np.cumsum(vgrid, axis=1, out=vgrid)
+        vp = decay * (var0[:, None] + alpha * (1.0 - alpha) * vgrid[:, :-1])
+        sum_v = vgrid[:, -1]
+        end_var = shrinks[last_k] * (var0 + alpha * (1.0 - alpha) * sum_v)
+        var0[:] = np.where(full, end_var, var0)
+        acc_v[:] = np.where(full, 0.0, np.where(has, sum_v, acc_v))
+    mean0[:] = np.where(full, end_mean, mean0)
+    acc_m[:] = np.where(full, 0.0, np.where(has, sum_m, acc_m))
+    count += per_series
+    mean_before = np.where(ok, mp, np.nan)
+    var_before = np.where(ok, vp, np.nan)
+    return mean_before, var_before, np.where(ok, index, 0)
+
+
 def halflife_alpha(halflife: float) -> float:
     """The weight α of a new value for a half-life in values: ``1 − 2^(−1/halflife)``."""
     return 1.0 - 2.0 ** (-1.0 / halflife)
@@ -222,6 +289,9 @@ class EWMA(Detector):
     floor_halflife: float = attrs.field(
         default=DEFAULT_FLOOR_HALFLIFE, converter=lambda v: real("floor_halflife", v, above=0)
     )
+    level_floor: float = attrs.field(
+        default=0.0, converter=lambda v: real("level_floor", v, minimum=0)
+    )
 
     @property
     def threshold_value(self) -> float:
@@ -243,15 +313,14 @@ class EWMA(Detector):
         with np.errstate(invalid="ignore", divide="ignore"):
             spread = np.sqrt(unbiased(v, n, alpha))
         spread[~ok | (n < self.min_periods)] = np.nan
-        floor = SpreadFloor(self.spread_floor, self.floor_halflife)
+        floor = SpreadFloor(self.spread_floor, self.floor_halflife, self.level_floor)
         z = _z(xs - m, floor(xs, ok, spread, state))
         z[~ok | (n < self.min_periods)] = np.nan
         return z.reshape(g, c, length)
 
 
-FLOOR_KEYS = (*tuple(f"floor_{key}" for key in STATE_KEYS), "floor_res", "floor_last")
-"""Per-series state of :class:`SpreadFloor`: a long-run :func:`ewm_scan` of the log of the
-spread, the smallest step seen and the last value."""
+LEVEL_MEAN_HALFLIFE = 300.0
+"""Half-life (values) of the mean the level floor measures deviations from."""
 
 
 def _carry(
@@ -266,6 +335,19 @@ def _carry(
     return out
 
 
+def _scan_mean(
+    values: np.ndarray, has: np.ndarray, alpha: float, state: dict[str, np.ndarray], prefix: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`ewm_scan`'s mean (and count) before each value, its state under ``prefix_*``."""
+    series = len(values)
+    shape = state[f"{prefix}_count"].shape
+    scan = {key: state[f"{prefix}_{key}"].reshape(series) for key in STATE_KEYS}
+    mean, _, count = ewm_scan(values, has, alpha, scan, variance=False)
+    for key in STATE_KEYS:
+        state[f"{prefix}_{key}"] = scan[key].reshape(shape)
+    return mean, count
+
+
 @attrs.define(frozen=True)
 class SpreadFloor:
     """The least spread a detector divides by, so flat, quantised or repeated-value stretches do
@@ -274,37 +356,54 @@ class SpreadFloor:
     flat for a while, and then an ordinary step scores like a huge anomaly. The spread used is
     the largest of
 
-    * the detector's own estimate,
-    * ``fraction`` × its *long-run* level: the root of an exponentially weighted mean of its
-      squared estimates (half-life ``halflife`` values), so a spread well below what is usual for
-      the series does not count as such, and
-    * the series' *resolution*: the smallest non-zero step between consecutive values seen so far
-      (a series quantised to 0.1 never moves by less than 0.1).
+    * the detector's own estimate;
+    * ``fraction`` × what is usual for it on this series: the geometric mean of its earlier
+      estimates (zeros left out), exponentially weighted with half-life ``halflife`` values;
+    * the series' *resolution*: the smallest non-zero step between consecutive values seen so far,
+      and ``fraction`` × the typical non-zero step (their geometric mean, weighted likewise). Both
+      include the value's own step, so the first move of a series flat so far scores about
+      ``1 / fraction``, not infinity;
+    * ``level`` × the series' long-run deviation (0 by default: off): the root of the
+      exponentially weighted mean (half-life ``halflife``) of squared deviations from a mean with
+      a half-life of :data:`LEVEL_MEAN_HALFLIFE` values. It ranks values against the series'
+      overall variation, bursts included, which suits series whose ordinary bursts should not
+      alarm (NAB's); it makes a detector less sensitive to short anomalies in series that wander.
 
-    The long-run level and the resolution are those before each value (the value itself
-    excluded). ``fraction = 0`` leaves only the resolution. The state is seven numbers per series
-    (:data:`FLOOR_KEYS`), exact and independent of batching like :func:`ewm_scan`.
+    All are taken before each value (the value itself excluded, but for its own step). The state
+    is kept per series (:meth:`initial`), exact and independent of batching like
+    :func:`ewm_scan`.
     """
 
     fraction: float
     halflife: float
+    level: float = 0.0
 
     @staticmethod
     def initial(shape: tuple[int, ...]) -> dict[str, np.ndarray]:
-        state = {f"floor_{key}": value for key, value in ewm_state(shape).items()}
+        """Fresh state for series of ``shape``."""
+        state: dict[str, np.ndarray] = {}
+        for prefix in ("usual", "step", "level_mean", "level_dev"):
+            state.update({f"{prefix}_{key}": value for key, value in ewm_state(shape).items()})
         state["floor_res"] = np.full(shape, np.inf)
         state["floor_last"] = np.full(shape, np.nan)
-        state.update({f"step_{key}": value for key, value in ewm_state(shape).items()})
         state["step_typical"] = np.full(shape, np.nan)
         return state
 
     def __call__(
-        self, xs: np.ndarray, ok: np.ndarray, spread: np.ndarray, state: dict[str, np.ndarray]
+        self,
+        xs: np.ndarray,
+        ok: np.ndarray,
+        spread: np.ndarray,
+        state: dict[str, np.ndarray],
+        thin: np.ndarray | None = None,
     ) -> np.ndarray:
         """The spread to divide by at each value of ``xs`` (S, L): ``spread`` (S, L; the
-        detector's estimate, NaN where it has none) raised to the floor. Updates ``state``
-        (arrays holding S values, replaced by new arrays of the same shapes)."""
-        return self.raise_spread(xs, ok, spread, self.resolution(xs, ok, state), state)
+        detector's estimate, NaN where it has none) raised to the floor. Where ``thin`` (the
+        estimate rests on too little), it is raised to the whole usual level, not a fraction, and
+        does not count towards that level. Updates ``state`` (arrays holding S values, replaced
+        by new arrays of the same shapes)."""
+        resolution = self.resolution(xs, ok, state)
+        return self.raise_spread(xs, ok, spread, resolution, state, thin)
 
     def resolution(
         self, xs: np.ndarray, ok: np.ndarray, state: dict[str, np.ndarray]
@@ -313,7 +412,6 @@ class SpreadFloor:
         non-zero step seen, and ``fraction`` × the typical one (0 before the first step)."""
         series = len(xs)
         shape = state["floor_res"].shape
-        # the resolution: smallest non-zero step between consecutive values, before each value
         last = state["floor_last"].reshape(series)
         step = np.abs(xs - previous_valid(xs, ok, last))
         step[~(step > 0)] = np.inf  # NaN (no previous value, missing) and repeats: no step
@@ -326,21 +424,14 @@ class SpreadFloor:
         resolution = seen[:, 1:]  # this value's own step included: a first step scores ~1
         resolution[np.isinf(resolution)] = 0.0
         if self.fraction > 0:
-            # the typical non-zero step (geometric mean), this value's own step included
             with np.errstate(divide="ignore"):
                 logs = np.log(step)
             has = ok & np.isfinite(logs)
-            scan = {key: state[f"step_{key}"].reshape(series) for key in STATE_KEYS}
-            before, _, count = ewm_scan(
-                logs, has, halflife_alpha(self.halflife), scan, variance=False
-            )
-            for key in STATE_KEYS:
-                state[f"step_{key}"] = scan[key].reshape(shape)
             alpha = halflife_alpha(self.halflife)
+            before, count = _scan_mean(logs, has, alpha, state, "step")
+            # the typical step with this value's own included; carried to values without one
             after = np.where(count > 0, before + alpha * (logs - before), logs)
-            typical = np.where(has, after, np.nan)
-            # carry the last typical step to values without a step of their own
-            typical = _carry(typical, has, state, "step_typical", shape)
+            typical = _carry(np.where(has, after, np.nan), has, state, "step_typical", shape)
             resolution = np.fmax(resolution, self.fraction * np.exp(typical))
         return resolution
 
@@ -351,22 +442,28 @@ class SpreadFloor:
         spread: np.ndarray,
         resolution: np.ndarray,
         state: dict[str, np.ndarray],
+        thin: np.ndarray | None = None,
     ) -> np.ndarray:
-        """``spread`` raised to ``resolution`` and to ``fraction`` × the long-run standard
-        deviation of ``xs``."""
-        series = len(xs)
-        shape = state["floor_res"].shape
+        """``spread`` raised to ``resolution``, to ``fraction`` × its usual level (all of it
+        where ``thin``) and to ``level`` × the series' long-run deviation."""
         out = np.fmax(spread, resolution)
+        alpha = halflife_alpha(self.halflife)
         if self.fraction > 0:
             with np.errstate(divide="ignore", invalid="ignore"):
                 logs = np.log(spread)
             has = ok & np.isfinite(logs)
-            scan = {key: state[f"floor_{key}"].reshape(series) for key in STATE_KEYS}
-            usual, _, count = ewm_scan(
-                logs, has, halflife_alpha(self.halflife), scan, variance=False
+            if thin is not None:
+                has &= ~thin
+            usual, count = _scan_mean(logs, has, alpha, state, "usual")
+            usual = np.exp(np.where(count > 0, usual, np.nan))
+            share = self.fraction if thin is None else np.where(thin, 1.0, self.fraction)
+            out = np.fmax(out, share * usual)
+        if self.level > 0:
+            mean, count = _scan_mean(
+                xs, ok, halflife_alpha(LEVEL_MEAN_HALFLIFE), state, "level_mean"
             )
-            for key in STATE_KEYS:
-                state[f"floor_{key}"] = scan[key].reshape(shape)
-            long_run = np.exp(np.where(count > 0, usual, np.nan))
-            out = np.fmax(out, self.fraction * long_run)
+            square = (xs - mean) ** 2
+            has = ok & (count > 0)
+            typical, count = _scan_mean(square, has, alpha, state, "level_dev")
+            out = np.fmax(out, self.level * np.sqrt(np.where(count > 0, typical, np.nan)))
         return out

@@ -50,6 +50,9 @@ class _Windowed(Detector):
     floor_halflife: float = attrs.field(
         default=DEFAULT_FLOOR_HALFLIFE, converter=lambda v: real("floor_halflife", v, above=0)
     )
+    level_floor: float = attrs.field(
+        default=0.0, converter=lambda v: real("level_floor", v, minimum=0)
+    )
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -108,7 +111,7 @@ class _Windowed(Detector):
         spread_all = np.full((series, length), np.nan)
         dev_all[rows, cols] = dev
         spread_all[rows, cols] = spread
-        floor = SpreadFloor(self.spread_floor, self.floor_halflife)
+        floor = SpreadFloor(self.spread_floor, self.floor_halflife, self.level_floor)
         stat = _z(dev_all, floor(xs, ok, spread_all, state))
         stat[np.isnan(dev_all)] = np.nan
         return stat.reshape(g, c, length)

@@ -19,24 +19,6 @@ from .ewma import DEFAULT_FLOOR, DEFAULT_FLOOR_HALFLIFE, SpreadFloor, _z
 __all__ = ["ZScore"]
 
 
-def counted_values(
-    xs: np.ndarray, ok: np.ndarray, state: dict[str, np.ndarray], cap: int
-) -> np.ndarray:
-    """Which values of ``xs`` (S, L) go into a window when repeats are skipped: every valid value
-    except one equal to the previous value whose run of equal values (counting the first) is at
-    most ``cap + 1`` long. A value that keeps repeating becomes the new normal and counts again,
-    so a long flat stretch never empties the window. Uses and updates ``state["last"]`` and
-    ``state["run"]``."""
-    shape = state["last"].shape
-    series = len(xs)
-    last = state["last"].reshape(series)
-    same = ok & (xs == previous_valid(xs, ok, last))
-    run, end = equal_runs(same, ok, state["run"].reshape(series))
-    state["last"] = last_valid(xs, ok, last).reshape(shape)
-    state["run"] = end.reshape(shape)
-    return ok & ~(same & (run <= cap + 1))
-
-
 @attrs.define(eq=False, kw_only=True)
 class ZScore(Detector):
     """Rolling z-score: ``|x − mean| / std`` over the previous ``window`` rows of the same sensor
@@ -46,8 +28,12 @@ class ZScore(Detector):
     (values needed in the window before scoring, default ``window // 2``; at least 2),
     ``threshold`` (default 4.0), ``skip_repeats`` (default true: a value equal to the sensor's
     previous value of that column is scored but not added to the window, so a stuck sensor does
-    not shrink the spread, until its run of equal values is longer than ``window − min_periods``
-    + 1: from then on the value counts, so a long flat stretch does not empty the window),
+    not shrink the spread. A value repeated for more than ``window`` rows counts again (the new
+    normal). Where the window holds fewer than ``min_periods`` values besides repeats, as on a
+    quantised series, every value in it counts (and the spread is at least the usual one, the
+    whole ``spread_floor`` level), so such a series is scored rather than left NaN; except
+    within ``window`` rows of a flatline (``min_periods`` equal values or more), whose frozen
+    value must not stand in for the level: there rows stay unscored until the window refills),
     ``spread_floor`` and ``floor_halflife`` (the least standard deviation divided by, see
     :class:`~cosmobac.detectors.ewma.SpreadFloor`: default 0.5 × its long-run level over a
     half-life of 2000 values, and at least the series' resolution), ``name`` (default
@@ -74,6 +60,9 @@ class ZScore(Detector):
     floor_halflife: float = attrs.field(
         default=DEFAULT_FLOOR_HALFLIFE, converter=lambda v: real("floor_halflife", v, above=0)
     )
+    level_floor: float = attrs.field(
+        default=0.0, converter=lambda v: real("level_floor", v, minimum=0)
+    )
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -89,11 +78,10 @@ class ZScore(Detector):
 
     def _initial(self, count: int, width: int) -> dict[str, np.ndarray]:
         w = self.window
-        return {
+        state = {
             "ref": np.full((count, width), np.nan),
             "last": np.full((count, width), np.nan),
-            "run": np.zeros((count, width), dtype=np.int64),
-            # running sums just before the last ``window`` rows, and those rows' addends
+            # running sums just before the last ``window`` rows, and those rows' deviations
             "base_s": np.zeros((count, width)),
             "base_q": np.zeros((count, width)),
             "base_n": np.zeros((count, width), dtype=np.int64),
@@ -101,6 +89,14 @@ class ZScore(Detector):
             "used": np.zeros((count, width, w), dtype=np.bool_),
             **SpreadFloor.initial((count, width)),
         }
+        if self.skip_repeats:  # the same over every valid value, repeats included
+            state["run"] = np.zeros((count, width), dtype=np.int64)
+            state["since"] = np.full((count, width), 2**62, dtype=np.int64)
+            state["base_sa"] = np.zeros((count, width))
+            state["base_qa"] = np.zeros((count, width))
+            state["base_na"] = np.zeros((count, width), dtype=np.int64)
+            state["valid"] = np.zeros((count, width, w), dtype=np.bool_)
+        return state
 
     def _process(
         self, part: Part, x: np.ndarray, state: dict[str, np.ndarray], batch: Batch
@@ -116,41 +112,95 @@ class ZScore(Detector):
             first = ok.argmax(axis=1)
             ref[need] = xs[need, first[need]]
         used = ok
+        thin = None
         if self.skip_repeats:
-            used = counted_values(xs, ok, state, self.window)
+            used, flatline = self._counted(xs, ok, state, np.repeat(part.lengths, c))
         dev = np.where(ok, xs - ref[:, None], 0.0)
-        # the addends of the running sums: the kept rows' (then the new rows') deviations
-        addends = np.empty((series, w + length))
-        addends[:, :w] = state["dev"].reshape(series, w)
-        addends[:, w:] = np.where(used, dev, 0.0)
+        # the kept rows' (then the new rows') deviations, and which of them count
+        devs = np.empty((series, w + length))
+        devs[:, :w] = state["dev"].reshape(series, w)
+        devs[:, w:] = dev
         counted = np.empty((series, w + length), dtype=np.bool_)
         counted[:, :w] = state["used"].reshape(series, w)
         counted[:, w:] = used
-        # running sums from before the kept rows, accumulated row after row (exact, and the same
-        # however the rows are cut into batches): full[:, k] is the sum after k addends
         ends = np.repeat(part.lengths, c) + w + 1
-        sums = []
-        for key, values in (
-            ("base_s", addends),
-            ("base_q", addends * addends),
-            ("base_n", counted.astype(np.int64)),
-        ):
-            full = np.empty((series, w + 1 + length), dtype=values.dtype)
-            full[:, 0] = state[key].reshape(series)
-            full[:, 1:] = values
-            np.cumsum(full, axis=1, out=full)
-            sums.append(full[:, w : w + length] - full[:, :length])  # the window before each row
-            state[key] = full[np.arange(series), ends - w - 1].reshape(g, c)
-        state["dev"] = take_window(addends, ends - 1, w).reshape(g, c, w)
+        s, q, n = self._window_sums(devs, counted, state, ("base_s", "base_q", "base_n"), ends)
+        if self.skip_repeats:
+            valid = np.empty((series, w + length), dtype=np.bool_)
+            valid[:, :w] = state["valid"].reshape(series, w)
+            valid[:, w:] = ok
+            every = self._window_sums(devs, valid, state, ("base_sa", "base_qa", "base_na"), ends)
+            state["valid"] = take_window(valid, ends - 1, w).reshape(g, c, w)
+            # too few values besides repeats (a quantised or flat series): all of them count
+            # too few values besides repeats, as on a quantised series: all of them count (not
+            # just after a flatline, whose frozen value would stand in for the level)
+            thin = (n < self._min) & ~flatline
+            s, q, n = (np.where(thin, a, b) for a, b in zip(every, (s, q, n), strict=True))
+        state["dev"] = take_window(devs, ends - 1, w).reshape(g, c, w)
         state["used"] = take_window(counted, ends - 1, w).reshape(g, c, w)
-        s, q, n = sums
         state["ref"] = ref.reshape(g, c)
         with np.errstate(divide="ignore", invalid="ignore"):
             mean = s / n
             var = np.maximum((q - s * mean) / (n - 1), 0.0)
         spread = np.sqrt(var)
         spread[~ok | (n < self._min)] = np.nan
-        floor = SpreadFloor(self.spread_floor, self.floor_halflife)
-        z = _z(dev - mean, floor(xs, ok, spread, state))
+        floor = SpreadFloor(self.spread_floor, self.floor_halflife, self.level_floor)
+        z = _z(dev - mean, floor(xs, ok, spread, state, thin))
         z[~ok | (n < self._min)] = np.nan
         return z.reshape(g, c, length)
+
+    def _counted(
+        self, xs: np.ndarray, ok: np.ndarray, state: dict[str, np.ndarray], lengths: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Which values of ``xs`` (S, L) count in the window when repeats are skipped, and which
+        rows are within ``window`` rows of a flatline (a run of ``min_periods`` or more equal
+        values). A repeat is skipped while its run of equal values (counting the first) is at
+        most ``window + 1`` long: a value that keeps repeating becomes the new normal and counts
+        again, so a constant series is scored (0) rather than left NaN."""
+        series, length = xs.shape
+        shape = state["last"].shape
+        last = state["last"].reshape(series)
+        same = ok & (xs == previous_valid(xs, ok, last))
+        run, end = equal_runs(same, ok, state["run"].reshape(series))
+        state["last"] = last_valid(xs, ok, last).reshape(shape)
+        state["run"] = end.reshape(shape)
+        used = ok & ~(same & (run <= self.window + 1))
+        # rows since the last row of a flatline (carried from batch to batch)
+        since = state["since"].reshape(series)
+        columns = np.arange(length)
+        flat_at = np.where(ok & (run >= self.window), columns, -1)
+        np.maximum.accumulate(flat_at, axis=1, out=flat_at)
+        distance = np.where(flat_at >= 0, columns - flat_at, since[:, None] + columns + 1)
+        ends = np.maximum(lengths - 1, 0)
+        rows = np.arange(series)
+        state["since"] = np.where(lengths > 0, distance[rows, ends], since).reshape(shape)
+        return used, distance <= self.window
+
+    def _window_sums(
+        self,
+        devs: np.ndarray,
+        counted: np.ndarray,
+        state: dict[str, np.ndarray],
+        keys: tuple[str, str, str],
+        ends: np.ndarray,
+    ) -> list[np.ndarray]:
+        """Sum, sum of squares and count of the ``counted`` deviations in the ``window`` rows
+        before each new row, from running sums accumulated row after row since the series began
+        (exact, and the same however the rows are cut into batches): ``full[:, k]`` is the sum
+        after ``k`` addends. Keeps the sums as they were ``window`` rows before the end in
+        ``state``."""
+        w = self.window
+        series, total = devs.shape
+        length = total - w
+        addends = np.where(counted, devs, 0.0)
+        sums = []
+        for key, values in zip(
+            keys, (addends, addends * addends, counted.astype(np.int64)), strict=True
+        ):
+            full = np.empty((series, w + 1 + length), dtype=values.dtype)
+            full[:, 0] = state[key].reshape(series)
+            full[:, 1:] = values
+            np.cumsum(full, axis=1, out=full)
+            sums.append(full[:, w : w + length] - full[:, :length])  # the window before each row
+            state[key] = full[np.arange(series), ends - w - 1].reshape(state[key].shape)
+        return sums
