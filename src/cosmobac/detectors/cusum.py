@@ -74,6 +74,20 @@ def cusum_scan(
     chunk = 4096  # how much is computed at once (it does not change the result)
     a = np.arange(series)
     while len(a):
+        if len(a) == 1:  # one series left (or only one): 1-D slices are cheaper
+            _scan_one(
+                int(a[0]),
+                int(pos[a[0]]),
+                length,
+                step_up,
+                step_down,
+                flat_scored,
+                boundary,
+                flat_stat,
+                state,
+                threshold,
+            )
+            break
         width = int(min(chunk, length - pos[a].min()))
         cols = pos[a, None] + np.arange(width)
         inside = cols < length
@@ -120,6 +134,59 @@ def cusum_scan(
         a = a[pos[a] < length]
     state["seen"] += scored.sum(axis=1)
     return stat
+
+
+def _scan_one(
+    row: int,
+    start: int,
+    length: int,
+    step_up: np.ndarray,
+    step_down: np.ndarray,
+    scored: np.ndarray,
+    boundary: np.ndarray,
+    stat: np.ndarray,
+    state: dict[str, np.ndarray],
+    threshold: float,
+) -> None:
+    """:func:`cusum_scan` for one series from position ``start`` on (flat arrays, row-major):
+    the same sums in the same order, on 1-D slices."""
+    base = row * length
+    up0, down0 = float(state["up0"][row]), float(state["down0"][row])
+    sum_up, min_up = float(state["sum_up"][row]), float(state["min_up"][row])
+    sum_down, min_down = float(state["sum_down"][row]), float(state["min_down"][row])
+    pos, chunk = start, 256
+    while pos < length:
+        end = min(length, pos + chunk)
+        part = slice(base + pos, base + end)
+        grid_up = np.cumsum(np.concatenate(([sum_up], step_up[part])))
+        grid_down = np.cumsum(np.concatenate(([sum_down], step_down[part])))
+        low_up = np.minimum.accumulate(np.concatenate(([min_up], grid_up[1:])))
+        low_down = np.minimum.accumulate(np.concatenate(([min_down], grid_down[1:])))
+        up = grid_up[1:] - np.minimum(-up0, low_up[1:])
+        down = grid_down[1:] - np.minimum(-down0, low_down[1:])
+        s = np.maximum(up, down)
+        sc = scored[part]
+        alarm = sc & (s >= threshold)
+        stops = np.flatnonzero(alarm | boundary[part])
+        first = int(stops[0]) if len(stops) else end - pos - 1
+        keep = sc[: first + 1]
+        stat[base + pos : base + pos + first + 1][keep] = s[: first + 1][keep]
+        if len(stops):
+            if alarm[first]:  # both sums restart from 0
+                up0 = down0 = 0.0
+            else:  # a segment boundary: the sums carry over as its start
+                up0, down0 = float(up[first]), float(down[first])
+            sum_up = sum_down = 0.0
+            min_up = min_down = np.inf
+            chunk = max(32, min(4096, 2 * (first + 1)))
+        else:
+            sum_up, sum_down = float(grid_up[-1]), float(grid_down[-1])
+            min_up, min_down = float(low_up[-1]), float(low_down[-1])
+            chunk = min(4096, chunk * 2)
+        pos += first + 1
+    state["up0"][row], state["down0"][row] = up0, down0
+    state["sum_up"][row], state["min_up"][row] = sum_up, min_up
+    state["sum_down"][row], state["min_down"][row] = sum_down, min_down
 
 
 @attrs.define(eq=False, kw_only=True)

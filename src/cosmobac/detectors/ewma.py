@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Any
 
@@ -95,11 +96,32 @@ def ewm_scan(
     grows, shrinks = np.exp(-log_c * steps), np.exp(log_c * steps)  # (1−α)^−k and (1−α)^k
     mean0, var0 = state["mean0"], state["var0"]
     acc_m, acc_v, count = state["acc_m"], state["acc_v"], state["count"]
-    if clip is None and np.all(
-        (per_series == 0) | ((count + per_series - 1) // size == count // size)
-    ):
+    if np.all((per_series == 0) | ((count + per_series - 1) // size == count // size)):
         # no series starts a new block in this batch: one pass over the 2-D layout
-        return _dense_scan(x, ok, alpha, state, size, grows, shrinks, per_series, variance)
+        return _dense_scan(x, ok, alpha, state, size, grows, shrinks, per_series, variance, clip)
+    if series == 1:  # one series: one pass per block, on slices
+        where = np.flatnonzero(ok[0])
+        index = int(count[0]) + np.arange(len(where))
+        starts = where[index % size == 0]  # a block begins at these columns
+        cuts = [0, *[int(c) for c in starts if c > 0], length]
+        for a, b in itertools.pairwise(cuts):
+            part_clip = None
+            if clip is not None:
+                part_clip = Clip(clip.limit, clip.warmup, clip.floor[:, a:b], clip.limits)
+            m, v, n = _dense_scan(
+                x[:, a:b],
+                ok[:, a:b],
+                alpha,
+                state,
+                size,
+                grows,
+                shrinks,
+                ok[:, a:b].sum(axis=1),
+                variance,
+                part_clip,
+            )
+            mean_before[:, a:b], var_before[:, a:b], count_before[:, a:b] = m, v, n
+        return mean_before, var_before, count_before
     values = x[ok]
     floors = clip.floor[ok] if clip is not None else None
     sid = np.repeat(np.arange(series), per_series)
@@ -202,6 +224,7 @@ def _dense_scan(
     shrinks: np.ndarray,
     per_series: np.ndarray,
     variance: bool,
+    clip: Clip | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """:func:`ewm_scan` when every series stays within one block in this batch: the same sums,
     accumulated in the same order (missing positions add an exact 0), on the (S, L) layout."""
@@ -216,6 +239,20 @@ def _dense_scan(
     grow = grows[k]
     decay = shrinks[k - 1]
     m0 = mean0[:, None]
+    if clip is not None:
+        begins = (per_series > 0) & (count % size == 0)  # a block begins here: set its limit
+        if begins.any():
+            who = np.flatnonzero(begins)
+            n0 = count[who]
+            first = ok[who].argmax(axis=1)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                sd0 = np.sqrt(var0[who] / -np.expm1(math.log1p(-alpha) * (n0 - 1)))
+            scale = np.fmax(np.where(n0 >= 2, sd0, np.nan), clip.floor[who, first])
+            clip.limits[who] = np.where(
+                (n0 >= clip.warmup) & (scale > 0), clip.limit * scale, np.inf
+            )
+        lim = clip.limits[:, None]
+        x = np.clip(x, m0 - lim, m0 + lim)
     grid = np.empty((series, length + 1))
     grid[:, 0] = acc_m
     grid[:, 1:] = np.where(ok, grow * (x - m0), 0.0)
