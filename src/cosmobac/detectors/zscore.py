@@ -89,12 +89,9 @@ class ZScore(Detector):
             "used": np.zeros((count, width, w), dtype=np.bool_),
             **SpreadFloor.initial((count, width)),
         }
-        if self.skip_repeats:  # the same over every valid value, repeats included
+        if self.skip_repeats:  # which of the last rows had a value, repeats included
             state["run"] = np.zeros((count, width), dtype=np.int64)
             state["since"] = np.full((count, width), 2**62, dtype=np.int64)
-            state["base_sa"] = np.zeros((count, width))
-            state["base_qa"] = np.zeros((count, width))
-            state["base_na"] = np.zeros((count, width), dtype=np.int64)
             state["valid"] = np.zeros((count, width, w), dtype=np.bool_)
         return state
 
@@ -124,18 +121,24 @@ class ZScore(Detector):
         counted[:, :w] = state["used"].reshape(series, w)
         counted[:, w:] = used
         ends = np.repeat(part.lengths, c) + w + 1
-        s, q, n = self._window_sums(devs, counted, state, ("base_s", "base_q", "base_n"), ends)
+        s, q, n = self._window_sums(devs, counted, state, ends)
         if self.skip_repeats:
             valid = np.empty((series, w + length), dtype=np.bool_)
             valid[:, :w] = state["valid"].reshape(series, w)
             valid[:, w:] = ok
-            every = self._window_sums(devs, valid, state, ("base_sa", "base_qa", "base_na"), ends)
             state["valid"] = take_window(valid, ends - 1, w).reshape(g, c, w)
-            # too few values besides repeats (a quantised or flat series): all of them count
             # too few values besides repeats, as on a quantised series: all of them count (not
-            # just after a flatline, whose frozen value would stand in for the level)
-            thin = (n < self._min) & ~flatline
-            s, q, n = (np.where(thin, a, b) for a, b in zip(every, (s, q, n), strict=True))
+            # just after a flatline, whose frozen value would stand in for the level). Summed
+            # directly over the window (the same values in the same order whatever the batches)
+            thin = ok & (n < self._min) & ~flatline
+            rows, cols = np.nonzero(thin)
+            if len(rows):
+                span = cols[:, None] + np.arange(w)  # the window before (rows, cols)
+                values = np.where(valid[rows[:, None], span], devs[rows[:, None], span], 0.0)
+                s, q, n = s.copy(), q.copy(), n.copy()
+                s[rows, cols] = values.sum(axis=1)
+                q[rows, cols] = (values * values).sum(axis=1)
+                n[rows, cols] = valid[rows[:, None], span].sum(axis=1)
         state["dev"] = take_window(devs, ends - 1, w).reshape(g, c, w)
         state["used"] = take_window(counted, ends - 1, w).reshape(g, c, w)
         state["ref"] = ref.reshape(g, c)
@@ -181,7 +184,6 @@ class ZScore(Detector):
         devs: np.ndarray,
         counted: np.ndarray,
         state: dict[str, np.ndarray],
-        keys: tuple[str, str, str],
         ends: np.ndarray,
     ) -> list[np.ndarray]:
         """Sum, sum of squares and count of the ``counted`` deviations in the ``window`` rows
@@ -195,7 +197,9 @@ class ZScore(Detector):
         addends = np.where(counted, devs, 0.0)
         sums = []
         for key, values in zip(
-            keys, (addends, addends * addends, counted.astype(np.int64)), strict=True
+            ("base_s", "base_q", "base_n"),
+            (addends, addends * addends, counted.astype(np.int64)),
+            strict=True,
         ):
             full = np.empty((series, w + 1 + length), dtype=values.dtype)
             full[:, 0] = state[key].reshape(series)
