@@ -385,6 +385,32 @@ def _scan_mean(
     return mean, count
 
 
+def _scan_means(
+    items: list[tuple[np.ndarray, np.ndarray, str]], alpha: float, state: dict[str, np.ndarray]
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """:func:`_scan_mean` of several (values, has, prefix) of the same series in one scan (the
+    rows are independent: the same results as one scan each)."""
+    if len(items) == 1:
+        values, has, prefix = items[0]
+        return [_scan_mean(values, has, alpha, state, prefix)]
+    series = len(items[0][0])
+    shape = state[f"{items[0][2]}_count"].shape
+    scan = {
+        key: np.concatenate([state[f"{prefix}_{key}"].reshape(series) for _, _, prefix in items])
+        for key in STATE_KEYS
+    }
+    values = np.concatenate([v for v, _, _ in items])
+    has = np.concatenate([h for _, h, _ in items])
+    mean, _, count = ewm_scan(values, has, alpha, scan, variance=False)
+    out = []
+    for i, (_, _, prefix) in enumerate(items):
+        rows = slice(i * series, (i + 1) * series)
+        for key in STATE_KEYS:
+            state[f"{prefix}_{key}"] = scan[key][rows].reshape(shape)
+        out.append((mean[rows], count[rows]))
+    return out
+
+
 @attrs.define(frozen=True)
 class SpreadFloor:
     """The least spread a detector divides by, so flat, quantised or repeated-value stretches do
@@ -438,15 +464,35 @@ class SpreadFloor:
         detector's estimate, NaN where it has none) raised to the floor. Where ``thin`` (the
         estimate rests on too little), it is raised to the whole usual level, not a fraction, and
         does not count towards that level. Updates ``state`` (arrays holding S values, replaced
-        by new arrays of the same shapes)."""
-        resolution = self.resolution(xs, ok, state)
-        return self.raise_spread(xs, ok, spread, resolution, state, thin)
+        by new arrays of the same shapes). The same as :meth:`resolution` then
+        :meth:`raise_spread`, with their two long-run means in one scan."""
+        smallest, step = self._steps(xs, ok, state)
+        if self.fraction <= 0:
+            return self._level(xs, ok, np.fmax(spread, smallest), state)
+        alpha = halflife_alpha(self.halflife)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            step_logs = np.log(step)
+            spread_logs = np.log(spread)
+        has_step = ok & np.isfinite(step_logs)
+        has_spread = ok & np.isfinite(spread_logs)
+        if thin is not None:
+            has_spread &= ~thin
+        (step_before, step_count), (usual, count) = _scan_means(
+            [(step_logs, has_step, "step"), (spread_logs, has_spread, "usual")], alpha, state
+        )
+        resolution = np.fmax(
+            smallest, self._typical(step_logs, has_step, step_before, step_count, alpha, state)
+        )
+        usual = np.exp(np.where(count > 0, usual, np.nan))
+        share = self.fraction if thin is None else np.where(thin, 1.0, self.fraction)
+        out = np.fmax(np.fmax(spread, resolution), share * usual)
+        return self._level(xs, ok, out, state)
 
-    def resolution(
+    def _steps(
         self, xs: np.ndarray, ok: np.ndarray, state: dict[str, np.ndarray]
-    ) -> np.ndarray:
-        """The least spread from the series' steps at each value of ``xs`` (S, L): the smallest
-        non-zero step seen, and ``fraction`` × the typical one (0 before the first step)."""
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The smallest non-zero step seen at each value (its own included; 0 before the first),
+        and each value's step (``inf`` where it has none: a repeat, no previous value)."""
         series = len(xs)
         shape = state["floor_res"].shape
         last = state["floor_last"].reshape(series)
@@ -458,19 +504,53 @@ class SpreadFloor:
         np.minimum.accumulate(seen, axis=1, out=seen)
         state["floor_res"] = seen[:, -1].reshape(shape)
         state["floor_last"] = last_valid(xs, ok, last).reshape(shape)
-        resolution = seen[:, 1:]  # this value's own step included: a first step scores ~1
-        resolution[np.isinf(resolution)] = 0.0
-        if self.fraction > 0:
-            with np.errstate(divide="ignore"):
-                logs = np.log(step)
-            has = ok & np.isfinite(logs)
-            alpha = halflife_alpha(self.halflife)
-            before, count = _scan_mean(logs, has, alpha, state, "step")
-            # the typical step with this value's own included; carried to values without one
-            after = np.where(count > 0, before + alpha * (logs - before), logs)
-            typical = _carry(np.where(has, after, np.nan), has, state, "step_typical", shape)
-            resolution = np.fmax(resolution, self.fraction * np.exp(typical))
-        return resolution
+        smallest = seen[:, 1:]  # this value's own step included: a first step scores ~1
+        smallest[np.isinf(smallest)] = 0.0
+        return smallest, step
+
+    def _typical(
+        self,
+        logs: np.ndarray,
+        has: np.ndarray,
+        before: np.ndarray,
+        count: np.ndarray,
+        alpha: float,
+        state: dict[str, np.ndarray],
+    ) -> np.ndarray:
+        """``fraction`` × the typical step with each value's own included, carried to values
+        without a step of their own."""
+        after = np.where(count > 0, before + alpha * (logs - before), logs)
+        shape = state["floor_res"].shape
+        typical = _carry(np.where(has, after, np.nan), has, state, "step_typical", shape)
+        return self.fraction * np.exp(typical)
+
+    def resolution(
+        self, xs: np.ndarray, ok: np.ndarray, state: dict[str, np.ndarray]
+    ) -> np.ndarray:
+        """The least spread from the series' steps at each value of ``xs`` (S, L): the smallest
+        non-zero step seen, and ``fraction`` × the typical one (0 before the first step)."""
+        smallest, step = self._steps(xs, ok, state)
+        if self.fraction <= 0:
+            return smallest
+        with np.errstate(divide="ignore"):
+            logs = np.log(step)
+        has = ok & np.isfinite(logs)
+        alpha = halflife_alpha(self.halflife)
+        ((before, count),) = _scan_means([(logs, has, "step")], alpha, state)
+        return np.fmax(smallest, self._typical(logs, has, before, count, alpha, state))
+
+    def _level(
+        self, xs: np.ndarray, ok: np.ndarray, out: np.ndarray, state: dict[str, np.ndarray]
+    ) -> np.ndarray:
+        """``out`` raised to ``level`` × the series' long-run deviation (when ``level`` > 0)."""
+        if self.level <= 0:
+            return out
+        alpha = halflife_alpha(self.halflife)
+        mean, count = _scan_mean(xs, ok, halflife_alpha(LEVEL_MEAN_HALFLIFE), state, "level_mean")
+        square = (xs - mean) ** 2
+        has = ok & (count > 0)
+        typical, count = _scan_mean(square, has, alpha, state, "level_dev")
+        return np.fmax(out, self.level * np.sqrt(np.where(count > 0, typical, np.nan)))
 
     def raise_spread(
         self,
@@ -495,12 +575,4 @@ class SpreadFloor:
             usual = np.exp(np.where(count > 0, usual, np.nan))
             share = self.fraction if thin is None else np.where(thin, 1.0, self.fraction)
             out = np.fmax(out, share * usual)
-        if self.level > 0:
-            mean, count = _scan_mean(
-                xs, ok, halflife_alpha(LEVEL_MEAN_HALFLIFE), state, "level_mean"
-            )
-            square = (xs - mean) ** 2
-            has = ok & (count > 0)
-            typical, count = _scan_mean(square, has, alpha, state, "level_dev")
-            out = np.fmax(out, self.level * np.sqrt(np.where(count > 0, typical, np.nan)))
-        return out
+        return self._level(xs, ok, out, state)
