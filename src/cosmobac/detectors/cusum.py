@@ -244,7 +244,7 @@ class Cusum(Detector):
             "limit": np.full(shape, np.inf),
             "first": np.full(shape, np.nan),
             **cusum_state(shape),
-            **SpreadFloor.initial(shape),
+            **SpreadFloor.initial(shape, self.level_floor > 0),
         }
 
     def _process(

@@ -23,6 +23,8 @@ DEFAULT_FLOOR = 0.25
 DEFAULT_FLOOR_HALFLIFE = 2000.0
 
 STATE_KEYS = ("mean0", "var0", "acc_m", "acc_v", "count")
+MEAN_KEYS = ("mean0", "acc_m", "count")
+"""The state of a scan of the mean alone (``variance=False``)."""
 """Per-series state of :func:`ewm_scan`: the mean and variance where the current block began,
 the block's two running sums, and how many values the series has had."""
 
@@ -94,8 +96,10 @@ def ewm_scan(
     size = block_size(alpha) if clip is None else min(block_size(alpha), clip.block)
     steps = np.arange(size + 1, dtype=np.float64)
     grows, shrinks = np.exp(-log_c * steps), np.exp(log_c * steps)  # (1−α)^−k and (1−α)^k
-    mean0, var0 = state["mean0"], state["var0"]
-    acc_m, acc_v, count = state["acc_m"], state["acc_v"], state["count"]
+    mean0, acc_m, count = state["mean0"], state["acc_m"], state["count"]
+    # a scan of the mean alone may have no variance state: stand-ins, not kept
+    var0 = state["var0"] if "var0" in state else np.zeros_like(mean0)
+    acc_v = state["acc_v"] if "acc_v" in state else np.zeros_like(mean0)
     if np.all((per_series == 0) | ((count + per_series - 1) // size == count // size)):
         # no series starts a new block in this batch: one pass over the 2-D layout
         return _dense_scan(x, ok, alpha, state, size, grows, shrinks, per_series, variance, clip)
@@ -229,8 +233,10 @@ def _dense_scan(
     """:func:`ewm_scan` when every series stays within one block in this batch: the same sums,
     accumulated in the same order (missing positions add an exact 0), on the (S, L) layout."""
     series, length = x.shape
-    mean0, var0 = state["mean0"], state["var0"]
-    acc_m, acc_v, count = state["acc_m"], state["acc_v"], state["count"]
+    mean0, acc_m, count = state["mean0"], state["acc_m"], state["count"]
+    # a scan of the mean alone may have no variance state: stand-ins, not kept
+    var0 = state["var0"] if "var0" in state else np.zeros_like(mean0)
+    acc_v = state["acc_v"] if "acc_v" in state else np.zeros_like(mean0)
     fresh = (count == 0) & (per_series > 0)
     if fresh.any():
         mean0[fresh] = x[fresh, ok[fresh].argmax(axis=1)]
@@ -335,7 +341,10 @@ class EWMA(Detector):
         return self.threshold
 
     def _initial(self, count: int, width: int) -> dict[str, np.ndarray]:
-        return {**ewm_state((count, width)), **SpreadFloor.initial((count, width))}
+        return {
+            **ewm_state((count, width)),
+            **SpreadFloor.initial((count, width), self.level_floor > 0),
+        }
 
     def _process(
         self, part: Part, x: np.ndarray, state: dict[str, np.ndarray], batch: Batch
@@ -378,9 +387,9 @@ def _scan_mean(
     """:func:`ewm_scan`'s mean (and count) before each value, its state under ``prefix_*``."""
     series = len(values)
     shape = state[f"{prefix}_count"].shape
-    scan = {key: state[f"{prefix}_{key}"].reshape(series) for key in STATE_KEYS}
+    scan = {key: state[f"{prefix}_{key}"].reshape(series) for key in MEAN_KEYS}
     mean, _, count = ewm_scan(values, has, alpha, scan, variance=False)
-    for key in STATE_KEYS:
+    for key in MEAN_KEYS:
         state[f"{prefix}_{key}"] = scan[key].reshape(shape)
     return mean, count
 
@@ -397,7 +406,7 @@ def _scan_means(
     shape = state[f"{items[0][2]}_count"].shape
     scan = {
         key: np.concatenate([state[f"{prefix}_{key}"].reshape(series) for _, _, prefix in items])
-        for key in STATE_KEYS
+        for key in MEAN_KEYS
     }
     values = np.concatenate([v for v, _, _ in items])
     has = np.concatenate([h for _, h, _ in items])
@@ -405,7 +414,7 @@ def _scan_means(
     out = []
     for i, (_, _, prefix) in enumerate(items):
         rows = slice(i * series, (i + 1) * series)
-        for key in STATE_KEYS:
+        for key in MEAN_KEYS:
             state[f"{prefix}_{key}"] = scan[key][rows].reshape(shape)
         out.append((mean[rows], count[rows]))
     return out
@@ -442,11 +451,17 @@ class SpreadFloor:
     level: float = 0.0
 
     @staticmethod
-    def initial(shape: tuple[int, ...]) -> dict[str, np.ndarray]:
-        """Fresh state for series of ``shape``."""
+    def initial(shape: tuple[int, ...], level: bool = False) -> dict[str, np.ndarray]:
+        """Fresh state for series of ``shape`` (with ``level``: for a level floor too)."""
         state: dict[str, np.ndarray] = {}
-        for prefix in ("usual", "step", "level_mean", "level_dev"):
-            state.update({f"{prefix}_{key}": value for key, value in ewm_state(shape).items()})
+        for prefix in ("usual", "step", *(("level_mean", "level_dev") if level else ())):
+            state.update(
+                {
+                    f"{prefix}_{key}": value
+                    for key, value in ewm_state(shape).items()
+                    if key in MEAN_KEYS
+                }
+            )
         state["floor_res"] = np.full(shape, np.inf)
         state["floor_last"] = np.full(shape, np.nan)
         state["step_typical"] = np.full(shape, np.nan)

@@ -66,7 +66,7 @@ class _Windowed(Detector):
         return {
             "hist": np.full((count, width, self.window), np.nan),
             "last": np.full((count, width), np.nan),
-            **SpreadFloor.initial((count, width)),
+            **SpreadFloor.initial((count, width), self.level_floor > 0),
         }
 
     def _score(

@@ -87,7 +87,7 @@ class ZScore(Detector):
             "base_n": np.zeros((count, width), dtype=np.int64),
             "dev": np.zeros((count, width, w)),
             "used": np.zeros((count, width, w), dtype=np.bool_),
-            **SpreadFloor.initial((count, width)),
+            **SpreadFloor.initial((count, width), self.level_floor > 0),
         }
         if self.skip_repeats:  # which of the last rows had a value, repeats included
             state["run"] = np.zeros((count, width), dtype=np.int64)
