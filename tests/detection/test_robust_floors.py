@@ -169,3 +169,11 @@ def test_cusum_is_exact_however_the_series_is_cut(cuts):
     for name in columns:
         assert np.array_equal(whole[name], pieces[name], equal_nan=True), name
     assert whole["cusum_detected"][3000:5000].sum() > 40
+
+
+@pytest.mark.parametrize("cls", VALUE_DETECTORS)
+def test_a_constant_series_is_scored_not_left_nan(cls):
+    detector = cls()
+    stat = statistic(detector, series(np.full(1200, 7.25)))
+    assert not np.isnan(stat[-200:]).any()
+    assert (stat[-200:] == 0).all()  # nothing unusual

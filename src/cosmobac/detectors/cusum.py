@@ -273,7 +273,10 @@ class Cusum(Detector):
             sd[~warm] = np.nan
             sd = floor.raise_spread(xs, ok, sd, resolution, state)
             z = (xs - mean) / sd
-        scored = warm & (sd > 0)
+        # a spread of 0 where the series has never moved (no step, so no resolution): 0
+        still = warm & (sd == 0) & (resolution == 0)
+        z[still] = 0.0
+        scored = warm & ((sd > 0) | still)
         sums = {key: state[key].reshape(-1) for key in _SUM_KEYS}
         stat = cusum_scan(z, scored, self.slack, self.threshold, sums)
         state.update({key: value.reshape(g, c) for key, value in scan.items()})

@@ -8,11 +8,14 @@ import numpy as np
 
 from ..batch import Batch
 from ..values import flag, integer, real
-from ._series import Part
+from ._series import Part, equal_runs
 from .base import Detector, last_valid, previous_valid, warmup
 from .ewma import DEFAULT_FLOOR, DEFAULT_FLOOR_HALFLIFE, SpreadFloor, _z
 
 __all__ = ["RobustZScore", "Spike"]
+
+REPEAT_CAP = 10
+"""With ``skip_repeats``, a value repeated more than this many windows in a row counts again."""
 
 _MAD_TO_STD = 1.482602218505602  # 1 / Φ⁻¹(3/4): MAD → standard deviation for Gaussian data
 _DIFF_MAD_TO_STD = _MAD_TO_STD / np.sqrt(2.0)  # the same, from the MAD of first differences
@@ -66,6 +69,7 @@ class _Windowed(Detector):
         return {
             "hist": np.full((count, width, self.window), np.nan),
             "last": np.full((count, width), np.nan),
+            "run": np.zeros((count, width), dtype=np.int64),
             **SpreadFloor.initial((count, width), self.level_floor > 0),
         }
 
@@ -86,8 +90,12 @@ class _Windowed(Detector):
         used = ok
         if self.skip_repeats:  # the window is of values kept: skipping never empties it
             last = state["last"].reshape(series)
-            used = ok & (xs != previous_valid(xs, ok, last))
+            same = ok & (xs == previous_valid(xs, ok, last))
+            run, end = equal_runs(same, ok, state["run"].reshape(series))
+            # a value repeated REPEAT_CAP × window times in a row is the new normal: it counts
+            used = ok & ~(same & (run <= REPEAT_CAP * w + 1))
             state["last"] = last_valid(xs, ok, last).reshape(g, c)
+            state["run"] = end.reshape(g, c)
         per_series = used.sum(axis=1)
         offsets = np.concatenate(([0], np.cumsum(per_series)))
         starts = np.arange(series) * w + offsets[:-1]  # each series: w kept values, then new ones
@@ -126,7 +134,8 @@ class RobustZScore(_Windowed):
     Keys: ``columns`` (default the five metrics), ``window`` (values, default 60), ``min_periods``
     (default ``window // 2``), ``threshold`` (default 5.0), ``skip_repeats`` (default true: values
     equal to the previous one are scored but not kept in the window, which holds the last
-    ``window`` values kept however long ago they came), ``spread_floor`` and ``floor_halflife`` (the
+    ``window`` values kept however long ago they came; a value repeated more than 10 × ``window``
+    times in a row counts again, so a constant series is scored), ``spread_floor`` and ``floor_halflife`` (the
     least spread divided by, see :class:`~cosmobac.detectors.ewma.SpreadFloor`), ``name``
     (default ``"robust_zscore"``).
 
