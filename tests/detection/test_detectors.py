@@ -162,7 +162,9 @@ def test_zscore_matches_a_direct_computation():
     values[[50, 51, 52]] = values[49]  # repeats are skipped
     values[[80, 200]] = np.nan
     values[250] = 35.0
-    z = ZScore(window=40, min_periods=10, threshold=1.0)(series(values))["zscore_score"]
+    z = ZScore(window=40, min_periods=10, threshold=1.0, spread_floor=0)(series(values))[
+        "zscore_score"
+    ]
     stat = z / (1 - z)  # score = s / (s + 1)
     expected = reference_zscore(values, 40, 10)
     assert np.allclose(stat, expected, equal_nan=True, rtol=1e-9)
@@ -171,7 +173,7 @@ def test_zscore_matches_a_direct_computation():
 def test_ewma_matches_the_row_by_row_recursion():
     values = noise(400, seed=4)
     values[::37] = np.nan
-    detector = EWMA(halflife=5.0, min_periods=3, threshold=1.0)
+    detector = EWMA(halflife=5.0, min_periods=3, threshold=1.0, spread_floor=0)
     score = detector(series(values))["ewma_score"]
     alpha = 1 - 2 ** (-1 / 5.0)
     mean = var = 0.0
@@ -195,7 +197,8 @@ def test_ewma_matches_the_row_by_row_recursion():
 def test_robust_zscore_uses_median_and_mad():
     window = [10.0, 11.0, 12.0, 13.0, 14.0, 100.0]  # one outlier barely matters
     rows = series([*window, 16.0])
-    score = RobustZScore(window=6, min_periods=6, threshold=1.0)(rows)["robust_zscore_score"][-1]
+    detector = RobustZScore(window=6, min_periods=6, threshold=1.0, spread_floor=0)
+    score = detector(rows)["robust_zscore_score"][-1]
     median = np.median(window)
     mad = np.median(np.abs(np.array(window) - median)) * 1.482602218505602
     z = abs(16.0 - median) / mad

@@ -21,7 +21,15 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Groups", "Part", "Slots", "decode_arrays", "encode_arrays", "take_window"]
+__all__ = [
+    "Groups",
+    "Part",
+    "Slots",
+    "decode_arrays",
+    "encode_arrays",
+    "equal_runs",
+    "take_window",
+]
 
 
 class Slots:
@@ -146,6 +154,25 @@ def take_window(full: np.ndarray, ends: np.ndarray, width: int) -> np.ndarray:
     ``ends[s]``: ``full[s, ends[s] - width : ends[s]]``."""
     index = ends[:, None] - width + np.arange(width)
     return np.take_along_axis(full, index, axis=1)
+
+
+def equal_runs(
+    same: np.ndarray, ok: np.ndarray, start: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Runs of equal values: for each position of each series (S, L), how many consecutive values
+    (counting the first; positions where ``ok`` is false skipped) equal the one before them, given
+    ``same`` (the value equals the previous valid one) and ``start`` (S,), the run carried in from
+    before this batch. Returns the runs (meaningful where ``ok``) and each series' run after the
+    batch."""
+    length = same.shape[1]
+    counted = np.cumsum(same, axis=1)
+    breaks = ok & ~same
+    after_break = np.logical_or.accumulate(breaks, axis=1)
+    base = np.maximum.accumulate(np.where(breaks, counted, 0), axis=1)
+    run = np.where(after_break, 1 + counted - base, start[:, None] + counted)
+    index = np.where(ok, np.arange(length), -1).max(axis=1) if length else np.full(len(same), -1)
+    end = run[np.arange(len(run)), np.maximum(index, 0)] if length else start
+    return run, np.where(index >= 0, end, start)
 
 
 # -- state as text --------------------------------------------------------------------------------

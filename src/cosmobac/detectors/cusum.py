@@ -9,9 +9,184 @@ from ..batch import Batch
 from ..values import integer, real
 from ._series import Part
 from .base import Detector
-from .ewma import halflife_alpha
+from .ewma import (
+    DEFAULT_FLOOR,
+    DEFAULT_FLOOR_HALFLIFE,
+    STATE_KEYS,
+    Clip,
+    SpreadFloor,
+    ewm_scan,
+    ewm_state,
+    halflife_alpha,
+    unbiased,
+)
 
-__all__ = ["Cusum"]
+__all__ = ["Cusum", "cusum_scan"]
+
+SEGMENT = 4096
+"""A CUSUM sum restarts its running total every this many values of a series (counted from its
+first value, so the places do not depend on batching), to keep the totals small and exact."""
+
+_SUM_KEYS = ("up0", "down0", "sum_up", "min_up", "sum_down", "min_down", "seen")
+
+
+def cusum_state(shape: tuple[int, ...]) -> dict[str, np.ndarray]:
+    """Fresh :func:`cusum_scan` state for series of ``shape``."""
+    state = {key: np.zeros(shape) for key in _SUM_KEYS}
+    state["min_up"] = np.full(shape, np.inf)
+    state["min_down"] = np.full(shape, np.inf)
+    state["seen"] = np.zeros(shape, dtype=np.int64)
+    return state
+
+
+def cusum_scan(
+    z: np.ndarray, scored: np.ndarray, slack: float, threshold: float, state: dict[str, np.ndarray]
+) -> np.ndarray:
+    """Page's two-sided CUSUM of ``z`` (S, L) where ``scored``, with a restart of both sums after
+    each alarm: ``up = max(0, up + z − slack)``, ``down = max(0, down − z − slack)``, the statistic
+    ``max(up, down)`` (NaN where not scored), and both sums back to 0 when it reaches
+    ``threshold``. Updates ``state`` (arrays (S,), see :func:`cusum_state`) in place.
+
+    Vectorised along each series as well as across series. Between restarts the recursion has a
+    closed form (Lindley's): with ``T`` the running total of ``z − slack`` since the segment began
+    and ``M`` its running minimum, ``up = T − min(−up₀, M)`` (and likewise for ``down``). The totals
+    are accumulated value by value (``np.cumsum`` continuing from the total kept in the state), so
+    they are the same however the series is cut into batches or into the chunks computed at once:
+    the result is exact and independent of batching. A segment begins after each alarm and every
+    :data:`SEGMENT` values of the series (the sums carried over), so totals stay small.
+    """
+    series, length = z.shape
+    stat = np.full((series, length), np.nan)
+    if not length or not scored.any():
+        return stat
+    step_up = np.where(scored, z - slack, 0.0).ravel()
+    step_down = np.where(scored, -z - slack, 0.0).ravel()
+    # a segment ends after the value that brings the series' count of scored values to a
+    # multiple of SEGMENT
+    seen_after = state["seen"][:, None] + np.cumsum(scored, axis=1)
+    boundary = (scored & (seen_after % SEGMENT == 0)).ravel()
+    flat_scored = scored.ravel()
+    flat_stat = stat.reshape(-1)
+    up0, down0 = state["up0"], state["down0"]
+    sum_up, min_up = state["sum_up"], state["min_up"]
+    sum_down, min_down = state["sum_down"], state["min_down"]
+    pos = np.zeros(series, dtype=np.int64)  # next position to compute, per series
+    chunk = 4096  # how much is computed at once (it does not change the result)
+    a = np.arange(series)
+    while len(a):
+        if len(a) == 1:  # one series left (or only one): 1-D slices are cheaper
+            _scan_one(
+                int(a[0]),
+                int(pos[a[0]]),
+                length,
+                step_up,
+                step_down,
+                flat_scored,
+                boundary,
+                flat_stat,
+                state,
+                threshold,
+            )
+            break
+        width = int(min(chunk, length - pos[a].min()))
+        cols = pos[a, None] + np.arange(width)
+        inside = cols < length
+        index = a[:, None] * length + np.minimum(cols, length - 1)
+        sc = flat_scored[index] & inside
+        grid_up = np.empty((len(a), width + 1))
+        grid_up[:, 0] = sum_up[a]
+        grid_up[:, 1:] = np.where(inside, step_up[index], 0.0)
+        np.cumsum(grid_up, axis=1, out=grid_up)
+        grid_down = np.empty((len(a), width + 1))
+        grid_down[:, 0] = sum_down[a]
+        grid_down[:, 1:] = np.where(inside, step_down[index], 0.0)
+        np.cumsum(grid_down, axis=1, out=grid_down)
+        low_up = grid_up.copy()
+        low_up[:, 0] = min_up[a]
+        np.minimum.accumulate(low_up, axis=1, out=low_up)
+        low_down = grid_down.copy()
+        low_down[:, 0] = min_down[a]
+        np.minimum.accumulate(low_down, axis=1, out=low_down)
+        up = grid_up[:, 1:] - np.minimum(-up0[a, None], low_up[:, 1:])
+        down = grid_down[:, 1:] - np.minimum(-down0[a, None], low_down[:, 1:])
+        s = np.maximum(up, down)
+        alarm = sc & (s >= threshold)
+        ends = boundary[index] & inside
+        stop = alarm | ends | ~inside
+        has = stop.any(axis=1)
+        first = np.where(has, stop.argmax(axis=1), width - 1)  # last position this round
+        span = (np.arange(width) <= first[:, None]) & sc
+        flat_stat[index[span]] = s[span]
+        r = np.arange(len(a))
+        # positions past the series' end add 0: the sums there are those at its last position
+        hit = alarm[r, first]
+        restart = hit | ends[r, first]
+        # an alarm: both sums restart from 0; a segment boundary: they carry over as its start
+        up0[a] = np.where(hit, 0.0, np.where(restart, up[r, first], up0[a]))
+        down0[a] = np.where(hit, 0.0, np.where(restart, down[r, first], down0[a]))
+        sum_up[a] = np.where(restart, 0.0, grid_up[r, first + 1])
+        sum_down[a] = np.where(restart, 0.0, grid_down[r, first + 1])
+        min_up[a] = np.where(restart, np.inf, low_up[r, first + 1])
+        min_down[a] = np.where(restart, np.inf, low_down[r, first + 1])
+        pos[a] = np.where(inside[r, first], pos[a] + first + 1, length)
+        # alarms close together: smaller chunks; a quiet stretch: larger ones
+        chunk = min(4096, chunk * 2) if hit.mean() < 0.5 else max(32, chunk // 4)
+        a = a[pos[a] < length]
+    state["seen"] += scored.sum(axis=1)
+    return stat
+
+
+def _scan_one(
+    row: int,
+    start: int,
+    length: int,
+    step_up: np.ndarray,
+    step_down: np.ndarray,
+    scored: np.ndarray,
+    boundary: np.ndarray,
+    stat: np.ndarray,
+    state: dict[str, np.ndarray],
+    threshold: float,
+) -> None:
+    """:func:`cusum_scan` for one series from position ``start`` on (flat arrays, row-major):
+    the same sums in the same order, on 1-D slices."""
+    base = row * length
+    up0, down0 = float(state["up0"][row]), float(state["down0"][row])
+    sum_up, min_up = float(state["sum_up"][row]), float(state["min_up"][row])
+    sum_down, min_down = float(state["sum_down"][row]), float(state["min_down"][row])
+    pos, chunk = start, 256
+    while pos < length:
+        end = min(length, pos + chunk)
+        part = slice(base + pos, base + end)
+        grid_up = np.cumsum(np.concatenate(([sum_up], step_up[part])))
+        grid_down = np.cumsum(np.concatenate(([sum_down], step_down[part])))
+        low_up = np.minimum.accumulate(np.concatenate(([min_up], grid_up[1:])))
+        low_down = np.minimum.accumulate(np.concatenate(([min_down], grid_down[1:])))
+        up = grid_up[1:] - np.minimum(-up0, low_up[1:])
+        down = grid_down[1:] - np.minimum(-down0, low_down[1:])
+        s = np.maximum(up, down)
+        sc = scored[part]
+        alarm = sc & (s >= threshold)
+        stops = np.flatnonzero(alarm | boundary[part])
+        first = int(stops[0]) if len(stops) else end - pos - 1
+        keep = sc[: first + 1]
+        stat[base + pos : base + pos + first + 1][keep] = s[: first + 1][keep]
+        if len(stops):
+            if alarm[first]:  # both sums restart from 0
+                up0 = down0 = 0.0
+            else:  # a segment boundary: the sums carry over as its start
+                up0, down0 = float(up[first]), float(down[first])
+            sum_up = sum_down = 0.0
+            min_up = min_down = np.inf
+            chunk = max(32, min(4096, 2 * (first + 1)))
+        else:
+            sum_up, sum_down = float(grid_up[-1]), float(grid_down[-1])
+            min_up, min_down = float(low_up[-1]), float(low_down[-1])
+            chunk = min(4096, chunk * 2)
+        pos += first + 1
+    state["up0"][row], state["down0"][row] = up0, down0
+    state["sum_up"][row], state["min_up"][row] = sum_up, min_up
+    state["sum_down"][row], state["min_down"][row] = sum_down, min_down
 
 
 @attrs.define(eq=False, kw_only=True)
@@ -19,20 +194,24 @@ class Cusum(Detector):
     """Two-sided CUSUM (Page's cumulative sum) of standardised values: catches sustained shifts,
     drifts and oscillations that no single value gives away.
 
-    Each value is standardised against the sensor's baseline, ``z = (x − m) / s``, an
-    exponentially weighted mean and standard deviation of its earlier values (a plain average over
-    the first values). Then ``up = max(0, up + z − slack)`` and ``down = max(0, down − z − slack)``;
-    the statistic is ``max(up, down)``, and when it reaches ``threshold`` the row is detected and
-    both sums restart from 0. Once warm, baseline updates are clipped to ``clip`` standard
-    deviations, so anomalies barely move the baseline.
+    Each value is standardised against the sensor's baseline, ``z = (x − m) / s``: ``m`` and ``s``
+    are an exponentially weighted mean and standard deviation of its earlier values (both
+    normalised by the weights so far, so early on they are plain averages), ``s`` at least the
+    spread floor. Then ``up = max(0, up + z − slack)`` and ``down = max(0, down − z − slack)``; the
+    statistic is ``max(up, down)``, and when it reaches ``threshold`` the row is detected and both
+    sums restart from 0 (see :func:`cusum_scan`). Once warm, values are winsorised before they
+    update the baseline, to the baseline's mean ± ``clip`` standard deviations as they were at the
+    start of the current block of 128 values (see :func:`~cosmobac.detectors.ewma.ewm_scan`), so
+    anomalies barely move the baseline.
 
     Keys: ``columns`` (default the five metrics), ``halflife`` (values, baseline memory, default
     120), ``slack`` (the ``k`` of CUSUM, in standard deviations, default 0.5), ``threshold`` (the
     ``h``, default 8.0), ``clip`` (default 3.0; 0 turns clipping off), ``min_periods`` (values
-    before scoring, default 30), ``name`` (default ``"cusum"``).
+    before scoring, default 30), ``spread_floor`` and ``floor_halflife`` (the least standard
+    deviation divided by, see :class:`~cosmobac.detectors.ewma.SpreadFloor`), ``name`` (default
+    ``"cusum"``).
 
-    Rows are processed one after the other for each sensor, all sensors and columns at once, so the
-    result is exact and does not depend on batching; state is five numbers per sensor and column.
+    Vectorised along each series and across series; exact and independent of batching.
     """
 
     kind = "cusum"
@@ -44,19 +223,28 @@ class Cusum(Detector):
     min_periods: int = attrs.field(
         default=30, converter=lambda v: integer("min_periods", v, minimum=2)
     )
+    spread_floor: float = attrs.field(
+        default=DEFAULT_FLOOR, converter=lambda v: real("spread_floor", v, minimum=0)
+    )
+    floor_halflife: float = attrs.field(
+        default=DEFAULT_FLOOR_HALFLIFE, converter=lambda v: real("floor_halflife", v, above=0)
+    )
+    level_floor: float = attrs.field(
+        default=0.0, converter=lambda v: real("level_floor", v, minimum=0)
+    )
 
     @property
     def threshold_value(self) -> float:
         return self.threshold
 
     def _initial(self, count: int, width: int) -> dict[str, np.ndarray]:
-        zeros = np.zeros((count, width))
+        shape = (count, width)
         return {
-            "mean": zeros.copy(),
-            "var": zeros.copy(),
-            "count": np.zeros((count, width), dtype=np.int64),
-            "up": zeros.copy(),
-            "down": zeros.copy(),
+            **ewm_state(shape),
+            "limit": np.full(shape, np.inf),
+            "first": np.full(shape, np.nan),
+            **cusum_state(shape),
+            **SpreadFloor.initial(shape, self.level_floor > 0),
         }
 
     def _process(
@@ -64,44 +252,35 @@ class Cusum(Detector):
     ) -> np.ndarray:
         g, c, length = x.shape
         xs = x.reshape(g * c, length)
-        ok_all = np.isfinite(xs)
-        mean = state["mean"].reshape(-1).copy()
-        var = state["var"].reshape(-1).copy()
-        count = state["count"].reshape(-1).copy()
-        up = state["up"].reshape(-1).copy()
-        down = state["down"].reshape(-1).copy()
+        ok = np.isfinite(xs)
+        floor = SpreadFloor(self.spread_floor, self.floor_halflife, self.level_floor)
+        resolution = floor.resolution(xs, ok, state)
         alpha = halflife_alpha(self.halflife)
-        slack, h, clip, warmup = self.slack, self.threshold, self.clip, self.min_periods
-        stat = np.full((g * c, length), np.nan)
-        zero = np.zeros(g * c)
-        for j in range(length):
-            ok = ok_all[:, j]
-            value = np.where(ok, xs[:, j], mean)
-            sd = np.sqrt(var)
-            dev = value - mean
-            scored = ok & (count >= warmup) & (sd > 0)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                z = np.where(scored, dev / sd, 0.0)
-            np.maximum(zero, np.where(scored, up + z - slack, up), out=up)
-            np.maximum(zero, np.where(scored, down - z - slack, down), out=down)
-            s = np.maximum(up, down)
-            stat[:, j] = np.where(scored, s, np.nan)
-            alarm = scored & (s >= h)
-            if alarm.any():
-                up[alarm] = 0.0
-                down[alarm] = 0.0
-            if clip > 0:
-                limit = np.where(count >= warmup, clip * sd, np.inf)
-                dev = np.clip(dev, -limit, limit)
-            a = np.where(ok, np.maximum(alpha, 1.0 / (count + 1)), 0.0)
-            mean += a * dev
-            var[:] = (1.0 - a) * (var + a * dev * dev)
-            count += ok
-        state.update(
-            mean=mean.reshape(g, c),
-            var=var.reshape(g, c),
-            count=count.reshape(g, c),
-            up=up.reshape(g, c),
-            down=down.reshape(g, c),
-        )
+        scan = {key: state[key].reshape(-1) for key in STATE_KEYS}
+        limits = state["limit"].reshape(-1)
+        clip = Clip(self.clip, self.min_periods, resolution, limits) if self.clip > 0 else None
+        first = state["first"].reshape(-1)
+        fresh = np.isnan(first) & ok.any(axis=1)
+        first[fresh] = xs[fresh, ok[fresh].argmax(axis=1)]
+        mean, var, count = ewm_scan(xs, ok, alpha, scan, clip=clip)
+        # the mean without the weight left on the first value: a weighted average of the values
+        decay = np.exp(np.log1p(-alpha) * count)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = (mean - decay * first[:, None]) / -np.expm1(np.log1p(-alpha) * count)
+        warm = ok & (count >= self.min_periods)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            sd = np.sqrt(unbiased(var, count, alpha))
+            sd[~warm] = np.nan
+            sd = floor.raise_spread(xs, ok, sd, resolution, state)
+            z = (xs - mean) / sd
+        # a spread of 0 where the series has never moved (no step, so no resolution): 0
+        still = warm & (sd == 0) & (resolution == 0)
+        z[still] = 0.0
+        scored = warm & ((sd > 0) | still)
+        sums = {key: state[key].reshape(-1) for key in _SUM_KEYS}
+        stat = cusum_scan(z, scored, self.slack, self.threshold, sums)
+        state.update({key: value.reshape(g, c) for key, value in scan.items()})
+        state.update({key: value.reshape(g, c) for key, value in sums.items()})
+        state["limit"] = limits.reshape(g, c)
+        state["first"] = first.reshape(g, c)
         return stat.reshape(g, c, length)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import math
+from typing import Any
 
 import attrs
 import numpy as np
@@ -10,17 +12,31 @@ import numpy as np
 from ..batch import Batch
 from ..values import integer, real
 from ._series import Part
-from .base import Detector
-from .zscore import _z
+from .base import Detector, last_valid, previous_valid
 
-__all__ = ["EWMA", "ewm_scan", "ewm_state", "halflife_alpha"]
+__all__ = ["EWMA", "Clip", "SpreadFloor", "ewm_scan", "ewm_state", "halflife_alpha"]
 
 _SPAN = 40.0  # a block of the closed form spans at most e^40 in weight: far from overflow
-_MAX_BLOCK = 256
+_MAX_BLOCK = 4096  # long blocks: fewer rounds (numpy calls) on long series
+
+DEFAULT_FLOOR = 0.25
+DEFAULT_FLOOR_HALFLIFE = 2000.0
 
 STATE_KEYS = ("mean0", "var0", "acc_m", "acc_v", "count")
+MEAN_KEYS = ("mean0", "acc_m", "count")
+"""The state of a scan of the mean alone (``variance=False``)."""
 """Per-series state of :func:`ewm_scan`: the mean and variance where the current block began,
 the block's two running sums, and how many values the series has had."""
+
+
+def _z(dev: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """``|dev| / scale``; where the scale is 0, 0 for no deviation and ``inf`` otherwise."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = np.abs(dev) / scale
+    flat = scale == 0
+    if flat.any():
+        z[flat] = np.where(dev[flat] == 0, 0.0, np.inf)
+    return z
 
 
 def block_size(alpha: float) -> int:
@@ -37,7 +53,13 @@ def ewm_state(shape: tuple[int, ...]) -> dict[str, np.ndarray]:
 
 
 def ewm_scan(
-    x: np.ndarray, ok: np.ndarray, alpha: float, state: dict[str, np.ndarray]
+    x: np.ndarray,
+    ok: np.ndarray,
+    alpha: float,
+    state: dict[str, np.ndarray],
+    *,
+    clip: Clip | None = None,
+    variance: bool = True,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Exponentially weighted mean and variance of each series of ``x`` (S, L), skipping
     positions where ``ok`` is false; vectorised across series and along each series.
@@ -55,6 +77,12 @@ def ewm_scan(
     value by value and kept in the state between batches, so every number is computed by the same
     operations in the same order however the series is cut into batches: results are identical,
     bit for bit.
+
+    With ``clip``, each value is winsorised before it updates the mean and variance: to the
+    block's starting mean ± ``clip.limit`` (see :class:`Clip`), so outliers barely move the
+    baseline; the returned mean and variance are those of the winsorised values. With
+    ``variance=False`` only the mean is computed (the variance returned is NaN, its state left
+    alone).
     """
     series, length = x.shape
     mean_before = np.full((series, length), np.nan)
@@ -65,12 +93,41 @@ def ewm_scan(
     if not total:
         return mean_before, var_before, count_before
     log_c = math.log1p(-alpha)
-    steps = np.arange(block_size(alpha) + 1, dtype=np.float64)
+    size = block_size(alpha) if clip is None else min(block_size(alpha), clip.block)
+    steps = np.arange(size + 1, dtype=np.float64)
     grows, shrinks = np.exp(-log_c * steps), np.exp(log_c * steps)  # (1−α)^−k and (1−α)^k
-    size = block_size(alpha)
-    mean0, var0 = state["mean0"], state["var0"]
-    acc_m, acc_v, count = state["acc_m"], state["acc_v"], state["count"]
+    mean0, acc_m, count = state["mean0"], state["acc_m"], state["count"]
+    # a scan of the mean alone may have no variance state: stand-ins, not kept
+    var0 = state["var0"] if "var0" in state else np.zeros_like(mean0)
+    acc_v = state["acc_v"] if "acc_v" in state else np.zeros_like(mean0)
+    if np.all((per_series == 0) | ((count + per_series - 1) // size == count // size)):
+        # no series starts a new block in this batch: one pass over the 2-D layout
+        return _dense_scan(x, ok, alpha, state, size, grows, shrinks, per_series, variance, clip)
+    if series == 1:  # one series: one pass per block, on slices
+        where = np.flatnonzero(ok[0])
+        index = int(count[0]) + np.arange(len(where))
+        starts = where[index % size == 0]  # a block begins at these columns
+        cuts = [0, *[int(c) for c in starts if c > 0], length]
+        for a, b in itertools.pairwise(cuts):
+            part_clip = None
+            if clip is not None:
+                part_clip = Clip(clip.limit, clip.warmup, clip.floor[:, a:b], clip.limits)
+            m, v, n = _dense_scan(
+                x[:, a:b],
+                ok[:, a:b],
+                alpha,
+                state,
+                size,
+                grows,
+                shrinks,
+                ok[:, a:b].sum(axis=1),
+                variance,
+                part_clip,
+            )
+            mean_before[:, a:b], var_before[:, a:b], count_before[:, a:b] = m, v, n
+        return mean_before, var_before, count_before
     values = x[ok]
+    floors = clip.floor[ok] if clip is not None else None
     sid = np.repeat(np.arange(series), per_series)
     offsets = np.concatenate(([0], np.cumsum(per_series)[:-1]))
     index = count[sid] + (np.arange(total) - offsets[sid])  # 0-based place in the series
@@ -79,9 +136,15 @@ def ewm_scan(
     pos = index % size + 1  # 1-based place in its block
     rounds = index // size - count[sid] // size
     m_prev = np.empty(total)
-    v_prev = np.empty(total)
-    for r in range(int(rounds.max()) + 1):
-        chosen = np.flatnonzero(rounds == r)
+    v_prev = np.full(total, np.nan)
+    count_rounds = int(rounds.max()) + 1
+    if count_rounds == 1:
+        order, bounds = np.arange(total), np.array([0, total])
+    else:  # each round's values, in series order, without scanning every value each round
+        order = np.argsort(rounds, kind="stable")
+        bounds = np.searchsorted(rounds[order], np.arange(count_rounds + 1))
+    for r in range(count_rounds):
+        chosen = order[bounds[r] : bounds[r + 1]]
         s = sid[chosen]
         starts = np.flatnonzero(np.concatenate(([True], s[1:] != s[:-1])))
         members = s[starts]
@@ -93,37 +156,139 @@ def ewm_scan(
         grow = grows[k]
         decay = shrinks[k - 1]
         m0 = mean0[members]
+        chunk = values[chosen]
+        if clip is not None and floors is not None:
+            begins = k[starts] == 1  # these series start a block here: set its limit
+            if begins.any():
+                first = starts[begins]
+                who = members[begins]
+                n0 = index[chosen][first]
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    sd0 = np.sqrt(var0[who] / -np.expm1(log_c * (n0 - 1)))
+                scale = np.fmax(np.where(n0 >= 2, sd0, np.nan), floors[chosen][first])
+                clip.limits[who] = np.where(
+                    (n0 >= clip.warmup) & (scale > 0), clip.limit * scale, np.inf
+                )
+            lim = clip.limits[members][row]
+            chunk = np.clip(chunk, m0[row] - lim, m0[row] + lim)
         grid = np.zeros((len(members), width))
         grid[:, 0] = acc_m[members]
-        grid[row, col] = grow * (values[chosen] - m0[row])
+        grid[row, col] = grow * (chunk - m0[row])
         np.cumsum(grid, axis=1, out=grid)  # value by value, from the block's saved sum
         mp = m0[row] + decay * (alpha * grid[row, col - 1])
-        d = values[chosen] - mp
-        v0 = var0[members]
-        vgrid = np.zeros((len(members), width))
-        vgrid[:, 0] = acc_v[members]
-        vgrid[row, col] = grow * (d * d)
-        np.cumsum(vgrid, axis=1, out=vgrid)
-        vp = decay * (v0[row] + alpha * (1.0 - alpha) * vgrid[row, col - 1])
         m_prev[chosen] = mp
-        v_prev[chosen] = vp
         last = starts + lengths - 1
         last_col = col[last]
         last_k = k[last]
         full = pos[chosen][last] == size  # the block is complete: the next one starts here
         sum_m = grid[np.arange(len(members)), last_col]
-        sum_v = vgrid[np.arange(len(members)), last_col]
         end_mean = m0 + shrinks[last_k] * (alpha * sum_m)
-        end_var = shrinks[last_k] * (v0 + alpha * (1.0 - alpha) * sum_v)
+        if variance:
+            d = chunk - mp
+            v0 = var0[members]
+            vgrid = np.zeros((len(members), width))
+            vgrid[:, 0] = acc_v[members]
+            vgrid[row, col] = grow * (d * d)
+            np.cumsum(vgrid, axis=1, out=vgrid)
+            v_prev[chosen] = decay * (v0[row] + alpha * (1.0 - alpha) * vgrid[row, col - 1])
+            sum_v = vgrid[np.arange(len(members)), last_col]
+            end_var = shrinks[last_k] * (v0 + alpha * (1.0 - alpha) * sum_v)
+            var0[members] = np.where(full, end_var, v0)
+            acc_v[members] = np.where(full, 0.0, sum_v)
         mean0[members] = np.where(full, end_mean, m0)
-        var0[members] = np.where(full, end_var, v0)
         acc_m[members] = np.where(full, 0.0, sum_m)
-        acc_v[members] = np.where(full, 0.0, sum_v)
     count += per_series
     mean_before[ok] = m_prev
     var_before[ok] = v_prev
     count_before[ok] = index
     return mean_before, var_before, count_before
+
+
+@attrs.define
+class Clip:
+    """Winsorising for :func:`ewm_scan`: when a block of the closed form begins, its limit is set
+    to ``limit`` × the larger of the standard deviation then (unbiased) and ``floor`` at that
+    value; until ``warmup`` values have been seen (or while that scale is 0) there is no limit.
+    ``limits`` (S,) holds each series' current limit (state: it spans batches)."""
+
+    limit: float
+    warmup: int
+    floor: np.ndarray  # (S, L), beside x
+    limits: np.ndarray  # (S,), updated in place
+    block: int = 128  # the limit is set again every this many values (blocks are this short)
+
+
+def _dense_scan(
+    x: np.ndarray,
+    ok: np.ndarray,
+    alpha: float,
+    state: dict[str, np.ndarray],
+    size: int,
+    grows: np.ndarray,
+    shrinks: np.ndarray,
+    per_series: np.ndarray,
+    variance: bool,
+    clip: Clip | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`ewm_scan` when every series stays within one block in this batch: the same sums,
+    accumulated in the same order (missing positions add an exact 0), on the (S, L) layout."""
+    series, length = x.shape
+    mean0, acc_m, count = state["mean0"], state["acc_m"], state["count"]
+    # a scan of the mean alone may have no variance state: stand-ins, not kept
+    var0 = state["var0"] if "var0" in state else np.zeros_like(mean0)
+    acc_v = state["acc_v"] if "acc_v" in state else np.zeros_like(mean0)
+    fresh = (count == 0) & (per_series > 0)
+    if fresh.any():
+        mean0[fresh] = x[fresh, ok[fresh].argmax(axis=1)]
+    index = count[:, None] + np.cumsum(ok, axis=1) - ok  # 0-based place in the series
+    k = np.where(ok, index % size + 1, 1)  # 1-based place in its block
+    grow = grows[k]
+    decay = shrinks[k - 1]
+    m0 = mean0[:, None]
+    if clip is not None:
+        begins = (per_series > 0) & (count % size == 0)  # a block begins here: set its limit
+        if begins.any():
+            who = np.flatnonzero(begins)
+            n0 = count[who]
+            first = ok[who].argmax(axis=1)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                sd0 = np.sqrt(var0[who] / -np.expm1(math.log1p(-alpha) * (n0 - 1)))
+            scale = np.fmax(np.where(n0 >= 2, sd0, np.nan), clip.floor[who, first])
+            clip.limits[who] = np.where(
+                (n0 >= clip.warmup) & (scale > 0), clip.limit * scale, np.inf
+            )
+        lim = clip.limits[:, None]
+        x = np.clip(x, m0 - lim, m0 + lim)
+    grid = np.empty((series, length + 1))
+    grid[:, 0] = acc_m
+    grid[:, 1:] = np.where(ok, grow * (x - m0), 0.0)
+    np.cumsum(grid, axis=1, out=grid)
+    mp = m0 + decay * (alpha * grid[:, :-1])
+    has = per_series > 0
+    last = np.where(has, length - 1 - np.argmax(ok[:, ::-1], axis=1), 0)
+    rows = np.arange(series)
+    last_k = k[rows, last]
+    full = has & (last_k == size)  # the block is complete: the next one starts after it
+    sum_m = grid[:, -1]
+    end_mean = mean0 + shrinks[last_k] * (alpha * sum_m)
+    vp = np.full((series, length), np.nan)
+    if variance:
+        d = np.where(ok, x - mp, 0.0)
+        vgrid = np.empty((series, length + 1))
+        vgrid[:, 0] = acc_v
+        vgrid[:, 1:] = np.where(ok, grow * (d * d), 0.0)
+        np.cumsum(vgrid, axis=1, out=vgrid)
+        vp = decay * (var0[:, None] + alpha * (1.0 - alpha) * vgrid[:, :-1])
+        sum_v = vgrid[:, -1]
+        end_var = shrinks[last_k] * (var0 + alpha * (1.0 - alpha) * sum_v)
+        var0[:] = np.where(full, end_var, var0)
+        acc_v[:] = np.where(full, 0.0, np.where(has, sum_v, acc_v))
+    mean0[:] = np.where(full, end_mean, mean0)
+    acc_m[:] = np.where(full, 0.0, np.where(has, sum_m, acc_m))
+    count += per_series
+    mean_before = np.where(ok, mp, np.nan)
+    var_before = np.where(ok, vp, np.nan)
+    return mean_before, var_before, np.where(ok, index, 0)
 
 
 def halflife_alpha(halflife: float) -> float:
@@ -144,27 +309,42 @@ class EWMA(Detector):
     values skipped).
 
     Keys: ``columns`` (default the five metrics), ``halflife`` (values after which an old value
-    weighs half as much, default 30), ``min_periods`` (values seen before scoring, default 30),
-    ``threshold`` (default 4.0), ``name`` (default ``"ewma"``).
+    weighs half as much, default 100), ``min_periods`` (values seen before scoring, default 30),
+    ``threshold`` (default 4.0), ``spread_floor`` and ``floor_halflife`` (the least standard
+    deviation divided by, see :class:`SpreadFloor`: default 0.5 × its long-run level over a
+    half-life of 2000 values, and at least the series' resolution), ``name`` (default
+    ``"ewma"``).
 
-    State per sensor and column is five numbers, whatever the half-life. Results are exact and do
+    State per sensor and column is twelve numbers, whatever the half-life. Results are exact and do
     not depend on how rows are cut into batches (see :func:`ewm_scan`).
     """
 
     kind = "ewma"
 
-    halflife: float = attrs.field(default=30.0, converter=lambda v: real("halflife", v, above=0))
+    halflife: float = attrs.field(default=100.0, converter=lambda v: real("halflife", v, above=0))
     min_periods: int = attrs.field(
         default=30, converter=lambda v: integer("min_periods", v, minimum=2)
     )
     threshold: float = attrs.field(default=4.0, converter=lambda v: real("threshold", v, above=0))
+    spread_floor: float = attrs.field(
+        default=DEFAULT_FLOOR, converter=lambda v: real("spread_floor", v, minimum=0)
+    )
+    floor_halflife: float = attrs.field(
+        default=DEFAULT_FLOOR_HALFLIFE, converter=lambda v: real("floor_halflife", v, above=0)
+    )
+    level_floor: float = attrs.field(
+        default=0.0, converter=lambda v: real("level_floor", v, minimum=0)
+    )
 
     @property
     def threshold_value(self) -> float:
         return self.threshold
 
     def _initial(self, count: int, width: int) -> dict[str, np.ndarray]:
-        return ewm_state((count, width))
+        return {
+            **ewm_state((count, width)),
+            **SpreadFloor.initial((count, width), self.level_floor > 0),
+        }
 
     def _process(
         self, part: Part, x: np.ndarray, state: dict[str, np.ndarray], batch: Batch
@@ -176,6 +356,238 @@ class EWMA(Detector):
         flat = {key: state[key].reshape(-1) for key in STATE_KEYS}
         m, v, n = ewm_scan(xs, ok, alpha, flat)
         state.update({key: value.reshape(g, c) for key, value in flat.items()})
-        z = _z(xs - m, np.sqrt(unbiased(v, n, alpha)))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            spread = np.sqrt(unbiased(v, n, alpha))
+        spread[~ok | (n < self.min_periods)] = np.nan
+        floor = SpreadFloor(self.spread_floor, self.floor_halflife, self.level_floor)
+        z = _z(xs - m, floor(xs, ok, spread, state))
         z[~ok | (n < self.min_periods)] = np.nan
         return z.reshape(g, c, length)
+
+
+LEVEL_MEAN_HALFLIFE = 300.0
+"""Half-life (values) of the mean the level floor measures deviations from."""
+
+
+def _carry(
+    values: np.ndarray, has: np.ndarray, state: dict[str, np.ndarray], key: str, shape: Any
+) -> np.ndarray:
+    """``values`` (S, L) where ``has``, elsewhere the last one before (from ``state[key]`` before
+    this batch); keeps the last one in ``state[key]``."""
+    series = len(values)
+    last = state[key].reshape(series)
+    out = np.where(has, values, previous_valid(values, has, last))
+    state[key] = last_valid(values, has, last).reshape(shape)
+    return out
+
+
+def _scan_mean(
+    values: np.ndarray, has: np.ndarray, alpha: float, state: dict[str, np.ndarray], prefix: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`ewm_scan`'s mean (and count) before each value, its state under ``prefix_*``."""
+    series = len(values)
+    shape = state[f"{prefix}_count"].shape
+    scan = {key: state[f"{prefix}_{key}"].reshape(series) for key in MEAN_KEYS}
+    mean, _, count = ewm_scan(values, has, alpha, scan, variance=False)
+    for key in MEAN_KEYS:
+        state[f"{prefix}_{key}"] = scan[key].reshape(shape)
+    return mean, count
+
+
+def _scan_means(
+    items: list[tuple[np.ndarray, np.ndarray, str]], alpha: float, state: dict[str, np.ndarray]
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """:func:`_scan_mean` of several (values, has, prefix) of the same series in one scan (the
+    rows are independent: the same results as one scan each)."""
+    if len(items) == 1:
+        values, has, prefix = items[0]
+        return [_scan_mean(values, has, alpha, state, prefix)]
+    series = len(items[0][0])
+    shape = state[f"{items[0][2]}_count"].shape
+    scan = {
+        key: np.concatenate([state[f"{prefix}_{key}"].reshape(series) for _, _, prefix in items])
+        for key in MEAN_KEYS
+    }
+    values = np.concatenate([v for v, _, _ in items])
+    has = np.concatenate([h for _, h, _ in items])
+    mean, _, count = ewm_scan(values, has, alpha, scan, variance=False)
+    out = []
+    for i, (_, _, prefix) in enumerate(items):
+        rows = slice(i * series, (i + 1) * series)
+        for key in MEAN_KEYS:
+            state[f"{prefix}_{key}"] = scan[key][rows].reshape(shape)
+        out.append((mean[rows], count[rows]))
+    return out
+
+
+@attrs.define(frozen=True)
+class SpreadFloor:
+    """The least spread a detector divides by, so flat, quantised or repeated-value stretches do
+    not make its scores explode. A detector estimates its spread (a standard deviation, a MAD,
+    a noise level) from recent values; that estimate collapses towards 0 where the series is
+    flat for a while, and then an ordinary step scores like a huge anomaly. The spread used is
+    the largest of
+
+    * the detector's own estimate;
+    * ``fraction`` × what is usual for it on this series: the geometric mean of its earlier
+      estimates (zeros left out), exponentially weighted with half-life ``halflife`` values;
+    * the series' *resolution*: the smallest non-zero step between consecutive values seen so far,
+      and ``fraction`` × the typical non-zero step (their geometric mean, weighted likewise). Both
+      include the value's own step, so the first move of a series flat so far scores about
+      ``1 / fraction``, not infinity;
+    * ``level`` × the series' long-run deviation (0 by default: off): the root of the
+      exponentially weighted mean (half-life ``halflife``) of squared deviations from a mean with
+      a half-life of :data:`LEVEL_MEAN_HALFLIFE` values. It ranks values against the series'
+      overall variation, bursts included, which suits series whose ordinary bursts should not
+      alarm (NAB's); it makes a detector less sensitive to short anomalies in series that wander.
+
+    All are taken before each value (the value itself excluded, but for its own step). The state
+    is kept per series (:meth:`initial`), exact and independent of batching like
+    :func:`ewm_scan`.
+    """
+
+    fraction: float
+    halflife: float
+    level: float = 0.0
+
+    @staticmethod
+    def initial(shape: tuple[int, ...], level: bool = False) -> dict[str, np.ndarray]:
+        """Fresh state for series of ``shape`` (with ``level``: for a level floor too)."""
+        state: dict[str, np.ndarray] = {}
+        for prefix in ("usual", "step", *(("level_mean", "level_dev") if level else ())):
+            state.update(
+                {
+                    f"{prefix}_{key}": value
+                    for key, value in ewm_state(shape).items()
+                    if key in MEAN_KEYS
+                }
+            )
+        state["floor_res"] = np.full(shape, np.inf)
+        state["floor_last"] = np.full(shape, np.nan)
+        state["step_typical"] = np.full(shape, np.nan)
+        return state
+
+    def __call__(
+        self,
+        xs: np.ndarray,
+        ok: np.ndarray,
+        spread: np.ndarray,
+        state: dict[str, np.ndarray],
+        thin: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """The spread to divide by at each value of ``xs`` (S, L): ``spread`` (S, L; the
+        detector's estimate, NaN where it has none) raised to the floor. Where ``thin`` (the
+        estimate rests on too little), it is raised to the whole usual level, not a fraction, and
+        does not count towards that level. Updates ``state`` (arrays holding S values, replaced
+        by new arrays of the same shapes). The same as :meth:`resolution` then
+        :meth:`raise_spread`, with their two long-run means in one scan."""
+        smallest, step = self._steps(xs, ok, state)
+        if self.fraction <= 0:
+            return self._level(xs, ok, np.fmax(spread, smallest), state)
+        alpha = halflife_alpha(self.halflife)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            step_logs = np.log(step)
+            spread_logs = np.log(spread)
+        has_step = ok & np.isfinite(step_logs)
+        has_spread = ok & np.isfinite(spread_logs)
+        if thin is not None:
+            has_spread &= ~thin
+        (step_before, step_count), (usual, count) = _scan_means(
+            [(step_logs, has_step, "step"), (spread_logs, has_spread, "usual")], alpha, state
+        )
+        resolution = np.fmax(
+            smallest, self._typical(step_logs, has_step, step_before, step_count, alpha, state)
+        )
+        usual = np.exp(np.where(count > 0, usual, np.nan))
+        share = self.fraction if thin is None else np.where(thin, 1.0, self.fraction)
+        out = np.fmax(np.fmax(spread, resolution), share * usual)
+        return self._level(xs, ok, out, state)
+
+    def _steps(
+        self, xs: np.ndarray, ok: np.ndarray, state: dict[str, np.ndarray]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The smallest non-zero step seen at each value (its own included; 0 before the first),
+        and each value's step (``inf`` where it has none: a repeat, no previous value)."""
+        series = len(xs)
+        shape = state["floor_res"].shape
+        last = state["floor_last"].reshape(series)
+        step = np.abs(xs - previous_valid(xs, ok, last))
+        step[~(step > 0)] = np.inf  # NaN (no previous value, missing) and repeats: no step
+        seen = np.empty((series, xs.shape[1] + 1))
+        seen[:, 0] = state["floor_res"].reshape(series)
+        seen[:, 1:] = step
+        np.minimum.accumulate(seen, axis=1, out=seen)
+        state["floor_res"] = seen[:, -1].reshape(shape)
+        state["floor_last"] = last_valid(xs, ok, last).reshape(shape)
+        smallest = seen[:, 1:]  # this value's own step included: a first step scores ~1
+        smallest[np.isinf(smallest)] = 0.0
+        return smallest, step
+
+    def _typical(
+        self,
+        logs: np.ndarray,
+        has: np.ndarray,
+        before: np.ndarray,
+        count: np.ndarray,
+        alpha: float,
+        state: dict[str, np.ndarray],
+    ) -> np.ndarray:
+        """``fraction`` × the typical step with each value's own included, carried to values
+        without a step of their own."""
+        after = np.where(count > 0, before + alpha * (logs - before), logs)
+        shape = state["floor_res"].shape
+        typical = _carry(np.where(has, after, np.nan), has, state, "step_typical", shape)
+        return self.fraction * np.exp(typical)
+
+    def resolution(
+        self, xs: np.ndarray, ok: np.ndarray, state: dict[str, np.ndarray]
+    ) -> np.ndarray:
+        """The least spread from the series' steps at each value of ``xs`` (S, L): the smallest
+        non-zero step seen, and ``fraction`` × the typical one (0 before the first step)."""
+        smallest, step = self._steps(xs, ok, state)
+        if self.fraction <= 0:
+            return smallest
+        with np.errstate(divide="ignore"):
+            logs = np.log(step)
+        has = ok & np.isfinite(logs)
+        alpha = halflife_alpha(self.halflife)
+        ((before, count),) = _scan_means([(logs, has, "step")], alpha, state)
+        return np.fmax(smallest, self._typical(logs, has, before, count, alpha, state))
+
+    def _level(
+        self, xs: np.ndarray, ok: np.ndarray, out: np.ndarray, state: dict[str, np.ndarray]
+    ) -> np.ndarray:
+        """``out`` raised to ``level`` × the series' long-run deviation (when ``level`` > 0)."""
+        if self.level <= 0:
+            return out
+        alpha = halflife_alpha(self.halflife)
+        mean, count = _scan_mean(xs, ok, halflife_alpha(LEVEL_MEAN_HALFLIFE), state, "level_mean")
+        square = (xs - mean) ** 2
+        has = ok & (count > 0)
+        typical, count = _scan_mean(square, has, alpha, state, "level_dev")
+        return np.fmax(out, self.level * np.sqrt(np.where(count > 0, typical, np.nan)))
+
+    def raise_spread(
+        self,
+        xs: np.ndarray,
+        ok: np.ndarray,
+        spread: np.ndarray,
+        resolution: np.ndarray,
+        state: dict[str, np.ndarray],
+        thin: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """``spread`` raised to ``resolution``, to ``fraction`` × its usual level (all of it
+        where ``thin``) and to ``level`` × the series' long-run deviation."""
+        out = np.fmax(spread, resolution)
+        alpha = halflife_alpha(self.halflife)
+        if self.fraction > 0:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                logs = np.log(spread)
+            has = ok & np.isfinite(logs)
+            if thin is not None:
+                has &= ~thin
+            usual, count = _scan_mean(logs, has, alpha, state, "usual")
+            usual = np.exp(np.where(count > 0, usual, np.nan))
+            share = self.fraction if thin is None else np.where(thin, 1.0, self.fraction)
+            out = np.fmax(out, share * usual)
+        return self._level(xs, ok, out, state)

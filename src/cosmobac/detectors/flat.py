@@ -11,7 +11,7 @@ import numpy as np
 from ..batch import Batch
 from ..schema import METRICS
 from ..values import choice, duration, integer, real
-from ._series import Part
+from ._series import Part, equal_runs
 from .base import (
     Detector,
     columns_converter,
@@ -87,17 +87,8 @@ class Stuck(Detector):
         last = state["last"].reshape(-1)
         previous = previous_valid(xs, ok, last)
         same = ok & (np.abs(xs - previous) <= self.tolerance)
-        start = state["run"].reshape(-1)
-        # a run counts its first value: a break (a value unlike the one before) starts a run of 1
-        counted = np.cumsum(same, axis=1)
-        breaks = ok & ~same
-        after_break = np.logical_or.accumulate(breaks, axis=1)
-        base = np.maximum.accumulate(np.where(breaks, counted, 0), axis=1)
-        run = np.where(after_break, 1 + counted - base, start[:, None] + counted)
-        index = np.where(ok, np.arange(length), -1).max(axis=1)
-        has = index >= 0
-        end_run = run[np.arange(len(run)), np.maximum(index, 0)]
-        state["run"] = np.where(has, end_run, start).reshape(g, c)
+        run, end = equal_runs(same, ok, state["run"].reshape(-1))
+        state["run"] = end.reshape(g, c)
         state["last"] = last_valid(xs, ok, last).reshape(g, c)
         return np.where(ok, run, np.nan).reshape(g, c, length)
 
@@ -114,7 +105,8 @@ class Dropout(Detector):
 
     Per row, the statistic is the larger of ``missing run / min_missing`` (the run of consecutive
     readings of the sensor with the columns missing, counting this one) and ``interval / max_gap``
-    (time since the sensor's previous reading); a row is detected when it reaches 1.
+    (time since the sensor's previous reading, 0 when its clock steps back or repeats a time); a
+    row is detected when it reaches 1.
 
     Keys: ``columns`` (default the five metrics), ``require`` (``"all"``, the default: a reading
     counts as missing when all the columns are; or ``"any"``), ``min_missing`` (default 1),
@@ -175,7 +167,8 @@ class Dropout(Detector):
         previous[:, 1:] = ts[:, :-1]
         has_previous = real.copy()
         has_previous[:, 0] &= state["seen"] > 0
-        interval = (ts - previous).astype(np.float64)
+        # a clock that steps back (or repeats a time) makes no gap: the interval is at least 0
+        interval = np.maximum(ts - previous, 0).astype(np.float64)
         if self.max_gap is None:
             scan = {k: state[f"interval_{k}"] for k in STATE_KEYS}
             mean, _, seen = ewm_scan(interval, has_previous, halflife_alpha(20.0), scan)

@@ -8,16 +8,14 @@ import numpy as np
 
 from ..batch import Batch
 from ..values import flag, integer, real
-from ._series import Part
-from .base import (
-    Detector,
-    last_valid,
-    previous_valid,
-    warmup,
-)
-from .zscore import _z
+from ._series import Part, equal_runs
+from .base import Detector, last_valid, previous_valid, warmup
+from .ewma import DEFAULT_FLOOR, DEFAULT_FLOOR_HALFLIFE, SpreadFloor, _z
 
 __all__ = ["RobustZScore", "Spike"]
+
+REPEAT_CAP = 10
+"""With ``skip_repeats``, a value repeated more than this many windows in a row counts again."""
 
 _MAD_TO_STD = 1.482602218505602  # 1 / Φ⁻¹(3/4): MAD → standard deviation for Gaussian data
 _DIFF_MAD_TO_STD = _MAD_TO_STD / np.sqrt(2.0)  # the same, from the MAD of first differences
@@ -49,6 +47,15 @@ class _Windowed(Detector):
         converter=lambda v: None if v is None else integer("min_periods", v, minimum=2),
     )
     skip_repeats: bool = attrs.field(default=True, converter=lambda v: flag("skip_repeats", v))
+    spread_floor: float = attrs.field(
+        default=DEFAULT_FLOOR, converter=lambda v: real("spread_floor", v, minimum=0)
+    )
+    floor_halflife: float = attrs.field(
+        default=DEFAULT_FLOOR_HALFLIFE, converter=lambda v: real("floor_halflife", v, above=0)
+    )
+    level_floor: float = attrs.field(
+        default=0.0, converter=lambda v: real("level_floor", v, minimum=0)
+    )
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -62,9 +69,15 @@ class _Windowed(Detector):
         return {
             "hist": np.full((count, width, self.window), np.nan),
             "last": np.full((count, width), np.nan),
+            "run": np.zeros((count, width), dtype=np.int64),
+            **SpreadFloor.initial((count, width), self.level_floor > 0),
         }
 
-    def _score(self, values: np.ndarray, windows: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    def _score(
+        self, values: np.ndarray, windows: np.ndarray, counts: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Each value's deviation from its window's level, and the window's spread (rows: values;
+        windows hold ``counts`` values and NaN)."""
         raise NotImplementedError
 
     def _process(
@@ -75,10 +88,14 @@ class _Windowed(Detector):
         xs = x.reshape(series, length)
         ok = np.isfinite(xs)
         used = ok
-        if self.skip_repeats:
+        if self.skip_repeats:  # the window is of values kept: skipping never empties it
             last = state["last"].reshape(series)
-            used = ok & (xs != previous_valid(xs, ok, last))
+            same = ok & (xs == previous_valid(xs, ok, last))
+            run, end = equal_runs(same, ok, state["run"].reshape(series))
+            # a value repeated REPEAT_CAP × window times in a row is the new normal: it counts
+            used = ok & ~(same & (run <= REPEAT_CAP * w + 1))
             state["last"] = last_valid(xs, ok, last).reshape(g, c)
+            state["run"] = end.reshape(g, c)
         per_series = used.sum(axis=1)
         offsets = np.concatenate(([0], np.cumsum(per_series)))
         starts = np.arange(series) * w + offsets[:-1]  # each series: w kept values, then new ones
@@ -94,10 +111,17 @@ class _Windowed(Detector):
         first = starts[rows] + before[rows, cols]
         windows = buf[first[:, None] + np.arange(w)]
         counts = w - np.isnan(windows).sum(axis=1)
-        stat = np.full((series, length), np.nan)
-        scores = self._score(xs[rows, cols], windows, counts)
-        scores[counts < self._min] = np.nan
-        stat[rows, cols] = scores
+        dev, spread = self._score(xs[rows, cols], windows, counts)
+        warm = counts >= self._min
+        dev[~warm] = np.nan
+        spread[~warm] = np.nan
+        dev_all = np.full((series, length), np.nan)
+        spread_all = np.full((series, length), np.nan)
+        dev_all[rows, cols] = dev
+        spread_all[rows, cols] = spread
+        floor = SpreadFloor(self.spread_floor, self.floor_halflife, self.level_floor)
+        stat = _z(dev_all, floor(xs, ok, spread_all, state))
+        stat[np.isnan(dev_all)] = np.nan
         return stat.reshape(g, c, length)
 
 
@@ -109,8 +133,11 @@ class RobustZScore(_Windowed):
 
     Keys: ``columns`` (default the five metrics), ``window`` (values, default 60), ``min_periods``
     (default ``window // 2``), ``threshold`` (default 5.0), ``skip_repeats`` (default true: values
-    equal to the previous one are scored but not kept in the window), ``name`` (default
-    ``"robust_zscore"``).
+    equal to the previous one are scored but not kept in the window, which holds the last
+    ``window`` values kept however long ago they came; a value repeated more than 10 × ``window``
+    times in a row counts again, so a constant series is scored), ``spread_floor`` and ``floor_halflife`` (the
+    least spread divided by, see :class:`~cosmobac.detectors.ewma.SpreadFloor`), ``name``
+    (default ``"robust_zscore"``).
 
     When the MAD is 0 (more than half the window is one value) the mean absolute deviation from
     the median stands in (×1.2533). Exact and independent of batching: the state is the last
@@ -125,14 +152,17 @@ class RobustZScore(_Windowed):
     def threshold_value(self) -> float:
         return self.threshold
 
-    def _score(self, values: np.ndarray, windows: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    def _score(
+        self, values: np.ndarray, windows: np.ndarray, counts: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         med = _median(windows, counts)
         spread = np.abs(windows - med[:, None])
         mad = _median(spread, counts) * _MAD_TO_STD
         flat = mad == 0
         if flat.any():
-            mad[flat] = np.nanmean(spread[flat], axis=1) * 1.2533141373155
-        return _z(values - med, mad)
+            with np.errstate(invalid="ignore"):
+                mad[flat] = np.nanmean(spread[flat], axis=1) * 1.2533141373155
+        return values - med, mad
 
 
 @attrs.define(eq=False, kw_only=True)
@@ -144,7 +174,8 @@ class Spike(_Windowed):
 
     Keys: ``columns`` (default the five metrics), ``window`` (values, default 30), ``neighbours``
     (default 5), ``min_periods`` (default ``window // 2``), ``threshold`` (default 6.0),
-    ``skip_repeats`` (default true), ``name`` (default ``"spike"``).
+    ``skip_repeats`` (default true), ``spread_floor`` and ``floor_halflife`` (the least noise
+    divided by, as for ``robust_zscore``), ``name`` (default ``"spike"``).
 
     It scores a jump when it happens; it cannot wait for the value to come back (that would be
     looking ahead). The level it compares against is a median, so the reading after a spike is
@@ -168,10 +199,12 @@ class Spike(_Windowed):
     def threshold_value(self) -> float:
         return self.threshold
 
-    def _score(self, values: np.ndarray, windows: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    def _score(
+        self, values: np.ndarray, windows: np.ndarray, counts: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         recent = windows[:, -self.neighbours :].copy()  # NaN (if any) come first here
         recent_counts = self.neighbours - np.isnan(recent).sum(axis=1)
         level = _median(recent, recent_counts)
         steps = np.abs(np.diff(windows, axis=1))
         noise = _median(steps, np.maximum(counts - 1, 0)) * _DIFF_MAD_TO_STD
-        return _z(values - level, noise)
+        return values - level, noise

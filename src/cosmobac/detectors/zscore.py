@@ -7,25 +7,16 @@ import numpy as np
 
 from ..batch import Batch
 from ..values import flag, integer, real
-from ._series import Part, take_window
+from ._series import Part, equal_runs, take_window
 from .base import (
     Detector,
     last_valid,
     previous_valid,
     warmup,
 )
+from .ewma import DEFAULT_FLOOR, DEFAULT_FLOOR_HALFLIFE, SpreadFloor, _z
 
 __all__ = ["ZScore"]
-
-
-def _z(dev: np.ndarray, scale: np.ndarray) -> np.ndarray:
-    """``|dev| / scale``; where the scale is 0, 0 for no deviation and ``inf`` otherwise."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        z = np.abs(dev) / scale
-    flat = scale == 0
-    if flat.any():
-        z[flat] = np.where(dev[flat] == 0, 0.0, np.inf)
-    return z
 
 
 @attrs.define(eq=False, kw_only=True)
@@ -37,7 +28,16 @@ class ZScore(Detector):
     (values needed in the window before scoring, default ``window // 2``; at least 2),
     ``threshold`` (default 4.0), ``skip_repeats`` (default true: a value equal to the sensor's
     previous value of that column is scored but not added to the window, so a stuck sensor does
-    not shrink the spread to zero), ``name`` (default ``"zscore"``: prefix of its columns).
+    not shrink the spread. A value repeated for more than ``window`` rows counts again (the new
+    normal). Where the window holds fewer than ``min_periods`` values besides repeats, as on a
+    quantised series, every value in it counts (and the spread is at least the usual one, the
+    whole ``spread_floor`` level), so such a series is scored rather than left NaN; except
+    within ``window`` rows of a flatline (``min_periods`` equal values or more), whose frozen
+    value must not stand in for the level: there rows stay unscored until the window refills),
+    ``spread_floor`` and ``floor_halflife`` (the least standard deviation divided by, see
+    :class:`~cosmobac.detectors.ewma.SpreadFloor`: default 0.5 × its long-run level over a
+    half-life of 2000 values, and at least the series' resolution), ``name`` (default
+    ``"zscore"``: prefix of its columns).
 
     Exact and independent of how rows are cut into batches: window sums are differences of running
     sums accumulated row by row from the sensor's first reading (of deviations from that reading,
@@ -54,6 +54,15 @@ class ZScore(Detector):
     )
     threshold: float = attrs.field(default=4.0, converter=lambda v: real("threshold", v, above=0))
     skip_repeats: bool = attrs.field(default=True, converter=lambda v: flag("skip_repeats", v))
+    spread_floor: float = attrs.field(
+        default=DEFAULT_FLOOR, converter=lambda v: real("spread_floor", v, minimum=0)
+    )
+    floor_halflife: float = attrs.field(
+        default=DEFAULT_FLOOR_HALFLIFE, converter=lambda v: real("floor_halflife", v, above=0)
+    )
+    level_floor: float = attrs.field(
+        default=0.0, converter=lambda v: real("level_floor", v, minimum=0)
+    )
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -69,16 +78,22 @@ class ZScore(Detector):
 
     def _initial(self, count: int, width: int) -> dict[str, np.ndarray]:
         w = self.window
-        return {
+        state = {
             "ref": np.full((count, width), np.nan),
             "last": np.full((count, width), np.nan),
-            # running sums just before the last ``window`` rows, and those rows' addends
+            # running sums just before the last ``window`` rows, and those rows' deviations
             "base_s": np.zeros((count, width)),
             "base_q": np.zeros((count, width)),
             "base_n": np.zeros((count, width), dtype=np.int64),
             "dev": np.zeros((count, width, w)),
             "used": np.zeros((count, width, w), dtype=np.bool_),
+            **SpreadFloor.initial((count, width), self.level_floor > 0),
         }
+        if self.skip_repeats:  # which of the last rows had a value, repeats included
+            state["run"] = np.zeros((count, width), dtype=np.int64)
+            state["since"] = np.full((count, width), 2**62, dtype=np.int64)
+            state["valid"] = np.zeros((count, width, w), dtype=np.bool_)
+        return state
 
     def _process(
         self, part: Part, x: np.ndarray, state: dict[str, np.ndarray], batch: Batch
@@ -94,41 +109,102 @@ class ZScore(Detector):
             first = ok.argmax(axis=1)
             ref[need] = xs[need, first[need]]
         used = ok
+        thin = None
         if self.skip_repeats:
-            last = state["last"].reshape(series)
-            previous = previous_valid(xs, ok, last)
-            used = ok & (xs != previous)
-            state["last"] = last_valid(xs, ok, last).reshape(g, c)
+            used, flatline = self._counted(xs, ok, state, np.repeat(part.lengths, c))
         dev = np.where(ok, xs - ref[:, None], 0.0)
-        # the addends of the running sums: the kept rows' (then the new rows') deviations
-        addends = np.empty((series, w + length))
-        addends[:, :w] = state["dev"].reshape(series, w)
-        addends[:, w:] = np.where(used, dev, 0.0)
+        # the kept rows' (then the new rows') deviations, and which of them count
+        devs = np.empty((series, w + length))
+        devs[:, :w] = state["dev"].reshape(series, w)
+        devs[:, w:] = dev
         counted = np.empty((series, w + length), dtype=np.bool_)
         counted[:, :w] = state["used"].reshape(series, w)
         counted[:, w:] = used
-        # running sums from before the kept rows, accumulated row after row (exact, and the same
-        # however the rows are cut into batches): full[:, k] is the sum after k addends
         ends = np.repeat(part.lengths, c) + w + 1
+        s, q, n = self._window_sums(devs, counted, state, ends)
+        if self.skip_repeats:
+            valid = np.empty((series, w + length), dtype=np.bool_)
+            valid[:, :w] = state["valid"].reshape(series, w)
+            valid[:, w:] = ok
+            state["valid"] = take_window(valid, ends - 1, w).reshape(g, c, w)
+            # too few values besides repeats, as on a quantised series: all of them count (not
+            # just after a flatline, whose frozen value would stand in for the level). Summed
+            # directly over the window (the same values in the same order whatever the batches)
+            thin = ok & (n < self._min) & ~flatline
+            rows, cols = np.nonzero(thin)
+            if len(rows):
+                span = cols[:, None] + np.arange(w)  # the window before (rows, cols)
+                values = np.where(valid[rows[:, None], span], devs[rows[:, None], span], 0.0)
+                s, q, n = s.copy(), q.copy(), n.copy()
+                s[rows, cols] = values.sum(axis=1)
+                q[rows, cols] = (values * values).sum(axis=1)
+                n[rows, cols] = valid[rows[:, None], span].sum(axis=1)
+        state["dev"] = take_window(devs, ends - 1, w).reshape(g, c, w)
+        state["used"] = take_window(counted, ends - 1, w).reshape(g, c, w)
+        state["ref"] = ref.reshape(g, c)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            mean = s / n
+            var = np.maximum((q - s * mean) / (n - 1), 0.0)
+        spread = np.sqrt(var)
+        spread[~ok | (n < self._min)] = np.nan
+        floor = SpreadFloor(self.spread_floor, self.floor_halflife, self.level_floor)
+        z = _z(dev - mean, floor(xs, ok, spread, state, thin))
+        z[~ok | (n < self._min)] = np.nan
+        return z.reshape(g, c, length)
+
+    def _counted(
+        self, xs: np.ndarray, ok: np.ndarray, state: dict[str, np.ndarray], lengths: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Which values of ``xs`` (S, L) count in the window when repeats are skipped, and which
+        rows are within ``window`` rows of a flatline (a run of ``min_periods`` or more equal
+        values). A repeat is skipped while its run of equal values (counting the first) is at
+        most ``window + 1`` long: a value that keeps repeating becomes the new normal and counts
+        again, so a constant series is scored (0) rather than left NaN."""
+        series, length = xs.shape
+        shape = state["last"].shape
+        last = state["last"].reshape(series)
+        same = ok & (xs == previous_valid(xs, ok, last))
+        run, end = equal_runs(same, ok, state["run"].reshape(series))
+        state["last"] = last_valid(xs, ok, last).reshape(shape)
+        state["run"] = end.reshape(shape)
+        used = ok & ~(same & (run <= self.window + 1))
+        # rows since the last row of a flatline (carried from batch to batch)
+        since = state["since"].reshape(series)
+        columns = np.arange(length)
+        flat_at = np.where(ok & (run >= self.window), columns, -1)
+        np.maximum.accumulate(flat_at, axis=1, out=flat_at)
+        distance = np.where(flat_at >= 0, columns - flat_at, since[:, None] + columns + 1)
+        ends = np.maximum(lengths - 1, 0)
+        rows = np.arange(series)
+        state["since"] = np.where(lengths > 0, distance[rows, ends], since).reshape(shape)
+        return used, distance <= self.window
+
+    def _window_sums(
+        self,
+        devs: np.ndarray,
+        counted: np.ndarray,
+        state: dict[str, np.ndarray],
+        ends: np.ndarray,
+    ) -> list[np.ndarray]:
+        """Sum, sum of squares and count of the ``counted`` deviations in the ``window`` rows
+        before each new row, from running sums accumulated row after row since the series began
+        (exact, and the same however the rows are cut into batches): ``full[:, k]`` is the sum
+        after ``k`` addends. Keeps the sums as they were ``window`` rows before the end in
+        ``state``."""
+        w = self.window
+        series, total = devs.shape
+        length = total - w
+        addends = np.where(counted, devs, 0.0)
         sums = []
-        for key, values in (
-            ("base_s", addends),
-            ("base_q", addends * addends),
-            ("base_n", counted.astype(np.int64)),
+        for key, values in zip(
+            ("base_s", "base_q", "base_n"),
+            (addends, addends * addends, counted.astype(np.int64)),
+            strict=True,
         ):
             full = np.empty((series, w + 1 + length), dtype=values.dtype)
             full[:, 0] = state[key].reshape(series)
             full[:, 1:] = values
             np.cumsum(full, axis=1, out=full)
             sums.append(full[:, w : w + length] - full[:, :length])  # the window before each row
-            state[key] = full[np.arange(series), ends - w - 1].reshape(g, c)
-        state["dev"] = take_window(addends, ends - 1, w).reshape(g, c, w)
-        state["used"] = take_window(counted, ends - 1, w).reshape(g, c, w)
-        s, q, n = sums
-        state["ref"] = ref.reshape(g, c)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            mean = s / n
-            var = np.maximum((q - s * mean) / (n - 1), 0.0)
-        z = _z(dev - mean, np.sqrt(var))
-        z[~ok | (n < self._min)] = np.nan
-        return z.reshape(g, c, length)
+            state[key] = full[np.arange(series), ends - w - 1].reshape(state[key].shape)
+        return sums

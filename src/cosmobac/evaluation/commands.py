@@ -151,9 +151,11 @@ def _evaluate_nab(
         name: {p: score_corpus(corpus, per_series, p) for p in PROFILES}
         for name, per_series in scores.items()
     }
+    notes = {s.name: list(s.notes) for s in corpus if s.notes}
     if as_json:
         data = {
             "files": [s.name for s in corpus],
+            "reader_notes": notes,
             "windows": sum(len(s.windows) for s in corpus),
             "detectors": {
                 name: {p: r.as_dict() for p, r in by_profile.items()}
@@ -166,6 +168,9 @@ def _evaluate_nab(
         f"NAB scores on {len(corpus)} file(s), {sum(len(s.windows) for s in corpus)} windows "
         "(0 = null detector, 100 = perfect)"
     )
+    for name, found in notes.items():
+        for note in found:
+            click.echo(f"reader: {name}: {note}")
     rows = []
     for name, by_profile in results.items():
         row = {"detector": name}

@@ -15,7 +15,8 @@ Implemented from NAB's published rules (v1.1 scorer; see ``docs/detectors.md``):
   thresholds optimised in the same way) scores 0, a perfect one (an alarm at the left edge of
   every window) 100.
 
-The corpus: CSV files ``timestamp,value`` (``YYYY-MM-DD HH:MM:SS``, read as UTC) and a JSON file
+The corpus: CSV files ``timestamp,value`` (``YYYY-MM-DD HH:MM:SS``, read as UTC; duplicate times
+and a clock that steps back are accepted, see :func:`clean_timestamps`) and a JSON file
 mapping ``"category/file.csv"`` to its windows ``[[start, end], ...]`` (NAB's
 ``combined_windows.json``) or, with ``raw=True``, to its labelled anomaly timestamps (NAB's
 ``combined_labels.json``), from which windows are made as NAB does: 10 % of the file's length
@@ -42,6 +43,7 @@ __all__ = [
     "NabSeries",
     "PreparedCorpus",
     "Profile",
+    "clean_timestamps",
     "null_scores",
     "parse_time",
     "probation_length",
@@ -111,6 +113,7 @@ class NabSeries:
     timestamps: np.ndarray = attrs.field(repr=False)
     values: np.ndarray = attrs.field(repr=False)
     windows: tuple[tuple[int, int], ...] = ()
+    notes: tuple[str, ...] = ()  # what the reader found and how it handled it
 
     def __len__(self) -> int:
         return len(self.timestamps)
@@ -350,7 +353,7 @@ def windows_from_labels(
     return tuple((int(timestamps[a]), int(timestamps[b])) for a, b in spans)
 
 
-def _read_csv(path: Path) -> tuple[np.ndarray, np.ndarray]:
+def _read_csv(path: Path) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
     times: list[int] = []
     values: list[float] = []
     with open(path, newline="", encoding="utf-8") as f:
@@ -367,9 +370,38 @@ def _read_csv(path: Path) -> tuple[np.ndarray, np.ndarray]:
             except (ValueError, IndexError) as exc:
                 raise ValueError(f"{path}:{line}: {exc}") from None
     ts = np.array(times, dtype=np.int64)
-    if len(ts) > 1 and (np.diff(ts) < 0).any():
-        raise ValueError(f"{path}: timestamps are not in order")
-    return ts, np.array(values, dtype=np.float64)
+    ts, notes = clean_timestamps(ts)
+    return ts, np.array(values, dtype=np.float64), notes
+
+
+def clean_timestamps(ts: np.ndarray) -> tuple[np.ndarray, tuple[str, ...]]:
+    """The reader's policy for a file's clock, and notes on what it found.
+
+    * Rows stay in file order (the order they were recorded in): detectors see them as written.
+    * Duplicate timestamps: both rows are kept, as NAB's scorer keeps them (each row is scored).
+    * A clock that steps back: for window placement and scoring, a row's time is the latest time
+      seen so far in the file (a running maximum), so times never decrease; rows whose clock was
+      behind count as recorded at that latest time. Files whose times never decrease are
+      unchanged.
+    """
+    notes = []
+    if len(ts) > 1:
+        step = np.diff(ts)
+        duplicates = int((step == 0).sum())
+        back = np.flatnonzero(step < 0)
+        if duplicates:
+            notes.append(f"{duplicates} duplicate timestamp(s) kept (each row is scored)")
+        if len(back):
+            behind = np.maximum.accumulate(ts)
+            held = int((behind != ts).sum())
+            worst = int((behind - ts).max())
+            notes.append(
+                f"clock steps back {len(back)} time(s) (first after row {int(back[0]) + 2} of "
+                f"the file, by up to {worst / 1000:g} s): rows kept in file order, {held} "
+                "row(s) timed at the latest earlier time for scoring"
+            )
+            ts = behind
+    return ts, tuple(notes)
 
 
 def _find(data_dir: Path, key: str) -> Path | None:
@@ -416,12 +448,12 @@ def read_corpus(
         path = _find(data_dir, key)
         if path is None:
             continue
-        ts, values = _read_csv(path)
+        ts, values, notes = _read_csv(path)
         if raw:
             windows = windows_from_labels(ts, [parse_time(e) for e in entries])
         else:
             windows = tuple((parse_time(a), parse_time(b)) for a, b in entries)
-        out.append(NabSeries(name=key, timestamps=ts, values=values, windows=windows))
+        out.append(NabSeries(name=key, timestamps=ts, values=values, windows=windows, notes=notes))
     if not out:
         raise FileNotFoundError(
             f"none of the {len(table)} files named in {labels} is in {data_dir}"
