@@ -26,8 +26,8 @@ from ..hookspecs import Register, hookimpl
 from .base import Detector
 from .context import Context
 from .cusum import Cusum
-from .entropy import RelativeEntropy
 from .ensemble import Ensemble
+from .entropy import RelativeEntropy
 from .ewma import EWMA
 from .flat import Dropout, Stuck
 from .robust import RobustZScore, Spike
@@ -36,11 +36,11 @@ from .zscore import ZScore
 __all__ = [
     "DETECTORS",
     "EWMA",
-    "Ensemble",
     "Context",
     "Cusum",
     "Detector",
     "Dropout",
+    "Ensemble",
     "RelativeEntropy",
     "RobustZScore",
     "Spike",

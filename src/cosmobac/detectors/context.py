@@ -18,8 +18,6 @@ recency lookup of hashed contexts instead of CAD's learned dictionary of semi-co
 
 from __future__ import annotations
 
-import math
-
 import attrs
 import numpy as np
 

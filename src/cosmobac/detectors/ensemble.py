@@ -171,7 +171,10 @@ class Ensemble(Detector):
             if self.combine == "max":
                 return np.fmax.reduce(stacked, axis=0)
             if self.combine == "mean":
-                return np.nanmean(stacked, axis=0) if len(stacked) > 1 else stacked[0]
+                present = ~np.isnan(stacked)
+                total = np.where(present, stacked, 0.0).sum(axis=0)
+                count = present.sum(axis=0)
+                return np.where(count > 0, total / np.maximum(count, 1), np.nan)
             present = ~np.isnan(stacked)
             total = 2.0 * _LN10 * np.where(present, stacked, 0.0).sum(axis=0)
             m = present.sum(axis=0)

@@ -118,17 +118,19 @@ def relative_entropy(
     counts = np.zeros((series, total + 1, categories), dtype=np.int32)
     np.put_along_axis(counts[:, 1:, :], seq[:, :, None], 1, axis=2)
     np.cumsum(counts, axis=1, out=counts)
-    end = np.arange(h, total) + 1  # after each new position
-    recent = counts[:, end, :] - counts[:, end - window, :]
-    ref = counts[:, end - window, :] - counts[:, end - window - reference, :]
-    recent = recent[:, :, :empty].astype(np.float64)
-    ref = ref[:, :, :empty].astype(np.float64)
+    # after each new position (end = h + 1 … total): contiguous slices, no copies of indices
+    at_end = counts[:, h + 1 : total + 1, :empty]
+    at_mid = counts[:, h + 1 - window : total + 1 - window, :empty]
+    at_start = counts[:, h + 1 - window - reference : total + 1 - window - reference, :empty]
+    recent = (at_end - at_mid).astype(np.float64)
+    ref = (at_mid - at_start).astype(np.float64)
     n_recent = recent.sum(axis=2)
     n_ref = ref.sum(axis=2)
     p = recent / np.maximum(n_recent, 1)[:, :, None]
     q = (ref + _SMOOTH) / (n_ref + _SMOOTH * empty)[:, :, None]
     with np.errstate(divide="ignore", invalid="ignore"):
-        terms = np.where(recent > 0, p * np.log(p / q), 0.0)
+        terms = p * np.log(p / q)
+    terms[recent == 0] = 0.0
     stat = 2.0 * n_recent * terms.sum(axis=2)
     stat[(n_recent < window) | (n_ref < window)] = np.nan
     index_keep = (h + new_per)[:, None] - h + np.arange(h)[None, :]
