@@ -41,7 +41,8 @@ PRECISION = {
 @functools.cache
 def evaluation():
     rows = fleet_rows(3, 4, 180)
-    scored = run([cls() for cls in DETECTORS.values()], rows, every(5000, rows))
+    seven = ("zscore", "robust_zscore", "ewma", "spike", "cusum", "stuck", "dropout")
+    scored = run([DETECTORS[name]() for name in seven], rows, every(5000, rows))  # 'all seven'
     return evaluate(scored)
 
 

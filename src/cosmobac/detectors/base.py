@@ -29,6 +29,7 @@ import numpy as np
 
 from ..batch import Batch
 from ..schema import METRICS
+from ..values import flag, integer, real
 from ._series import Groups, Part, Slots, decode_arrays, encode_arrays
 
 __all__ = [
@@ -109,11 +110,26 @@ class Detector:
 
     columns: tuple[str, ...] = attrs.field(default=METRICS, converter=columns_converter)
     name: str | None = attrs.field(default=None, validator=name_validator)
+    # the anomaly likelihood stage (see cosmobac.detectors.likelihood), off by default
+    likelihood: bool = attrs.field(default=False, converter=lambda v: flag("likelihood", v))
+    likelihood_threshold: float = attrs.field(
+        default=4.0, converter=lambda v: real("likelihood_threshold", v, above=0)
+    )
+    likelihood_short: int = attrs.field(
+        default=1, converter=lambda v: integer("likelihood_short", v, minimum=1)
+    )
+    likelihood_memory: float = attrs.field(
+        default=1000.0, converter=lambda v: real("likelihood_memory", v, above=0)
+    )
+    likelihood_warmup: int = attrs.field(
+        default=100, converter=lambda v: integer("likelihood_warmup", v, minimum=2)
+    )
 
     _slots: Slots = attrs.field(init=False, factory=Slots, repr=False)
     _state: dict[str, np.ndarray] = attrs.field(init=False, factory=dict, repr=False)
     _version: int = attrs.field(init=False, default=0, repr=False)
     _cached: tuple[int, str] | None = attrs.field(init=False, default=None, repr=False)
+    _lik_state: dict[str, np.ndarray] = attrs.field(init=False, factory=dict, repr=False)
 
     def __attrs_post_init__(self) -> None:
         if self.name is None:
@@ -187,8 +203,47 @@ class Detector:
             else:
                 self._state = {k: np.concatenate([self._state[k], fresh[k]]) for k in fresh}
 
+    def _likelihood_scan(self) -> Any:
+        from .likelihood import LikelihoodScan  # it builds on .ewma, which imports this module
+
+        return LikelihoodScan(
+            self.threshold_value,
+            short=self.likelihood_short,
+            memory=self.likelihood_memory,
+            warmup=self.likelihood_warmup,
+        )
+
+    def _likelihood(self, batch: Batch, stat: np.ndarray) -> np.ndarray:
+        """The surprise ``−log10 p`` of each row's statistic (see :mod:`.likelihood`), per sensor,
+        with the stage's state in ``_lik_state`` (slots as in ``_slots``)."""
+        out = np.full(len(stat), np.nan)
+        if not len(stat):
+            return out
+        scan = self._likelihood_scan()
+        codes = self._slots.codes(batch["sensor_id"])
+        have = len(self._lik_state["seen"]) if self._lik_state else 0
+        if len(self._slots) > have:
+            fresh = scan.initial(len(self._slots) - have)
+            self._lik_state = (
+                {k: np.concatenate([self._lik_state[k], fresh[k]]) for k in fresh}
+                if self._lik_state
+                else fresh
+            )
+        rows = out[None, :]
+        for part in Groups(codes).parts():
+            x = part.gather1(stat, np.nan)
+            state = {k: v[part.slots] for k, v in self._lik_state.items()}
+            surprise = scan.run(x, state)
+            for key, array in state.items():
+                self._lik_state[key][part.slots] = array
+            part.scatter(rows, surprise[:, None, :])
+        return out
+
     def _emit(self, batch: Batch, stat: np.ndarray) -> Batch:
         threshold = self.threshold_value
+        if self.likelihood:
+            stat = self._likelihood(batch, stat)
+            threshold = self.likelihood_threshold
         with np.errstate(invalid="ignore", divide="ignore"):
             score = stat / (stat + threshold)
         score[np.isposinf(stat)] = 1.0
@@ -232,6 +287,7 @@ class Detector:
                 "params": self._params(),
                 "sensors": self._slots.ids,
                 "arrays": encode_arrays(self._state),
+                **({"likelihood": encode_arrays(self._lik_state)} if self.likelihood else {}),
             },
             separators=(",", ":"),
         )
@@ -255,6 +311,7 @@ class Detector:
             return
         self._slots = Slots(data["sensors"])
         self._state = decode_arrays(data["arrays"])
+        self._lik_state = decode_arrays(data.get("likelihood", {}))
         self._cached = (self._version, state)  # this text is the state: no need to encode it
 
     def reset(self) -> None:
@@ -262,6 +319,7 @@ class Detector:
         self._version += 1
         self._slots = Slots()
         self._state = {}
+        self._lik_state = {}
 
     @property
     def sensors(self) -> list[str]:

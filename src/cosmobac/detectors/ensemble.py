@@ -1,0 +1,185 @@
+"""``ensemble``: several detectors run as one, their anomaly likelihoods combined.
+
+Each member detector computes its statistic on the same rows; each statistic goes through its
+own anomaly likelihood stage (:mod:`cosmobac.detectors.likelihood`), per sensor and column, so
+every member speaks the same unit: the surprise ``−log10 p`` of a tail probability. The ensemble's
+statistic is then, per column, either
+
+* ``max`` (default): the largest surprise, the most confident member decides; or
+* ``mean``: the mean surprise (the log of the geometric mean of the tail probabilities), which
+  needs the members to agree; or
+* ``fisher``: Fisher's combination, ``−2 Σ ln p`` (χ² with ``2m`` degrees of freedom when the
+  members are independent and nothing is wrong), expressed as the surprise of that χ² tail.
+
+and, as for every detector, the largest over the columns.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import attrs
+import numpy as np
+
+from ..batch import Batch
+from ..values import choice
+from ._series import Part
+from .base import Detector
+
+__all__ = ["Ensemble", "chi2_even_log10_tail"]
+
+_COMBINE = ("max", "mean", "fisher")
+_LN10 = math.log(10.0)
+
+
+def chi2_even_log10_tail(x: np.ndarray, dof_half: int) -> np.ndarray:
+    """``log10 P(χ²₂ₘ > x)`` with ``m = dof_half``: ``e^(−x/2) Σ_{i<m} (x/2)^i / i!``, in log
+    space (finite however large ``x``)."""
+    y = np.asarray(x, dtype=np.float64) / 2.0
+    terms = [np.zeros_like(y)]
+    log_y = np.log(np.maximum(y, 1e-300))
+    for i in range(1, dof_half):
+        terms.append(i * log_y - math.lgamma(i + 1))
+    stacked = np.stack(terms)
+    top = stacked.max(axis=0)
+    log_sum = top + np.log(np.exp(stacked - top).sum(axis=0))
+    return (-y + log_sum) / _LN10
+
+
+def _members(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [part.strip() for part in value.split(",") if part.strip()]
+    if not isinstance(value, list | tuple) or not value:
+        raise TypeError(f"members must be a non-empty list of detector names, got {value!r}")
+    from . import DETECTORS
+
+    names = []
+    for item in value:
+        if not isinstance(item, str):
+            raise TypeError(f"members must hold detector names (text), got {item!r}")
+        if item not in DETECTORS or item == "ensemble":
+            raise ValueError(f"members: unknown detector {item!r}; choose from {sorted(DETECTORS)}")
+        if item in names:
+            raise ValueError(f"members lists {item!r} twice")
+        names.append(item)
+    return tuple(names)
+
+
+def _options(value: Any) -> dict[str, dict[str, Any]]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, dict) for k, v in value.items()
+    ):
+        raise TypeError(f"options must map member names to tables of their keys, got {value!r}")
+    return {k: dict(v) for k, v in value.items()}
+
+
+@attrs.define(eq=False, kw_only=True)
+class Ensemble(Detector):
+    """Members' anomaly likelihoods combined (see the module docstring).
+
+    Keys: ``columns``, ``members`` (detector names, default ``["context", "ewma"]``),
+    ``options`` (a table per member of its own keys, e.g. ``{ ewma = { halflife = 60 } }``;
+    ``columns`` is the ensemble's), ``combine`` (``max``, ``mean`` or ``fisher``, default
+    ``max``), ``threshold`` (surprise, in decades of tail probability, default 4: p = 10⁻⁴),
+    ``name`` (default ``"ensemble"``) and ``likelihood_short``, ``likelihood_memory``,
+    ``likelihood_warmup`` for the members' likelihood stages. ``likelihood`` itself must stay
+    false: the ensemble's statistic already is a likelihood.
+    """
+
+    kind = "ensemble"
+
+    members: tuple[str, ...] = attrs.field(default=("context", "ewma"), converter=_members)
+    options: dict[str, dict[str, Any]] = attrs.field(factory=dict, converter=_options)
+    combine: str = attrs.field(default="max", converter=lambda v: choice("combine", v, _COMBINE))
+    threshold: float = attrs.field(default=4.0)
+    _detectors: list[Detector] = attrs.field(init=False, factory=list, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        super().__attrs_post_init__()
+        from ..values import real
+        from . import DETECTORS
+
+        self.threshold = real("threshold", self.threshold, above=0)
+        if self.likelihood:
+            raise ValueError(
+                "likelihood: the ensemble's statistic already is a likelihood; leave it false"
+            )
+        unknown = set(self.options) - set(self.members)
+        if unknown:
+            raise ValueError(f"options: {sorted(unknown)} are not members ({list(self.members)})")
+        detectors = []
+        for name in self.members:
+            opts = self.options.get(name, {})
+            for key in ("columns", "name", "likelihood"):
+                if key in opts:
+                    raise ValueError(f"options.{name}.{key}: set by the ensemble, not per member")
+            try:
+                detectors.append(DETECTORS[name](columns=self.columns, **opts))
+            except TypeError as exc:
+                raise TypeError(f"options.{name}: {exc}") from None
+        self._detectors = detectors
+
+    @property
+    def threshold_value(self) -> float:
+        return self.threshold
+
+    def _scan(self, member: Detector) -> Any:
+        from .likelihood import LikelihoodScan
+
+        return LikelihoodScan(
+            member.threshold_value,
+            short=self.likelihood_short,
+            memory=self.likelihood_memory,
+            warmup=self.likelihood_warmup,
+        )
+
+    def _initial(self, count: int, width: int) -> dict[str, np.ndarray]:
+        state: dict[str, np.ndarray] = {}
+        for i, member in enumerate(self._detectors):
+            for key, value in member._initial(count, width).items():
+                state[f"m{i}.{key}"] = value
+            for key, value in self._scan(member).initial(count * width).items():
+                state[f"m{i}.lik.{key}"] = value.reshape(count, width, *value.shape[1:])
+        return state
+
+    def _process(
+        self, part: Part, x: np.ndarray, state: dict[str, np.ndarray], batch: Batch
+    ) -> np.ndarray:
+        g, c, length = x.shape
+        surprises = []
+        for i, member in enumerate(self._detectors):
+            prefix = f"m{i}."
+            own = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+            mstate = {k: v for k, v in own.items() if not k.startswith("lik.")}
+            stat = member._process(part, x, mstate, batch)
+            lik = {
+                k[4:]: v.reshape(g * c, *v.shape[2:])
+                for k, v in own.items()
+                if k.startswith("lik.")
+            }
+            surprise = self._scan(member).run(stat.reshape(g * c, length), lik)
+            for key, value in mstate.items():
+                state[prefix + key] = value
+            for key, value in lik.items():
+                state[f"{prefix}lik.{key}"] = value.reshape(g, c, *value.shape[1:])
+            surprises.append(surprise.reshape(g, c, length))
+        stacked = np.stack(surprises)
+        with np.errstate(invalid="ignore"):
+            if self.combine == "max":
+                return np.fmax.reduce(stacked, axis=0)
+            if self.combine == "mean":
+                present = ~np.isnan(stacked)
+                total = np.where(present, stacked, 0.0).sum(axis=0)
+                count = present.sum(axis=0)
+                return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+            present = ~np.isnan(stacked)
+            total = 2.0 * _LN10 * np.where(present, stacked, 0.0).sum(axis=0)
+            m = present.sum(axis=0)
+            out = np.full(total.shape, np.nan)
+            for count in np.unique(m[m > 0]):
+                where = m == count
+                out[where] = -chi2_even_log10_tail(total[where], int(count))
+            return out

@@ -1,0 +1,119 @@
+"""The ``ensemble`` detector: combination rules, exactness across batch cuts, state, config
+errors; and the new detectors' NAB scores on the development corpus held to floors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from new_support import one_series, periodic, run_cut
+
+from cosmobac.detectors import Ensemble
+from cosmobac.detectors.ensemble import chi2_even_log10_tail
+from cosmobac.plugins import Plugins
+
+
+def test_chi2_tail_matches_known_values():
+    # P(χ²₂ > x) = e^(−x/2); P(χ²₄ > x) = e^(−x/2)(1 + x/2)
+    x = np.array([0.5, 3.0, 40.0, 4000.0])
+    assert np.allclose(chi2_even_log10_tail(x, 1), -x / 2 / np.log(10))
+    small = x[:3]
+    expected = np.log10(np.exp(-small / 2) * (1 + small / 2))
+    assert np.allclose(chi2_even_log10_tail(small, 2), expected)
+    assert np.isfinite(chi2_even_log10_tail(x, 3)).all()
+
+
+@pytest.mark.parametrize("combine", ["max", "mean", "fisher"])
+def test_level_shift_is_detected_whatever_the_combination(combine):
+    rng = np.random.default_rng(0)
+    values = rng.normal(0, 1, 3000)
+    values[2500:] += 10
+    out = Ensemble(columns=["value"], combine=combine)(one_series(values))
+    score = out["ensemble_score"]
+    assert score[2500] == np.nanmax(score) and out["ensemble_detected"][2500]
+    assert np.nanmedian(score[500:2500]) < 0.2
+
+
+def test_max_is_the_largest_member_surprise():
+    values = periodic(2000, seed=1)
+    values[1500] = 6
+    both = Ensemble(columns=["value"], members=["context", "ewma"])(one_series(values))
+    alone = [
+        Ensemble(columns=["value"], members=[m])(one_series(values))["ensemble_score"]
+        for m in ("context", "ewma")
+    ]
+    assert np.array_equal(both["ensemble_score"], np.fmax(*alone), equal_nan=True)
+
+
+@settings(max_examples=15, deadline=None)
+@given(cuts=st.lists(st.integers(0, 1500), max_size=5))
+def test_results_do_not_depend_on_batch_cuts(cuts):
+    values = periodic(1500, seed=2)
+    values[::41] = np.nan
+    values[1200:] += 2
+    make = lambda: Ensemble(  # noqa: E731
+        columns=["value"],
+        members=["context", "ewma", "entropy"],
+        combine="fisher",
+        options={"context": {"memory": 300}, "entropy": {"reference": 200}},
+    )
+    whole = make()(one_series(values))
+    cut = run_cut(make(), one_series(values), cuts)
+    assert np.array_equal(whole["ensemble_score"], cut["ensemble_score"], equal_nan=True)
+
+
+def test_state_round_trip_is_exact():
+    batch = one_series(periodic(1500, seed=3))
+    first = Ensemble(columns=["value"])
+    first(batch.select(slice(0, 900)))
+    second = Ensemble(columns=["value"])
+    second.set_state(first.get_state())
+    a, b = first(batch.select(slice(900, None))), second(batch.select(slice(900, None)))
+    assert np.array_equal(a["ensemble_score"], b["ensemble_score"], equal_nan=True)
+
+
+def test_registered_as_a_transform():
+    made = Plugins().create("transform", "ensemble", columns=["value"], members=["ewma"])
+    assert isinstance(made, Ensemble)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "key"),
+    [
+        ({"members": []}, "members"),
+        ({"members": ["nope"]}, "members"),
+        ({"members": ["ewma", "ewma"]}, "members"),
+        ({"members": ["ensemble"]}, "members"),
+        ({"combine": "median"}, "combine"),
+        ({"options": {"zscore": {}}}, "options"),
+        ({"options": {"ewma": {"halflife": -1}}}, "halflife"),
+        ({"options": {"ewma": {"columns": ["x"]}}}, "columns"),
+        ({"likelihood": True}, "likelihood"),
+        ({"threshold": 0}, "threshold"),
+    ],
+)
+def test_config_errors_name_the_key(kwargs, key):
+    with pytest.raises((TypeError, ValueError), match=key):
+        Ensemble(**kwargs)
+
+
+NAB_DEV = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "nab-dev"
+FLOORS = {  # measured on the dev half (standard profile), a few points below
+    "context": 50.0,
+    "ensemble": 39.0,
+}
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (NAB_DEV / "labels.json").is_file(), reason="NAB dev corpus not present")
+@pytest.mark.parametrize("name", sorted(FLOORS))
+def test_nab_dev_scores_stay_above_their_floors(name):
+    from cosmobac.evaluation.nab import read_corpus, score_corpus
+    from cosmobac.evaluation.runs import score_series
+
+    corpus = read_corpus(NAB_DEV / "data", NAB_DEV / "labels.json")
+    scores = score_series(corpus, {name: {}})[name]
+    assert score_corpus(corpus, scores, "standard").score >= FLOORS[name]
