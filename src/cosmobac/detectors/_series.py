@@ -28,6 +28,9 @@ __all__ = [
     "decode_arrays",
     "encode_arrays",
     "equal_runs",
+    "last_index",
+    "last_valid",
+    "previous_valid",
     "take_window",
 ]
 
@@ -151,9 +154,57 @@ class Groups:
 
 def take_window(full: np.ndarray, ends: np.ndarray, width: int) -> np.ndarray:
     """For each row ``s`` of ``full`` (S, T), the ``width`` entries ending just before
-    ``ends[s]``: ``full[s, ends[s] - width : ends[s]]``."""
-    index = ends[:, None] - width + np.arange(width)
-    return np.take_along_axis(full, index, axis=1)
+    ``ends[s]``: ``full[s, ends[s] - width : ends[s]]`` (a copy). One slice when every row ends at
+    the same place (no padding), else one gather of whole windows: no index array per entry."""
+    if not len(full):
+        return full[:, :width].copy()
+    end = int(ends[0])
+    if np.all(ends == end):
+        return full[:, end - width : end].copy()
+    windows = np.lib.stride_tricks.sliding_window_view(full, width, axis=1)
+    return windows[np.arange(len(full)), ends - width]
+
+
+def last_index(ok: np.ndarray) -> np.ndarray:
+    """For each position of ``ok`` (S, L), the position of the last true entry at or before it
+    (-1 if none)."""
+    index = np.where(ok, np.arange(ok.shape[1]), -1)
+    np.maximum.accumulate(index, axis=1, out=index)
+    return index
+
+
+def previous_valid(x: np.ndarray, ok: np.ndarray, last: np.ndarray) -> np.ndarray:
+    """:func:`cosmobac.detectors.base.previous_valid`, faster: each position's previous valid
+    value (``last`` (S,) before the first), a pure selection of the same values. Series with no
+    missing value are a shifted copy; only the others are forward-filled."""
+    length = x.shape[1]
+    out = np.empty_like(x)
+    if not length:
+        return out
+    out[:, 0] = last
+    out[:, 1:] = x[:, :-1]
+    gaps = ~ok[:, :-1]
+    if gaps.any():
+        rows = np.flatnonzero(gaps.any(axis=1))
+        sub_ok = ok[rows, :-1]
+        index = last_index(sub_ok)
+        sub = x[rows, :-1]
+        picked = np.take_along_axis(sub, np.maximum(index, 0), axis=1)
+        out[rows, 1:] = np.where(index >= 0, picked, last[rows, None])
+    return out
+
+
+def last_valid(x: np.ndarray, ok: np.ndarray, last: np.ndarray) -> np.ndarray:
+    """Each series' last valid value after ``x`` (S, L), or ``last`` where it has none (as
+    :func:`cosmobac.detectors.base.last_valid`)."""
+    length = x.shape[1]
+    if not length:
+        return last.copy()
+    if ok[:, -1].all():
+        return x[:, -1].copy()
+    index = length - 1 - np.argmax(ok[:, ::-1], axis=1)
+    has = ok[np.arange(len(x)), index]
+    return np.where(has, x[np.arange(len(x)), index], last)
 
 
 def equal_runs(

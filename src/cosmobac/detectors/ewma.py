@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from typing import Any
@@ -11,8 +12,8 @@ import numpy as np
 
 from ..batch import Batch
 from ..values import integer, real
-from ._series import Part
-from .base import Detector, last_valid, previous_valid
+from ._series import Part, last_index, last_valid, previous_valid
+from .base import Detector
 
 __all__ = ["EWMA", "Clip", "SpreadFloor", "ewm_scan", "ewm_state", "halflife_alpha"]
 
@@ -52,6 +53,24 @@ def ewm_state(shape: tuple[int, ...]) -> dict[str, np.ndarray]:
     return state
 
 
+@functools.lru_cache(maxsize=64)
+def _tables(alpha: float, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(1−α)^−k`` and ``(1−α)^k`` for ``k = 0 … size`` (read-only; the same numbers every
+    call, so cached)."""
+    log_c = math.log1p(-alpha)
+    steps = np.arange(size + 1, dtype=np.float64)
+    grows, shrinks = np.exp(-log_c * steps), np.exp(log_c * steps)
+    grows.flags.writeable = False
+    shrinks.flags.writeable = False
+    return grows, shrinks
+
+
+_MASKED_ROUNDS = 4
+"""With many series, batches that cross block boundaries are scanned as at most this many
+masked passes over the 2-D layout (one per block, every series at once); more rounds than that
+(few long series, short blocks) go round by round over the values themselves."""
+
+
 def ewm_scan(
     x: np.ndarray,
     ok: np.ndarray,
@@ -83,26 +102,58 @@ def ewm_scan(
     baseline; the returned mean and variance are those of the winsorised values. With
     ``variance=False`` only the mean is computed (the variance returned is NaN, its state left
     alone).
+
+    How the blocks are visited does not change a number: a batch inside one block per series is
+    one pass over the (S, L) layout; one crossing block boundaries is one masked pass per block
+    (every series at once, missing positions adding an exact 0), or, for a single series, one
+    pass per block on slices, or, for many rounds over few long series, round by round over the
+    values.
     """
+    mean, var, count = _ewm_scan(x, ok, alpha, state, clip=clip, variance=variance)
+    if var is None:
+        var = np.full(x.shape, np.nan)
+    return mean, var, count
+
+
+def _ewm_scan(
+    x: np.ndarray,
+    ok: np.ndarray,
+    alpha: float,
+    state: dict[str, np.ndarray],
+    *,
+    clip: Clip | None = None,
+    variance: bool = True,
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """:func:`ewm_scan`; the variance is ``None`` when not asked for."""
     series, length = x.shape
-    mean_before = np.full((series, length), np.nan)
-    var_before = np.full((series, length), np.nan)
-    count_before = np.zeros((series, length), dtype=np.int64)
     per_series = ok.sum(axis=1)
     total = int(per_series.sum())
     if not total:
-        return mean_before, var_before, count_before
-    log_c = math.log1p(-alpha)
+        mean_before = np.full((series, length), np.nan)
+        var_before = np.full((series, length), np.nan) if variance else None
+        return mean_before, var_before, np.zeros((series, length), dtype=np.int64)
     size = block_size(alpha) if clip is None else min(block_size(alpha), clip.block)
-    steps = np.arange(size + 1, dtype=np.float64)
-    grows, shrinks = np.exp(-log_c * steps), np.exp(log_c * steps)  # (1−α)^−k and (1−α)^k
-    mean0, acc_m, count = state["mean0"], state["acc_m"], state["count"]
+    grows, shrinks = _tables(alpha, size)
+    count = state["count"]
+    first_block = count // size
+    last_block = (count + per_series - 1) // size
+    crossing = (per_series > 0) & (last_block != first_block)
+    if not crossing.any():
+        # no series starts a new block in this batch: one pass over the 2-D layout
+        return _dense_scan(x, ok, alpha, state, size, grows, shrinks, per_series, variance, clip)
+    rounds = int((last_block - first_block)[per_series > 0].max()) + 1
+    if series > 1 and rounds <= _MASKED_ROUNDS:
+        return _masked_scan(
+            x, ok, alpha, state, size, grows, shrinks, variance, clip, first_block, rounds
+        )
+    mean_before = np.full((series, length), np.nan)
+    var_before = np.full((series, length), np.nan)
+    count_before = np.zeros((series, length), dtype=np.int64)
+    log_c = math.log1p(-alpha)
+    mean0, acc_m = state["mean0"], state["acc_m"]
     # a scan of the mean alone may have no variance state: stand-ins, not kept
     var0 = state["var0"] if "var0" in state else np.zeros_like(mean0)
     acc_v = state["acc_v"] if "acc_v" in state else np.zeros_like(mean0)
-    if np.all((per_series == 0) | ((count + per_series - 1) // size == count // size)):
-        # no series starts a new block in this batch: one pass over the 2-D layout
-        return _dense_scan(x, ok, alpha, state, size, grows, shrinks, per_series, variance, clip)
     if series == 1:  # one series: one pass per block, on slices
         where = np.flatnonzero(ok[0])
         index = int(count[0]) + np.arange(len(where))
@@ -124,8 +175,10 @@ def ewm_scan(
                 variance,
                 part_clip,
             )
-            mean_before[:, a:b], var_before[:, a:b], count_before[:, a:b] = m, v, n
-        return mean_before, var_before, count_before
+            mean_before[:, a:b], count_before[:, a:b] = m, n
+            if v is not None:
+                var_before[:, a:b] = v
+        return mean_before, var_before if variance else None, count_before
     values = x[ok]
     floors = clip.floor[ok] if clip is not None else None
     sid = np.repeat(np.arange(series), per_series)
@@ -201,7 +254,42 @@ def ewm_scan(
     mean_before[ok] = m_prev
     var_before[ok] = v_prev
     count_before[ok] = index
-    return mean_before, var_before, count_before
+    return mean_before, var_before if variance else None, count_before
+
+
+def _masked_scan(
+    x: np.ndarray,
+    ok: np.ndarray,
+    alpha: float,
+    state: dict[str, np.ndarray],
+    size: int,
+    grows: np.ndarray,
+    shrinks: np.ndarray,
+    variance: bool,
+    clip: Clip | None,
+    first_block: np.ndarray,
+    rounds: int,
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """:func:`ewm_scan` over a batch that crosses block boundaries: one :func:`_dense_scan` per
+    block, each over the whole (S, L) layout with the values of that block (of each series)
+    masked in, so there is no per-series Python work and no gather of the values."""
+    series, length = x.shape
+    index = np.cumsum(ok, axis=1)
+    index -= ok
+    index += state["count"][:, None]  # 0-based place in the series (where ok)
+    block = index // size
+    block -= first_block[:, None]  # 0 for the block each series is in, 1 for the next, …
+    mean_before = np.full((series, length), np.nan)
+    var_before = np.full((series, length), np.nan) if variance else None
+    for r in range(rounds):
+        mask = ok & (block == r)
+        per = mask.sum(axis=1)
+        m, v, _ = _dense_scan(x, mask, alpha, state, size, grows, shrinks, per, variance, clip)
+        np.copyto(mean_before, m, where=mask)
+        if var_before is not None and v is not None:
+            np.copyto(var_before, v, where=mask)
+    index[~ok] = 0
+    return mean_before, var_before, index
 
 
 @attrs.define
@@ -229,9 +317,11 @@ def _dense_scan(
     per_series: np.ndarray,
     variance: bool,
     clip: Clip | None = None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
     """:func:`ewm_scan` when every series stays within one block in this batch: the same sums,
-    accumulated in the same order (missing positions add an exact 0), on the (S, L) layout."""
+    accumulated in the same order (missing positions add an exact 0), on the (S, L) layout.
+    Every product is formed with the same operands as in the value-by-value form (only their
+    order within a product, which IEEE multiplication ignores, and the buffers differ)."""
     series, length = x.shape
     mean0, acc_m, count = state["mean0"], state["acc_m"], state["count"]
     # a scan of the mean alone may have no variance state: stand-ins, not kept
@@ -240,8 +330,11 @@ def _dense_scan(
     fresh = (count == 0) & (per_series > 0)
     if fresh.any():
         mean0[fresh] = x[fresh, ok[fresh].argmax(axis=1)]
-    index = count[:, None] + np.cumsum(ok, axis=1) - ok  # 0-based place in the series
-    k = np.where(ok, index % size + 1, 1)  # 1-based place in its block
+    missing = ~ok
+    rank = np.cumsum(ok, axis=1)
+    rank -= ok  # 0-based place among this batch's values
+    k = rank + (count % size + 1)[:, None]  # 1-based place in its block (where ok)
+    np.minimum(k, size, out=k)  # (past a series' last value: any valid place)
     grow = grows[k]
     decay = shrinks[k - 1]
     m0 = mean0[:, None]
@@ -259,11 +352,15 @@ def _dense_scan(
             )
         lim = clip.limits[:, None]
         x = np.clip(x, m0 - lim, m0 + lim)
-    grid = np.empty((series, length + 1))
+    grid = np.zeros((series, length + 1))
     grid[:, 0] = acc_m
-    grid[:, 1:] = np.where(ok, grow * (x - m0), 0.0)
+    term = x - m0
+    term *= grow
+    np.copyto(grid[:, 1:], term, where=ok)
     np.cumsum(grid, axis=1, out=grid)
-    mp = m0 + decay * (alpha * grid[:, :-1])
+    mp = np.multiply(grid[:, :-1], alpha)
+    mp *= decay
+    mp += m0
     has = per_series > 0
     last = np.where(has, length - 1 - np.argmax(ok[:, ::-1], axis=1), 0)
     rows = np.arange(series)
@@ -271,24 +368,30 @@ def _dense_scan(
     full = has & (last_k == size)  # the block is complete: the next one starts after it
     sum_m = grid[:, -1]
     end_mean = mean0 + shrinks[last_k] * (alpha * sum_m)
-    vp = np.full((series, length), np.nan)
+    vp = None
     if variance:
-        d = np.where(ok, x - mp, 0.0)
-        vgrid = np.empty((series, length + 1))
+        d = np.subtract(x, mp, out=term)
+        d *= d
+        d *= grow
+        vgrid = np.zeros((series, length + 1))
         vgrid[:, 0] = acc_v
-        vgrid[:, 1:] = np.where(ok, grow * (d * d), 0.0)
+        np.copyto(vgrid[:, 1:], d, where=ok)
         np.cumsum(vgrid, axis=1, out=vgrid)
-        vp = decay * (var0[:, None] + alpha * (1.0 - alpha) * vgrid[:, :-1])
+        vp = np.multiply(vgrid[:, :-1], alpha * (1.0 - alpha))
+        vp += var0[:, None]
+        vp *= decay
         sum_v = vgrid[:, -1]
         end_var = shrinks[last_k] * (var0 + alpha * (1.0 - alpha) * sum_v)
         var0[:] = np.where(full, end_var, var0)
         acc_v[:] = np.where(full, 0.0, np.where(has, sum_v, acc_v))
+        vp[missing] = np.nan
     mean0[:] = np.where(full, end_mean, mean0)
     acc_m[:] = np.where(full, 0.0, np.where(has, sum_m, acc_m))
     count += per_series
-    mean_before = np.where(ok, mp, np.nan)
-    var_before = np.where(ok, vp, np.nan)
-    return mean_before, var_before, np.where(ok, index, 0)
+    mp[missing] = np.nan
+    rank += count[:, None] - per_series[:, None]
+    rank[missing] = 0
+    return mp, vp, rank
 
 
 def halflife_alpha(halflife: float) -> float:
@@ -373,11 +476,19 @@ def _carry(
     values: np.ndarray, has: np.ndarray, state: dict[str, np.ndarray], key: str, shape: Any
 ) -> np.ndarray:
     """``values`` (S, L) where ``has``, elsewhere the last one before (from ``state[key]`` before
-    this batch); keeps the last one in ``state[key]``."""
-    series = len(values)
+    this batch); keeps the last one in ``state[key]``. A selection of the same numbers: one gather
+    (the last position with a value, flat), no arithmetic."""
+    series, length = values.shape
     last = state[key].reshape(series)
-    out = np.where(has, values, previous_valid(values, has, last))
-    state[key] = last_valid(values, has, last).reshape(shape)
+    index = last_index(has)
+    if not length:
+        return values.copy()
+    flat = index + (np.arange(series) * length)[:, None]
+    out = np.take(values.reshape(-1), flat)
+    before = index < 0
+    if before.any():
+        out[before] = np.broadcast_to(last[:, None], out.shape)[before]
+    state[key] = out[:, -1].reshape(shape).copy()
     return out
 
 
@@ -388,7 +499,7 @@ def _scan_mean(
     series = len(values)
     shape = state[f"{prefix}_count"].shape
     scan = {key: state[f"{prefix}_{key}"].reshape(series) for key in MEAN_KEYS}
-    mean, _, count = ewm_scan(values, has, alpha, scan, variance=False)
+    mean, _, count = _ewm_scan(values, has, alpha, scan, variance=False)
     for key in MEAN_KEYS:
         state[f"{prefix}_{key}"] = scan[key].reshape(shape)
     return mean, count
@@ -402,15 +513,18 @@ def _scan_means(
     if len(items) == 1:
         values, has, prefix = items[0]
         return [_scan_mean(values, has, alpha, state, prefix)]
-    series = len(items[0][0])
+    series, length = items[0][0].shape
     shape = state[f"{items[0][2]}_count"].shape
     scan = {
         key: np.concatenate([state[f"{prefix}_{key}"].reshape(series) for _, _, prefix in items])
         for key in MEAN_KEYS
     }
-    values = np.concatenate([v for v, _, _ in items])
-    has = np.concatenate([h for _, h, _ in items])
-    mean, _, count = ewm_scan(values, has, alpha, scan, variance=False)
+    values = np.empty((len(items) * series, length))
+    has = np.empty((len(items) * series, length), dtype=np.bool_)
+    for i, (v, h, _) in enumerate(items):
+        values[i * series : (i + 1) * series] = v
+        has[i * series : (i + 1) * series] = h
+    mean, _, count = _ewm_scan(values, has, alpha, scan, variance=False)
     out = []
     for i, (_, _, prefix) in enumerate(items):
         rows = slice(i * series, (i + 1) * series)
@@ -511,8 +625,10 @@ class SpreadFloor:
         series = len(xs)
         shape = state["floor_res"].shape
         last = state["floor_last"].reshape(series)
-        step = np.abs(xs - previous_valid(xs, ok, last))
-        step[~(step > 0)] = np.inf  # NaN (no previous value, missing) and repeats: no step
+        step = previous_valid(xs, ok, last)
+        np.subtract(xs, step, out=step)
+        np.abs(step, out=step)
+        np.copyto(step, np.inf, where=~(step > 0))  # NaN (no previous value, missing), repeats
         seen = np.empty((series, xs.shape[1] + 1))
         seen[:, 0] = state["floor_res"].reshape(series)
         seen[:, 1:] = step
@@ -520,7 +636,7 @@ class SpreadFloor:
         state["floor_res"] = seen[:, -1].reshape(shape)
         state["floor_last"] = last_valid(xs, ok, last).reshape(shape)
         smallest = seen[:, 1:]  # this value's own step included: a first step scores ~1
-        smallest[np.isinf(smallest)] = 0.0
+        np.copyto(smallest, 0.0, where=np.isinf(smallest))
         return smallest, step
 
     def _typical(
@@ -534,10 +650,15 @@ class SpreadFloor:
     ) -> np.ndarray:
         """``fraction`` × the typical step with each value's own included, carried to values
         without a step of their own."""
-        after = np.where(count > 0, before + alpha * (logs - before), logs)
+        after = np.subtract(logs, before)
+        after *= alpha
+        after += before
+        np.copyto(after, logs, where=count <= 0)
         shape = state["floor_res"].shape
-        typical = _carry(np.where(has, after, np.nan), has, state, "step_typical", shape)
-        return self.fraction * np.exp(typical)
+        typical = _carry(after, has, state, "step_typical", shape)
+        np.exp(typical, out=typical)
+        typical *= self.fraction
+        return typical
 
     def resolution(
         self, xs: np.ndarray, ok: np.ndarray, state: dict[str, np.ndarray]

@@ -7,13 +7,8 @@ import numpy as np
 
 from ..batch import Batch
 from ..values import flag, integer, real
-from ._series import Part, equal_runs, take_window
-from .base import (
-    Detector,
-    last_valid,
-    previous_valid,
-    warmup,
-)
+from ._series import Part, equal_runs, last_valid, previous_valid, take_window
+from .base import Detector, warmup
 from .ewma import DEFAULT_FLOOR, DEFAULT_FLOOR_HALFLIFE, SpreadFloor, _z
 
 __all__ = ["ZScore"]
@@ -103,6 +98,7 @@ class ZScore(Detector):
         series = g * c
         xs = x.reshape(series, length)
         ok = np.isfinite(xs)
+        missing = ~ok
         ref = state["ref"].reshape(series)
         need = np.isnan(ref) & ok.any(axis=1)
         if need.any():
@@ -112,7 +108,8 @@ class ZScore(Detector):
         thin = None
         if self.skip_repeats:
             used, flatline = self._counted(xs, ok, state, np.repeat(part.lengths, c))
-        dev = np.where(ok, xs - ref[:, None], 0.0)
+        dev = np.subtract(xs, ref[:, None])
+        dev[missing] = 0.0
         # the kept rows' (then the new rows') deviations, and which of them count
         devs = np.empty((series, w + length))
         devs[:, :w] = state["dev"].reshape(series, w)
@@ -133,23 +130,33 @@ class ZScore(Detector):
             thin = ok & (n < self._min) & ~flatline
             rows, cols = np.nonzero(thin)
             if len(rows):
-                span = cols[:, None] + np.arange(w)  # the window before (rows, cols)
-                values = np.where(valid[rows[:, None], span], devs[rows[:, None], span], 0.0)
-                s, q, n = s.copy(), q.copy(), n.copy()
+                # the window before (rows, cols): views of whole windows, gathered once each
+                span = np.lib.stride_tricks.sliding_window_view
+                kept = span(valid, w, axis=1)[rows, cols]
+                values = span(devs, w, axis=1)[rows, cols]
+                values[~kept] = 0.0
                 s[rows, cols] = values.sum(axis=1)
-                q[rows, cols] = (values * values).sum(axis=1)
-                n[rows, cols] = valid[rows[:, None], span].sum(axis=1)
+                np.multiply(values, values, out=values)
+                q[rows, cols] = values.sum(axis=1)
+                n[rows, cols] = kept.sum(axis=1)
         state["dev"] = take_window(devs, ends - 1, w).reshape(g, c, w)
         state["used"] = take_window(counted, ends - 1, w).reshape(g, c, w)
         state["ref"] = ref.reshape(g, c)
+        unscored = n < self._min
+        unscored |= missing
         with np.errstate(divide="ignore", invalid="ignore"):
             mean = s / n
-            var = np.maximum((q - s * mean) / (n - 1), 0.0)
-        spread = np.sqrt(var)
-        spread[~ok | (n < self._min)] = np.nan
+            spread = s * mean
+            np.subtract(q, spread, out=spread)
+            n -= 1
+            spread /= n
+            np.maximum(spread, 0.0, out=spread)
+        np.sqrt(spread, out=spread)
+        spread[unscored] = np.nan
         floor = SpreadFloor(self.spread_floor, self.floor_halflife, self.level_floor)
-        z = _z(dev - mean, floor(xs, ok, spread, state, thin))
-        z[~ok | (n < self._min)] = np.nan
+        np.subtract(dev, mean, out=dev)
+        z = _z(dev, floor(xs, ok, spread, state, thin))
+        z[unscored] = np.nan
         return z.reshape(g, c, length)
 
     def _counted(
@@ -194,17 +201,20 @@ class ZScore(Detector):
         w = self.window
         series, total = devs.shape
         length = total - w
-        addends = np.where(counted, devs, 0.0)
+        at = ends - w - 1
+        rows = np.arange(series)
+        full_s = np.zeros((series, total + 1))
+        full_s[:, 0] = state["base_s"].reshape(series)
+        np.copyto(full_s[:, 1:], devs, where=counted)
+        full_q = np.empty((series, total + 1))
+        full_q[:, 0] = state["base_q"].reshape(series)
+        np.multiply(full_s[:, 1:], full_s[:, 1:], out=full_q[:, 1:])
+        full_n = np.empty((series, total + 1), dtype=np.int64)
+        full_n[:, 0] = state["base_n"].reshape(series)
+        full_n[:, 1:] = counted
         sums = []
-        for key, values in zip(
-            ("base_s", "base_q", "base_n"),
-            (addends, addends * addends, counted.astype(np.int64)),
-            strict=True,
-        ):
-            full = np.empty((series, w + 1 + length), dtype=values.dtype)
-            full[:, 0] = state[key].reshape(series)
-            full[:, 1:] = values
+        for key, full in (("base_s", full_s), ("base_q", full_q), ("base_n", full_n)):
             np.cumsum(full, axis=1, out=full)
-            sums.append(full[:, w : w + length] - full[:, :length])  # the window before each row
-            state[key] = full[np.arange(series), ends - w - 1].reshape(state[key].shape)
+            sums.append(np.subtract(full[:, w : w + length], full[:, :length]))
+            state[key] = full[rows, at].reshape(state[key].shape)
         return sums
