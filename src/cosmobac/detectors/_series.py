@@ -186,11 +186,13 @@ def previous_valid(x: np.ndarray, ok: np.ndarray, last: np.ndarray) -> np.ndarra
     gaps = ~ok[:, :-1]
     if gaps.any():
         rows = np.flatnonzero(gaps.any(axis=1))
-        sub_ok = ok[rows, :-1]
-        index = last_index(sub_ok)
-        sub = x[rows, :-1]
-        picked = np.take_along_axis(sub, np.maximum(index, 0), axis=1)
-        out[rows, 1:] = np.where(index >= 0, picked, last[rows, None])
+        index = last_index(ok[rows, :-1])
+        none = index < 0
+        index += (rows * length)[:, None]
+        picked = np.take(x.reshape(-1), index)
+        if none.any():
+            picked[none] = np.broadcast_to(last[rows, None], picked.shape)[none]
+        out[rows, 1:] = picked
     return out
 
 

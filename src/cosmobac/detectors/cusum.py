@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import attrs
 import numpy as np
 
@@ -152,41 +154,59 @@ def _scan_one(
     the same sums in the same order, on 1-D slices."""
     base = row * length
     up0, down0 = float(state["up0"][row]), float(state["down0"][row])
-    sum_up, min_up = float(state["sum_up"][row]), float(state["min_up"][row])
-    sum_down, min_down = float(state["sum_down"][row]), float(state["min_down"][row])
-    pos, chunk = start, 256
-    while pos < length:
-        end = min(length, pos + chunk)
-        part = slice(base + pos, base + end)
-        grid_up = np.cumsum(np.concatenate(([sum_up], step_up[part])))
-        grid_down = np.cumsum(np.concatenate(([sum_down], step_down[part])))
-        low_up = np.minimum.accumulate(np.concatenate(([min_up], grid_up[1:])))
-        low_down = np.minimum.accumulate(np.concatenate(([min_down], grid_down[1:])))
-        up = grid_up[1:] - np.minimum(-up0, low_up[1:])
-        down = grid_down[1:] - np.minimum(-down0, low_down[1:])
-        s = np.maximum(up, down)
-        sc = scored[part]
-        alarm = sc & (s >= threshold)
-        stops = np.flatnonzero(alarm | boundary[part])
-        first = int(stops[0]) if len(stops) else end - pos - 1
-        keep = sc[: first + 1]
-        stat[base + pos : base + pos + first + 1][keep] = s[: first + 1][keep]
-        if len(stops):
+    sums = [float(state["sum_up"][row]), float(state["sum_down"][row])]
+    mins = [float(state["min_up"][row]), float(state["min_down"][row])]
+    # both sums' steps as two rows, so each chunk is one cumsum and one running minimum
+    steps = np.stack(
+        [step_up[base + start : base + length], step_down[base + start : base + length]]
+    )
+    sc_row = scored[base + start : base + length]
+    ends_row = boundary[base + start : base + length]
+    out_row = stat[base + start : base + length]
+    grid = np.empty((2, 4097))
+    low = np.empty((2, 4097))
+    starts = np.empty((2, 1))
+    pos, chunk, size = 0, 256, length - start
+    while pos < size:
+        end = min(size, pos + chunk)
+        n = end - pos
+        g = grid[:, : n + 1]
+        g[:, 0] = sums
+        g[:, 1:] = steps[:, pos:end]
+        np.cumsum(g, axis=1, out=g)
+        lo = low[:, : n + 1]
+        lo[:, 0] = mins
+        lo[:, 1:] = g[:, 1:]
+        np.minimum.accumulate(lo, axis=1, out=lo)
+        starts[0, 0], starts[1, 0] = -up0, -down0
+        floor = np.minimum(starts, lo[:, 1:])
+        np.subtract(g[:, 1:], floor, out=floor)  # up and down
+        s = np.maximum(floor[0], floor[1])
+        sc = sc_row[pos:end]
+        alarm = s >= threshold
+        alarm &= sc
+        stop = alarm | ends_row[pos:end]
+        first = int(stop.argmax())
+        stopped = bool(stop[first])
+        if not stopped:
+            first = n - 1
+        np.copyto(out_row[pos : pos + first + 1], s[: first + 1], where=sc[: first + 1])
+        if stopped:
             if alarm[first]:  # both sums restart from 0
                 up0 = down0 = 0.0
             else:  # a segment boundary: the sums carry over as its start
-                up0, down0 = float(up[first]), float(down[first])
-            sum_up = sum_down = 0.0
-            min_up = min_down = np.inf
+                up0, down0 = float(floor[0, first]), float(floor[1, first])
+            sums = [0.0, 0.0]
+            mins = [math.inf, math.inf]
             chunk = max(32, min(4096, 2 * (first + 1)))
         else:
-            sum_up, sum_down = float(grid_up[-1]), float(grid_down[-1])
-            min_up, min_down = float(low_up[-1]), float(low_down[-1])
+            sums = [float(g[0, -1]), float(g[1, -1])]
+            mins = [float(lo[0, -1]), float(lo[1, -1])]
             chunk = min(4096, chunk * 2)
         pos += first + 1
     state["up0"][row], state["down0"][row] = up0, down0
-    state["sum_up"][row], state["min_up"][row] = sum_up, min_up
-    state["sum_down"][row], state["min_down"][row] = sum_down, min_down
+    state["sum_up"][row], state["min_up"][row] = sums[0], mins[0]
+    state["sum_down"][row], state["min_down"][row] = sums[1], mins[1]
 
 
 @attrs.define(eq=False, kw_only=True)

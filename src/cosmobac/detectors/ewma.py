@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import itertools
 import math
 from typing import Any
 
@@ -154,30 +153,23 @@ def _ewm_scan(
     # a scan of the mean alone may have no variance state: stand-ins, not kept
     var0 = state["var0"] if "var0" in state else np.zeros_like(mean0)
     acc_v = state["acc_v"] if "acc_v" in state else np.zeros_like(mean0)
-    if series == 1:  # one series: one pass per block, on slices
+    if series == 1:  # one series: one tight pass per block over its values
         where = np.flatnonzero(ok[0])
-        index = int(count[0]) + np.arange(len(where))
-        starts = where[index % size == 0]  # a block begins at these columns
-        cuts = [0, *[int(c) for c in starts if c > 0], length]
-        for a, b in itertools.pairwise(cuts):
-            part_clip = None
-            if clip is not None:
-                part_clip = Clip(clip.limit, clip.warmup, clip.floor[:, a:b], clip.limits)
-            m, v, n = _dense_scan(
-                x[:, a:b],
-                ok[:, a:b],
-                alpha,
-                state,
-                size,
-                grows,
-                shrinks,
-                ok[:, a:b].sum(axis=1),
-                variance,
-                part_clip,
-            )
-            mean_before[:, a:b], count_before[:, a:b] = m, n
-            if v is not None:
-                var_before[:, a:b] = v
+        m, v, n = _single_scan(
+            x[0, where],
+            None if clip is None else clip.floor[0, where],
+            alpha,
+            state,
+            size,
+            grows,
+            shrinks,
+            variance,
+            clip,
+        )
+        mean_before[0, where] = m
+        count_before[0, where] = n
+        if v is not None:
+            var_before[0, where] = v
         return mean_before, var_before if variance else None, count_before
     values = x[ok]
     floors = clip.floor[ok] if clip is not None else None
@@ -255,6 +247,119 @@ def _ewm_scan(
     var_before[ok] = v_prev
     count_before[ok] = index
     return mean_before, var_before if variance else None, count_before
+
+
+def _single_scan(
+    values: np.ndarray,
+    floors: np.ndarray | None,
+    alpha: float,
+    state: dict[str, np.ndarray],
+    size: int,
+    grows: np.ndarray,
+    shrinks: np.ndarray,
+    variance: bool,
+    clip: Clip | None,
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """:func:`ewm_scan` of one series' valid ``values`` (1-D) across any number of blocks: per
+    block only what the next block depends on (the winsorising limit, the clipped values, the
+    two running sums) is computed, on slices; the per-value means and variances are then formed
+    for all blocks at once. Every number is the same expression of the same operands as in
+    :func:`_dense_scan` (missing values dropped, as the exact zeros they add there)."""
+    total = len(values)
+    mean0, acc_m, count = state["mean0"], state["acc_m"], state["count"]
+    var0 = state["var0"] if "var0" in state else np.zeros_like(mean0)
+    acc_v = state["acc_v"] if "acc_v" in state else np.zeros_like(mean0)
+    start = int(count[0])
+    index = start + np.arange(total)
+    k = index % size + 1  # 1-based place in its block
+    grow = grows[k]
+    decay = shrinks[k - 1]
+    cuts = [0, *np.flatnonzero(k == 1).tolist(), total]
+    cuts = sorted(set(cuts))
+    if start == 0 and total:
+        mean0[0] = values[0]
+    blocks = len(cuts) - 1
+    grid = np.empty(total + blocks + 1)  # running mean sums, each block from its saved sum
+    vgrid = np.empty(total + blocks + 1) if variance else None
+    clipped = values.copy() if clip is not None else values
+    coef = alpha * (1.0 - alpha)
+    # Python floats from here: IEEE double arithmetic, as numpy's on float64
+    mean_s, var_s = float(mean0[0]), float(var0[0])
+    acc_ms, acc_vs = float(acc_m[0]), float(acc_v[0])
+    block_means, block_vars = [], []
+    if clip is not None:
+        assert floors is not None
+        firsts = np.array(cuts[:-1])
+        n0s = index[firsts]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            dens = (-np.expm1(math.log1p(-alpha) * (n0s - 1))).tolist()
+        n0s_list, first_floors = n0s.tolist(), floors[firsts].tolist()
+        limit = float(clip.limits[0])
+    for j in range(blocks):
+        a, b = cuts[j], cuts[j + 1]
+        g0 = a + j  # this block's slot in the grids: its saved sum, then its values
+        block_means.append(mean_s)
+        block_vars.append(var_s)
+        if clip is not None:
+            n0 = n0s_list[j]
+            if n0 % size == 0:  # a block begins here: set its limit
+                ratio = var_s / dens[j] if dens[j] != 0 else math.nan
+                sd0 = math.sqrt(ratio) if n0 >= 2 and ratio >= 0 else math.nan  # as np.sqrt
+                fl = first_floors[j]
+                scale = fl if math.isnan(sd0) else (sd0 if math.isnan(fl) else max(sd0, fl))
+                limit = clip.limit * scale if (n0 >= clip.warmup and scale > 0) else math.inf
+            np.clip(values[a:b], mean_s - limit, mean_s + limit, out=clipped[a:b])
+        sums = grid[g0 : g0 + b - a + 1]
+        sums[0] = acc_ms
+        np.subtract(clipped[a:b], mean_s, out=sums[1:])
+        sums[1:] *= grow[a:b]
+        np.cumsum(sums, out=sums)
+        last_k = int(k[b - 1])
+        full = last_k == size
+        sum_m = float(sums[-1])
+        if vgrid is not None:
+            mp = sums[:-1] * alpha
+            mp *= decay[a:b]
+            mp += mean_s
+            vs = vgrid[g0 : g0 + b - a + 1]
+            vs[0] = acc_vs
+            d = np.subtract(clipped[a:b], mp, out=vs[1:])
+            d *= d
+            d *= grow[a:b]
+            np.cumsum(vs, out=vs)
+            sum_v = float(vs[-1])
+            if full:
+                var_s, acc_vs = float(shrinks[last_k]) * (var_s + coef * sum_v), 0.0
+            else:
+                acc_vs = sum_v
+        if full:
+            mean_s, acc_ms = mean_s + float(shrinks[last_k]) * (alpha * sum_m), 0.0
+        else:
+            acc_ms = sum_m
+    if clip is not None:
+        clip.limits[0] = limit
+    mean0[0], acc_m[0] = mean_s, acc_ms
+    if "var0" in state:
+        var0[0], acc_v[0] = var_s, acc_vs
+    count += total
+    lengths = np.diff(cuts)
+    m0 = np.repeat(np.array(block_means), lengths)
+    v0 = np.repeat(np.array(block_vars), lengths)
+    # each value's sum before it: the grids without each block's last entry
+    keep = np.ones(total + len(cuts), dtype=np.bool_)
+    keep[np.array(cuts[1:]) + np.arange(len(cuts) - 1)] = False
+    keep = keep[: total + len(cuts) - 1]
+    before = grid[: total + len(cuts) - 1][keep]
+    mp = np.multiply(before, alpha)
+    mp *= decay
+    mp += m0
+    vp = None
+    if vgrid is not None:
+        vbefore = vgrid[: total + len(cuts) - 1][keep]
+        vp = np.multiply(vbefore, coef)
+        vp += v0
+        vp *= decay
+    return mp, vp, index
 
 
 def _masked_scan(
