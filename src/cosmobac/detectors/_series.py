@@ -218,14 +218,20 @@ def equal_runs(
     before this batch. Returns the runs (meaningful where ``ok``) and each series' run after the
     batch."""
     length = same.shape[1]
+    if not length:
+        return np.zeros(same.shape, dtype=np.int64), start.copy()
     counted = np.cumsum(same, axis=1)
     breaks = ok & ~same
-    after_break = np.logical_or.accumulate(breaks, axis=1)
-    base = np.maximum.accumulate(np.where(breaks, counted, 0), axis=1)
-    run = np.where(after_break, 1 + counted - base, start[:, None] + counted)
-    index = np.where(ok, np.arange(length), -1).max(axis=1) if length else np.full(len(same), -1)
-    end = run[np.arange(len(run)), np.maximum(index, 0)] if length else start
-    return run, np.where(index >= 0, end, start)
+    # the count at the last break so far (-1 before any: counts are ≥ 0)
+    base = np.where(breaks, counted, -1)
+    np.maximum.accumulate(base, axis=1, out=base)
+    after_break = base >= 0
+    run = counted + start[:, None]
+    np.subtract(counted, base, out=base)
+    base += 1
+    np.copyto(run, base, where=after_break)
+    end = last_valid(run, ok, start)
+    return run, end
 
 
 # -- state as text --------------------------------------------------------------------------------

@@ -64,6 +64,16 @@ def _tables(alpha: float, size: int) -> tuple[np.ndarray, np.ndarray]:
     return grows, shrinks
 
 
+@functools.lru_cache(maxsize=64)
+def _decays(alpha: float, size: int) -> np.ndarray:
+    """``(1−α)^(k−1)`` at index ``k`` (1 … size): the shrink table shifted by one, so a value's
+    decay is one gather without forming ``k − 1``."""
+    shrinks = _tables(alpha, size)[1]
+    out = np.concatenate(([np.nan], shrinks[:-1]))
+    out.flags.writeable = False
+    return out
+
+
 _MASKED_ROUNDS = 4
 """With many series, batches that cross block boundaries are scanned as at most this many
 masked passes over the 2-D layout (one per block, every series at once); more rounds than that
@@ -436,12 +446,13 @@ def _dense_scan(
     if fresh.any():
         mean0[fresh] = x[fresh, ok[fresh].argmax(axis=1)]
     missing = ~ok
-    rank = np.cumsum(ok, axis=1)
-    rank -= ok  # 0-based place among this batch's values
-    k = rank + (count % size + 1)[:, None]  # 1-based place in its block (where ok)
+    small = length + size < 2**31  # places fit in int32: half the memory traffic
+    rank: np.ndarray = np.cumsum(ok, axis=1, dtype=np.int32 if small else np.int64)
+    np.subtract(rank, ok, out=rank)  # 0-based place among this batch's values
+    k = rank + (count % size + 1).astype(rank.dtype)[:, None]  # 1-based place in its block
     np.minimum(k, size, out=k)  # (past a series' last value: any valid place)
     grow = grows[k]
-    decay = shrinks[k - 1]
+    decay = _decays(alpha, size)[k]
     m0 = mean0[:, None]
     if clip is not None:
         begins = (per_series > 0) & (count % size == 0)  # a block begins here: set its limit
@@ -494,9 +505,10 @@ def _dense_scan(
     acc_m[:] = np.where(full, 0.0, np.where(has, sum_m, acc_m))
     count += per_series
     mp[missing] = np.nan
-    rank += count[:, None] - per_series[:, None]
-    rank[missing] = 0
-    return mp, vp, rank
+    index = rank.astype(np.int64)
+    index += (count - per_series)[:, None]
+    index[missing] = 0
+    return mp, vp, index
 
 
 def halflife_alpha(halflife: float) -> float:
@@ -693,14 +705,17 @@ class SpreadFloor:
         spread: np.ndarray,
         state: dict[str, np.ndarray],
         thin: np.ndarray | None = None,
+        previous: np.ndarray | None = None,
     ) -> np.ndarray:
         """The spread to divide by at each value of ``xs`` (S, L): ``spread`` (S, L; the
         detector's estimate, NaN where it has none) raised to the floor. Where ``thin`` (the
         estimate rests on too little), it is raised to the whole usual level, not a fraction, and
         does not count towards that level. Updates ``state`` (arrays holding S values, replaced
         by new arrays of the same shapes). The same as :meth:`resolution` then
-        :meth:`raise_spread`, with their two long-run means in one scan."""
-        smallest, step = self._steps(xs, ok, state)
+        :meth:`raise_spread`, with their two long-run means in one scan. ``previous``: each
+        value's previous valid value, if the caller has it (looked up from the same last value
+        this floor keeps), a copy it may overwrite."""
+        smallest, step = self._steps(xs, ok, state, previous)
         if self.fraction <= 0:
             return self._level(xs, ok, np.fmax(spread, smallest), state)
         alpha = halflife_alpha(self.halflife)
@@ -723,14 +738,18 @@ class SpreadFloor:
         return self._level(xs, ok, out, state)
 
     def _steps(
-        self, xs: np.ndarray, ok: np.ndarray, state: dict[str, np.ndarray]
+        self,
+        xs: np.ndarray,
+        ok: np.ndarray,
+        state: dict[str, np.ndarray],
+        previous: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """The smallest non-zero step seen at each value (its own included; 0 before the first),
         and each value's step (``inf`` where it has none: a repeat, no previous value)."""
         series = len(xs)
         shape = state["floor_res"].shape
         last = state["floor_last"].reshape(series)
-        step = previous_valid(xs, ok, last)
+        step = previous_valid(xs, ok, last) if previous is None else previous
         np.subtract(xs, step, out=step)
         np.abs(step, out=step)
         np.copyto(step, np.inf, where=~(step > 0))  # NaN (no previous value, missing), repeats

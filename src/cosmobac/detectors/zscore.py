@@ -106,8 +106,12 @@ class ZScore(Detector):
             ref[need] = xs[need, first[need]]
         used = ok
         thin = None
+        previous = None
         if self.skip_repeats:
-            used, flatline = self._counted(xs, ok, state, np.repeat(part.lengths, c))
+            # the floor's last value is this detector's (both the last valid one): one look-up
+            shared = np.array_equal(state["last"], state["floor_last"], equal_nan=True)
+            used, flatline, before = self._counted(xs, ok, state, np.repeat(part.lengths, c))
+            previous = before if shared else None
         dev = np.subtract(xs, ref[:, None])
         dev[missing] = 0.0
         # the kept rows' (then the new rows') deviations, and which of them count
@@ -155,22 +159,24 @@ class ZScore(Detector):
         spread[unscored] = np.nan
         floor = SpreadFloor(self.spread_floor, self.floor_halflife, self.level_floor)
         np.subtract(dev, mean, out=dev)
-        z = _z(dev, floor(xs, ok, spread, state, thin))
+        z = _z(dev, floor(xs, ok, spread, state, thin, previous))
         z[unscored] = np.nan
         return z.reshape(g, c, length)
 
     def _counted(
         self, xs: np.ndarray, ok: np.ndarray, state: dict[str, np.ndarray], lengths: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Which values of ``xs`` (S, L) count in the window when repeats are skipped, and which
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Which values of ``xs`` (S, L) count in the window when repeats are skipped, which
         rows are within ``window`` rows of a flatline (a run of ``min_periods`` or more equal
-        values). A repeat is skipped while its run of equal values (counting the first) is at
+        values), and each value's previous valid value (a copy the caller may overwrite). A
+        repeat is skipped while its run of equal values (counting the first) is at
         most ``window + 1`` long: a value that keeps repeating becomes the new normal and counts
         again, so a constant series is scored (0) rather than left NaN."""
         series, length = xs.shape
         shape = state["last"].shape
         last = state["last"].reshape(series)
-        same = ok & (xs == previous_valid(xs, ok, last))
+        previous = previous_valid(xs, ok, last)
+        same = ok & (xs == previous)
         run, end = equal_runs(same, ok, state["run"].reshape(series))
         state["last"] = last_valid(xs, ok, last).reshape(shape)
         state["run"] = end.reshape(shape)
@@ -178,13 +184,14 @@ class ZScore(Detector):
         # rows since the last row of a flatline (carried from batch to batch)
         since = state["since"].reshape(series)
         columns = np.arange(length)
-        flat_at = np.where(ok & (run >= self.window), columns, -1)
+        # the last flatline row so far, as a column (-(since + 1) for the one before the batch)
+        flat_at = np.where(ok & (run >= self.window), columns, -(since + 1)[:, None])
         np.maximum.accumulate(flat_at, axis=1, out=flat_at)
-        distance = np.where(flat_at >= 0, columns - flat_at, since[:, None] + columns + 1)
+        distance = np.subtract(columns, flat_at, out=flat_at)
         ends = np.maximum(lengths - 1, 0)
         rows = np.arange(series)
         state["since"] = np.where(lengths > 0, distance[rows, ends], since).reshape(shape)
-        return used, distance <= self.window
+        return used, distance <= self.window, previous
 
     def _window_sums(
         self,
