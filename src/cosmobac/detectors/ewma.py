@@ -757,7 +757,7 @@ class SpreadFloor:
         seen[:, 0] = state["floor_res"].reshape(series)
         seen[:, 1:] = step
         np.minimum.accumulate(seen, axis=1, out=seen)
-        state["floor_res"] = seen[:, -1].reshape(shape)
+        state["floor_res"] = seen[:, -1].reshape(shape).copy()  # not a view: zeroed below
         state["floor_last"] = last_valid(xs, ok, last).reshape(shape)
         smallest = seen[:, 1:]  # this value's own step included: a first step scores ~1
         np.copyto(smallest, 0.0, where=np.isinf(smallest))
