@@ -149,7 +149,7 @@ def test_ewm_scan_matches_the_value_by_value_closed_form(data, halflife, clipped
 
 
 @SETTINGS
-@given(series_sets(max_series=6, max_length=60), st.sampled_from([0.3, 1.0, 2.0]))
+@given(series_sets(max_series=12, max_length=120), st.sampled_from([0.3, 1.0, 2.0]))
 def test_ewm_scan_masked_passes_match_one_series_at_a_time(data, halflife):
     """Many series crossing several short blocks in one batch (the masked passes) give what each
     series gives alone (the per-block loop of a single series)."""

@@ -48,6 +48,12 @@ class Slots:
     def codes(self, sensor_ids: np.ndarray) -> np.ndarray:
         """The slot of every row (int64), adding sensors seen for the first time."""
         values = sensor_ids.tolist()
+        if values and values.count(values[0]) == len(values):  # one sensor: one look-up
+            key = str(values[0])
+            if key not in self.index:
+                self.index[key] = len(self.ids)
+                self.ids.append(key)
+            return np.full(len(values), self.index[key], dtype=np.int64)
         try:
             return np.fromiter(map(self.index.__getitem__, values), np.int64, count=len(values))
         except KeyError:

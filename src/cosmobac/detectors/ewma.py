@@ -75,6 +75,7 @@ def _decays(alpha: float, size: int) -> np.ndarray:
 
 
 _MASKED_ROUNDS = 4
+_FEW_SERIES = 8
 """With many series, batches that cross block boundaries are scanned as at most this many
 masked passes over the 2-D layout (one per block, every series at once); more rounds than that
 (few long series, short blocks) go round by round over the values themselves."""
@@ -114,9 +115,9 @@ def ewm_scan(
 
     How the blocks are visited does not change a number: a batch inside one block per series is
     one pass over the (S, L) layout; one crossing block boundaries is one masked pass per block
-    (every series at once, missing positions adding an exact 0), or, for a single series, one
-    pass per block on slices, or, for many rounds over few long series, round by round over the
-    values.
+    (every series at once, missing positions adding an exact 0); over more blocks, for a few
+    series, one pass per block of each series on slices, or, for many series, round by round over
+    the values.
     """
     mean, var, count = _ewm_scan(x, ok, alpha, state, clip=clip, variance=variance)
     if var is None:
@@ -163,23 +164,34 @@ def _ewm_scan(
     # a scan of the mean alone may have no variance state: stand-ins, not kept
     var0 = state["var0"] if "var0" in state else np.zeros_like(mean0)
     acc_v = state["acc_v"] if "acc_v" in state else np.zeros_like(mean0)
-    if series == 1:  # one series: one tight pass per block over its values
-        where = np.flatnonzero(ok[0])
-        m, v, n = _single_scan(
-            x[0, where],
-            None if clip is None else clip.floor[0, where],
-            alpha,
-            state,
-            size,
-            grows,
-            shrinks,
-            variance,
-            clip,
-        )
-        mean_before[0, where] = m
-        count_before[0, where] = n
-        if v is not None:
-            var_before[0, where] = v
+    if series <= _FEW_SERIES:  # few long series: one tight pass per block over each one's values
+        for one_row in np.flatnonzero(per_series > 0).tolist():
+            where = np.flatnonzero(ok[one_row])
+            # views of this series' state: updated in place
+            one = {key: value[one_row : one_row + 1] for key, value in state.items()}
+            one_clip = None
+            if clip is not None:
+                one_clip = Clip(
+                    clip.limit,
+                    clip.warmup,
+                    clip.floor[one_row : one_row + 1],
+                    clip.limits[one_row : one_row + 1],
+                )
+            m, v, n = _single_scan(
+                x[one_row, where],
+                None if clip is None else clip.floor[one_row, where],
+                alpha,
+                one,
+                size,
+                grows,
+                shrinks,
+                variance,
+                one_clip,
+            )
+            mean_before[one_row, where] = m
+            count_before[one_row, where] = n
+            if v is not None:
+                var_before[one_row, where] = v
         return mean_before, var_before if variance else None, count_before
     values = x[ok]
     floors = clip.floor[ok] if clip is not None else None
@@ -281,16 +293,20 @@ def _single_scan(
     acc_v = state["acc_v"] if "acc_v" in state else np.zeros_like(mean0)
     start = int(count[0])
     index = start + np.arange(total)
-    k = index % size + 1  # 1-based place in its block
-    grow = grows[k]
-    decay = shrinks[k - 1]
-    cuts = [0, *np.flatnonzero(k == 1).tolist(), total]
-    cuts = sorted(set(cuts))
+    offset = start % size  # places in the block (0-based) cycle from here
+    # each value's (1−α)^−k and (1−α)^(k−1), k its 1-based place in its block: the tables
+    # tiled (copies of the same numbers, no gather)
+    grow = np.resize(np.roll(grows[1:], -offset), total)
+    decay = np.resize(np.roll(shrinks[:-1], -offset), total)
+    first_cut = (size - offset) % size
+    cuts = [0, *range(first_cut or size, total, size), total]
     if start == 0 and total:
         mean0[0] = values[0]
     blocks = len(cuts) - 1
-    grid = np.empty(total + blocks + 1)  # running mean sums, each block from its saved sum
-    vgrid = np.empty(total + blocks + 1) if variance else None
+    # running sums, each block from its saved sum: entry i is the sum before value i (each
+    # block's final sum is read, then overwritten by the next block's saved sum)
+    grid = np.empty(total + 1)
+    vgrid = np.empty(total + 1) if variance else None
     clipped = values.copy() if clip is not None else values
     coef = alpha * (1.0 - alpha)
     # Python floats from here: IEEE double arithmetic, as numpy's on float64
@@ -307,7 +323,6 @@ def _single_scan(
         limit = float(clip.limits[0])
     for j in range(blocks):
         a, b = cuts[j], cuts[j + 1]
-        g0 = a + j  # this block's slot in the grids: its saved sum, then its values
         block_means.append(mean_s)
         block_vars.append(var_s)
         if clip is not None:
@@ -319,19 +334,19 @@ def _single_scan(
                 scale = fl if math.isnan(sd0) else (sd0 if math.isnan(fl) else max(sd0, fl))
                 limit = clip.limit * scale if (n0 >= clip.warmup and scale > 0) else math.inf
             np.clip(values[a:b], mean_s - limit, mean_s + limit, out=clipped[a:b])
-        sums = grid[g0 : g0 + b - a + 1]
+        sums = grid[a : b + 1]
         sums[0] = acc_ms
         np.subtract(clipped[a:b], mean_s, out=sums[1:])
         sums[1:] *= grow[a:b]
         np.cumsum(sums, out=sums)
-        last_k = int(k[b - 1])
+        last_k = (offset + b - 1) % size + 1
         full = last_k == size
         sum_m = float(sums[-1])
         if vgrid is not None:
             mp = sums[:-1] * alpha
             mp *= decay[a:b]
             mp += mean_s
-            vs = vgrid[g0 : g0 + b - a + 1]
+            vs = vgrid[a : b + 1]
             vs[0] = acc_vs
             d = np.subtract(clipped[a:b], mp, out=vs[1:])
             d *= d
@@ -354,19 +369,13 @@ def _single_scan(
     count += total
     lengths = np.diff(cuts)
     m0 = np.repeat(np.array(block_means), lengths)
-    v0 = np.repeat(np.array(block_vars), lengths)
-    # each value's sum before it: the grids without each block's last entry
-    keep = np.ones(total + len(cuts), dtype=np.bool_)
-    keep[np.array(cuts[1:]) + np.arange(len(cuts) - 1)] = False
-    keep = keep[: total + len(cuts) - 1]
-    before = grid[: total + len(cuts) - 1][keep]
-    mp = np.multiply(before, alpha)
+    v0 = np.repeat(np.array(block_vars), lengths) if vgrid is not None else None
+    mp = np.multiply(grid[:total], alpha)
     mp *= decay
     mp += m0
     vp = None
     if vgrid is not None:
-        vbefore = vgrid[: total + len(cuts) - 1][keep]
-        vp = np.multiply(vbefore, coef)
+        vp = np.multiply(vgrid[:total], coef)
         vp += v0
         vp *= decay
     return mp, vp, index
