@@ -632,10 +632,14 @@ def _scan_mean(
 
 
 def _scan_means(
-    items: list[tuple[np.ndarray, np.ndarray, str]], alpha: float, state: dict[str, np.ndarray]
+    items: list[tuple[np.ndarray, np.ndarray, str]],
+    alpha: float,
+    state: dict[str, np.ndarray],
+    stacked: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """:func:`_scan_mean` of several (values, has, prefix) of the same series in one scan (the
-    rows are independent: the same results as one scan each)."""
+    rows are independent: the same results as one scan each). ``stacked``: the items' values and
+    masks already one above the other (then not copied)."""
     if len(items) == 1:
         values, has, prefix = items[0]
         return [_scan_mean(values, has, alpha, state, prefix)]
@@ -645,11 +649,14 @@ def _scan_means(
         key: np.concatenate([state[f"{prefix}_{key}"].reshape(series) for _, _, prefix in items])
         for key in MEAN_KEYS
     }
-    values = np.empty((len(items) * series, length))
-    has = np.empty((len(items) * series, length), dtype=np.bool_)
-    for i, (v, h, _) in enumerate(items):
-        values[i * series : (i + 1) * series] = v
-        has[i * series : (i + 1) * series] = h
+    if stacked is not None:
+        values, has = stacked
+    else:
+        values = np.empty((len(items) * series, length))
+        has = np.empty((len(items) * series, length), dtype=np.bool_)
+        for i, (v, h, _) in enumerate(items):
+            values[i * series : (i + 1) * series] = v
+            has[i * series : (i + 1) * series] = h
     mean, _, count = _ewm_scan(values, has, alpha, scan, variance=False)
     out = []
     for i, (_, _, prefix) in enumerate(items):
@@ -728,23 +735,36 @@ class SpreadFloor:
         if self.fraction <= 0:
             return self._level(xs, ok, np.fmax(spread, smallest), state)
         alpha = halflife_alpha(self.halflife)
+        series = len(xs)
+        # both logs, and where each counts, written straight into the two halves of one scan
+        logs = np.empty((2 * series, xs.shape[1]))
+        has = np.empty(logs.shape, dtype=np.bool_)
+        step_logs, spread_logs = logs[:series], logs[series:]
+        has_step, has_spread = has[:series], has[series:]
         with np.errstate(divide="ignore", invalid="ignore"):
-            step_logs = np.log(step)
-            spread_logs = np.log(spread)
-        has_step = ok & np.isfinite(step_logs)
-        has_spread = ok & np.isfinite(spread_logs)
+            np.log(step, out=step_logs)
+            np.log(spread, out=spread_logs)
+        np.isfinite(logs, out=has)
+        has_step &= ok
+        has_spread &= ok
         if thin is not None:
             has_spread &= ~thin
         (step_before, step_count), (usual, count) = _scan_means(
-            [(step_logs, has_step, "step"), (spread_logs, has_spread, "usual")], alpha, state
+            [(step_logs, has_step, "step"), (spread_logs, has_spread, "usual")],
+            alpha,
+            state,
+            stacked=(logs, has),
         )
         resolution = np.fmax(
             smallest, self._typical(step_logs, has_step, step_before, step_count, alpha, state)
         )
-        usual = np.exp(np.where(count > 0, usual, np.nan))
+        usual[count <= 0] = np.nan
+        np.exp(usual, out=usual)
         share = self.fraction if thin is None else np.where(thin, 1.0, self.fraction)
-        out = np.fmax(np.fmax(spread, resolution), share * usual)
-        return self._level(xs, ok, out, state)
+        usual *= share
+        np.fmax(resolution, spread, out=resolution)
+        np.fmax(resolution, usual, out=resolution)
+        return self._level(xs, ok, resolution, state)
 
     def _steps(
         self,

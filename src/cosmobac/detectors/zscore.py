@@ -216,12 +216,17 @@ class ZScore(Detector):
         full_q = np.empty((series, total + 1))
         full_q[:, 0] = state["base_q"].reshape(series)
         np.multiply(full_s[:, 1:], full_s[:, 1:], out=full_q[:, 1:])
-        full_n = np.empty((series, total + 1), dtype=np.int64)
-        full_n[:, 0] = state["base_n"].reshape(series)
-        full_n[:, 1:] = counted
         sums = []
-        for key, full in (("base_s", full_s), ("base_q", full_q), ("base_n", full_n)):
+        for key, full in (("base_s", full_s), ("base_q", full_q)):
             np.cumsum(full, axis=1, out=full)
             sums.append(np.subtract(full[:, w : w + length], full[:, :length]))
             state[key] = full[rows, at].reshape(state[key].shape)
+        # counts: from 0 in int32 (a window's count is a difference, whatever the base), the
+        # base added back for the state
+        full_n = np.zeros((series, total + 1), dtype=np.int32)
+        full_n[:, 1:] = counted
+        np.cumsum(full_n, axis=1, out=full_n)
+        sums.append(np.subtract(full_n[:, w : w + length], full_n[:, :length], dtype=np.int64))
+        base_n = state["base_n"].reshape(series) + full_n[rows, at]
+        state["base_n"] = base_n.reshape(state["base_n"].shape)
         return sums
