@@ -96,10 +96,11 @@ class Part:
         ``fill``."""
         g, width = self.rows.shape
         out = np.empty((g, len(columns), width), dtype=columns[0].dtype if columns else float)
-        index = np.maximum(self.rows, 0)
+        padded = width * g > len(self.members)
+        index = np.maximum(self.rows, 0) if padded else self.rows
         for i, column in enumerate(columns):
-            out[:, i, :] = column[index]
-        if width * g > len(self.members):
+            np.take(column, index, out=out[:, i, :])
+        if padded:
             out[np.broadcast_to(self.pad[:, None, :], out.shape)] = fill
         return out
 
@@ -113,7 +114,10 @@ class Part:
         """Write ``values`` (sensors, C, L) into ``out`` (C, rows) at the rows they came from."""
         g, c, width = values.shape
         flat = values.reshape(g, c, width).transpose(1, 0, 2).reshape(c, g * width)
-        out[:, self.members] = flat[:, self.flat]
+        if len(self.members) == g * width:  # no padding: every entry is a row, in order
+            out[:, self.members] = flat
+        else:
+            out[:, self.members] = flat[:, self.flat]
 
 
 class Groups:
