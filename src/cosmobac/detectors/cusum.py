@@ -91,17 +91,29 @@ def cusum_scan(
             )
             break
         width = int(min(chunk, length - pos[a].min()))
-        cols = pos[a, None] + np.arange(width)
-        inside = cols < length
-        index = a[:, None] * length + np.minimum(cols, length - 1)
-        sc = flat_scored[index] & inside
         grid_up = np.empty((len(a), width + 1))
         grid_up[:, 0] = sum_up[a]
-        grid_up[:, 1:] = np.where(inside, step_up[index], 0.0)
-        np.cumsum(grid_up, axis=1, out=grid_up)
         grid_down = np.empty((len(a), width + 1))
         grid_down[:, 0] = sum_down[a]
-        grid_down[:, 1:] = np.where(inside, step_down[index], 0.0)
+        start = int(pos[a[0]])
+        aligned = len(a) == series and bool((pos == start).all())
+        if aligned:  # every series from the same place (the first round): slices, no gathers
+            cols = slice(start, start + width)
+            inside = np.ones((series, width), dtype=np.bool_)
+            index = None
+            sc = scored[:, cols]
+            grid_up[:, 1:] = step_up.reshape(series, length)[:, cols]
+            grid_down[:, 1:] = step_down.reshape(series, length)[:, cols]
+            ends = boundary.reshape(series, length)[:, cols]
+        else:
+            at = pos[a, None] + np.arange(width)
+            inside = at < length
+            index = a[:, None] * length + np.minimum(at, length - 1)
+            sc = flat_scored[index] & inside
+            grid_up[:, 1:] = np.where(inside, step_up[index], 0.0)
+            grid_down[:, 1:] = np.where(inside, step_down[index], 0.0)
+            ends = boundary[index] & inside
+        np.cumsum(grid_up, axis=1, out=grid_up)
         np.cumsum(grid_down, axis=1, out=grid_down)
         low_up = grid_up.copy()
         low_up[:, 0] = min_up[a]
@@ -113,12 +125,14 @@ def cusum_scan(
         down = grid_down[:, 1:] - np.minimum(-down0[a, None], low_down[:, 1:])
         s = np.maximum(up, down)
         alarm = sc & (s >= threshold)
-        ends = boundary[index] & inside
         stop = alarm | ends | ~inside
         has = stop.any(axis=1)
         first = np.where(has, stop.argmax(axis=1), width - 1)  # last position this round
         span = (np.arange(width) <= first[:, None]) & sc
-        flat_stat[index[span]] = s[span]
+        if index is None:
+            np.copyto(stat[:, start : start + width], s, where=span)
+        else:
+            flat_stat[index[span]] = s[span]
         r = np.arange(len(a))
         # positions past the series' end add 0: the sums there are those at its last position
         hit = alarm[r, first]
