@@ -1,4 +1,18 @@
-"""``ewma``: z-score of each value against an exponentially weighted mean and variance."""
+"""``ewma``: z-score of each value against an exponentially weighted mean and variance.
+
+Also the exponentially weighted scan every detector builds on (:func:`ewm_scan`) and the spread
+floors (:class:`SpreadFloor`).
+
+Speed without a change of result: every path of the scan (one pass over the (S, L) layout; one
+masked pass per block when many series cross block boundaries; a per-block loop over each of a
+few long series) forms each number by the same IEEE operations on the same operands in the same
+order as the value-by-value closed form: sums are accumulated value by value (``np.cumsum``, or
+exact zeros added for missing values), products only change the order of their two factors,
+tables are copied not recomputed, and Python floats between blocks do numpy's float64
+arithmetic. So results are bit for bit the same whichever path runs and however rows are cut
+into batches; no tolerance is needed (``tests/detection/test_fast_paths.py`` checks the paths
+against the value-by-value form on random data).
+"""
 
 from __future__ import annotations
 
