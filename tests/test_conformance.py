@@ -12,9 +12,8 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from cosmobac.batch import to_epoch_ms
-
 from cosmobac import Batch, WriteResult
+from cosmobac.batch import to_epoch_ms
 from cosmobac.interfaces import (
     ConsumerAdminStore,
     DeadLetterStore,
