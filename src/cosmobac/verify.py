@@ -440,7 +440,7 @@ def _check_lane(
         expected=int(definite.sum()),
         pending=sum(waiting.values()),
         in_flight=sum(flying.values()),
-        dead_lettered=int(len(dead_after)),
+        dead_lettered=len(dead_after),
         sensors=tuple(checks),
         sampled=len(stored_docs),
         sample_missing=sample_missing,
