@@ -69,7 +69,7 @@ def verified(config, *extra):
 
 
 def test_equal_exits_0_and_counts_per_city_match_the_store(forwarded):
-    config, container, db = forwarded
+    config, _, db = forwarded
     code, data = verified(config)
     assert code == 0, data
     (sink,) = data["sinks"]
