@@ -9,7 +9,7 @@ Two ways to count per value, chosen by what the server can do:
 * ``GROUP BY`` (``SELECT c.city AS value, COUNT(1) AS n FROM c GROUP BY c.city``): the service
   aggregates; the answer is one row per value. Azure Cosmos DB runs it.
 * A client-side tally over a projection (``SELECT VALUE c.city FROM c``), read in pages of
-  :data:`PAGE` items: every document's field crosses the wire once. Used when the server refuses
+  up to :data:`PAGE` items: every document's field crosses the wire once. Used when the server refuses
   ``GROUP BY`` (the local test server answers HTTP 400), detected from that error.
 
 Per sensor, :func:`sensor_spans` asks one ``COUNT``/``MIN``/``MAX`` query per sensor, scoped to
@@ -33,8 +33,10 @@ __all__ = ["GROUP_FIELDS", "PAGE", "Grouped", "fetch", "grouped_counts", "sensor
 GROUP_FIELDS = ("city", "sensor_id")
 """The fields ``count --by`` groups by."""
 
-PAGE = 1000
-"""Items per page of a projection or fetch query."""
+PAGE = 10_000
+"""Items asked for per page of a projection or fetch query (the service caps a page at 4 MB
+anyway). Few pages matter on the local test server, which evaluates the whole query again for
+every page: 16,000 documents took 30 s in pages of 1,000 and 5 s in pages of 10,000."""
 
 FETCH_CHUNK = 100
 """Ids per fetch query."""
