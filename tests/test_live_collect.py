@@ -235,6 +235,7 @@ def test_flush_interval_is_checked():
         Pipeline(store="memory", run={"flush_interval": "0s"})
 
 
+@pytest.mark.needs_plugins
 def test_dead_letters_inputs_lists_the_rejects_of_a_store(tmp_path):
     import json
 
@@ -295,6 +296,7 @@ def test_input_rejects_are_counted_by_the_metrics():
     assert "cosmobac_rows_stored_total 2.0" in text
 
 
+@pytest.mark.needs_plugins
 def test_a_sensor_table_name_keys_its_state_and_rejects(tmp_path):
     """Two csv collectors sharing a store keep their positions apart under their names."""
     from cosmobac_sqlite import SQLiteStore

@@ -212,7 +212,7 @@ def _observing(
     tracker = HealthTracker()
     observers: list[PipelineObserver] = [tracker] if health else []
     with contextlib.ExitStack() as stack:
-        recorder = HealthRecorder(tracker, config)
+        recorder = HealthRecorder(tracker, config, health_file=cfg.monitoring.health_file)
         if health:
             stack.enter_context(recorder.recording())
         if listen is not None and metrics:
@@ -715,6 +715,33 @@ def demo(directory: str, duration: str, cities: int, sensors_per_city: int, seed
         seed=seed,
         echo=click.echo,
     )
+
+
+@cli.command()
+@config_argument
+@click.option("--cities", type=int, help="Nodes for the first N cities of the bundled list.")
+@click.option("--city", "city_names", multiple=True, help="A node for this city (repeatable).")
+@click.option("--sensors-per-city", type=int, required=True, help="Sensors of each node.")
+@click.option(
+    "--out", default="docker-compose.yml", show_default=True, type=click.Path(dir_okay=False)
+)
+@click.option("--image", default="cosmobac:latest", show_default=True, help="The cosmobac image.")
+@click.option(
+    "--local-cosmos", is_flag=True, help="Add a local Cosmos DB-compatible server service."
+)
+@click.option(
+    "--env-file",
+    default=".env",
+    show_default=True,
+    help="The file the services read secrets and other variables from.",
+)
+def compose(config: str, out: str, city_names: tuple[str, ...], **options: Any) -> None:
+    """Write a Docker Compose file: per city a collector and a forwarder sharing a volume."""
+    from .compose import summary, write_compose
+
+    plan = write_compose(config, out, city_names=city_names, **options)
+    for line in summary(plan, out):
+        click.echo(line)
 
 
 def main(argv: list[str] | None = None) -> None:

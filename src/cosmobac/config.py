@@ -224,9 +224,22 @@ def _max_age_field(value: Any) -> float | None:
     return _max_age("max_backlog_age", value)
 
 
+def _health_file(key: str, value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise TypeError(f"{key} must be a file path (text), got {value!r}")
+    return value
+
+
+def _health_file_field(value: Any) -> str | None:
+    return _health_file("health_file", value)
+
+
 _MONITORING_CONVERTERS: Final[dict[str, Any]] = {
     "listen": _listen,
     "max_backlog_age": _max_age,
+    "health_file": _health_file,
 }
 
 
@@ -239,10 +252,14 @@ class MonitoringConfig:
     * ``max_backlog_age``: ``/readyz`` answers 503 when a sink's oldest pending row has waited
       in the store longer than this (``"15m"``; counted from when it was stored, not from its
       reading's timestamp); unset, the backlog's age does not affect readiness.
+    * ``health_file``: where ``run`` and ``forward`` record their health and ``cosmobac status``
+      reads it; a relative path is relative to the working directory. Unset: beside the pipeline
+      file (``.<name>.health.json``, see :func:`cosmobac.monitoring.health_path`).
     """
 
     listen: tuple[str, int] | None = attrs.field(default=None, converter=_listen_field)
     max_backlog_age: float | None = attrs.field(default=None, converter=_max_age_field)
+    health_file: str | None = attrs.field(default=None, converter=_health_file_field)
 
     @classmethod
     def from_table(cls, table: Mapping[str, Any]) -> MonitoringConfig:

@@ -8,8 +8,8 @@
 * :func:`problems` is the one judgement of readiness: a sink that failed permanently (and has not
   written since), or a backlog older than ``max_backlog_age``. ``/readyz``, ``cosmobac status``
   and ``[[alerts]]`` all ask it.
-* :class:`HealthRecorder` writes the tracker's snapshot next to the pipeline file every two seconds
-  while a forwarder runs (see :func:`health_path`), so ``cosmobac status`` in another process can
+* :class:`HealthRecorder` writes the tracker's snapshot next to the pipeline file (or to
+  ``[monitoring] health_file``) every two seconds while a forwarder runs (see :func:`health_path`), so ``cosmobac status`` in another process can
   show rates and last errors.
 """
 
@@ -309,20 +309,30 @@ def problems(
     return found
 
 
-def health_path(config: str | os.PathLike[str]) -> Path:
-    """Where a forwarder of ``config`` records its health: ``.<name>.health.json`` beside it."""
+def health_path(
+    config: str | os.PathLike[str], health_file: str | os.PathLike[str] | None = None
+) -> Path:
+    """Where a forwarder of ``config`` records its health: ``health_file`` (the ``[monitoring]
+    health_file`` key; a relative path is relative to the working directory) when given, else
+    ``.<name>.health.json`` beside the pipeline file."""
+    if health_file is not None:
+        return Path(health_file)
     path = Path(config)
     return path.with_name(f".{path.name}.health.json")
 
 
-def read_health(config: str | os.PathLike[str]) -> Health | None:
-    """The health a forwarder of ``config`` last recorded, or ``None`` (none, or unreadable)."""
+def read_health(
+    config: str | os.PathLike[str], health_file: str | os.PathLike[str] | None = None
+) -> Health | None:
+    """The health a forwarder of ``config`` last recorded (in ``health_file`` when given, see
+    :func:`health_path`), or ``None`` (none, or unreadable)."""
+    path = health_path(config, health_file)
     try:
-        data = json.loads(health_path(config).read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8"))
         return Health.from_json(data)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         if not isinstance(exc, FileNotFoundError):
-            log.warning("cannot read %s: %s", health_path(config), exc)
+            log.warning("cannot read %s: %s", path, exc)
         return None
 
 
@@ -334,10 +344,15 @@ class HealthRecorder:
     fatal."""
 
     def __init__(
-        self, tracker: HealthTracker, config: str | os.PathLike[str], *, interval: float = 2.0
+        self,
+        tracker: HealthTracker,
+        config: str | os.PathLike[str],
+        *,
+        interval: float = 2.0,
+        health_file: str | os.PathLike[str] | None = None,
     ) -> None:
         self.tracker = tracker
-        self.path = health_path(config)
+        self.path = health_path(config, health_file)
         self.interval = interval
         self._warned = False
         self._active = threading.Event()

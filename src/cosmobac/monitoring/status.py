@@ -390,7 +390,7 @@ def read_status(
         if not missing_store_ok:
             raise
         stats = None
-    health = read_health(path)
+    health = read_health(path, cfg.monitoring.health_file)
     now = time.time() if now is None else now
     forwarder = ForwarderState.of(health, now)
     sinks = _sinks(cfg, consumers, points, stats, health, forwarder.running)
