@@ -1,6 +1,6 @@
 """The full fleet, end to end (issue 17): city nodes as separate processes on this machine, each its
-own SQLite store, its own collector and forwarder (the commands and environment the compose file
-gives its services), a simulated fleet at a speed factor, all into one container of the local
+own SQLite store, its own collector and forwarder (the commands, environment and working directory
+``cosmobac compose`` gives its services: :func:`cosmobac.compose.compose_plan`), a simulated fleet at a speed factor, all into one container of the local
 Cosmos DB server. Mid-run one node's forwarder is SIGKILLed and restarted, and another node's
 connection to the server (through the loopback fault proxy) is cut for a while, then restored.
 Then the collectors stop (SIGTERM), the forwarders drain and stop, and every reading of every node
@@ -27,6 +27,7 @@ from pathlib import Path
 import attrs
 import pytest
 
+from cosmobac.compose import compose_plan
 from cosmobac_cosmos.emulator import LOCAL_KEY
 
 from .conftest import DATABASE, _container
@@ -64,6 +65,9 @@ connection_timeout = 2
 read_timeout = 5
 write_timeout = 10
 
+[monitoring]
+health_file = "${{COSMOBAC_DATA}}/health.json"
+
 [run]
 speed = {speed}
 interval = "0.2s"
@@ -88,32 +92,25 @@ class Service:
 def node_services(
     config: Path, city: str, data: Path, endpoint: str, sensors_per_city: int
 ) -> list[Service]:
-    """The services of one city node: ``<city>-collector`` running ``cosmobac collect CONFIG``
-    and ``<city>-forwarder`` running ``cosmobac forward --follow CONFIG``, with the environment
-    ``cosmobac compose`` gives them (COSMOBAC_CITY, COSMOBAC_SENSORS_PER_CITY, COSMOBAC_DATA, the
-    sink's COSMOS_ENDPOINT) and the env file's COSMOS_KEY.
-
-    The one place to switch to the compose generator once it has landed on main:
-    ``compose_plan(config, city_names=CITIES, sensors_per_city=M).nodes()[slug]``, each
-    ``service.on_host(config, data)`` giving the same argv, environment and working directory."""
-    slug = city.lower().replace(" ", "-")
-    env = {
-        "COSMOBAC_CITY": city,
-        "COSMOBAC_SENSORS_PER_CITY": str(sensors_per_city),
-        "COSMOBAC_DATA": str(data),
-        "COSMOS_ENDPOINT": endpoint,
-        "COSMOS_KEY": LOCAL_KEY,  # what the env file supplies
-    }
-    return [
-        Service(f"{slug}-collector", "collector", ("cosmobac", "collect", str(config)), env, data),
-        Service(
-            f"{slug}-forwarder",
-            "forwarder",
-            ("cosmobac", "forward", "--follow", str(config)),
-            env,
-            data,
-        ),
-    ]
+    """The services of one city node exactly as ``cosmobac compose`` writes them
+    (:func:`cosmobac.compose.compose_plan`): ``<city>-collector`` running ``cosmobac collect
+    CONFIG`` and ``<city>-forwarder`` running ``cosmobac forward --follow CONFIG``, with the
+    environment the compose file gives them (COSMOBAC_CITY, COSMOBAC_SENSORS_PER_CITY,
+    COSMOBAC_DATA) and the node's volume as working directory (:meth:`NodeService.on_host`).
+    What the compose file's env file supplies (COSMOS_ENDPOINT, COSMOS_KEY) comes on top: the
+    endpoint per node, so that one node reaches the server through the fault proxy."""
+    plan = compose_plan(config, city_names=[city], sensors_per_city=sensors_per_city)
+    assert set(plan.required) == {"COSMOS_ENDPOINT", "COSMOS_KEY"}, plan.required
+    env_file = {"COSMOS_ENDPOINT": endpoint, "COSMOS_KEY": LOCAL_KEY}
+    (node,) = plan.nodes().values()
+    services = []
+    for service in node:
+        host = service.on_host(config, data)
+        services.append(
+            Service(service.name, service.role, host.argv, {**env_file, **host.env}, host.cwd)
+        )
+    assert [s.argv[1:3] for s in services] == [("collect", str(config)), ("forward", "--follow")]
+    return services
 
 
 class Process:
