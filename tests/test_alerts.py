@@ -519,7 +519,10 @@ def test_forward_follow_alerts_on_a_backlog_too_old_in_slack_form(tmp_path, rece
     finally:
         proc.terminate()
         out, err = proc.communicate(timeout=60)
-    [post] = alerts_rx.posts
+    # one alert; on a loaded machine a send whose answer came too late is sent again (alerts are
+    # delivered at least once), so the same message may arrive twice, never a different one
+    post, *again = alerts_rx.posts
+    assert all(p == post for p in again), alerts_rx.posts
     assert set(post) == {"text", "blocks"}
     assert "sink 'hook': backlog too old" in post["text"] and "limit 2 s" in post["text"]
     assert "pipeline.toml" in post["text"]
