@@ -510,17 +510,20 @@ def render(result: Verification, console: Any, *, limit: int = 20) -> None:
     difference; all of them when few), the sample's findings and hints; a verdict last."""
     from rich.table import Table
 
+    def say(text: str) -> None:  # a line is never wrapped: logs and tests read it whole
+        console.print(text, soft_wrap=True)
+
     for check in result.sinks:
         if check.skipped is not None:
-            console.print(f"[bold]{check.consumer}[/] ({check.plugin}): skipped: {check.skipped}")
+            say(f"[bold]{check.consumer}[/] ({check.plugin}): skipped: {check.skipped}")
             continue
         mark = "[green]ok[/]" if check.ok else "[red]DIFFERENT[/]"
-        console.print(
+        say(
             f"[bold]{check.consumer}[/] ({check.plugin}): {mark}: {check.stored:,} rows stored, "
             f"{check.expected:,} forwarded (expected in the sink), {check.found:,} found; "
             f"missing {check.missing:,}, extra {check.extra:,}"
         )
-        console.print(
+        say(
             f"  not yet forwarded: {check.pending:,}; in flight: {check.in_flight:,}; "
             f"dead-lettered: {check.dead_lettered:,}"
         )
@@ -546,24 +549,24 @@ def render(result: Verification, console: Any, *, limit: int = 20) -> None:
                 )
             console.print(table)
             if len(shown) > limit:
-                console.print(f"  … and {len(shown) - limit} more sensors")
-        console.print(
+                say(f"  … and {len(shown) - limit} more sensors")
+        say(
             f"  sample: {check.sampled} documents compared field by field: "
             f"{len(check.sample_missing)} missing, "
             f"{len({d.id for d in check.sample_different})} different"
         )
         for key in check.sample_missing[:limit]:
-            console.print(f"  missing: {key}")
+            say(f"  missing: {key}")
         for diff in check.sample_different[:limit]:
-            console.print(
+            say(
                 f"  different: {diff.id}: {diff.field}: stored {_value(diff.stored)}, "
                 f"sink {_value(diff.found)}"
             )
         for hint in check.hints:
-            console.print(f"  hint: {hint}")
+            say(f"  hint: {hint}")
     if not result.checked:
-        console.print("nothing verified: no sink of this file can be read back")
+        say("nothing verified: no sink of this file can be read back")
     elif result.ok:
-        console.print("[green]equal[/]: every sink holds what the store forwarded to it")
+        say("[green]equal[/]: every sink holds what the store forwarded to it")
     else:
-        console.print("[red]differences found[/]")
+        say("[red]differences found[/]")
