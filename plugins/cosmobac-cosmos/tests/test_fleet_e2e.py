@@ -35,8 +35,8 @@ from .faultproxy import FaultProxy, Rules
 
 CITIES = ("London", "Tokyo", "Lisbon")
 SENSORS_PER_CITY = 3
-SPEED = 600  # ten minutes of sensor time per second
-RUN_S = 18.0  # wall-clock seconds the collectors run
+SPEED = 300  # five minutes of sensor time per second
+RUN_S = 14.0  # wall-clock seconds the collectors run
 KILLED, CUT = "tokyo", "lisbon"  # the node whose forwarder is killed; the node cut off
 
 PIPELINE = """\
