@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import textwrap
 
 import pytest
 
@@ -14,7 +13,8 @@ from cosmobac.testing import run_cosmobac
 from cosmobac_cosmos.emulator import LOCAL_KEY
 from cosmobac_cosmos.readback import grouped_counts
 
-from .conftest import DATABASE, _container
+from .conftest import _container
+from .test_commands import pipeline_file
 
 
 def cosmobac(*args, check=True):
@@ -23,31 +23,14 @@ def cosmobac(*args, check=True):
 
 @pytest.fixture
 def forwarded(cosmos_server, container_name, tmp_path):
-    config = tmp_path / "p.toml"
-    config.write_text(
-        textwrap.dedent(
-            f"""
-            [sensor]
-            plugin = "simulated"
-            cities = ["London", "Tokyo", "Lisbon"]
-            sensors_per_city = 2
-            seed = 5
-            rate_hz = 0.2
-            [store]
-            plugin = "sqlite"
-            path = "{tmp_path / "edge.db"}"
-            [[sinks]]
-            plugin = "cosmos"
-            name = "cloud"
-            endpoint = "{cosmos_server.endpoint}"
-            database = "{DATABASE}"
-            container = "{container_name}"
-            key = "${{COSMOS_KEY}}"
-            create_if_missing = true
-            [run]
-            duration = "10m"
-            """
-        )
+    config = pipeline_file(
+        tmp_path,
+        cosmos_server.endpoint,
+        container_name,
+        extra='name = "cloud"',
+        duration="10m",
+        sensors_per_city=2,
+        seed=5,
     )
     cosmobac("run", config)
     client, container = _container(cosmos_server, container_name)
