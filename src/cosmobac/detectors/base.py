@@ -124,12 +124,15 @@ class Detector:
     likelihood_warmup: int = attrs.field(
         default=100, converter=lambda v: integer("likelihood_warmup", v, minimum=2)
     )
+    # the alarm novelty stage (see cosmobac.detectors.novelty): half-life in values, 0 = off
+    novelty: float = attrs.field(default=0.0, converter=lambda v: real("novelty", v, minimum=0))
 
     _slots: Slots = attrs.field(init=False, factory=Slots, repr=False)
     _state: dict[str, np.ndarray] = attrs.field(init=False, factory=dict, repr=False)
     _version: int = attrs.field(init=False, default=0, repr=False)
     _cached: tuple[int, str] | None = attrs.field(init=False, default=None, repr=False)
     _lik_state: dict[str, np.ndarray] = attrs.field(init=False, factory=dict, repr=False)
+    _nov_state: dict[str, np.ndarray] = attrs.field(init=False, factory=dict, repr=False)
 
     def __attrs_post_init__(self) -> None:
         if self.name is None:
@@ -213,37 +216,50 @@ class Detector:
             warmup=self.likelihood_warmup,
         )
 
-    def _likelihood(self, batch: Batch, stat: np.ndarray) -> np.ndarray:
-        """The surprise ``−log10 p`` of each row's statistic (see :mod:`.likelihood`), per sensor,
-        with the stage's state in ``_lik_state`` (slots as in ``_slots``)."""
+    def _per_sensor(
+        self, batch: Batch, stat: np.ndarray, scan: Any, store: str
+    ) -> np.ndarray:
+        """``scan`` (a stage with ``initial(count)`` and ``run(x, state)``) over each sensor's
+        statistics, with its state in the attribute ``store`` (slots as in ``_slots``)."""
         out = np.full(len(stat), np.nan)
         if not len(stat):
             return out
-        scan = self._likelihood_scan()
         codes = self._slots.codes(batch["sensor_id"])
-        have = len(self._lik_state["seen"]) if self._lik_state else 0
+        held: dict[str, np.ndarray] = getattr(self, store)
+        have = len(next(iter(held.values()))) if held else 0
         if len(self._slots) > have:
             fresh = scan.initial(len(self._slots) - have)
-            self._lik_state = (
-                {k: np.concatenate([self._lik_state[k], fresh[k]]) for k in fresh}
-                if self._lik_state
-                else fresh
-            )
+            held = {k: np.concatenate([held[k], fresh[k]]) for k in fresh} if held else fresh
+            setattr(self, store, held)
         rows = out[None, :]
         for part in Groups(codes).parts():
             x = part.gather1(stat, np.nan)
-            state = {k: v[part.slots] for k, v in self._lik_state.items()}
-            surprise = scan.run(x, state)
+            state = {k: v[part.slots] for k, v in held.items()}
+            result = scan.run(x, state)
             for key, array in state.items():
-                self._lik_state[key][part.slots] = array
-            part.scatter(rows, surprise[:, None, :])
+                held[key][part.slots] = array
+            part.scatter(rows, result[:, None, :])
         return out
+
+    def _likelihood(self, batch: Batch, stat: np.ndarray) -> np.ndarray:
+        """The surprise ``−log10 p`` of each row's statistic (see :mod:`.likelihood`), per sensor,
+        with the stage's state in ``_lik_state`` (slots as in ``_slots``)."""
+        return self._per_sensor(batch, stat, self._likelihood_scan(), "_lik_state")
+
+    def _novelty(self, batch: Batch, stat: np.ndarray) -> np.ndarray:
+        """Each row's statistic in excess of its sensor's fading peak (see :mod:`.novelty`),
+        with the stage's state in ``_nov_state``."""
+        from .novelty import NoveltyScan
+
+        return self._per_sensor(batch, stat, NoveltyScan(self.novelty), "_nov_state")
 
     def _emit(self, batch: Batch, stat: np.ndarray) -> Batch:
         threshold = self.threshold_value
         if self.likelihood:
             stat = self._likelihood(batch, stat)
             threshold = self.likelihood_threshold
+        if self.novelty > 0:
+            stat = self._novelty(batch, stat)
         with np.errstate(invalid="ignore", divide="ignore"):
             score = stat / (stat + threshold)
         score[np.isposinf(stat)] = 1.0
@@ -288,6 +304,7 @@ class Detector:
                 "sensors": self._slots.ids,
                 "arrays": encode_arrays(self._state),
                 **({"likelihood": encode_arrays(self._lik_state)} if self.likelihood else {}),
+                **({"novelty": encode_arrays(self._nov_state)} if self.novelty > 0 else {}),
             },
             separators=(",", ":"),
         )
@@ -312,6 +329,7 @@ class Detector:
         self._slots = Slots(data["sensors"])
         self._state = decode_arrays(data["arrays"])
         self._lik_state = decode_arrays(data.get("likelihood", {}))
+        self._nov_state = decode_arrays(data.get("novelty", {}))
         self._cached = (self._version, state)  # this text is the state: no need to encode it
 
     def reset(self) -> None:
@@ -320,6 +338,7 @@ class Detector:
         self._slots = Slots()
         self._state = {}
         self._lik_state = {}
+        self._nov_state = {}
 
     @property
     def sensors(self) -> list[str]:
