@@ -216,9 +216,7 @@ class Detector:
             warmup=self.likelihood_warmup,
         )
 
-    def _per_sensor(
-        self, batch: Batch, stat: np.ndarray, scan: Any, store: str
-    ) -> np.ndarray:
+    def _per_sensor(self, batch: Batch, stat: np.ndarray, scan: Any, store: str) -> np.ndarray:
         """``scan`` (a stage with ``initial(count)`` and ``run(x, state)``) over each sensor's
         statistics, with its state in the attribute ``store`` (slots as in ``_slots``)."""
         out = np.full(len(stat), np.nan)
