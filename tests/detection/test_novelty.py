@@ -23,7 +23,9 @@ def reference(stat, halflife):
         if np.isnan(s):
             continue
         ages = np.arange(len(seen), 0, -1)
-        peak = max((v * 2.0 ** (-a / halflife) for v, a in zip(seen, ages, strict=True)), default=0.0)
+        peak = max(
+            (v * 2.0 ** (-a / halflife) for v, a in zip(seen, ages, strict=True)), default=0.0
+        )
         out[i] = max(s - peak, 0.0)
         seen.append(s)
     return out
