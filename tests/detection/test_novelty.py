@@ -31,6 +31,40 @@ def reference(stat, halflife):
     return out
 
 
+def test_rank_mode_keeps_what_is_detected_and_ranks_repeats_lower():
+    rng = np.random.default_rng(6)
+    values = rng.normal(0, 1, 4000)
+    values[2000:] += 12  # a level shift: many alarms in a row
+    values[3000] += 30  # a new, larger jump later
+    plain = EWMA(columns=["value"], novelty=0)(one_series(values))
+    ranked = EWMA(columns=["value"])(one_series(values))  # novelty 200, rank: the default
+    assert np.array_equal(plain["ewma_detected"], ranked["ewma_detected"])
+    assert np.array_equal(plain["ewma_score"] >= 0.5, ranked["ewma_score"] >= 0.5)
+    calm = plain["ewma_score"] < 0.5
+    assert np.array_equal(plain["ewma_score"][calm], ranked["ewma_score"][calm], equal_nan=True)
+    score = ranked["ewma_score"]
+    assert score[2000] == np.nanmax(score[:3000])
+    repeats = score[2001:2100][ranked["ewma_detected"][2001:2100]]
+    assert len(repeats) and (repeats < score[2000]).all()
+    assert score[3000] > 0.5
+
+
+def test_rank_mode_matches_its_definition():
+    rng = np.random.default_rng(7)
+    stat = rng.exponential(1.5, 400)
+    stat[[100, 101, 102, 250]] = [9.0, 7.0, 12.0, 5.0]
+    stat[::23] = np.nan
+    t = 2.0
+    got = NoveltyScan(30.0, "rank", t).run(stat[None, :].copy(), NoveltyScan.initial(1))[0]
+    excess = reference(stat, 30.0)  # s − peak where positive
+    peak = stat - excess  # where s ≥ peak: the peak itself; elsewhere s (peak ≥ s)
+    want = np.where(stat >= t, np.maximum(t, stat - np.maximum(peak - t, 0.0)), stat)
+    exact = stat >= peak
+    assert np.allclose(got[exact], want[exact], equal_nan=True, rtol=1e-9)
+    above = ~exact & (stat >= t)  # under a higher peak: at least t, at most s
+    assert (got[above] >= t).all() and (got[above] <= stat[above]).all()
+
+
 def test_scan_matches_its_definition():
     rng = np.random.default_rng(0)
     stat = rng.exponential(1.0, 300)
@@ -46,8 +80,8 @@ def test_one_event_alarms_once():
     rng = np.random.default_rng(1)
     values = rng.normal(0, 1, 3000)
     values[2000:] += 12
-    plain = EWMA(columns=["value"])(one_series(values))
-    novel = EWMA(columns=["value"], novelty=200)(one_series(values))
+    plain = EWMA(columns=["value"], novelty=0)(one_series(values))
+    novel = EWMA(columns=["value"], novelty=200, novelty_mode="suppress")(one_series(values))
     assert plain["ewma_detected"][2000:2100].sum() > 5
     assert novel["ewma_detected"][2000]
     assert novel["ewma_detected"][2001:2100].sum() <= 1
@@ -57,7 +91,7 @@ def test_one_event_alarms_once():
 def test_a_repeat_long_after_counts_again():
     values = np.zeros(4000) + np.random.default_rng(2).normal(0, 0.1, 4000)
     values[1000] = values[3500] = 5.0
-    out = ZScore(columns=["value"], novelty=100)(one_series(values))
+    out = ZScore(columns=["value"], novelty=100, novelty_mode="suppress")(one_series(values))
     score = out["zscore_score"]
     assert out["zscore_detected"][1000] and out["zscore_detected"][3500]
     assert score[3500] > 0.9 * score[1000]
@@ -109,13 +143,15 @@ def test_state_round_trip_is_exact(make):
 
 def test_off_means_off():
     values = np.random.default_rng(5).normal(0, 1, 1000)
-    assert "novelty" not in json.loads(EWMA(columns=["value"]).get_state())
-    a = EWMA(columns=["value"])(one_series(values))
-    b = EWMA(columns=["value"], novelty=0)(one_series(values))
+    assert "novelty" not in json.loads(EWMA(columns=["value"], novelty=0).get_state())
+    a = EWMA(columns=["value"], novelty=0)(one_series(values))
+    b = EWMA(columns=["value"], novelty=0, novelty_mode="suppress")(one_series(values))
     assert np.array_equal(a["ewma_score"], b["ewma_score"], equal_nan=True)
 
 
-@pytest.mark.parametrize("value", [-1, "x"])
-def test_config_errors_name_the_key(value):
-    with pytest.raises((TypeError, ValueError), match="novelty"):
-        EWMA(novelty=value)
+@pytest.mark.parametrize(
+    ("key", "value"), [("novelty", -1), ("novelty", "x"), ("novelty_mode", "x")]
+)
+def test_config_errors_name_the_key(key, value):
+    with pytest.raises((TypeError, ValueError), match=key):
+        EWMA(**{key: value})

@@ -29,7 +29,7 @@ import numpy as np
 
 from ..batch import Batch
 from ..schema import METRICS
-from ..values import flag, integer, real
+from ..values import choice, flag, integer, real
 from ._series import Groups, Part, Slots, decode_arrays, encode_arrays
 
 __all__ = [
@@ -43,6 +43,13 @@ log = logging.getLogger("cosmobac.detectors")
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 STATE_VERSION = 1
+
+DEFAULT_NOVELTY = 200.0
+"""Default half-life (values) of the alarm novelty stage (:mod:`cosmobac.detectors.novelty`). An
+anomaly window of NAB spans 10 % of a file over its anomalies, some 100 to 400 values; 200 is the
+middle of that range, a round number (dev-half NAB, ``context``: 61.5 at 100 and 200, 61.1 at
+400, 63.1 at 800: not sensitive to it)."""
+NOVELTY_MODES = ("rank", "suppress")
 
 
 def columns_converter(value: Any) -> tuple[str, ...]:
@@ -125,7 +132,12 @@ class Detector:
         default=100, converter=lambda v: integer("likelihood_warmup", v, minimum=2)
     )
     # the alarm novelty stage (see cosmobac.detectors.novelty): half-life in values, 0 = off
-    novelty: float = attrs.field(default=0.0, converter=lambda v: real("novelty", v, minimum=0))
+    novelty: float = attrs.field(
+        default=DEFAULT_NOVELTY, converter=lambda v: real("novelty", v, minimum=0)
+    )
+    novelty_mode: str = attrs.field(
+        default="rank", converter=lambda v: choice("novelty_mode", v, NOVELTY_MODES)
+    )
 
     _slots: Slots = attrs.field(init=False, factory=Slots, repr=False)
     _state: dict[str, np.ndarray] = attrs.field(init=False, factory=dict, repr=False)
@@ -249,7 +261,9 @@ class Detector:
         with the stage's state in ``_nov_state``."""
         from .novelty import NoveltyScan
 
-        return self._per_sensor(batch, stat, NoveltyScan(self.novelty), "_nov_state")
+        threshold = self.likelihood_threshold if self.likelihood else self.threshold_value
+        scan = NoveltyScan(self.novelty, self.novelty_mode, threshold)
+        return self._per_sensor(batch, stat, scan, "_nov_state")
 
     def _emit(self, batch: Batch, stat: np.ndarray) -> Batch:
         threshold = self.threshold_value

@@ -22,17 +22,11 @@ import attrs
 import numpy as np
 
 from ..batch import Batch
-from ..values import integer, real
+from ..values import choice, integer, real
 from ._series import Part
-from .base import Detector
+from .base import NOVELTY_MODES, Detector
 
 __all__ = ["Context", "Quantiser", "compact"]
-
-DEFAULT_NOVELTY = 200.0
-"""Half-life (values) of the fading peak of :mod:`cosmobac.detectors.novelty` for ``context``
-and ``ensemble``: an anomaly window of NAB spans 10 % of a file over its anomalies, some 100 to
-400 values; the middle of that range, a round number (dev-half NAB standard 61.5; 61.5 at 100,
-61.1 at 400, 63.1 at 800: not sensitive to it)."""
 
 _PRIME = np.uint64(0x9E3779B97F4A7C15)  # odd 64-bit multiplier of the rolling context hash
 _MIX = np.uint64(0xBF58476D1CE4E5B9)
@@ -103,7 +97,8 @@ class Context(Detector):
     default 12), ``orders`` (longest context, in values, default 4), ``memory`` (values
     remembered, default 2000), ``learn`` (values that set the grid before scoring, default 100),
     ``threshold`` (default 0.9: nearly every order novel), ``novelty`` (half-life of the alarm
-    novelty stage, default 200 values; 0 turns it off), ``name`` (default ``"context"``), and
+    novelty stage, default 200 values; 0 turns it off) and ``novelty_mode`` (default
+    ``suppress``: a novel stretch alarms once), ``name`` (default ``"context"``), and
     the likelihood keys of every detector.
 
     State per sensor and column: the grid (4 numbers) and the last ``memory + orders − 1``
@@ -121,8 +116,8 @@ class Context(Detector):
     learn: int = attrs.field(default=100, converter=lambda v: integer("learn", v, minimum=1))
     threshold: float = attrs.field(default=0.9, converter=lambda v: real("threshold", v, above=0))
     # a context is news once: repeats of a novel stretch count only as far as they are newer
-    novelty: float = attrs.field(
-        default=DEFAULT_NOVELTY, converter=lambda v: real("novelty", v, minimum=0)
+    novelty_mode: str = attrs.field(
+        default="suppress", converter=lambda v: choice("novelty_mode", v, NOVELTY_MODES)
     )
 
     @property

@@ -34,8 +34,7 @@ import numpy as np
 from ..batch import Batch
 from ..values import choice, real
 from ._series import Part
-from .base import Detector
-from .context import DEFAULT_NOVELTY
+from .base import NOVELTY_MODES, Detector
 
 __all__ = ["Ensemble", "chi2_even_log10_tail"]
 
@@ -97,7 +96,8 @@ class Ensemble(Detector):
     ``threshold``), ``combine`` (``max``, ``mean`` or ``fisher``, default ``max``),
     ``threshold`` (in members' thresholds, default 1; with ``calibrate = "likelihood"`` a
     surprise in decades of tail probability, default 4: p = 10⁻⁴), ``novelty`` (half-life of the
-    alarm novelty stage, default 200 values; 0 turns it off), ``name`` (default ``"ensemble"``)
+    alarm novelty stage, default 200 values; 0 turns it off), ``novelty_mode`` (default
+    ``suppress``), ``name`` (default ``"ensemble"``)
     and ``likelihood_short``, ``likelihood_memory``, ``likelihood_warmup`` for the members'
     likelihood stages. With ``calibrate = "likelihood"``, ``likelihood`` itself must stay false:
     the ensemble's statistic already is a likelihood.
@@ -112,8 +112,8 @@ class Ensemble(Detector):
         default="threshold", converter=lambda v: choice("calibrate", v, _CALIBRATE)
     )
     threshold: float | None = attrs.field(default=None)
-    novelty: float = attrs.field(
-        default=DEFAULT_NOVELTY, converter=lambda v: real("novelty", v, minimum=0)
+    novelty_mode: str = attrs.field(
+        default="suppress", converter=lambda v: choice("novelty_mode", v, NOVELTY_MODES)
     )
     _detectors: list[Detector] = attrs.field(init=False, factory=list, repr=False)
 

@@ -13,8 +13,15 @@ The stage keeps, per series, a *fading peak*: the largest earlier statistic, eac
 
 so a value counts as much as it is new: the first value of an event counts fully, the next ones
 only as far as they climb higher, and after a few half-lives a series that calmed down starts
-afresh. ``s'`` is in the detector's own unit, so its threshold keeps its meaning: a row is
-detected when its statistic jumps at least ``threshold`` above its fading peak.
+afresh. ``s'`` is in the detector's own unit. Two modes:
+
+* ``suppress``: the statistic becomes ``s'``, so a row is detected when its statistic jumps at
+  least ``threshold`` above the fading peak: one event, one alarm;
+* ``rank``: what is detected does not change (``s ≥ threshold``), only how alarms rank: a row at
+  or above the threshold gets ``max(threshold, s − max(0, peak − threshold))``, the threshold
+  plus its rise above the part of the fading peak that was itself an alarm. Rows below the
+  threshold, and alarms after a calm stretch (peak below the threshold), keep their statistic;
+  an alarm that repeats a recent, larger one scores just the threshold (0.5).
 
 Exact and vectorised: in log space the fading peak is a running maximum,
 ``ln peak_i = max_{j<i} (ln s_j + j·c) − i·c`` with ``c = ln 2 / halflife`` and ``j`` the value's
@@ -43,10 +50,15 @@ class NoveltyScan:
     """
 
     KEYS = ("peak", "seen")
+    MODES = ("rank", "suppress")
 
-    def __init__(self, halflife: float) -> None:
+    def __init__(self, halflife: float, mode: str = "suppress", threshold: float = 1.0) -> None:
+        if mode not in self.MODES:
+            raise ValueError(f"novelty mode must be one of {self.MODES}, got {mode!r}")
         self.halflife = float(halflife)
         self.rate = math.log(2.0) / self.halflife
+        self.mode = mode
+        self.threshold = float(threshold)
 
     @staticmethod
     def initial(count: int) -> dict[str, np.ndarray]:
@@ -73,8 +85,13 @@ class NoveltyScan:
         np.maximum.accumulate(running, axis=1, out=running)
         with np.errstate(over="ignore", invalid="ignore"):
             peak = np.exp(running[:, :-1] - shift)  # before each value: earlier ones only
-        excess = np.maximum(capped - peak, 0.0)
-        out[ok] = excess[ok]
+        if self.mode == "suppress":
+            result = np.maximum(capped - peak, 0.0)
+        else:
+            t = self.threshold
+            lowered = np.maximum(capped - np.maximum(peak - t, 0.0), t)
+            result = np.where(capped >= t, lowered, capped)
+        out[ok] = result[ok]
         state["peak"] = running[:, -1].copy()
         state["seen"] = state["seen"] + ok.sum(axis=1)
         return out
