@@ -190,6 +190,7 @@ class Detector:
                 f"set columns to some of {list(batch.columns)}"
             )
         stat_rows = np.full((self._out_width, n), np.nan)
+        parts: list[Part] = []
         if n:
             missing = np.full(n, np.nan)
             values = [
@@ -198,7 +199,8 @@ class Detector:
             ]
             codes = self._slots.codes(batch["sensor_id"])
             self._grow()
-            for part in Groups(codes).parts():
+            parts = list(Groups(codes).parts())
+            for part in parts:
                 x = part.gather(values)
                 state = {k: v[part.slots] for k, v in self._state.items()}
                 stat = self._process(part, x, state, batch)
@@ -206,7 +208,7 @@ class Detector:
                     self._state[key][part.slots] = array
                 part.scatter(stat_rows, stat)
         stat = self._combine(stat_rows)
-        return self._emit(batch, stat)
+        return self._emit(batch, stat, parts)
 
     def _grow(self) -> None:
         have = len(next(iter(self._state.values()))) if self._state else 0
@@ -228,13 +230,15 @@ class Detector:
             warmup=self.likelihood_warmup,
         )
 
-    def _per_sensor(self, batch: Batch, stat: np.ndarray, scan: Any, store: str) -> np.ndarray:
+    def _per_sensor(
+        self, parts: list[Part], stat: np.ndarray, scan: Any, store: str
+    ) -> np.ndarray:
         """``scan`` (a stage with ``initial(count)`` and ``run(x, state)``) over each sensor's
-        statistics, with its state in the attribute ``store`` (slots as in ``_slots``)."""
+        statistics (the batch's rows grouped in ``parts``), with its state in the attribute
+        ``store`` (slots as in ``_slots``)."""
         out = np.full(len(stat), np.nan)
         if not len(stat):
             return out
-        codes = self._slots.codes(batch["sensor_id"])
         held: dict[str, np.ndarray] = getattr(self, store)
         have = len(next(iter(held.values()))) if held else 0
         if len(self._slots) > have:
@@ -242,7 +246,7 @@ class Detector:
             held = {k: np.concatenate([held[k], fresh[k]]) for k in fresh} if held else fresh
             setattr(self, store, held)
         rows = out[None, :]
-        for part in Groups(codes).parts():
+        for part in parts:
             x = part.gather1(stat, np.nan)
             state = {k: v[part.slots] for k, v in held.items()}
             result = scan.run(x, state)
@@ -251,27 +255,27 @@ class Detector:
             part.scatter(rows, result[:, None, :])
         return out
 
-    def _likelihood(self, batch: Batch, stat: np.ndarray) -> np.ndarray:
+    def _likelihood(self, parts: list[Part], stat: np.ndarray) -> np.ndarray:
         """The surprise ``−log10 p`` of each row's statistic (see :mod:`.likelihood`), per sensor,
         with the stage's state in ``_lik_state`` (slots as in ``_slots``)."""
-        return self._per_sensor(batch, stat, self._likelihood_scan(), "_lik_state")
+        return self._per_sensor(parts, stat, self._likelihood_scan(), "_lik_state")
 
-    def _novelty(self, batch: Batch, stat: np.ndarray) -> np.ndarray:
+    def _novelty(self, parts: list[Part], stat: np.ndarray) -> np.ndarray:
         """Each row's statistic in excess of its sensor's fading peak (see :mod:`.novelty`),
         with the stage's state in ``_nov_state``."""
         from .novelty import NoveltyScan
 
         threshold = self.likelihood_threshold if self.likelihood else self.threshold_value
         scan = NoveltyScan(self.novelty, self.novelty_mode, threshold)
-        return self._per_sensor(batch, stat, scan, "_nov_state")
+        return self._per_sensor(parts, stat, scan, "_nov_state")
 
-    def _emit(self, batch: Batch, stat: np.ndarray) -> Batch:
+    def _emit(self, batch: Batch, stat: np.ndarray, parts: list[Part]) -> Batch:
         threshold = self.threshold_value
         if self.likelihood:
-            stat = self._likelihood(batch, stat)
+            stat = self._likelihood(parts, stat)
             threshold = self.likelihood_threshold
         if self.novelty > 0:
-            stat = self._novelty(batch, stat)
+            stat = self._novelty(parts, stat)
         with np.errstate(invalid="ignore", divide="ignore"):
             score = stat / (stat + threshold)
         score[np.isposinf(stat)] = 1.0
