@@ -230,9 +230,7 @@ class Detector:
             warmup=self.likelihood_warmup,
         )
 
-    def _per_sensor(
-        self, parts: list[Part], stat: np.ndarray, scan: Any, store: str
-    ) -> np.ndarray:
+    def _per_sensor(self, parts: list[Part], stat: np.ndarray, scan: Any, store: str) -> np.ndarray:
         """``scan`` (a stage with ``initial(count)`` and ``run(x, state)``) over each sensor's
         statistics (the batch's rows grouped in ``parts``), with its state in the attribute
         ``store`` (slots as in ``_slots``)."""
