@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from cosmobac import Batch, WriteResult
+from cosmobac.batch import to_epoch_ms
 from cosmobac.interfaces import (
     ConsumerAdminStore,
     DeadLetterStore,
@@ -125,6 +126,41 @@ def test_jsonl_sink_passes_reading_back_every_line(tmp_path):
         idempotent=False,  # append-only: a replay adds lines, readers keep the last per id
     )
     assert "read_back holds every row written" in ran
+    assert "spans and fetch read back what was written (ReadableSink)" in ran
+
+
+class _CountsEveryLine(JsonlSink):
+    """Reads back, but counts a document written twice twice."""
+
+    def spans(self, *, start=None, end=None, sensors=None):
+        from cosmobac.interfaces import SensorSpan
+
+        found = {}
+        for doc in self._documents():
+            if sensors is not None and doc["sensor_id"] not in set(sensors):
+                continue
+            n, first, last = found.get(doc["sensor_id"], (0, None, None))
+            ms = to_epoch_ms(doc["timestamp"])
+            found[doc["sensor_id"]] = (n + 1, min(first or ms, ms), max(last or ms, ms))
+        return {k: SensorSpan(*v) for k, v in found.items()}
+
+
+class _FetchesChanged(JsonlSink):
+    def fetch(self, ids):
+        return {k: {**v, "humidity": 0.0} for k, v in super().fetch(ids).items()}
+
+
+@pytest.mark.parametrize(
+    ("sink", "message"),
+    [
+        (_CountsEveryLine, "spans\\(sensors=...\\) gave"),
+        (_FetchesChanged, "humidity .* fetched as 0.0"),
+    ],
+)
+def test_a_readable_sink_that_reads_back_wrong_fails(tmp_path, sink, message):
+    paths = (tmp_path / f"out-{i}.jsonl" for i in itertools.count())
+    with pytest.raises(AssertionError, match=message):
+        check_sink(lambda: sink(path=next(paths)), idempotent=False)
 
 
 def test_stdout_sink_passes_reading_back_what_it_printed():
@@ -199,6 +235,9 @@ TRANSFORMS = [
     ("cusum", {}),
     ("stuck", {}),
     ("dropout", {}),
+    ("context", {}),
+    ("entropy", {}),
+    ("ensemble", {}),
     ("calibrate", {"columns": {"temperature": {"gain": 2.0, "offset": 1.0}}}),
     ("drop_columns", {"columns": ["tag"]}),
     ("filter_sensors", {"sensors": ["conformance-1"]}),

@@ -154,7 +154,11 @@ def test_sigterm_finishes_the_batch_and_loses_nothing(tmp_path):
     cfg = config(tmp_path, speed='"max"')
     assert start("collect", cfg).wait(timeout=120) == 0
     forwarder = start("forward", cfg, "--follow")
-    time.sleep(1.0)
+    deadline = time.monotonic() + 60  # a loaded machine may take long to start it
+    while not delivered_ids(tmp_path):  # delivering: its signal handlers are in place
+        assert forwarder.poll() is None, forwarder.communicate()
+        assert time.monotonic() < deadline, "the forwarder delivered nothing in 60 s"
+        time.sleep(0.05)
     forwarder.send_signal(signal.SIGTERM)
     assert forwarder.wait(timeout=60) == 0
     rows, checkpoint = stored(tmp_path)

@@ -439,6 +439,38 @@ def status(config: str, as_json: bool, check: bool, watch: bool, interval: float
         sys.exit(1)
 
 
+@cli.command()
+@config_argument
+@click.option("--sink", "sink_name", help="Only this sink: its consumer name, or its plugin.")
+@click.option(
+    "--sample",
+    type=click.IntRange(min=0),
+    default=100,
+    show_default=True,
+    help="Stored rows compared field by field with the sink's documents.",
+)
+@click.option("--seed", type=int, help="Seed of the sample (default: a new one each run).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (a stable interface).")
+def verify(
+    config: str, sink_name: str | None, sample: int, seed: int | None, as_json: bool
+) -> None:
+    """Compare the store with each sink that can be read back: counts and first/last reading
+    per sensor, and a sample of documents field by field. Exit 1 on any difference, 2 when no
+    sink can be read back."""
+    from .verify import render
+    from .verify import verify as run_verify
+
+    result = run_verify(config, sink=sink_name, sample=sample, seed=seed)
+    if as_json:
+        click.echo(json.dumps(result.to_json(), indent=2, default=str))
+    else:
+        render(result, _console())
+    if not result.checked:
+        sys.exit(2)
+    if not result.ok:
+        sys.exit(1)
+
+
 def _console() -> Any:
     """A rich console on standard output: colours only on a terminal; 120 columns when piped
     (unless COLUMNS says otherwise), so the table does not wrap in logs."""

@@ -44,12 +44,14 @@ __all__ = [
     "PipelineObserver",
     "PrunableStore",
     "ReadAheadStore",
+    "ReadableSink",
     "RejectingSensor",
     "ResumableStore",
     "ScannableStore",
     "SeekableSensor",
     "Sensor",
     "SensorRangeStore",
+    "SensorSpan",
     "Sink",
     "StatefulSensor",
     "StatefulStore",
@@ -506,6 +508,43 @@ class Sink(Protocol):
     def write(self, batch: Batch) -> WriteResult | None: ...
 
     def close(self) -> None: ...
+
+
+@attrs.frozen
+class SensorSpan:
+    """What a destination holds of one sensor: ``count`` documents (distinct ids), the first and
+    the last reading's ``timestamp`` (epoch ms)."""
+
+    count: int = attrs.field(converter=int)
+    first: int = attrs.field(converter=int)
+    last: int = attrs.field(converter=int)
+
+
+@runtime_checkable
+class ReadableSink(Sink, Protocol):
+    """A sink whose destination can be read back (``cosmobac verify`` compares it with the store).
+
+    * ``spans(*, start=None, end=None, sensors=None)``: per ``sensor_id``, a :class:`SensorSpan`
+      of the documents with ``start <= timestamp < end`` (epoch ms; ``None``: unbounded), only of
+      the ``sensors`` given (``None``: every sensor the destination holds; a destination shared by
+      several nodes is asked for its own sensors). A document held twice under one ``id`` (an
+      append-only file after a crash) counts once. Sensors without documents are left out;
+    * ``fetch(ids)``: the documents held under those ids, by id, as the sink wrote them (a
+      destination's own bookkeeping, such as Cosmos DB's ``_rid``, left out); ids it does not hold
+      are left out.
+
+    Both read the destination as it is now, without writing, and may cost (a database charges
+    queries): each sink documents what."""
+
+    def spans(
+        self,
+        *,
+        start: int | None = None,
+        end: int | None = None,
+        sensors: Iterable[str] | None = None,
+    ) -> Mapping[str, SensorSpan]: ...
+
+    def fetch(self, ids: Iterable[str]) -> Mapping[str, Mapping[str, Any]]: ...
 
 
 @runtime_checkable

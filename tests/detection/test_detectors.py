@@ -162,7 +162,7 @@ def test_zscore_matches_a_direct_computation():
     values[[50, 51, 52]] = values[49]  # repeats are skipped
     values[[80, 200]] = np.nan
     values[250] = 35.0
-    z = ZScore(window=40, min_periods=10, threshold=1.0, spread_floor=0)(series(values))[
+    z = ZScore(window=40, min_periods=10, threshold=1.0, spread_floor=0, novelty=0)(series(values))[
         "zscore_score"
     ]
     stat = z / (1 - z)  # score = s / (s + 1)
@@ -173,7 +173,7 @@ def test_zscore_matches_a_direct_computation():
 def test_ewma_matches_the_row_by_row_recursion():
     values = noise(400, seed=4)
     values[::37] = np.nan
-    detector = EWMA(halflife=5.0, min_periods=3, threshold=1.0, spread_floor=0)
+    detector = EWMA(halflife=5.0, min_periods=3, threshold=1.0, spread_floor=0, novelty=0)
     score = detector(series(values))["ewma_score"]
     alpha = 1 - 2 ** (-1 / 5.0)
     mean = var = 0.0

@@ -31,18 +31,21 @@ def test_level_shift_is_detected_whatever_the_combination(combine):
     rng = np.random.default_rng(0)
     values = rng.normal(0, 1, 3000)
     values[2500:] += 10
-    out = Ensemble(columns=["value"], combine=combine)(one_series(values))
+    calibrate = "likelihood" if combine == "fisher" else "threshold"
+    out = Ensemble(columns=["value"], combine=combine, calibrate=calibrate)(one_series(values))
     score = out["ensemble_score"]
     assert score[2500] == np.nanmax(score) and out["ensemble_detected"][2500]
     assert np.nanmedian(score[500:2500]) < 0.2
 
 
-def test_max_is_the_largest_member_surprise():
+@pytest.mark.parametrize("calibrate", ["threshold", "likelihood"])
+def test_max_is_the_largest_member_statistic(calibrate):
     values = periodic(2000, seed=1)
     values[1500] = 6
-    both = Ensemble(columns=["value"], members=["context", "ewma"])(one_series(values))
+    opts = {"columns": ["value"], "calibrate": calibrate, "novelty": 0}
+    both = Ensemble(members=["context", "ewma"], **opts)(one_series(values))
     alone = [
-        Ensemble(columns=["value"], members=[m])(one_series(values))["ensemble_score"]
+        Ensemble(members=[m], **opts)(one_series(values))["ensemble_score"]
         for m in ("context", "ewma")
     ]
     assert np.array_equal(both["ensemble_score"], np.fmax(*alone), equal_nan=True)
@@ -58,6 +61,7 @@ def test_results_do_not_depend_on_batch_cuts(cuts):
         columns=["value"],
         members=["context", "ewma", "entropy"],
         combine="fisher",
+        calibrate="likelihood",
         options={"context": {"memory": 300}, "entropy": {"reference": 200}},
     )
     whole = make()(one_series(values))
@@ -91,7 +95,9 @@ def test_registered_as_a_transform():
         ({"options": {"zscore": {}}}, "options"),
         ({"options": {"ewma": {"halflife": -1}}}, "halflife"),
         ({"options": {"ewma": {"columns": ["x"]}}}, "columns"),
-        ({"likelihood": True}, "likelihood"),
+        ({"likelihood": True, "calibrate": "likelihood"}, "likelihood"),
+        ({"combine": "fisher"}, "combine"),
+        ({"calibrate": "rank"}, "calibrate"),
         ({"threshold": 0}, "threshold"),
     ],
 )
@@ -100,15 +106,20 @@ def test_config_errors_name_the_key(kwargs, key):
         Ensemble(**kwargs)
 
 
-NAB_DEV = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "nab-dev"
-FLOORS = {  # measured on the dev half (standard profile), a few points below
-    "context": 50.0,
-    "ensemble": 39.0,
+NAB_DEV = Path(__file__).resolve().parents[1] / "data" / "nab-dev"  # NAB's development half (MIT)
+FLOORS = {  # measured on the dev half (standard profile), a few points below; the value
+    # detectors at least NAB's Windowed Gaussian on this half (36.7)
+    "context": 58.0,  # 61.5
+    "ensemble": 61.0,  # 64.9
+    "zscore": 40.0,  # 43.8
+    "robust_zscore": 36.7,  # 37.9
+    "ewma": 40.0,  # 43.8
+    "spike": 43.0,  # 46.8
+    "cusum": 36.7,  # 39.5
 }
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not (NAB_DEV / "labels.json").is_file(), reason="NAB dev corpus not present")
 @pytest.mark.parametrize("name", sorted(FLOORS))
 def test_nab_dev_scores_stay_above_their_floors(name):
     from cosmobac.evaluation.nab import read_corpus, score_corpus

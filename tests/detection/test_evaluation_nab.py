@@ -32,7 +32,9 @@ NAB = DATA / "nab"
 
 # NAB standard-profile scores of the built-in detectors (default settings) on the sample; the
 # measured values are in docs/detectors.md, these are the lower bounds the tests hold them to
-SAMPLE_SCORES = {"zscore": 45.0, "ewma": 50.0, "cusum": 70.0}
+# one file, two windows: a lucky alarm moves these a lot (cusum: 73.2 before the novelty stage
+# ranked its alarms, 55.2 after; on the 31 files of the dev half it went from 10.0 to 39.5)
+SAMPLE_SCORES = {"zscore": 45.0, "ewma": 50.0, "cusum": 50.0}
 
 
 def test_scaled_sigmoid():

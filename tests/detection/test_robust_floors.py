@@ -89,8 +89,8 @@ def test_the_level_floor_ranks_against_the_series_overall_variation():
     rng = np.random.default_rng(4)
     values = rng.normal(0.0, 1.0, 6000)
     values[::50] += 8.0  # ordinary bursts, every 50 values
-    plain = statistic(EWMA(), series(values))
-    level = statistic(EWMA(level_floor=0.5), series(values))
+    plain = statistic(EWMA(novelty=0), series(values))
+    level = statistic(EWMA(level_floor=0.5, novelty=0), series(values))
     both = np.isfinite(plain) & np.isfinite(level)
     assert (level[both] <= plain[both] + 1e-12).all()
     assert np.median(level[3000::50]) < np.median(plain[3000::50])
@@ -143,7 +143,7 @@ def test_the_vectorised_cusum_matches_the_row_by_row_definition():
     values[2000:2600] += 2.0  # a sustained shift: alarms close together
     values[7000:9000] += np.linspace(0.0, 6.0, 2000)  # a drift
     values[::101] = np.nan
-    detector = Cusum(clip=0, spread_floor=0)
+    detector = Cusum(clip=0, spread_floor=0, novelty=0)
     stat = statistic(detector, series(values))
     expected = reference_cusum(values)
     assert np.array_equal(np.isnan(stat), np.isnan(expected))

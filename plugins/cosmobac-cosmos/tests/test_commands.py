@@ -22,7 +22,11 @@ def cosmobac(*args, env=None, check=True, timeout=180):
     return run_cosmobac(*args, env=env, check=check, timeout=timeout)
 
 
-def pipeline_file(tmp_path, endpoint, container, *, extra="", hours=1):
+def pipeline_file(
+    tmp_path, endpoint, container, *, extra="", duration="1h", sensors_per_city=4, seed=21
+):
+    """A three-city simulated fleet into ``container`` of the local server (``extra``: more keys
+    of the sink table, e.g. ``name = "cloud"``)."""
     path = tmp_path / "fleet.toml"
     path.write_text(
         textwrap.dedent(
@@ -30,8 +34,8 @@ def pipeline_file(tmp_path, endpoint, container, *, extra="", hours=1):
             [sensor]
             plugin = "simulated"
             cities = ["London", "Tokyo", "Lisbon"]
-            sensors_per_city = 4
-            seed = 21
+            sensors_per_city = {sensors_per_city}
+            seed = {seed}
             rate_hz = 0.2
             [store]
             plugin = "sqlite"
@@ -45,7 +49,7 @@ def pipeline_file(tmp_path, endpoint, container, *, extra="", hours=1):
             create_if_missing = true
             {extra}
             [run]
-            duration = "{hours}h"
+            duration = "{duration}"
             """
         )
     )

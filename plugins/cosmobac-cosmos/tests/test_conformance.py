@@ -25,3 +25,4 @@ def test_the_cosmos_sink_passes_the_sink_checks(cosmos_server, container_name):
     ran = check_sink(factory, read_back=lambda sink: contents(cosmos_server, made[id(sink)]))
     assert "read_back holds every row written" in ran
     assert "the same batch written twice is held once" in ran
+    assert "spans and fetch read back what was written (ReadableSink)" in ran

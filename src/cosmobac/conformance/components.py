@@ -10,10 +10,11 @@ from typing import Any
 import numpy as np
 
 from ..batch import Batch
-from ..documents import document_id
+from ..documents import document_id, to_documents
 from ..interfaces import (
     Closeable,
     FixedStartSensor,
+    ReadableSink,
     SeekableSensor,
     Sensor,
     Sink,
@@ -52,7 +53,12 @@ def check_sink(
     said it wrote is there, values included, and a missing value reads back missing (never 0.0).
     With ``idempotent`` (the default) writing the same batch twice leaves each row once (upserts by
     document id); pass ``idempotent=False`` for an append-only target whose readers deduplicate by
-    ``id`` (e.g. JSON lines)."""
+    ``id`` (e.g. JSON lines).
+
+    A :class:`~cosmobac.interfaces.ReadableSink` also has its ``spans`` (per sensor: documents,
+    first and last timestamp; within a time range; only the sensors asked for; a batch written
+    twice counted once) and ``fetch`` (documents by id, values included; an unknown id left out)
+    checked against what it wrote."""
     c = Checker("sink", factory)
     g = "an empty batch is accepted"
     with c.fresh(Sink, g) as sink:
@@ -82,7 +88,59 @@ def check_sink(
     g = "close can be called twice"
     with c.fresh(Sink, g) as sink:
         sink.close()
+    probe = factory()
+    readable = isinstance(probe, ReadableSink)
+    if isinstance(probe, Closeable):
+        probe.close()
+    if readable:
+        _check_readable(c)
     return c.ran
+
+
+def _check_readable(c: Checker) -> None:
+    g = "spans and fetch read back what was written (ReadableSink)"
+    with c.fresh(ReadableSink, g) as sink:
+        batch = sample_readings(12, offset=40)
+        written = _write(c, g, sink, batch)
+        _write(c, g, sink, batch)  # again: each document still counts once
+        rows = [row for i, row in enumerate(batch.rows()) if i in set(written)]
+        want: dict[str, list[int]] = {}
+        for row in rows:
+            want.setdefault(str(row["sensor_id"]), []).append(int(row["timestamp"]))
+        ours = sorted(want)
+        spans = sink.spans(sensors=ours)
+        got = {k: (v.count, v.first, v.last) for k, v in spans.items()}
+        expected = {k: (len(v), min(v), max(v)) for k, v in want.items()}
+        c.expect(got == expected, g, f"spans(sensors=...) gave {got}, expected {expected}")
+        one = ours[0]
+        only = dict(sink.spans(sensors=[one]))
+        c.expect(set(only) == {one}, g, f"spans(sensors=[{one!r}]) gave sensors {sorted(only)}")
+        stamps = sorted({t for v in want.values() for t in v})
+        start, end = stamps[1], stamps[-1]  # leaves out the first and the last second
+        ranged = sink.spans(start=start, end=end, sensors=ours)
+        counts = {k: v.count for k, v in ranged.items()}
+        expected_counts = {
+            k: n for k, n in ((k, sum(start <= t < end for t in v)) for k, v in want.items()) if n
+        }
+        c.expect(
+            counts == expected_counts,
+            g,
+            f"spans(start={start}, end={end}) counted {counts}, expected {expected_counts}",
+        )
+        docs = {str(d["id"]): d for d in to_documents(batch)}
+        ids = [document_id(str(r["sensor_id"]), int(r["timestamp"])) for r in rows[:5]]
+        fetched = sink.fetch([*ids, "no-such-document@1970-01-01T00:00:00.000Z"])
+        c.expect(
+            set(fetched) == set(ids),
+            g,
+            f"fetch gave ids {sorted(fetched)}, expected {sorted(ids)} (an unknown id left out)",
+        )
+        for key in ids:
+            for name, value in docs[key].items():
+                found = fetched[key].get(name)
+                c.expect(
+                    same_value(value, found), g, f"{key}: {name} {value!r} fetched as {found!r}"
+                )
 
 
 def _write(c: Checker, g: str, sink: Sink, batch: Batch) -> list[int]:

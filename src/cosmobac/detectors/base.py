@@ -29,7 +29,7 @@ import numpy as np
 
 from ..batch import Batch
 from ..schema import METRICS
-from ..values import flag, integer, real
+from ..values import choice, flag, integer, real
 from ._series import Groups, Part, Slots, decode_arrays, encode_arrays
 
 __all__ = [
@@ -43,6 +43,13 @@ log = logging.getLogger("cosmobac.detectors")
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 STATE_VERSION = 1
+
+DEFAULT_NOVELTY = 200.0
+"""Default half-life (values) of the alarm novelty stage (:mod:`cosmobac.detectors.novelty`). An
+anomaly window of NAB spans 10 % of a file over its anomalies, some 100 to 400 values; 200 is the
+middle of that range, a round number (dev-half NAB, ``context``: 61.5 at 100 and 200, 61.1 at
+400, 63.1 at 800: not sensitive to it)."""
+NOVELTY_MODES = ("rank", "suppress")
 
 
 def columns_converter(value: Any) -> tuple[str, ...]:
@@ -124,12 +131,20 @@ class Detector:
     likelihood_warmup: int = attrs.field(
         default=100, converter=lambda v: integer("likelihood_warmup", v, minimum=2)
     )
+    # the alarm novelty stage (see cosmobac.detectors.novelty): half-life in values, 0 = off
+    novelty: float = attrs.field(
+        default=DEFAULT_NOVELTY, converter=lambda v: real("novelty", v, minimum=0)
+    )
+    novelty_mode: str = attrs.field(
+        default="rank", converter=lambda v: choice("novelty_mode", v, NOVELTY_MODES)
+    )
 
     _slots: Slots = attrs.field(init=False, factory=Slots, repr=False)
     _state: dict[str, np.ndarray] = attrs.field(init=False, factory=dict, repr=False)
     _version: int = attrs.field(init=False, default=0, repr=False)
     _cached: tuple[int, str] | None = attrs.field(init=False, default=None, repr=False)
     _lik_state: dict[str, np.ndarray] = attrs.field(init=False, factory=dict, repr=False)
+    _nov_state: dict[str, np.ndarray] = attrs.field(init=False, factory=dict, repr=False)
 
     def __attrs_post_init__(self) -> None:
         if self.name is None:
@@ -175,6 +190,7 @@ class Detector:
                 f"set columns to some of {list(batch.columns)}"
             )
         stat_rows = np.full((self._out_width, n), np.nan)
+        parts: list[Part] = []
         if n:
             missing = np.full(n, np.nan)
             values = [
@@ -183,7 +199,8 @@ class Detector:
             ]
             codes = self._slots.codes(batch["sensor_id"])
             self._grow()
-            for part in Groups(codes).parts():
+            parts = list(Groups(codes).parts())
+            for part in parts:
                 x = part.gather(values)
                 state = {k: v[part.slots] for k, v in self._state.items()}
                 stat = self._process(part, x, state, batch)
@@ -191,7 +208,7 @@ class Detector:
                     self._state[key][part.slots] = array
                 part.scatter(stat_rows, stat)
         stat = self._combine(stat_rows)
-        return self._emit(batch, stat)
+        return self._emit(batch, stat, parts)
 
     def _grow(self) -> None:
         have = len(next(iter(self._state.values()))) if self._state else 0
@@ -213,37 +230,50 @@ class Detector:
             warmup=self.likelihood_warmup,
         )
 
-    def _likelihood(self, batch: Batch, stat: np.ndarray) -> np.ndarray:
-        """The surprise ``−log10 p`` of each row's statistic (see :mod:`.likelihood`), per sensor,
-        with the stage's state in ``_lik_state`` (slots as in ``_slots``)."""
+    def _per_sensor(self, parts: list[Part], stat: np.ndarray, scan: Any, store: str) -> np.ndarray:
+        """``scan`` (a stage with ``initial(count)`` and ``run(x, state)``) over each sensor's
+        statistics (the batch's rows grouped in ``parts``), with its state in the attribute
+        ``store`` (slots as in ``_slots``)."""
         out = np.full(len(stat), np.nan)
         if not len(stat):
             return out
-        scan = self._likelihood_scan()
-        codes = self._slots.codes(batch["sensor_id"])
-        have = len(self._lik_state["seen"]) if self._lik_state else 0
+        held: dict[str, np.ndarray] = getattr(self, store)
+        have = len(next(iter(held.values()))) if held else 0
         if len(self._slots) > have:
             fresh = scan.initial(len(self._slots) - have)
-            self._lik_state = (
-                {k: np.concatenate([self._lik_state[k], fresh[k]]) for k in fresh}
-                if self._lik_state
-                else fresh
-            )
+            held = {k: np.concatenate([held[k], fresh[k]]) for k in fresh} if held else fresh
+            setattr(self, store, held)
         rows = out[None, :]
-        for part in Groups(codes).parts():
+        for part in parts:
             x = part.gather1(stat, np.nan)
-            state = {k: v[part.slots] for k, v in self._lik_state.items()}
-            surprise = scan.run(x, state)
+            state = {k: v[part.slots] for k, v in held.items()}
+            result = scan.run(x, state)
             for key, array in state.items():
-                self._lik_state[key][part.slots] = array
-            part.scatter(rows, surprise[:, None, :])
+                held[key][part.slots] = array
+            part.scatter(rows, result[:, None, :])
         return out
 
-    def _emit(self, batch: Batch, stat: np.ndarray) -> Batch:
+    def _likelihood(self, parts: list[Part], stat: np.ndarray) -> np.ndarray:
+        """The surprise ``−log10 p`` of each row's statistic (see :mod:`.likelihood`), per sensor,
+        with the stage's state in ``_lik_state`` (slots as in ``_slots``)."""
+        return self._per_sensor(parts, stat, self._likelihood_scan(), "_lik_state")
+
+    def _novelty(self, parts: list[Part], stat: np.ndarray) -> np.ndarray:
+        """Each row's statistic in excess of its sensor's fading peak (see :mod:`.novelty`),
+        with the stage's state in ``_nov_state``."""
+        from .novelty import NoveltyScan
+
+        threshold = self.likelihood_threshold if self.likelihood else self.threshold_value
+        scan = NoveltyScan(self.novelty, self.novelty_mode, threshold)
+        return self._per_sensor(parts, stat, scan, "_nov_state")
+
+    def _emit(self, batch: Batch, stat: np.ndarray, parts: list[Part]) -> Batch:
         threshold = self.threshold_value
         if self.likelihood:
-            stat = self._likelihood(batch, stat)
+            stat = self._likelihood(parts, stat)
             threshold = self.likelihood_threshold
+        if self.novelty > 0:
+            stat = self._novelty(parts, stat)
         with np.errstate(invalid="ignore", divide="ignore"):
             score = stat / (stat + threshold)
         score[np.isposinf(stat)] = 1.0
@@ -288,6 +318,7 @@ class Detector:
                 "sensors": self._slots.ids,
                 "arrays": encode_arrays(self._state),
                 **({"likelihood": encode_arrays(self._lik_state)} if self.likelihood else {}),
+                **({"novelty": encode_arrays(self._nov_state)} if self.novelty > 0 else {}),
             },
             separators=(",", ":"),
         )
@@ -312,6 +343,7 @@ class Detector:
         self._slots = Slots(data["sensors"])
         self._state = decode_arrays(data["arrays"])
         self._lik_state = decode_arrays(data.get("likelihood", {}))
+        self._nov_state = decode_arrays(data.get("novelty", {}))
         self._cached = (self._version, state)  # this text is the state: no need to encode it
 
     def reset(self) -> None:
@@ -320,6 +352,7 @@ class Detector:
         self._slots = Slots()
         self._state = {}
         self._lik_state = {}
+        self._nov_state = {}
 
     @property
     def sensors(self) -> list[str]:

@@ -22,9 +22,9 @@ import attrs
 import numpy as np
 
 from ..batch import Batch
-from ..values import integer, real
+from ..values import choice, integer, real
 from ._series import Part
-from .base import Detector
+from .base import NOVELTY_MODES, Detector
 
 __all__ = ["Context", "Quantiser", "compact"]
 
@@ -96,7 +96,9 @@ class Context(Detector):
     Keys: ``columns`` (default the five metrics), ``bins`` (bins the learned range is split into,
     default 12), ``orders`` (longest context, in values, default 4), ``memory`` (values
     remembered, default 2000), ``learn`` (values that set the grid before scoring, default 100),
-    ``threshold`` (default 0.9: nearly every order novel), ``name`` (default ``"context"``), and
+    ``threshold`` (default 0.9: nearly every order novel), ``novelty`` (half-life of the alarm
+    novelty stage, default 200 values; 0 turns it off) and ``novelty_mode`` (default
+    ``suppress``: a novel stretch alarms once), ``name`` (default ``"context"``), and
     the likelihood keys of every detector.
 
     State per sensor and column: the grid (4 numbers) and the last ``memory + orders − 1``
@@ -113,6 +115,10 @@ class Context(Detector):
     memory: int = attrs.field(default=10000, converter=lambda v: integer("memory", v, minimum=2))
     learn: int = attrs.field(default=100, converter=lambda v: integer("learn", v, minimum=1))
     threshold: float = attrs.field(default=0.9, converter=lambda v: real("threshold", v, above=0))
+    # a context is news once: repeats of a novel stretch count only as far as they are newer
+    novelty_mode: str = attrs.field(
+        default="suppress", converter=lambda v: choice("novelty_mode", v, NOVELTY_MODES)
+    )
 
     @property
     def threshold_value(self) -> float:

@@ -1,17 +1,26 @@
-"""``ensemble``: several detectors run as one, their anomaly likelihoods combined.
+"""``ensemble``: several detectors run as one, their statistics combined.
 
-Each member detector computes its statistic on the same rows; each statistic goes through its
-own anomaly likelihood stage (:mod:`cosmobac.detectors.likelihood`), per sensor and column, so
-every member speaks the same unit: the surprise ``−log10 p`` of a tail probability. The ensemble's
-statistic is then, per column, either
+Each member detector computes its statistic on the same rows. The members speak one unit, by
+``calibrate``:
+
+* ``threshold`` (default): each statistic divided by the member's own threshold, so 1 is "at its
+  threshold" for every member (the calibration each detector's defaults already carry);
+* ``likelihood``: each statistic through its own anomaly likelihood stage
+  (:mod:`cosmobac.detectors.likelihood`), per sensor and column: the surprise ``−log10 p`` of a
+  tail probability.
+
+The ensemble's statistic is then, per column, either
 
 * ``max`` (default): the largest surprise, the most confident member decides; or
 * ``mean``: the mean surprise (the log of the geometric mean of the tail probabilities), which
   needs the members to agree; or
-* ``fisher``: Fisher's combination, ``−2 Σ ln p`` (χ² with ``2m`` degrees of freedom when the
-  members are independent and nothing is wrong), expressed as the surprise of that χ² tail.
+* ``fisher`` (``likelihood`` only): Fisher's combination, ``−2 Σ ln p`` (χ² with ``2m`` degrees
+  of freedom when the members are independent and nothing is wrong), expressed as the surprise
+  of that χ² tail.
 
-and, as for every detector, the largest over the columns.
+and, as for every detector, the largest over the columns. By default the combined statistic then
+goes through the alarm novelty stage (:mod:`cosmobac.detectors.novelty`, ``novelty = 200``), so
+an event that several members see, or that keeps them high, alarms once.
 """
 
 from __future__ import annotations
@@ -23,13 +32,14 @@ import attrs
 import numpy as np
 
 from ..batch import Batch
-from ..values import choice
+from ..values import choice, real
 from ._series import Part
-from .base import Detector
+from .base import NOVELTY_MODES, Detector
 
 __all__ = ["Ensemble", "chi2_even_log10_tail"]
 
 _COMBINE = ("max", "mean", "fisher")
+_CALIBRATE = ("threshold", "likelihood")
 _LN10 = math.log(10.0)
 
 
@@ -82,11 +92,15 @@ class Ensemble(Detector):
 
     Keys: ``columns``, ``members`` (detector names, default ``["context", "ewma"]``),
     ``options`` (a table per member of its own keys, e.g. ``{ ewma = { halflife = 60 } }``;
-    ``columns`` is the ensemble's), ``combine`` (``max``, ``mean`` or ``fisher``, default
-    ``max``), ``threshold`` (surprise, in decades of tail probability, default 4: p = 10⁻⁴),
-    ``name`` (default ``"ensemble"``) and ``likelihood_short``, ``likelihood_memory``,
-    ``likelihood_warmup`` for the members' likelihood stages. ``likelihood`` itself must stay
-    false: the ensemble's statistic already is a likelihood.
+    ``columns`` is the ensemble's), ``calibrate`` (``threshold`` or ``likelihood``, default
+    ``threshold``), ``combine`` (``max``, ``mean`` or ``fisher``, default ``max``),
+    ``threshold`` (in members' thresholds, default 1; with ``calibrate = "likelihood"`` a
+    surprise in decades of tail probability, default 4: p = 10⁻⁴), ``novelty`` (half-life of the
+    alarm novelty stage, default 200 values; 0 turns it off), ``novelty_mode`` (default
+    ``suppress``), ``name`` (default ``"ensemble"``)
+    and ``likelihood_short``, ``likelihood_memory``, ``likelihood_warmup`` for the members'
+    likelihood stages. With ``calibrate = "likelihood"``, ``likelihood`` itself must stay false:
+    the ensemble's statistic already is a likelihood.
     """
 
     kind = "ensemble"
@@ -94,16 +108,27 @@ class Ensemble(Detector):
     members: tuple[str, ...] = attrs.field(default=("context", "ewma"), converter=_members)
     options: dict[str, dict[str, Any]] = attrs.field(factory=dict, converter=_options)
     combine: str = attrs.field(default="max", converter=lambda v: choice("combine", v, _COMBINE))
-    threshold: float = attrs.field(default=4.0)
+    calibrate: str = attrs.field(
+        default="threshold", converter=lambda v: choice("calibrate", v, _CALIBRATE)
+    )
+    threshold: float | None = attrs.field(default=None)
+    novelty_mode: str = attrs.field(
+        default="suppress", converter=lambda v: choice("novelty_mode", v, NOVELTY_MODES)
+    )
     _detectors: list[Detector] = attrs.field(init=False, factory=list, repr=False)
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
-        from ..values import real
         from . import DETECTORS
 
+        if self.threshold is None:
+            self.threshold = 1.0 if self.calibrate == "threshold" else 4.0
         self.threshold = real("threshold", self.threshold, above=0)
-        if self.likelihood:
+        if self.combine == "fisher" and self.calibrate != "likelihood":
+            raise ValueError(
+                "combine: fisher combines tail probabilities; set calibrate to likelihood"
+            )
+        if self.likelihood and self.calibrate == "likelihood":
             raise ValueError(
                 "likelihood: the ensemble's statistic already is a likelihood; leave it false"
             )
@@ -124,7 +149,7 @@ class Ensemble(Detector):
 
     @property
     def threshold_value(self) -> float:
-        return self.threshold
+        return float(self.threshold)  # type: ignore[arg-type]
 
     def _scan(self, member: Detector) -> Any:
         from .likelihood import LikelihoodScan
@@ -141,8 +166,9 @@ class Ensemble(Detector):
         for i, member in enumerate(self._detectors):
             for key, value in member._initial(count, width).items():
                 state[f"m{i}.{key}"] = value
-            for key, value in self._scan(member).initial(count * width).items():
-                state[f"m{i}.lik.{key}"] = value.reshape(count, width, *value.shape[1:])
+            if self.calibrate == "likelihood":
+                for key, value in self._scan(member).initial(count * width).items():
+                    state[f"m{i}.lik.{key}"] = value.reshape(count, width, *value.shape[1:])
         return state
 
     def _process(
@@ -155,14 +181,17 @@ class Ensemble(Detector):
             own = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
             mstate = {k: v for k, v in own.items() if not k.startswith("lik.")}
             stat = member._process(part, x, mstate, batch)
+            for key, value in mstate.items():
+                state[prefix + key] = value
+            if self.calibrate == "threshold":
+                surprises.append(stat / member.threshold_value)
+                continue
             lik = {
                 k[4:]: v.reshape(g * c, *v.shape[2:])
                 for k, v in own.items()
                 if k.startswith("lik.")
             }
             surprise = self._scan(member).run(stat.reshape(g * c, length), lik)
-            for key, value in mstate.items():
-                state[prefix + key] = value
             for key, value in lik.items():
                 state[f"{prefix}lik.{key}"] = value.reshape(g, c, *value.shape[1:])
             surprises.append(surprise.reshape(g, c, length))

@@ -16,20 +16,27 @@ Guarantees:
 
 Delivery is at-least-once: after a crash a batch may be written again; documents carry
 deterministic ids, so a reader can keep the last line per ``id``.
+
+It can be read back (:class:`~cosmobac.interfaces.ReadableSink`, for ``cosmobac verify``): ``spans``
+and ``fetch`` read the whole file once each, keeping the last line per ``id``; a torn last line is
+skipped.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import attrs
 
-from ..batch import Batch
+from ..batch import Batch, to_epoch_ms
 from ..documents import to_documents
 from ..hookspecs import Register, hookimpl
-from ..interfaces import WriteResult
+from ..interfaces import SensorSpan, WriteResult
 from ..values import flag
 from ._faults import json_lines, os_failure
 
@@ -134,6 +141,66 @@ class JsonlSink:
         fd, self._fd = self._fd, None
         if fd is not None:
             os.close(fd)
+
+    # -- reading back (ReadableSink) ------------------------------------------------------------
+    def _documents(self) -> Iterator[dict[str, Any]]:
+        """Every complete line of the file as a document (none when the file does not exist)."""
+        try:
+            f = open(self.path, "rb")  # noqa: SIM115 - closed below
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise os_failure("jsonl", self.path, exc) from None
+        with f:
+            for line in f:
+                if not line.endswith(b"\n"):  # a torn last line: never acknowledged
+                    break
+                if line.strip():
+                    doc = json.loads(line)
+                    if isinstance(doc, dict):
+                        yield doc
+
+    def spans(
+        self,
+        *,
+        start: int | None = None,
+        end: int | None = None,
+        sensors: Iterable[str] | None = None,
+    ) -> Mapping[str, SensorSpan]:
+        """Per sensor, the documents of the file with ``start <= timestamp < end`` (one per
+        ``id``): how many, the first and last timestamp (epoch ms)."""
+        wanted = None if sensors is None else set(sensors)
+        seen: dict[str, tuple[str, int]] = {}  # id -> (sensor, timestamp)
+        for doc in self._documents():
+            sensor, stamp = doc.get("sensor_id"), doc.get("timestamp")
+            if not isinstance(sensor, str) or stamp is None:
+                continue
+            if wanted is not None and sensor not in wanted:
+                continue
+            ms = to_epoch_ms(stamp)
+            if (start is not None and ms < start) or (end is not None and ms >= end):
+                continue
+            seen[str(doc.get("id"))] = (sensor, ms)
+        tally: dict[str, list[int]] = {}
+        for sensor, ms in seen.values():
+            found = tally.get(sensor)
+            if found is None:
+                tally[sensor] = [1, ms, ms]
+            else:
+                found[0] += 1
+                found[1] = min(found[1], ms)
+                found[2] = max(found[2], ms)
+        return {k: SensorSpan(*v) for k, v in sorted(tally.items())}
+
+    def fetch(self, ids: Iterable[str]) -> Mapping[str, Mapping[str, Any]]:
+        """The documents of the file with these ids (the last line of each)."""
+        wanted = set(ids)
+        found: dict[str, Mapping[str, Any]] = {}
+        for doc in self._documents():
+            key = doc.get("id")
+            if key in wanted:
+                found[str(key)] = doc
+        return found
 
 
 @hookimpl

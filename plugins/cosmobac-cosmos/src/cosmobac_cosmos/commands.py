@@ -140,16 +140,54 @@ def check(config: str, sink_name: str | None, no_write: bool) -> None:
 @config_argument
 @sink_option
 @_filters
-@click.option("--json", "as_json", is_flag=True, help='Print {"count": N}.')
-def count(config: str, sink_name: str | None, as_json: bool, **filters: Any) -> None:
-    """How many documents the container holds (with filters)."""
+@click.option(
+    "--by",
+    type=click.Choice(["city", "sensor_id"]),
+    help="Count per value of this field: GROUP BY, or a tally of a projection on a server "
+    "without GROUP BY.",
+)
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help='Print {"count": N} (with --by: also "by", "counts" and "method").',
+)
+def count(
+    config: str, sink_name: str | None, as_json: bool, by: str | None, **filters: Any
+) -> None:
+    """How many documents the container holds (with filters), or per city or sensor (--by)."""
     from .tools import count as run_count
+    from .tools import count_by
 
     chosen = _make_filters(**filters)
     sink = _sink(config, sink_name)
+    if by is None:
+        with _querying(sink):
+            n = run_count(sink, chosen)
+        click.echo(json.dumps({"count": n}) if as_json else str(n))
+        return
     with _querying(sink):
-        n = run_count(sink, chosen)
-    click.echo(json.dumps({"count": n}) if as_json else str(n))
+        grouped = count_by(sink, by, chosen)
+    counts = sorted(grouped.counts.items(), key=lambda kv: (kv[0] is None, str(kv[0])))
+    total = sum(grouped.counts.values())
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "count": total,
+                    "by": by,
+                    "counts": {("null" if k is None else str(k)): n for k, n in counts},
+                    "method": grouped.method,
+                }
+            )
+        )
+        return
+    width = max([len(by), *(len(str(k)) for k, _ in counts)])
+    for value, n in counts:
+        click.echo(f"{'(none)' if value is None else value!s:<{width}}  {n}")
+    click.echo(f"{'total':<{width}}  {total}")
+    if grouped.method == "tally":
+        click.echo("(counted here from a projection: the server does not run GROUP BY)", err=True)
 
 
 @cosmos.command()

@@ -36,7 +36,7 @@ import random
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from queue import Empty, SimpleQueue
 from typing import Any
 
@@ -46,7 +46,7 @@ import numpy as np
 from cosmobac.batch import Batch
 from cosmobac.documents import MAX_ID_LENGTH, document_ids, iso_timestamps, to_documents
 from cosmobac.errors import SinkError
-from cosmobac.interfaces import WriteResult
+from cosmobac.interfaces import SensorSpan, WriteResult
 from cosmobac.schema import STORE_SEQ
 
 from . import _settings as s
@@ -304,6 +304,32 @@ class CosmosSink:
             out["request_charge"] / out["documents"] if out["documents"] else 0.0
         )
         return out
+
+    # -- reading back (ReadableSink) -------------------------------------------------------------
+    def spans(
+        self,
+        *,
+        start: int | None = None,
+        end: int | None = None,
+        sensors: Iterable[str] | None = None,
+    ) -> Mapping[str, SensorSpan]:
+        """Per sensor, the container's documents with ``start <= timestamp < end`` (epoch ms):
+        how many, first and last timestamp. With ``sensors``, one COUNT/MIN/MAX query per sensor
+        (single-partition when the container is partitioned by ``/sensor_id``); without, a GROUP
+        BY, or a tally over a projection on a server that refuses GROUP BY
+        (:mod:`cosmobac_cosmos.readback`)."""
+        from .readback import sensor_spans
+
+        return sensor_spans(
+            self.container_client, self.partition_key, start=start, end=end, sensors=sensors
+        )
+
+    def fetch(self, ids: Iterable[str]) -> Mapping[str, Mapping[str, Any]]:
+        """The container's documents with these ids (system properties such as ``_rid`` left
+        out), by id: one query per 100 ids (``ARRAY_CONTAINS``)."""
+        from .readback import fetch
+
+        return fetch(self.container_client, ids)
 
     @property
     def concurrency(self) -> int:

@@ -21,7 +21,7 @@ from ._errors import Action, classify, request_charge
 from .connection import close_client, credential_for
 from .sink import CosmosSink
 
-__all__ = ["Check", "Filters", "check", "count", "query"]
+__all__ = ["Check", "Filters", "check", "count", "count_by", "query"]
 
 SYSTEM_PROPERTIES = ("_rid", "_self", "_etag", "_attachments", "_ts", "_lsn")
 
@@ -90,6 +90,16 @@ def count(sink: CosmosSink, filters: Filters = Filters()) -> int:
         )
     )
     return int(sum(result))
+
+
+def count_by(sink: CosmosSink, field: str, filters: Filters = Filters()) -> Any:
+    """Documents per value of ``field`` (``city`` or ``sensor_id``) as a
+    :class:`cosmobac_cosmos.readback.Grouped`: GROUP BY where the server runs it, else a tally
+    of a projection (the local test server refuses GROUP BY)."""
+    from .readback import grouped_counts
+
+    where, parameters = filters.where()
+    return grouped_counts(sink.container_client, field, where=where, parameters=parameters)
 
 
 def query(

@@ -248,6 +248,15 @@ class MqttSensor:
             client.loop_stop()
         raise ConfigError(message)
 
+    def _give_up(self, client: Any, message: str) -> None:
+        """From paho's thread: a refusal retrying cannot fix. ``wait``/``read`` raise it as a
+        ConfigError; the client disconnects (no reconnect loop against a refusing broker)."""
+        with self._cond:
+            self._fatal = ConfigError(message)
+            self._cond.notify_all()
+        log.error("%s", message)
+        client.disconnect()
+
     def _raise_fatal(self) -> None:
         if self._fatal is not None:
             raise self._fatal
@@ -314,11 +323,7 @@ class MqttSensor:
                     "MQTT broker %s refused the connection (%s); retrying", self._where(), name
                 )
                 return
-            with self._cond:
-                self._fatal = ConfigError(message)
-                self._cond.notify_all()
-            log.error("%s", message)
-            client.disconnect()
+            self._give_up(client, message)
             return
         with self._cond:
             first = self._generation == 0
@@ -365,11 +370,7 @@ class MqttSensor:
                     f"MQTT broker {self._where()} refused the subscription to {topic!r} "
                     f"({reason}); check `topics` and the broker's access rules"
                 )
-                with self._cond:
-                    self._fatal = ConfigError(message)
-                    self._cond.notify_all()
-                log.error("%s", message)
-                client.disconnect()
+                self._give_up(client, message)
                 return
             log.info("subscribed to %r at QoS %d", topic, min(reason.value, 2))
             if reason.value < s.qos:
