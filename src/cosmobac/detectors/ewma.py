@@ -150,7 +150,7 @@ def _ewm_scan(
 ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
     """:func:`ewm_scan`; the variance is ``None`` when not asked for."""
     series, length = x.shape
-    per_series = ok.sum(axis=1)
+    per_series = np.count_nonzero(ok, axis=1)  # as ok.sum(axis=1), without casting
     total = int(per_series.sum())
     if not total:
         mean_before = np.full((series, length), np.nan)
@@ -421,7 +421,7 @@ def _masked_scan(
     var_before = np.full((series, length), np.nan) if variance else None
     for r in range(rounds):
         mask = ok & (block == r)
-        per = mask.sum(axis=1)
+        per = np.count_nonzero(mask, axis=1)
         m, v, _ = _dense_scan(x, mask, alpha, state, size, grows, shrinks, per, variance, clip)
         np.copyto(mean_before, m, where=mask)
         if var_before is not None and v is not None:
@@ -799,7 +799,7 @@ class SpreadFloor:
         seen = np.empty((series, xs.shape[1] + 1))
         seen[:, 0] = state["floor_res"].reshape(series)
         seen[:, 1:] = step
-        np.minimum.accumulate(seen, axis=1, out=seen)
+        np.fmin.accumulate(seen, axis=1, out=seen)  # no NaN here: as np.minimum, faster
         state["floor_res"] = seen[:, -1].reshape(shape).copy()  # not a view: zeroed below
         state["floor_last"] = last_valid(xs, ok, last).reshape(shape)
         smallest = seen[:, 1:]  # this value's own step included: a first step scores ~1
