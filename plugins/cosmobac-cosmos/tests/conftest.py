@@ -104,19 +104,25 @@ def contents(server: LocalServer, container: str) -> list[dict[str, Any]]:
 
 
 def ids(server: LocalServer, container: str) -> list[str]:
-    """Every document id in ``container``; none while it does not exist yet (a forwarder killed
-    before it created it, on a loaded machine)."""
+    """Every document id in ``container`` (``CosmosResourceNotFoundError`` when it does not
+    exist)."""
     client, proxy = _container(server, container)
     with client:
-        try:
-            return [
-                row["id"]
-                for row in proxy.query_items(
-                    "SELECT c.id FROM c", enable_cross_partition_query=True, max_item_count=5000
-                )
-            ]
-        except CosmosResourceNotFoundError:
-            return []
+        return [
+            row["id"]
+            for row in proxy.query_items(
+                "SELECT c.id FROM c", enable_cross_partition_query=True, max_item_count=5000
+            )
+        ]
+
+
+def delivered_ids(server: LocalServer, container: str) -> list[str]:
+    """:func:`ids`, none while the container does not exist yet (a forwarder killed before it
+    created it, on a loaded machine)."""
+    try:
+        return ids(server, container)
+    except CosmosResourceNotFoundError:
+        return []
 
 
 def self_signed(directory: Path) -> tuple[Path, Path, ssl.SSLContext]:

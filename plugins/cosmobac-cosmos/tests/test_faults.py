@@ -34,7 +34,7 @@ from cosmobac.testing import run_cosmobac
 from cosmobac_cosmos.emulator import LOCAL_KEY
 from cosmobac_sqlite import SQLiteStore
 
-from .conftest import DATABASE, contents, ids, make_sink
+from .conftest import DATABASE, contents, delivered_ids, ids, make_sink
 from .faultproxy import Rules, is_batch
 
 FAST = RunConfig(batch_size=1000, backoff=0.05, max_backoff=0.5, max_attempts=50)
@@ -354,7 +354,7 @@ def test_the_forwarder_sigkilled_at_random_points_and_restarted_delivers_exactly
             with SQLiteStore(tmp_path / "edge.db") as store:
                 checkpoint = store.checkpoint("cosmos")
             mid_run += checkpoint < max(expected)  # killed while rows were still pending
-            have = set(ids(cosmos_server, container_name))
+            have = set(delivered_ids(cosmos_server, container_name))
             progress.append((checkpoint, len(have)))
             missing = [s for s, doc in expected.items() if s <= checkpoint and doc not in have]
             assert not missing, (
