@@ -13,6 +13,8 @@ from click.testing import CliRunner
 from cosmobac.cli import cli
 from cosmobac.verify import compare_documents, verify
 
+pytestmark = pytest.mark.needs_plugins  # the pipelines use the sqlite store
+
 
 def pipeline(tmp_path, *, transforms="", sinks=None):
     path = tmp_path / "p.toml"
