@@ -3,6 +3,7 @@ container's offer out (the offers double in front of the local server), a line a
 
 from __future__ import annotations
 
+import functools
 import json
 import textwrap
 import time
@@ -155,7 +156,8 @@ def test_decisions_are_exported_as_metrics(config, double):
     try:
         with container_client(sink) as container:
             lines: list[str] = []
-            scaling.run(
+            tick = functools.partial(
+                scaling.run,
                 config=config,
                 container=container,
                 consumer="cosmos",
@@ -167,19 +169,8 @@ def test_decisions_are_exported_as_metrics(config, double):
                 timeout=10,
                 echo=lines.append,
             )
-            scaling.run(
-                config=config,
-                container=container,
-                consumer="cosmos",
-                backlog_age=lambda: 600.0,
-                settings=ScalerSettings(maximum=2000, up_ticks=1),
-                every=0.01,
-                once=True,
-                dry_run=False,
-                timeout=10,
-                echo=lines.append,
-                metrics=metrics,
-            )
+            tick()  # without metrics
+            tick(metrics=metrics)
         port = metrics.server.server_port
         text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
     finally:

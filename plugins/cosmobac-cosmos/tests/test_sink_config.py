@@ -16,13 +16,20 @@ from cosmobac.errors import ConfigError
 from cosmobac.plugins import Plugins
 from cosmobac_cosmos import CosmosSink
 from cosmobac_cosmos._errors import Action, Redactor, classify, retry_after_seconds
+from cosmobac_cosmos.batching import Work, plan_requests
 from cosmobac_cosmos.concurrency import Limiter
 from cosmobac_cosmos.emulator import LOCAL_KEY
-from cosmobac_cosmos.sink import MAX_BATCH_BYTES, MAX_DOCUMENT_BYTES, _Outcome
+from cosmobac_cosmos.limits import MAX_BATCH_BYTES, MAX_DOCUMENT_BYTES
+from cosmobac_cosmos.sink import _Outcome
 from cosmobac_cosmos.tools import Filters
 
 SECRET = "c2VjcmV0LWFjY291bnQta2V5LXRoYXQtbXVzdC1uZXZlci1sZWFr"  # base64, like a real key
 BASE = {"endpoint": "https://acct.documents.azure.com:443/", "database": "d", "container": "c"}
+
+
+def plan(sink: CosmosSink, batch: Batch) -> tuple[list[Work], dict[int, str]]:
+    """The requests ``sink`` would make for ``batch``, and the rows it would refuse."""
+    return plan_requests(batch, sink.partition_key, sink.max_batch_operations)
 
 
 def sink(**options):
@@ -169,7 +176,7 @@ def test_client_options_set_timeouts_and_verify_tls_even_on_loopback():
 def test_rows_are_grouped_by_partition_key_in_batches_of_at_most_100():
     s = sink()
     batch = readings(1000, sensors=3)
-    work, rejected = s._plan(batch)
+    work, rejected = plan(s, batch)
     assert not rejected
     assert all(len(w.positions) <= 100 for w in work)
     for w in work:
@@ -181,7 +188,7 @@ def test_rows_are_grouped_by_partition_key_in_batches_of_at_most_100():
 def test_hierarchical_keys_group_by_every_level():
     s = sink(partition_key=["/city", "/sensor_id"])
     batch = readings(60, sensors=3)
-    work, _ = s._plan(batch)
+    work, _ = plan(s, batch)
     for w in work:
         cities = {batch["city"][p] for p in w.positions}
         sensors = {batch["sensor_id"][p] for p in w.positions}
@@ -192,7 +199,7 @@ def test_hierarchical_keys_group_by_every_level():
 def test_batches_stay_under_2_mb():
     s = sink()
     big = ["x" * 60_000] * 100  # 100 documents of ~360 kB (bound: 6 bytes per character)
-    work, rejected = s._plan(readings(100, sensors=1, note=big))
+    work, rejected = plan(s, readings(100, sensors=1, note=big))
     assert not rejected and len(work) > 1
     assert all(len(w.positions) * 6 * 60_000 < MAX_BATCH_BYTES for w in work)
 
@@ -201,7 +208,7 @@ def test_oversized_documents_are_rejected_with_the_reason_and_the_rest_kept():
     notes = np.full(10, None, dtype=object)
     notes[3] = "y" * (MAX_DOCUMENT_BYTES + 10)
     notes[5] = "é" * 400_000  # bound says maybe > 2 MB (escaping); exactly it is ~0.8 MB
-    work, rejected = sink()._plan(readings(10, note=notes))
+    work, rejected = plan(sink(), readings(10, note=notes))
     assert list(rejected) == [3] and "2 MB" in rejected[3]
     assert sorted(p for w in work for p in w.positions) == [0, 1, 2, 4, 5, 6, 7, 8, 9]
 
@@ -212,7 +219,7 @@ def test_values_json_cannot_carry_are_rejected_and_a_missing_metric_is_left_out(
     temps = np.array([1.0, np.nan, np.inf, 2.0])
     batch = readings(4).with_columns(temperature=temps, extra=extra)
     s = sink()
-    work, rejected = s._plan(batch)
+    work, rejected = plan(s, batch)
     assert sorted(rejected) == [1, 3] and "non-finite" in rejected[1]
     outcome = _Outcome()
     for w in work:
@@ -231,7 +238,7 @@ def test_bad_ids_and_oversized_partition_keys_are_rejected():
     sensors[3] = "s" * 3000
     batch = batch.with_columns(id=ids, sensor_id=sensors)
     s = sink()
-    work, rejected = s._plan(batch)
+    work, rejected = plan(s, batch)
     assert set(rejected) == {3} and "partition key" in rejected[3]
     outcome = _Outcome()
     for w in work:
@@ -243,7 +250,7 @@ def test_bad_ids_and_oversized_partition_keys_are_rejected():
 
 def test_a_missing_partition_key_field_rejects_rows_with_the_reason():
     batch = readings(3).drop("city")
-    _, rejected = sink(partition_key="/city")._plan(batch)
+    _, rejected = plan(sink(partition_key="/city"), batch)
     assert len(rejected) == 3 and "'city'" in rejected[0]
 
 

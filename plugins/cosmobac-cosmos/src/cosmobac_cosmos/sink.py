@@ -41,28 +41,22 @@ from queue import Empty, SimpleQueue
 from typing import Any
 
 import attrs
-import numpy as np
 
 from cosmobac.batch import Batch
-from cosmobac.documents import MAX_ID_LENGTH, document_ids, iso_timestamps, to_documents
+from cosmobac.documents import to_documents
 from cosmobac.errors import SinkError
 from cosmobac.interfaces import SensorSpan, WriteResult
-from cosmobac.schema import STORE_SEQ
 
 from . import _settings as s
 from ._errors import Action, Failure, Redactor, classify, request_charge, statuses_text
+from .batching import Work, plan_requests
 from .budget import RequestBudget
 from .concurrency import Limiter
-from .connection import Connection, client_options, open_container, paths_text, where
+from .connection import Connection, client_options, open_container, where
 from .indexing import Indexing, parse_indexing
 from .limits import (
-    MAX_BATCH_BYTES,
     MAX_DOCUMENT_BYTES,
-    MAX_PARTITION_KEY_BYTES,
-    NUMBER_BOUND,
     id_problem,
-    json_value,
-    value_bound,
 )
 
 __all__ = ["MAX_DOCUMENT_BYTES", "CosmosSink"]
@@ -72,24 +66,6 @@ log = logging.getLogger("cosmobac.cosmos")
 
 def _credential_repr(value: Any) -> str:
     return repr(value) if value is None or isinstance(value, str) else f"<{type(value).__name__}>"
-
-
-@attrs.define(eq=False)
-class _Work:
-    """One request to make: a transactional batch of creates, or one upsert."""
-
-    mode: str  # "create" or "upsert"
-    partition_key: Any
-    positions: list[int]
-    docs: list[dict[str, Any]] | None  # built just before the first send
-    attempt: int = 0
-    not_before: float = 0.0
-    reserved: float = 0.0  # RU reserved in the budget while in flight
-
-    @property
-    def built(self) -> list[dict[str, Any]]:
-        assert self.docs is not None, "documents are built before a request is made"
-        return self.docs
 
 
 @attrs.define(eq=False)
@@ -336,140 +312,7 @@ class CosmosSink:
         """Requests the sink currently allows in flight (adapts between 1 and max_concurrency)."""
         return self._limiter.allowed
 
-    # -- planning -----------------------------------------------------------------------------
-    def _bounds(self, batch: Batch) -> tuple[np.ndarray, dict[int, str]]:
-        """An upper bound on each row's document size as the SDK writes it (JSON, ASCII-escaped),
-        from the columns without building documents, and the rows refused for their content.
-        Only rows whose bound passes 2 MB have their document built to know its exact size."""
-        n = len(batch)
-        rejected: dict[int, str] = {}
-        bounds = np.full(n, 2 + 6 * MAX_ID_LENGTH + 8, dtype=np.int64)  # braces and the id
-        for name in batch.columns:
-            if name == STORE_SEQ:
-                continue
-            column = batch[name]
-            key_bound = 6 * len(name) + 6
-            if name != "id" and (name == "timestamp" or column.dtype.kind in "fiub"):
-                bounds += key_bound + NUMBER_BOUND
-                continue
-            values = column.tolist()
-            # text: its length; None (null, 4 bytes): -2; anything else: -1, looked at below
-            lengths = np.array(
-                [len(v) if type(v) is str else (-2 if v is None else -1) for v in values],
-                dtype=np.int64,
-            )
-            sizes = np.where(lengths == -2, 4, 6 * lengths + 2)
-            for i in np.flatnonzero(lengths == -1).tolist():
-                size, problem = value_bound(values[i])
-                sizes[i] = size
-                if problem is not None:
-                    rejected.setdefault(i, f"field {name!r}: {problem}")
-            bounds += key_bound + sizes
-        for i in np.flatnonzero(bounds > MAX_DOCUMENT_BYTES).tolist():
-            if i in rejected:
-                continue
-            doc = next(to_documents(batch.select([i])))
-            exact = len(json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
-            if exact > MAX_DOCUMENT_BYTES:
-                rejected[i] = (
-                    f"document is {exact} bytes of JSON; Cosmos DB stores at most 2 MB "
-                    f"({MAX_DOCUMENT_BYTES} bytes) per item"
-                )
-            bounds[i] = min(int(bounds[i]), MAX_BATCH_BYTES)
-        return bounds, rejected
-
-    def _key_values(self, batch: Batch, field: str) -> list[Any] | None:
-        """The values documents will carry in ``field`` (``None`` when the batch lacks it)."""
-        if field == "id":
-            if "id" in batch.columns:
-                return [json_value(v) for v in batch["id"].tolist()]
-            return list(document_ids(batch).tolist())
-        column = batch.get(field)
-        if column is None:
-            return None
-        if field == "timestamp":
-            return list(iso_timestamps(column).tolist())
-        if column.dtype.kind == "f":
-            values = column.astype(object)
-            values[~np.isfinite(column)] = None
-            return list(values.tolist())
-        if column.dtype.kind == "O":
-            return [json_value(v) for v in column.tolist()]
-        return list(column.tolist())
-
-    def _partition_values(self, batch: Batch, rejected: dict[int, str]) -> list[Any]:
-        """Each row's partition key value as the SDK takes it."""
-        n = len(batch)
-        columns = []
-        for path in self.partition_key:
-            values = self._key_values(batch, path[1:])
-            if values is None:
-                reason = (
-                    f"document has no {path[1:]!r}, the container's partition key "
-                    f"({paths_text(self.partition_key)})"
-                )
-                for i in range(n):
-                    rejected.setdefault(i, reason)
-                return [None] * n
-            columns.append(values)
-        for i, parts in enumerate(zip(*columns, strict=True)):
-            size = 0
-            for value in parts:
-                if type(value) is str:
-                    long = len(value) > MAX_PARTITION_KEY_BYTES // 4
-                    size += len(value.encode("utf-8")) if long else len(value)
-                elif value is None or isinstance(value, int | float):
-                    size += 8
-                else:
-                    rejected.setdefault(i, "partition key values must be text, numbers or null")
-            if size > MAX_PARTITION_KEY_BYTES:
-                rejected.setdefault(
-                    i,
-                    f"partition key value is {size} bytes; Cosmos DB allows at most "
-                    f"{MAX_PARTITION_KEY_BYTES}",
-                )
-        if len(columns) == 1:
-            return columns[0]
-        return [list(parts) for parts in zip(*columns, strict=True)]
-
-    def _plan(self, batch: Batch) -> tuple[list[_Work], dict[int, str]]:
-        """Rows grouped by partition key value into transactional batches (≤ 100 operations,
-        ≤ 2 MB); documents are built later, just before each batch is sent."""
-        bounds, rejected = self._bounds(batch)
-        keys = self._partition_values(batch, rejected)
-        groups: dict[Any, list[int]] = {}
-        values: dict[Any, Any] = {}
-        for i, value in enumerate(keys):
-            if i in rejected:
-                continue
-            if type(value) is str:
-                group: Any = value
-            else:  # lists (hierarchical keys) are not hashable; True and 1 must stay apart
-                parts = value if isinstance(value, list) else [value]
-                group = tuple((type(v).__name__, v) for v in parts)
-            positions = groups.get(group)
-            if positions is None:
-                groups[group] = positions = []
-                values[group] = value
-            positions.append(i)
-        work: list[_Work] = []
-        limit = self.max_batch_operations
-        sizes = bounds.tolist()
-        for group, positions in groups.items():
-            chunk: list[int] = []
-            size = 0
-            for i in positions:
-                b = sizes[i]
-                if chunk and (len(chunk) >= limit or size + b > MAX_BATCH_BYTES):
-                    work.append(_Work("create", values[group], chunk, None))
-                    chunk, size = [], 0
-                chunk.append(i)
-                size += b
-            if chunk:
-                work.append(_Work("create", values[group], chunk, None))
-        return work, rejected
-
-    def _build(self, batch: Batch, item: _Work, outcome: _Outcome) -> bool:
+    def _build(self, batch: Batch, item: Work, outcome: _Outcome) -> bool:
         """Build the documents of ``item``; rows with an invalid ``id`` are rejected. False when
         nothing is left to send."""
         docs = list(to_documents(batch.select(item.positions)))
@@ -492,7 +335,7 @@ class CosmosSink:
         if not len(batch):
             return None
         self.connect()
-        work, rejected = self._plan(batch)
+        work, rejected = plan_requests(batch, self.partition_key, self.max_batch_operations)
         outcome = _Outcome(rejected=dict(rejected))
         deadline = time.monotonic() + self.write_timeout
         pending = self._run(batch, work, outcome, deadline)
@@ -557,8 +400,8 @@ class CosmosSink:
         totals["rejected"] += len(outcome.rejected)
 
     def _run(
-        self, batch: Batch, work: list[_Work], outcome: _Outcome, deadline: float
-    ) -> list[_Work]:
+        self, batch: Batch, work: list[Work], outcome: _Outcome, deadline: float
+    ) -> list[Work]:
         """Send every piece of work, adapting concurrency; returns what is left at the deadline.
 
         While the allowed number of requests is in flight, the next requests' documents are built,
@@ -567,16 +410,16 @@ class CosmosSink:
         """
         pool = self._pool
         assert pool is not None
-        unbuilt: deque[_Work] = deque(work)  # in plan order; documents not built yet
-        ready: deque[_Work] = deque()  # built, never sent
-        later: list[_Work] = []  # to send again, each once its `not_before` has passed
-        inflight: dict[cf.Future[tuple[float, dict[str, Any]]], _Work] = {}
+        unbuilt: deque[Work] = deque(work)  # in plan order; documents not built yet
+        ready: deque[Work] = deque()  # built, never sent
+        later: list[Work] = []  # to send again, each once its `not_before` has passed
+        inflight: dict[cf.Future[tuple[float, dict[str, Any]]], Work] = {}
         finished: SimpleQueue[cf.Future[tuple[float, dict[str, Any]]]] = SimpleQueue()
         limiter = self._limiter
         budget = self._budget
         budget_since: float | None = None  # when work started waiting for the budget
 
-        def next_to_send(now: float) -> _Work | None:
+        def next_to_send(now: float) -> Work | None:
             for i, item in enumerate(later):
                 if item.not_before <= now:
                     return later.pop(i)
@@ -670,7 +513,7 @@ class CosmosSink:
                 else:
                     later.extend(self._failed(item, error, outcome))
 
-    def _execute(self, item: _Work) -> tuple[float, dict[str, Any]]:
+    def _execute(self, item: Work) -> tuple[float, dict[str, Any]]:
         docs = item.built
         headers: dict[str, Any] = {}
 
@@ -689,7 +532,7 @@ class CosmosSink:
             container.upsert_item(docs[0], response_hook=hook)
         return time.monotonic() - started, headers
 
-    def _failed(self, item: _Work, error: BaseException, outcome: _Outcome) -> list[_Work]:
+    def _failed(self, item: Work, error: BaseException, outcome: _Outcome) -> list[Work]:
         """What to send next after ``item`` failed with ``error``."""
         failure = classify(error)
         outcome.charge += failure.request_charge
@@ -740,11 +583,11 @@ class CosmosSink:
             return []
         half = len(item.positions) // 2
         return [
-            _Work(item.mode, item.partition_key, item.positions[:half], item.built[:half]),
-            _Work(item.mode, item.partition_key, item.positions[half:], item.built[half:]),
+            Work(item.mode, item.partition_key, item.positions[:half], item.built[:half]),
+            Work(item.mode, item.partition_key, item.positions[half:], item.built[half:]),
         ]
 
-    def _batch_failed(self, item: _Work, failure: Failure, outcome: _Outcome) -> list[_Work]:
+    def _batch_failed(self, item: Work, failure: Failure, outcome: _Outcome) -> list[Work]:
         """A transactional batch answered per operation: settle each row by its status."""
         statuses = list(failure.operation_statuses or ())
         statuses += [424] * (len(item.positions) - len(statuses))
@@ -770,7 +613,7 @@ class CosmosSink:
             outcome.conflicts += len(redo)
             return self._as_upserts(item, redo)
         now = time.monotonic()
-        rest = _Work(
+        rest = Work(
             item.mode,
             item.partition_key,
             [item.positions[j] for j in redo],
@@ -782,13 +625,13 @@ class CosmosSink:
             rest.attempt += 1
         return [rest]
 
-    def _as_upserts(self, item: _Work, indexes: Sequence[int]) -> list[_Work]:
+    def _as_upserts(self, item: Work, indexes: Sequence[int]) -> list[Work]:
         return [
-            _Work("upsert", item.partition_key, [item.positions[j]], [item.built[j]])
+            Work("upsert", item.partition_key, [item.positions[j]], [item.built[j]])
             for j in indexes
         ]
 
-    def _split_unserialisable(self, item: _Work, outcome: _Outcome) -> list[_Work]:
+    def _split_unserialisable(self, item: Work, outcome: _Outcome) -> list[Work]:
         keep_positions: list[int] = []
         keep_docs: list[dict[str, Any]] = []
         for position, doc in zip(item.positions, item.built, strict=True):
@@ -804,7 +647,7 @@ class CosmosSink:
         if len(keep_positions) == len(item.positions):  # not the documents: give up on it
             outcome.permanent = "cosmos sink: the SDK failed to serialise a request"
             return [item]
-        return [_Work(item.mode, item.partition_key, keep_positions, keep_docs)]
+        return [Work(item.mode, item.partition_key, keep_positions, keep_docs)]
 
     def _backoff(self, attempt: int) -> float:
         """Full-jitter exponential backoff: uniform in [0, min(max, base·2^attempt)]."""
