@@ -153,11 +153,13 @@ for _dist in DISTRIBUTIONS:
 
 @nox.session
 def core_alone(session: nox.Session) -> None:
-    """cosmobac with no plugin installed: core tests that need none, and the missing-plugin path."""
+    """cosmobac with no plugin installed: core tests that need none (the slow ones already ran in
+    ``core``, against the same code), and the missing-plugin path."""
     session.install(".[test]")
     install_debian_packages(session)
     env = {"CI": "1", "COSMOBAC_CORE_ALONE": "1"}
-    session.run("pytest", *XDIST, "-m", "not needs_plugins", *session.posargs, env=env)
+    marks = "not needs_plugins and not slow"
+    session.run("pytest", *XDIST, "-m", marks, *session.posargs, env=env)
 
 
 @nox.session
