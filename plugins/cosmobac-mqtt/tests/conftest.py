@@ -51,7 +51,8 @@ def auth_broker(tmp_path: Path) -> Iterator[LocalBroker]:
 
 
 def make_certificates(folder: Path) -> tuple[Path, Path, Path]:
-    """A throwaway CA and a server certificate for 127.0.0.1 signed by it: (ca, cert, key)."""
+    """A throwaway CA and a server certificate for 127.0.0.1 signed by it: (ca, cert, key);
+    beside them ``client.pem``/``client.key``, a client certificate signed by the same CA."""
     if shutil.which("openssl") is None:
         skip_or_fail("openssl is not installed: apt-get install openssl")
     folder.mkdir(parents=True, exist_ok=True)
@@ -70,6 +71,14 @@ def make_certificates(folder: Path) -> tuple[Path, Path, Path]:
         "-subj", "/CN=127.0.0.1")  # fmt: skip
     run("x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key),
         "-CAcreateserial", "-out", str(cert), "-days", "2", "-extfile", str(ext))  # fmt: skip
+    # a client certificate signed by the same CA, for brokers that require one
+    client_key, client_csr, client_cert = (
+        folder / n for n in ("client.key", "client.csr", "client.pem")
+    )
+    run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(client_key), "-out",
+        str(client_csr), "-subj", "/CN=cosmobac-edge-1")  # fmt: skip
+    run("x509", "-req", "-in", str(client_csr), "-CA", str(ca), "-CAkey", str(ca_key),
+        "-CAcreateserial", "-out", str(client_cert), "-days", "2")  # fmt: skip
     return ca, cert, key
 
 
@@ -80,3 +89,15 @@ def tls_broker(tmp_path: Path) -> Iterator[tuple[LocalBroker, Path]]:
     ca, cert, key = make_certificates(tmp_path / "certs")
     with start_broker(tmp_path / "broker", tls=(str(ca), str(cert), str(key))) as running:
         yield running, ca
+
+
+@pytest.fixture
+def client_cert_broker(tmp_path: Path) -> Iterator[tuple[LocalBroker, Path]]:
+    """A TLS-only broker that requires a client certificate signed by its CA, and the folder
+    holding ``ca.pem``, ``client.pem`` and ``client.key``."""
+    need_mosquitto()
+    folder = tmp_path / "certs"
+    ca, cert, key = make_certificates(folder)
+    tls = (str(ca), str(cert), str(key))
+    with start_broker(tmp_path / "broker", tls=tls, extra=["require_certificate true"]) as running:
+        yield running, folder

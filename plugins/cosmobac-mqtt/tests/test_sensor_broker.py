@@ -15,7 +15,7 @@ from cosmobac.interfaces import Closeable, CommittingSensor, LiveSensor, Rejecti
 from cosmobac_mqtt import MqttSensor, mqtt
 from cosmobac_mqtt.localbroker import LocalBroker, free_port, publish, start_broker
 
-from .conftest import USERS, need_mosquitto
+from .conftest import USERS, make_certificates, need_mosquitto
 
 T0 = 1_767_225_600_000
 
@@ -214,19 +214,7 @@ def test_tls_with_the_brokers_ca(tls_broker, client_id):
     broker, ca = tls_broker
     with sensor(broker, client_id, tls=True, ca_file=str(ca)) as s:
         subscribed(s)
-        # the publisher talks plain MQTT to... nothing: the listener is TLS-only, so publish via TLS
-        from paho.mqtt.client import Client, MQTTv311
-        from paho.mqtt.enums import CallbackAPIVersion
-
-        pub = Client(CallbackAPIVersion.VERSION2, protocol=MQTTv311)
-        pub.tls_set(ca_certs=str(ca))
-        pub.connect(broker.host, broker.port)
-        pub.loop_start()
-        infos = [pub.publish(t, __import__("json").dumps(p), qos=1) for t, p in readings(0, 5)]
-        for info in infos:
-            info.wait_for_publish(10)
-        pub.disconnect()
-        pub.loop_stop()
+        publish(broker.host, broker.port, readings(0, 5), tls=(ca, None, None))
         assert read_all(s, 5) == [float(i) for i in range(5)]
 
 
@@ -239,6 +227,31 @@ def test_tls_without_the_ca_is_a_config_error_and_insecure_connects(tls_broker, 
         s.wait(5, 1)
     with sensor(broker, client_id, tls=True, insecure=True) as s:
         subscribed(s)
+
+
+def test_client_certificate_login(client_cert_broker, client_id):
+    broker, certs = client_cert_broker
+    keys = {"tls": True, "ca_file": str(certs / "ca.pem")}
+    client = {"cert_file": str(certs / "client.pem"), "key_file": str(certs / "client.key")}
+    with sensor(broker, client_id, **keys, **client) as s:
+        subscribed(s)
+        files = (certs / "ca.pem", certs / "client.pem", certs / "client.key")
+        publish(broker.host, broker.port, readings(0, 3), tls=files)
+        assert read_all(s, 3) == [0.0, 1.0, 2.0]
+    with (
+        sensor(broker, f"{client_id}-nocert", **keys) as s,
+        pytest.raises(ConfigError, match="requires a client certificate: set `cert_file`"),
+    ):
+        s.start()
+        s.wait(10, 1)
+    other = make_certificates(certs.parent / "other")[0].parent  # a CA the broker doesn't trust
+    untrusted = {"cert_file": str(other / "client.pem"), "key_file": str(other / "client.key")}
+    with (
+        sensor(broker, f"{client_id}-untrusted", **keys, **untrusted) as s,
+        pytest.raises(ConfigError, match=r"refused the TLS client certificate .*check `cert_file`"),
+    ):
+        s.start()
+        s.wait(10, 1)
 
 
 def test_close_is_idempotent_and_final(broker, client_id):

@@ -163,10 +163,12 @@ def publish(
     *,
     client_id: str = "",
     inflight: int = 1000,
+    tls: tuple[str | Path, str | Path | None, str | Path | None] | None = None,
     **client_options: Any,
 ) -> int:
     """Publish ``(topic, payload)`` pairs at QoS 1 (a payload that is not bytes or text is sent
-    as JSON) and wait until the broker acknowledged every one. Returns how many were sent."""
+    as JSON) and wait until the broker acknowledged every one. Returns how many were sent.
+    ``tls`` = (CA file, client certificate or None, its key or None) connects over TLS."""
     from paho.mqtt.client import Client, MQTTv311
     from paho.mqtt.enums import CallbackAPIVersion
 
@@ -175,6 +177,9 @@ def publish(
     client.max_queued_messages_set(0)
     if "username" in client_options:
         client.username_pw_set(client_options["username"], client_options.get("password"))
+    if tls is not None:
+        ca, cert, key = (None if f is None else str(f) for f in tls)
+        client.tls_set(ca_certs=ca, certfile=cert, keyfile=key)
     client.connect(host, port)
     client.loop_start()
     sent = 0

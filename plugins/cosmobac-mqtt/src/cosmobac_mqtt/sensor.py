@@ -45,6 +45,35 @@ __all__ = ["MqttSensor"]
 
 log = logging.getLogger("cosmobac_mqtt")
 
+_CLIENT_CERT_ALERTS = (
+    "CERTIFICATE_REQUIRED",
+    "BAD_CERTIFICATE",
+    "UNKNOWN_CA",
+    "CERTIFICATE_UNKNOWN",
+    "CERTIFICATE_EXPIRED",
+    "CERTIFICATE_REVOKED",
+    "UNSUPPORTED_CERTIFICATE",
+    "DECRYPT_ERROR",  # Mosquitto with OpenSSL 3: a certificate signed by a CA it doesn't trust
+    "ACCESS_DENIED",
+)
+"""OpenSSL's names of the TLS alerts a broker sends when it refuses the client's certificate
+(read by Python's ssl module in the error after the handshake)."""
+
+
+class _PahoErrors(logging.Logger):
+    """A private logger given to paho (not in the logging tree, level ERROR, so paho's per-packet
+    debug lines cost one level check): its error lines go to the sensor's socket-error check."""
+
+    def __init__(self, sensor: MqttSensor, client: Any) -> None:
+        super().__init__("cosmobac_mqtt.paho", logging.ERROR)
+        self.propagate = False
+        self._sensor = sensor
+        self._client = client
+
+    def handle(self, record: logging.LogRecord) -> None:
+        self._sensor._on_socket_error(self._client, record.getMessage())
+
+
 _LOGIN_REFUSED = {
     "Bad user name or password",
     "Not authorized",
@@ -290,6 +319,7 @@ class MqttSensor:
         client.on_disconnect = self._on_disconnect
         client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
+        client.enable_logger(_PahoErrors(self, client))
         return client
 
     def _connect_args(self) -> dict[str, Any]:
@@ -345,6 +375,24 @@ class MqttSensor:
                 s.client_id,
             )
         client.subscribe([(topic, s.qos) for topic in s.topics])
+
+    def _on_socket_error(self, client: Any, text: str) -> None:
+        """From paho's thread: a socket error it logged. A broker that refuses the TLS client
+        certificate (none given, or one it does not trust) ends the handshake with an alert that
+        paho only logs and then reconnects to forever: that is a refusal, raised as a
+        ConfigError naming the keys to check."""
+        alert = next((a for a in _CLIENT_CERT_ALERTS if a in text), None)
+        if alert is None:
+            return
+        if self.settings.cert_file is None:
+            advice = "it requires a client certificate: set `cert_file` and `key_file`"
+        else:
+            advice = "check `cert_file` and `key_file` (a certificate signed by a CA it trusts)"
+        reason = alert.lower().replace("_", " ")
+        self._give_up(
+            client,
+            f"MQTT broker {self._where()} refused the TLS client certificate ({reason}); " + advice,
+        )
 
     def _on_connect_fail(self, client: Any, userdata: Any) -> None:
         log.warning("cannot connect to MQTT broker %s; retrying", self._where())
