@@ -10,7 +10,7 @@ import pytest
 
 from cosmobac import InputStore, Pipeline
 from cosmobac.batch import Batch
-from cosmobac.interfaces import LiveSensor
+from cosmobac.interfaces import LiveSensor, SourceReportingSensor, SourceStatus
 from cosmobac.testing import ListSink, MemoryStore, QueueSensor, sample_readings
 
 
@@ -294,6 +294,49 @@ def test_input_rejects_are_counted_by_the_metrics():
     text = prometheus_client.generate_latest(monitor.registry).decode()
     assert 'cosmobac_input_rejects_total{sensor="QueueSensor"} 2.0' in text
     assert "cosmobac_rows_stored_total 2.0" in text
+
+
+class Pumps(QueueSensor):
+    """A queue sensor that reports two sources, one up and one down, counting its reads."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads = 0
+
+    def read(self, now):
+        self.reads += 1
+        return super().read(now)
+
+    def sources(self):
+        return (
+            SourceStatus("pump-1", up=True, polls=self.reads, readings=self.reads),
+            SourceStatus("pump-2", up=False, polls=self.reads, failures=self.reads, last_error="x"),
+        )
+
+
+def test_the_sources_a_sensor_reports_reach_the_metrics():
+    prometheus_client = pytest.importorskip("prometheus_client")
+    from cosmobac.monitoring import HealthTracker, Monitor, ObserverGroup
+
+    store, sensor = MemoryStore(), Pumps()
+    assert isinstance(sensor, SourceReportingSensor)
+    monitor = Monitor(store=lambda: store, consumers=list)
+    text = prometheus_client.generate_latest(monitor.registry).decode()
+    assert "cosmobac_source_up" not in text  # no sensor reported sources yet
+    sensor.put(rows(2))
+    sensor.finish()
+    observer = ObserverGroup(HealthTracker(), monitor)
+    with Pipeline(store=store, sensor=sensor, observer=observer) as pipeline:
+        pipeline.collect()
+    reads = float(sensor.reads)
+    assert reads >= 1
+    text = prometheus_client.generate_latest(monitor.registry).decode()
+    assert 'cosmobac_source_up{sensor="Pumps",source="pump-1"} 1.0' in text
+    assert 'cosmobac_source_up{sensor="Pumps",source="pump-2"} 0.0' in text
+    assert f'cosmobac_source_polls_total{{sensor="Pumps",source="pump-2"}} {reads}' in text
+    assert f'cosmobac_source_failures_total{{sensor="Pumps",source="pump-2"}} {reads}' in text
+    assert 'cosmobac_source_failures_total{sensor="Pumps",source="pump-1"} 0.0' in text
+    assert f'cosmobac_source_readings_total{{sensor="Pumps",source="pump-1"}} {reads}' in text
 
 
 @pytest.mark.needs_plugins

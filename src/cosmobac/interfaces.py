@@ -53,6 +53,9 @@ __all__ = [
     "SensorRangeStore",
     "SensorSpan",
     "Sink",
+    "SourceObserver",
+    "SourceReportingSensor",
+    "SourceStatus",
     "StatefulSensor",
     "StatefulStore",
     "StatefulTransform",
@@ -185,6 +188,30 @@ class RejectingSensor(Sensor, Protocol):
     :class:`InputStore`; ``cosmobac dead-letters inputs`` lists them), or logs them."""
 
     def take_rejects(self) -> Sequence[InputReject]: ...
+
+
+@attrs.frozen
+class SourceStatus:
+    """How one source of a live sensor is doing (a device it polls, a broker it reads): its
+    name, ``up`` (its last attempt gave readings), attempts made (``polls``), ``readings`` made,
+    ``failures`` (attempts that could not reach it) and ``last_error`` (why, or None). Counts
+    are totals since the sensor started."""
+
+    source: str
+    up: bool
+    polls: int = 0
+    readings: int = 0
+    failures: int = 0
+    last_error: str | None = None
+
+
+@runtime_checkable
+class SourceReportingSensor(Sensor, Protocol):
+    """A sensor reading several sources that says how each is doing: ``sources()`` returns one
+    :class:`SourceStatus` per source, in a stable order. The collector passes them to a
+    :class:`SourceObserver` after each store (the ``monitoring`` metrics export them)."""
+
+    def sources(self) -> Sequence[SourceStatus]: ...
 
 
 @runtime_checkable
@@ -577,6 +604,15 @@ class InputObserver(Protocol):
     ``sensor``'s :class:`InputReject` s (the ``monitoring`` package's metrics count them)."""
 
     def on_input_rejects(self, sensor: str, count: int) -> None: ...
+
+
+@runtime_checkable
+class SourceObserver(Protocol):
+    """An observer (see :class:`PipelineObserver`) that also hears how a live sensor's sources
+    are doing: ``on_sources(sensor, sources)`` after each store of a
+    :class:`SourceReportingSensor`'s readings, with its latest :class:`SourceStatus` es."""
+
+    def on_sources(self, sensor: str, sources: Sequence[SourceStatus]) -> None: ...
 
 
 @attrs.frozen

@@ -31,6 +31,8 @@ from .interfaces import (
     LiveSensor,
     PipelineObserver,
     RejectingSensor,
+    SourceObserver,
+    SourceReportingSensor,
     StatefulSensor,
     Store,
 )
@@ -135,6 +137,8 @@ class LiveCollector:
                 self.observer.on_input_rejects(self.name, len(rejects))
         if isinstance(sensor, CommittingSensor):
             sensor.commit()
+        if isinstance(sensor, SourceReportingSensor) and isinstance(self.observer, SourceObserver):
+            self.observer.on_sources(self.name, sensor.sources())
         if len(batch) and self.observer is not None:
             self.observer.on_collect(len(batch), new)
         return len(batch), new

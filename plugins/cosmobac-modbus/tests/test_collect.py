@@ -7,11 +7,12 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
 
-from conftest import Simulator, standard
+from conftest import Simulator, free_port, standard
 from cosmobac_sqlite import SQLiteStore
 
 pytestmark = pytest.mark.slow
@@ -86,6 +87,22 @@ def stored(tmp_path: Path) -> tuple[list[dict], list]:
         return [dict(r) for r in store.scan().rows()], store.input_rejects(sensor="modbus")
 
 
+def source_metrics(port: int) -> dict[tuple[str, str], float]:
+    """The collector's ``cosmobac_source_*`` samples of the ``modbus`` sensor, by (measure,
+    device): measure is up, polls, failures or readings."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    found: dict[tuple[str, str], float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name.startswith("cosmobac_source_") and not sample.name.endswith("_created"):
+                assert sample.labels["sensor"] == "modbus"
+                measure = sample.name.removeprefix("cosmobac_source_").removesuffix("_total")
+                found[measure, sample.labels["source"]] = sample.value
+    return found
+
+
 def test_collect_for_a_duration_stores_the_polled_readings(tmp_path, simulators):
     config = pipeline_file(tmp_path, simulators[:2])
     process = cosmobac("collect", str(config), "--duration", "3s")
@@ -110,13 +127,24 @@ def test_collect_for_a_duration_stores_the_polled_readings(tmp_path, simulators)
 def test_sigterm_ends_collect_cleanly_with_an_offline_device(tmp_path, simulators):
     offline = standard(25.0)  # never started: nothing listens on its port
     config = pipeline_file(tmp_path, [simulators[0], offline])
-    process = cosmobac("-v", "collect", str(config))
+    port = free_port()
+    process = cosmobac("-v", "collect", str(config), "--metrics-port", str(port))
     try:
         deadline = time.monotonic() + 60
         while not (tmp_path / "edge.db").exists() or not stored(tmp_path)[0]:
             assert process.poll() is None, process.communicate()[1]
             assert time.monotonic() < deadline, "nothing was stored"
             time.sleep(0.1)
+        # each device's health is in the collector's metrics (cosmobac_source_*)
+        metrics = source_metrics(port)
+        while metrics.get(("failures", "dev-1"), 0) < 2:
+            assert time.monotonic() < deadline, f"no failed polls of dev-1 in {metrics}"
+            time.sleep(0.1)
+            metrics = source_metrics(port)
+        assert metrics[("up", "dev-0")] == 1 and metrics[("up", "dev-1")] == 0
+        assert metrics[("readings", "dev-0")] >= 1 and metrics[("readings", "dev-1")] == 0
+        assert metrics[("failures", "dev-0")] == 0
+        assert metrics[("polls", "dev-1")] >= metrics[("failures", "dev-1")]
         process.send_signal(signal.SIGTERM)
         out, err = process.communicate(timeout=60)
     finally:

@@ -10,7 +10,13 @@ import time
 from collections.abc import Callable
 
 from conftest import REGISTERS, Simulator, free_port, standard, words
-from cosmobac.interfaces import Closeable, InputReject, LiveSensor, RejectingSensor
+from cosmobac.interfaces import (
+    Closeable,
+    InputReject,
+    LiveSensor,
+    RejectingSensor,
+    SourceReportingSensor,
+)
 from cosmobac_modbus import ModbusSensor
 
 
@@ -38,6 +44,7 @@ def test_it_is_a_live_rejecting_closeable_sensor(make_sensor):
     assert isinstance(sensor, LiveSensor)
     assert isinstance(sensor, RejectingSensor)
     assert isinstance(sensor, Closeable)
+    assert isinstance(sensor, SourceReportingSensor)
     assert sensor.finished is False
 
 
@@ -66,7 +73,7 @@ def test_readings_carry_the_scaled_values_of_each_device(simulators, make_sensor
         assert stamps == sorted(set(stamps))  # one reading per poll, strictly increasing
         assert abs(stamps[0] - time.time() * 1000) < 60_000  # the wall clock, epoch ms
     assert sensor.take_rejects() == []
-    assert all(s.online and s.failed_polls == 0 for s in sensor.status())
+    assert all(s.up and s.failures == 0 for s in sensor.sources())
 
 
 def test_wait_says_whether_readings_wait_and_read_empties_the_buffer(simulators, make_sensor):
@@ -111,7 +118,7 @@ def test_adjacent_registers_are_read_in_one_request_each(make_sensor):
             "f": 2.0,
             "g": 3.0,
         }
-        polls = sensor.status()[0].polls
+        polls = sensor.sources()[0].polls
         assert set(sim.requests) == {(3, 0, 6), (4, 100, 3)}  # two requests per poll
         assert 2 * polls <= len(sim.requests) <= 2 * polls + 2
     finally:
@@ -129,11 +136,11 @@ def test_an_offline_device_does_not_stop_the_others_and_comes_back(simulators, m
         registers=REGISTERS,
     )
     sensor.start()
-    until(lambda: sensor.status()[1].failed_polls >= 3)
+    until(lambda: sensor.sources()[1].failures >= 3)
     rows = read_rows(sensor, 5)
     assert {r["sensor_id"] for r in rows} == {"up"}
-    up, down = sensor.status()
-    assert up.online and not down.online and down.readings == 0
+    up, down = sensor.sources()
+    assert up.up and not down.up and down.readings == 0
     assert "cannot connect" in down.last_error
 
     late.start()
@@ -146,13 +153,13 @@ def test_an_offline_device_does_not_stop_the_others_and_comes_back(simulators, m
 
         until(late_read)
         assert late_rows[0]["temperature"] == 30.0
-        assert sensor.status()[1].online
+        assert sensor.sources()[1].up
 
         # its server stops mid-run and restarts: down once, back once
         late.stop()
-        until(lambda: not sensor.status()[1].online)
+        until(lambda: not sensor.sources()[1].up)
         late.start()
-        until(lambda: sensor.status()[1].online)
+        until(lambda: sensor.sources()[1].up)
     finally:
         late.stop()
     messages = [r.getMessage() for r in caplog.records if r.name == "cosmobac.modbus"]
@@ -161,7 +168,7 @@ def test_an_offline_device_does_not_stop_the_others_and_comes_back(simulators, m
     assert len(offline) == 2 and len(back) == 2, messages
     assert "polls missed" in back[0]
     assert not [m for m in messages if "device up" in m]
-    assert sensor.status()[0].failed_polls == 0
+    assert sensor.sources()[0].failures == 0
 
 
 def test_an_illegal_address_is_one_reject_with_a_fix_and_the_rest_is_read(make_sensor, caplog):
@@ -184,7 +191,7 @@ def test_an_illegal_address_is_one_reject_with_a_fix_and_the_rest_is_read(make_s
         assert reject.origin == f"device s (127.0.0.1:{sim.port} unit 1) register 2"
         assert "Modbus exception 2 (illegal data address)" in reject.reason
         assert "check its address (0-based" in reject.reason
-        assert sensor.status()[0].online
+        assert sensor.sources()[0].up
         # the group that failed is read register by register from then on
         assert (3, 0, 3) in sim.requests and (3, 0, 1) in sim.requests and (3, 2, 1) in sim.requests
         assert sum(1 for q in sim.requests if q == (3, 0, 3)) == 1
@@ -224,7 +231,7 @@ def test_a_device_with_no_value_read_gives_no_reading(make_sensor):
             devices=[{**sim.address, "sensor_id": "s"}], registers=[{"address": 9, "metric": "x"}]
         )
         sensor.start()
-        until(lambda: sensor.status()[0].polls >= 3)
+        until(lambda: sensor.sources()[0].polls >= 3)
         assert len(sensor.read(0)) == 0
         assert len(sensor.take_rejects()) == 1
     finally:
@@ -238,8 +245,8 @@ def test_a_unit_the_server_does_not_have_is_reported(make_sensor):
             devices=[{**sim.address, "unit": 4, "sensor_id": "s"}], registers=REGISTERS
         )
         sensor.start()
-        until(lambda: sensor.status()[0].polls >= 3)
-        assert sensor.status()[0].readings == 0
+        until(lambda: sensor.sources()[0].polls >= 3)
+        assert sensor.sources()[0].readings == 0
         rejects = sensor.take_rejects()
         # pymodbus's server answers "server device failure" for a unit it does not have
         assert sorted(r.reason.split(":")[0] for r in rejects) == sorted(
@@ -260,10 +267,10 @@ def test_close_stops_polling_and_closes_connections(simulators, make_sensor):
     sensor.close()
     sensor.close()
     assert not sensor._thread.is_alive()
-    polls = sensor.status()[0].polls
+    polls = sensor.sources()[0].polls
     count = len(simulators[0].requests)
     sensor.wait(0.2, 10**6)
-    assert sensor.status()[0].polls == polls and len(simulators[0].requests) == count
+    assert sensor.sources()[0].polls == polls and len(simulators[0].requests) == count
 
 
 def test_a_device_that_never_answers_delays_no_other(simulators, make_sensor):
@@ -278,7 +285,7 @@ def test_a_device_that_never_answers_delays_no_other(simulators, make_sensor):
         )
         rows = read_rows(sensor, 5)
         assert {r["sensor_id"] for r in rows} == {"up"}
-        assert sensor.status()[0].polls == 0  # still waiting on its first answer
+        assert sensor.sources()[0].polls == 0  # still waiting on its first answer
         sensor.close()  # does not wait out the 30 s
 
 
@@ -292,6 +299,6 @@ def test_a_timeout_takes_the_device_offline(make_sensor):
             registers=REGISTERS,
         )
         sensor.start()
-        until(lambda: sensor.status()[0].failed_polls >= 2)
-        assert sensor.status()[0].last_error == "no answer within 0.1s"
+        until(lambda: sensor.sources()[0].failures >= 2)
+        assert sensor.sources()[0].last_error == "no answer within 0.1s"
         assert len(sensor.read(0)) == 0

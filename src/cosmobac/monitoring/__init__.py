@@ -13,10 +13,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from ..batch import Batch
-from ..interfaces import InputObserver, LaneOutcome, PipelineObserver, WriteResult
+from ..interfaces import (
+    InputObserver,
+    LaneOutcome,
+    PipelineObserver,
+    SourceObserver,
+    SourceStatus,
+    WriteResult,
+)
 from .health import (
     Health,
     HealthRecorder,
@@ -69,6 +77,11 @@ class ObserverGroup:
         for observer in self.observers:
             if isinstance(observer, InputObserver):
                 observer.on_input_rejects(sensor, count)
+
+    def on_sources(self, sensor: str, sources: Sequence[SourceStatus]) -> None:
+        for observer in self.observers:
+            if isinstance(observer, SourceObserver):
+                observer.on_sources(sensor, sources)
 
 
 def __getattr__(name: str) -> Any:

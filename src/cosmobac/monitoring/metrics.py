@@ -24,7 +24,7 @@ import numpy as np
 
 from ..batch import Batch
 from ..errors import ConfigError
-from ..interfaces import LaneOutcome, Store, StoreStats, WriteResult
+from ..interfaces import LaneOutcome, SourceStatus, Store, StoreStats, WriteResult
 from .health import DETECTED, HealthTracker, problems
 
 __all__ = ["LATENCY_BUCKETS", "Monitor"]
@@ -97,6 +97,7 @@ class Monitor:
         self._feeds_health = health is None
         self.health = HealthTracker() if health is None else health
         self._children: dict[str, tuple[Any, ...]] = {}  # consumer → its per-sink counters
+        self._sources: dict[str, tuple[SourceStatus, ...]] = {}  # live sensor → its sources
         self.registry = registry = prom.CollectorRegistry(auto_describe=True)
         counter, gauge = prom.Counter, prom.Gauge
         sink = ("sink",)
@@ -179,6 +180,13 @@ class Monitor:
 
     def on_input_rejects(self, sensor: str, count: int) -> None:
         self.input_rejects.labels(sensor).inc(count)
+
+    def on_sources(self, sensor: str, sources: Sequence[SourceStatus]) -> None:
+        self._sources[sensor] = tuple(sources)  # one assignment: a scrape sees old or new
+
+    def sources(self) -> dict[str, tuple[SourceStatus, ...]]:
+        """The latest :class:`SourceStatus` es each live sensor reported, by sensor."""
+        return dict(self._sources)
 
     def on_write(
         self, consumer: str, rows: Batch, seconds: float, result: WriteResult | None
@@ -272,7 +280,9 @@ class _ScrapeCollector:
 
     def __init__(self, monitor: Monitor) -> None:
         self.monitor = monitor
-        self.gauge_family = importlib.import_module("prometheus_client.core").GaugeMetricFamily
+        core = importlib.import_module("prometheus_client.core")
+        self.gauge_family = core.GaugeMetricFamily
+        self.counter_family = core.CounterMetricFamily
 
     def describe(self) -> list[Any]:
         return []  # the series depend on the store: nothing to check at registration
@@ -306,3 +316,32 @@ class _ScrapeCollector:
         yield rows
         yield age
         yield up
+        yield from self._sources()
+
+    def _sources(self) -> Iterator[Any]:
+        """Per source of a live sensor (a Modbus device, say): up, and its running totals."""
+        reported = self.monitor.sources()
+        if not reported:
+            return
+        labels = ["sensor", "source"]
+        up = self.gauge_family(
+            "cosmobac_source_up",
+            "1 while a live sensor's source (a device it polls) answers, 0 while it does not.",
+            labels=labels,
+        )
+        counter = self.counter_family
+        polls = counter(
+            "cosmobac_source_polls", "Attempts to read a source (polls).", labels=labels
+        )
+        failures = counter(
+            "cosmobac_source_failures", "Attempts that could not reach the source.", labels=labels
+        )
+        readings = counter("cosmobac_source_readings", "Readings a source gave.", labels=labels)
+        for sensor, sources in sorted(reported.items()):
+            for status in sources:
+                key = [sensor, status.source]
+                up.add_metric(key, 1.0 if status.up else 0.0)
+                polls.add_metric(key, float(status.polls))
+                failures.add_metric(key, float(status.failures))
+                readings.add_metric(key, float(status.readings))
+        yield from (up, polls, failures, readings)

@@ -23,11 +23,10 @@ from cosmobac.hookspecs import Register, hookimpl
 from .config import Device, Request, group_requests, parse_devices
 from .config import Register as RegisterSpec
 from .decode import decode, encode
-from .sensor import DeviceStatus, ModbusSensor
+from .sensor import ModbusSensor
 
 __all__ = [
     "Device",
-    "DeviceStatus",
     "ModbusSensor",
     "RegisterSpec",
     "Request",

@@ -41,13 +41,13 @@ import attrs
 import numpy as np
 
 from cosmobac.batch import Batch
-from cosmobac.interfaces import InputReject
+from cosmobac.interfaces import InputReject, SourceStatus
 from cosmobac.values import duration, integer
 
 from .config import Device, Register, Request, parse_devices
 from .decode import ORDERS, decode, scaled
 
-__all__ = ["DeviceStatus", "ModbusSensor"]
+__all__ = ["ModbusSensor"]
 
 log = logging.getLogger("cosmobac.modbus")
 
@@ -81,19 +81,6 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-@attrs.frozen
-class DeviceStatus:
-    """How one device is doing: ``online`` (its last poll gave a reading), ``polls`` attempted,
-    ``readings`` made, ``failed_polls`` (could not reach it), ``last_error`` (why, or None)."""
-
-    sensor_id: str
-    online: bool
-    polls: int
-    readings: int
-    failed_polls: int
-    last_error: str | None
-
-
 @attrs.define(eq=False)
 class _State:
     device: Device
@@ -108,14 +95,14 @@ class _State:
     split: set[Request] = attrs.field(factory=set)
     failing: dict[tuple[str, int], str] = attrs.field(factory=dict)
 
-    def snapshot(self) -> DeviceStatus:
-        return DeviceStatus(
-            self.device.sensor_id,
-            self.online,
-            self.polls,
-            self.readings,
-            self.failed_polls,
-            self.last_error,
+    def snapshot(self) -> SourceStatus:
+        return SourceStatus(
+            source=self.device.sensor_id,
+            up=self.online,
+            polls=self.polls,
+            readings=self.readings,
+            failures=self.failed_polls,
+            last_error=self.last_error,
         )
 
 
@@ -206,8 +193,10 @@ class ModbusSensor:
             rejects, self._rejects = self._rejects, []
         return rejects
 
-    def status(self) -> tuple[DeviceStatus, ...]:
-        """Each device's counters, in the order of ``devices``."""
+    def sources(self) -> tuple[SourceStatus, ...]:
+        """Each device's counters (:class:`~cosmobac.interfaces.SourceStatus`, named by the
+        device's sensor id; ``failures`` are polls that could not reach it), in the order of
+        ``devices``. The collector exports them as ``cosmobac_source_*`` metrics."""
         with self._cond:
             return tuple(state.snapshot() for state in self._states)
 
