@@ -322,7 +322,8 @@ def test_the_sources_a_sensor_reports_reach_the_metrics():
     assert isinstance(sensor, SourceReportingSensor)
     monitor = Monitor(store=lambda: store, consumers=list)
     text = prometheus_client.generate_latest(monitor.registry).decode()
-    assert "cosmobac_source_up" not in text  # no sensor reported sources yet
+    assert "# TYPE cosmobac_source_up gauge" in text  # listed before any sensor reported
+    assert "cosmobac_source_up{" not in text
     sensor.put(rows(2))
     sensor.finish()
     observer = ObserverGroup(HealthTracker(), monitor)

@@ -320,9 +320,7 @@ class _ScrapeCollector:
 
     def _sources(self) -> Iterator[Any]:
         """Per source of a live sensor (a Modbus device, say): up, and its running totals."""
-        reported = self.monitor.sources()
-        if not reported:
-            return
+        reported = self.monitor.sources()  # the families are listed even with no series yet
         labels = ["sensor", "source"]
         up = self.gauge_family(
             "cosmobac_source_up",
