@@ -33,10 +33,19 @@ from collections.abc import Callable
 import numpy as np
 
 from cosmobac import Batch
-from cosmobac_wasm import BUILTIN, KernelRunner, load_module, wasm_transform
+from cosmobac_wasm import (
+    BUILTIN,
+    ChainRunner,
+    ChainStep,
+    KernelRunner,
+    load_module,
+    wasm_transform,
+)
 
 ELEMENTWISE_TARGET = 0.5
 WINDOW_TARGET = 1.5
+CHAIN_TARGET = 1.0
+CHAIN_ROWS = 20_000  # cosmobac's default batch_size: the rows of one forward batch
 
 
 # -- numpy, the same work -------------------------------------------------------------------------
@@ -226,9 +235,69 @@ def main(argv: list[str] | None = None) -> int:
         f"whole `wasm` transform, moving_average on a Batch (sensor ids from text): "
         f"{n / statistics.median(spans):,.0f} rows/s"
     )
+    if not chain(loaded, CHAIN_ROWS, args.repeat):
+        failed.append("chain")
     if not args.no_sweep:
         sweep(loaded, args.repeat)
     return 1 if failed else 0
+
+
+def chain(loaded, rows: int, repeat: int) -> bool:
+    """The fused chain calibrate → °C→°F → valid range against numpy doing the same chain, on
+    ``rows`` values per call (each timing covers ~2 M values); True when it meets its target."""
+    rng = np.random.default_rng(13)
+    x = rng.normal(20.0, 30.0, rows)
+    x[rng.integers(0, rows, max(1, rows // 1000))] = np.nan
+    gain, offset, lo, hi = 1.02, -0.3, -40.0, 140.0
+    steps = [
+        ChainStep("calibrate", ("temperature",), ("temperature",), (gain, offset)),
+        ChainStep("celsius_to_fahrenheit", ("temperature",), ("temperature",)),
+        ChainStep("valid_range", ("temperature",), ("temperature",), (lo, hi)),
+    ]
+    fused = ChainRunner(loaded, steps)
+    single = [KernelRunner(loaded, s.kernel, inputs=1, outputs=1, params=s.params) for s in steps]
+
+    def wasm() -> np.ndarray:
+        return fused.run({"temperature": x})["temperature"]
+
+    def one_by_one() -> np.ndarray:
+        y = x
+        for runner in single:
+            y = runner.run([y])[0]
+        return y
+
+    def plain() -> np.ndarray:
+        y = x * gain + offset
+        y = y * 1.8 + 32.0
+        return np.where((y >= lo) & (y <= hi), y, np.nan)
+
+    expected = plain().tobytes()
+    if wasm().tobytes() != expected or one_by_one().tobytes() != expected:
+        print("chain: wasm and numpy results differ", file=sys.stderr)
+        return False
+    calls = max(1, 2_000_000 // rows)
+    cases = {"fused": wasm, "one by one": one_by_one, "numpy": plain}
+    spans: dict[str, list[float]] = {name: [] for name in cases}
+    for rep in range(repeat):
+        order = list(cases.items())
+        for name, run in order if rep % 2 == 0 else order[::-1]:
+            began = time.perf_counter()
+            for _ in range(calls):
+                run()
+            spans[name].append(time.perf_counter() - began)
+    numpy_time = statistics.median(spans["numpy"])
+    ratio = numpy_time / statistics.median(spans["fused"])
+    unfused = numpy_time / statistics.median(spans["one by one"])
+    verdict = "ok" if ratio >= CHAIN_TARGET else "BELOW"
+    print(
+        f"\nchain calibrate → celsius_to_fahrenheit → valid_range, {rows:,} rows per call "
+        f"(the default batch_size), bit for bit equal to numpy:"
+    )
+    print(
+        f"  fused (one sandboxed run: copy in, 3 kernels, copy out) / numpy {ratio:.2f}  "
+        f">= {CHAIN_TARGET} {verdict};  kernels one by one / numpy {unfused:.2f}"
+    )
+    return ratio >= CHAIN_TARGET
 
 
 SWEEP_ROWS = (20_000, 100_000, 1_000_000, 10_000_000)

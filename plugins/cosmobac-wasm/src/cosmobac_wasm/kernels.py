@@ -143,6 +143,11 @@ class KernelRunner:
         state = np.empty((0, self.state_width)) if self.grouped else None
         self.run([empty] * inputs, group=group, ngroups=0, state=state, dry=True)
 
+    @property
+    def signature(self) -> Any:
+        """The kernel's checked ``wasmtime.FuncType``."""
+        return self._type
+
     # -- the instance and its buffers -----------------------------------------------------------
     def _ensure(self) -> Instance:
         if self._instance is None:
