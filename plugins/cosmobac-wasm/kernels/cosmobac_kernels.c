@@ -128,7 +128,8 @@ int32_t valid_range(int32_t n, const double *x, double *y, double lo, double hi)
  * kernel's output row depends only on its input row, so the results are exactly those of running
  * each kernel over all n rows in turn.
  *
- * program (int32 values): [0] number of steps, [1] written on failure: the failed step (0-based),
+ * program (int32 values): [0] number of steps, [1] the step running (0-based; after a failure, or a
+ * trap, the one that failed),
  * then per step: the kernel's name (pointer to a NUL-terminated string), inputs, outputs,
  * parameters (counts), a pointer to the parameters (doubles), then the input and output column
  * pointers. Returns 0, or non-zero with error_message() (also before any row, n = 0, for a kernel
@@ -189,10 +190,8 @@ int32_t cosmobac_chain(int32_t n, int32_t *program) {
     for (int32_t at = 0; at < n; at += CHAIN_BLOCK) {
         int32_t rows = n - at < CHAIN_BLOCK ? n - at : CHAIN_BLOCK;
         for (int32_t i = 0; i < count; i++) {
-            if (chain_run(&steps[i], rows, at)) {
-                program[1] = i;
-                return 1;
-            }
+            program[1] = i; /* the step running, for the host's message if it traps */
+            if (chain_run(&steps[i], rows, at)) return 1;
         }
     }
     return 0;

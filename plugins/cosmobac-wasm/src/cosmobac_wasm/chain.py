@@ -83,7 +83,7 @@ def _plan_slots(steps: Sequence[ChainStep]) -> _Slots:
             last_read.append(-1)
             outs.append(current[name])
         io.append((ins, outs))
-    written = {name for step in steps for name in step.outputs}
+    written = dict.fromkeys(name for step in steps for name in step.outputs)  # in write order
     finals = {current[name] for name in written}
     where: dict[int, int] = {}
     free: list[int] = []
@@ -122,8 +122,16 @@ class ChainRunner:
     the instance is discarded and the next batch starts a fresh one."""
 
     def __init__(
-        self, loaded: LoadedModule, steps: Sequence[ChainStep], *, chunk_rows: int = 65536
+        self,
+        loaded: LoadedModule,
+        steps: Sequence[ChainStep],
+        *,
+        chunk_rows: int = 65536,
+        in_module: bool = True,
     ) -> None:
+        """``in_module``: run the chain through the module's ``cosmobac_chain`` export when it
+        has one that accepts these kernels (False: the host calls each kernel in turn, still in
+        one instance under one budget, without copies between them)."""
         if not steps:
             raise ValueError("a chain needs at least one kernel")
         self.loaded = loaded
@@ -131,7 +139,18 @@ class ChainRunner:
         self.chunk_rows = chunk_rows
         self.names = " → ".join(step.kernel for step in self.steps)
         checked = []
+        functions = loaded.functions()
         for i, step in enumerate(self.steps):
+            if f"{step.kernel}__state" in functions:
+                raise self._at(
+                    loaded.error(
+                        step.kernel,
+                        "wrong signature",
+                        f"{step.kernel} is a grouped (windowed) kernel; a chain (`kernels`) takes "
+                        "map kernels only: run it in a transform of its own after the chain",
+                    ),
+                    i,
+                )
             try:
                 runner = KernelRunner(
                     loaded,
@@ -143,19 +162,12 @@ class ChainRunner:
                 )
             except WasmError as exc:
                 raise self._at(exc, i) from None
-            if runner.grouped:
-                raise loaded.error(
-                    step.kernel,
-                    "wrong signature",
-                    f"{step.kernel} is a grouped (windowed) kernel; a chain (`kernels`) takes map "
-                    "kernels only: run it in a transform of its own after the chain",
-                )
             checked.append(runner)
         self._types = [runner.signature for runner in checked]
-        functions = loaded.functions()
         chain_type = functions.get(CHAIN_EXPORT)
         self.in_module = (
-            chain_type is not None
+            in_module
+            and chain_type is not None
             and [str(t) for t in chain_type.params] == ["i32", "i32"]
             and [str(t) for t in chain_type.results] == ["i32"]
             and all(len(s.inputs) == len(s.outputs) == 1 for s in self.steps)
@@ -202,7 +214,7 @@ class ChainRunner:
         if len(self.steps) == 1:
             return exc
         where = f" (step {step + 1} of {len(self.steps)} in the chain {self.names})"
-        return WasmError(exc.module, exc.kernel, exc.cause, exc.detail + where)
+        return WasmError(exc.module, exc.kernel, exc.cause or "", exc.detail + where)
 
     # -- the instance and its buffers -----------------------------------------------------------
     def _ensure(self) -> Instance:
@@ -314,8 +326,11 @@ class ChainRunner:
 
     def _failed_step(self, instance: Instance) -> int:
         """The step ``cosmobac_chain`` says failed (0 when it says nothing sensible)."""
+        if not self._bound:  # failed before this instance had a program
+            return 0
         at = self._program + 4
-        step = int(instance.view()[at : at + 4].view(np.int32)[0])
+        raw = instance.view()[at : at + 4]
+        step = int(raw.view(np.int32)[0]) if len(raw) == 4 else 0
         return step if 0 <= step < len(self.steps) else 0
 
     # -- running --------------------------------------------------------------------------------
@@ -335,6 +350,9 @@ class ChainRunner:
             with instance.budget(self.steps[0].kernel) as budget:
                 self._run(instance, budget, step, columns, outs, n)
         except WasmError as exc:
+            if self.in_module and exc.cause != "kernel error":  # a trap or a budget: where?
+                step[0] = self._failed_step(instance)
+                exc = WasmError(exc.module, self.steps[step[0]].kernel, exc.cause or "", exc.detail)
             self._instance = None  # a trap may leave the module inconsistent: start afresh
             raise self._at(exc, step[0]) from None
         except BaseException:
