@@ -10,7 +10,11 @@ For each kernel, values/s of:
 
 Both start from the same float64 column (and, for windowed kernels, the same int32 sensor indices).
 Repetitions are interleaved (the order alternates) and medians reported, since the machine may be
-noisy. Targets: ratio wasm/numpy ≥ 1.5 for window kernels, ≥ 0.5 for element-wise ones.
+noisy. Targets: ratio wasm/numpy ≥ 1.5 for window kernels; element-wise kernels, whose copies in
+and out cost about what numpy's whole pass costs, are shown for reference, and their target is on
+a fused chain: calibrate → °C→°F → valid range, in one sandboxed run (copy in once, the three
+kernels inside the module, copy out once) on a 20,000-row batch (the default ``batch_size``),
+≥ 1.0× numpy doing the same chain, copies included, results checked equal bit for bit.
 
 A last line gives the whole ``wasm`` transform on a Batch (sensor ids factorised from text, state
 kept per sensor) for reference, and a last table the element-wise ratios by column length, from a
@@ -19,7 +23,8 @@ shows) to columns larger than the CPU's caches (where numpy's single pass and th
 — copy in, kernel, copy out — all wait on main memory).
 
 Run: ``python benchmarks/wasm_transforms.py [--rows N] [--sensors S] [--window W] [--repeat R]
-[--no-sweep]``. The exit status is 1 when a kernel misses its target at ``--rows``.
+[--no-sweep]``. The exit status is 1 when a window kernel misses its target at ``--rows`` or the
+chain misses its own.
 """
 
 from __future__ import annotations
@@ -42,7 +47,6 @@ from cosmobac_wasm import (
     wasm_transform,
 )
 
-ELEMENTWISE_TARGET = 0.5
 WINDOW_TARGET = 1.5
 CHAIN_TARGET = 1.0
 CHAIN_ROWS = 20_000  # cosmobac's default batch_size: the rows of one forward batch
@@ -210,12 +214,15 @@ def main(argv: list[str] | None = None) -> int:
         wasm_rate = n / statistics.median(times[name]["wasm"])
         numpy_rate = n / statistics.median(times[name]["numpy"])
         ratio = wasm_rate / numpy_rate
-        target = WINDOW_TARGET if kind == "window" else ELEMENTWISE_TARGET
-        verdict = "ok" if ratio >= target else "BELOW"
-        if ratio < target:
+        if kind != "window":  # element-wise kernels are measured as a chain (below)
+            print(f"{name:24s} {wasm_rate:15,.0f} {numpy_rate:15,.0f} {ratio:7.2f}  (reference)")
+            continue
+        verdict = "ok" if ratio >= WINDOW_TARGET else "BELOW"
+        if ratio < WINDOW_TARGET:
             failed.append(name)
         print(
-            f"{name:24s} {wasm_rate:15,.0f} {numpy_rate:15,.0f} {ratio:7.2f}  >= {target} {verdict}"
+            f"{name:24s} {wasm_rate:15,.0f} {numpy_rate:15,.0f} {ratio:7.2f}  "
+            f">= {WINDOW_TARGET} {verdict}"
         )
 
     batch = Batch.from_columns(
@@ -293,10 +300,12 @@ def chain(loaded, rows: int, repeat: int) -> bool:
         f"\nchain calibrate → celsius_to_fahrenheit → valid_range, {rows:,} rows per call "
         f"(the default batch_size), bit for bit equal to numpy:"
     )
+    per_call = {name: statistics.median(t) / calls * 1e6 for name, t in spans.items()}
     print(
         f"  fused (one sandboxed run: copy in, 3 kernels, copy out) / numpy {ratio:.2f}  "
         f">= {CHAIN_TARGET} {verdict};  kernels one by one / numpy {unfused:.2f}"
     )
+    print("  µs per call: " + ", ".join(f"{name} {us:.1f}" for name, us in per_call.items()))
     return ratio >= CHAIN_TARGET
 
 

@@ -174,7 +174,9 @@ TEST_KERNELS = f"""(module {ABI} {COPY}
   (func (export "traps") (param i32 i32 i32) (result i32)
     (if (local.get 0) (then (unreachable))) (i32.const 0))
   (func (export "smooth") (param i32 i32 i32 i32 i32 i32 f64) (result i32) (i32.const 0))
-  (func (export "smooth__state") (param f64) (result i32) (i32.const 1)))"""
+  (func (export "smooth__state") (param f64) (result i32) (i32.const 1))
+  ;; a chain export that refuses every chain: the host calls the kernels one by one instead
+  (func (export "cosmobac_chain") (param i32 i32) (result i32) (i32.const 1)))"""
 
 
 @pytest.fixture
@@ -190,6 +192,7 @@ def test_a_failure_names_the_kernel_and_its_step(test_module, bad, cause):
     chain = wasm_transform(
         module=test_module, kernels=["copy", bad, "copy"], columns=["temperature"], timeout=0.3
     )
+    assert not chain.runner.in_module  # its cosmobac_chain refused the chain at the start
     with pytest.raises(WasmError) as caught:
         chain(batch_of([1.0, 2.0]))
     error = caught.value
