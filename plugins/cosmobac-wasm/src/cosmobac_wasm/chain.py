@@ -41,6 +41,13 @@ def _round(size: int) -> int:
     return (size + _ALIGN - 1) // _ALIGN * _ALIGN
 
 
+def _stride(rows: int) -> int:
+    """Bytes from one buffer to the next: whole 4 KiB pages plus half a page, so that a kernel
+    reading one buffer and writing another never has its loads and stores at the same offset
+    within a page (which CPUs take for a dependency, "4K aliasing", and stall on)."""
+    return (rows * 8 + 4095) // 4096 * 4096 + 2048
+
+
 @attrs.frozen
 class ChainStep:
     """One kernel of a chain: its input and output columns (by name) and its parameters."""
@@ -241,7 +248,7 @@ class ChainRunner:
         rows = max(rows, 16)
         if self._block:
             rows = max(rows, min(self.chunk_rows, 2 * self._rows))
-        size = max(_round(rows * 8) * self.slots.count + self._program_size, _ALIGN)
+        size = max(_stride(rows) * self.slots.count + self._program_size, _ALIGN)
         kernel = self.steps[0].kernel
         if size >= 2**31:
             raise self.loaded.error(
@@ -270,7 +277,7 @@ class ChainRunner:
 
     def _bind(self, instance: Instance, chunk: int) -> None:
         """Bind every call to its buffers for chunks of ``chunk`` rows, and map the buffers."""
-        stride = _round(self._rows * 8)
+        stride = _stride(self._rows)
         pointers = [self._block + i * stride for i in range(self.slots.count)]
         for step, call, (ins, outs) in zip(self.steps, self._calls, self.slots.steps, strict=True):
             call.bind(chunk, *(pointers[s] for s in (*ins, *outs)), *step.params)
@@ -299,7 +306,7 @@ class ChainRunner:
         memory[self._program : self._program + 4 * len(record)].view(np.int32)[:] = record
 
     def _map(self, instance: Instance) -> None:
-        stride = _round(self._rows * 8)
+        stride = _stride(self._rows)
         memory = instance.view()
         self._views = [
             memory[self._block + i * stride : self._block + i * stride + self._rows * 8].view(
