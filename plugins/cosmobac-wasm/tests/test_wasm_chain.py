@@ -326,3 +326,29 @@ def test_a_pipeline_file_declares_a_chain():
     assert out["temperature"][:2].tolist() == fahrenheit.tolist()
     assert np.isnan(out["temperature"][2])
     assert out["in_range"].tolist() == [True, False, False]
+
+
+def test_a_missing_or_text_column_names_the_kernel_that_reads_it():
+    chain = wasm_transform(
+        kernels=[
+            {"kernel": "calibrate", "columns": ["temperature"], "params": [1, 0]},
+            {"kernel": "pascal_to_hectopascal", "columns": ["pressure"]},
+        ]
+    )
+    with pytest.raises(WasmError) as caught:
+        chain(batch_of([1.0]))
+    assert caught.value.kernel == "pascal_to_hectopascal"
+    assert "bad input: the batch has no column 'pressure'" in str(caught.value)
+    reads_text = wasm_transform(
+        kernels=[
+            "celsius_to_fahrenheit",
+            {"kernel": "pascal_to_hectopascal", "inputs": ["sensor_id"], "outputs": ["x"]},
+        ],
+        columns=["temperature"],
+    )
+    with pytest.raises(WasmError) as caught:
+        reads_text(batch_of([1.0]))
+    assert caught.value.kernel == "pascal_to_hectopascal"
+    assert "column 'sensor_id' is not numeric" in str(caught.value)
+    ints = batch_of([1.0]).with_columns({"pressure": np.array([101325])})
+    assert chain(ints)["pressure"].tolist() == [1013.25]  # whole numbers are numbers

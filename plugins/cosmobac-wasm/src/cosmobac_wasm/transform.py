@@ -10,6 +10,8 @@ Guarantees:
   and the next batch runs in a fresh instance;
 * rows are never dropped or reordered and every column (``seq`` included) travels through; the
   kernel's outputs replace or add columns;
+* a chain (``kernels``, or :func:`fuse`) runs its map kernels in one sandboxed run per batch,
+  with the same results, bit for bit, as one transform per kernel (:mod:`.chain`);
 * grouped (windowed) kernels keep their windows per value of ``group_by`` (``sensor_id``) across
   batches; the transform is then a :class:`~cosmobac.interfaces.StatefulTransform`, so the windows
   are saved with each acknowledgement and a restarted forwarder continues where it stopped.
@@ -372,19 +374,19 @@ class WasmChainTransform:
         return tuple(step.kernel for step in self.steps)
 
     def _input(self, batch: Batch, name: str) -> np.ndarray:
-        kernel = next(step.kernel for step in self.steps if name in step.inputs)
         column = batch.get(name)
+        if column is not None and column.dtype.kind in "fiub":
+            return column.astype(np.float64, copy=False)
+        kernel = next(step.kernel for step in self.steps if name in step.inputs)
         if column is None:
             raise self.module.error(
                 kernel,
                 "bad input",
                 f"the batch has no column {name!r} (it has {list(batch.columns)})",
             )
-        if column.dtype.kind not in "fiub":
-            raise self.module.error(
-                kernel, "bad input", f"column {name!r} is not numeric (dtype {column.dtype})"
-            )
-        return column.astype(np.float64, copy=False)
+        raise self.module.error(
+            kernel, "bad input", f"column {name!r} is not numeric (dtype {column.dtype})"
+        )
 
     def __call__(self, batch: Batch) -> Batch:
         with self._lock:
