@@ -325,7 +325,15 @@ class _Plan:
         self.state = memory[at : at + ngroups * runner.state_width * 8].view(np.float64)
 
 
-_SKIP: Final = {"alloc", "dealloc", "abi_version", "error_message", "_start", "_initialize"}
+_SKIP: Final = {
+    "alloc",
+    "dealloc",
+    "abi_version",
+    "error_message",
+    "_start",
+    "_initialize",
+    "cosmobac_chain",
+}
 
 
 def describe_kernels(loaded: LoadedModule) -> list[str]:
