@@ -10,10 +10,12 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_wasm_transform import pipeline_toml
 from wasm_helpers import ABI, COPY, write_wat
 
 from cosmobac import Batch
 from cosmobac.config import parse_config
+from cosmobac.pipeline import Pipeline
 from cosmobac.plugins import Plugins
 from cosmobac_wasm import (
     BUILTIN,
@@ -364,3 +366,45 @@ def test_a_missing_or_text_column_names_the_kernel_that_reads_it():
     assert "column 'sensor_id' is not numeric" in str(caught.value)
     ints = batch_of([1.0]).with_columns({"pressure": np.array([101325])})
     assert chain(ints)["pressure"].tolist() == [1013.25]  # whole numbers are numbers
+
+
+# -- in a pipeline --------------------------------------------------------------------------------
+SEPARATE = """
+    [[transforms]]
+    plugin = "wasm"
+    kernel = "calibrate"
+    columns = { temperature = [1.02, -0.3] }
+
+    [[transforms]]
+    plugin = "wasm"
+    kernel = "celsius_to_fahrenheit"
+    columns = { temperature = { output = "temperature_f" } }
+
+    [[transforms]]
+    plugin = "wasm"
+    kernel = "valid_range"
+    columns = { temperature_f = [-40, 100] }
+"""
+
+CHAINED = """
+    [[transforms]]
+    plugin = "wasm"
+    kernels = [
+      { kernel = "calibrate", columns = { temperature = [1.02, -0.3] } },
+      { kernel = "celsius_to_fahrenheit", columns = { temperature = { output = "temperature_f" } } },
+      { kernel = "valid_range", columns = { temperature_f = [-40, 100] } },
+    ]
+"""
+
+
+def test_a_pipeline_with_a_chain_forwards_what_separate_transforms_forward(tmp_path):
+    outputs = []
+    for name, transforms in (("separate", SEPARATE), ("chained", CHAINED)):
+        out = tmp_path / f"{name}.jsonl"
+        config = pipeline_toml(tmp_path, tmp_path / f"{name}.db", out, transforms=transforms)
+        with Pipeline.from_config(config, need_sensor=True, need_sinks=True) as pipeline:
+            collected, forwarded = pipeline.run()
+        assert forwarded.ok and forwarded.lanes[0].acked == collected.rows_added > 100
+        outputs.append(out.read_text())
+    assert outputs[0] == outputs[1]  # the same documents, to the last digit
+    assert "temperature_f" in outputs[1]
