@@ -116,7 +116,84 @@ int32_t valid_range(int32_t n, const double *x, double *y, double lo, double hi)
     if (n < 0) return fail("n must not be negative");
     if (isnan(lo) || isnan(hi)) return fail("lo and hi must be numbers (not NaN)");
     if (lo > hi) return fail("lo must not be greater than hi");
-    MAP(x, y, n, (v >= lo && v <= hi) ? v : NAN);
+    MAP(x, y, n, ((v >= lo) & (v <= hi)) ? v : NAN); /* `&`, not `&&`: no branch, vectorised */
+    return 0;
+}
+
+/* -- fused chains of map kernels --------------------------------------------------------------
+ *
+ * int32 cosmobac_chain(int32 n, int32 *program) runs several of the map kernels above over the
+ * same n rows, block by block: each block of CHAIN_BLOCK rows goes through every step before the
+ * next block starts, so the values stay in the CPU's first-level cache between the kernels. A map
+ * kernel's output row depends only on its input row, so the results are exactly those of running
+ * each kernel over all n rows in turn.
+ *
+ * program (int32 values): [0] number of steps, [1] the step running (0-based; after a failure, or a
+ * trap, the one that failed),
+ * then per step: the kernel's name (pointer to a NUL-terminated string), inputs, outputs,
+ * parameters (counts), a pointer to the parameters (doubles), then the input and output column
+ * pointers. Returns 0, or non-zero with error_message() (also before any row, n = 0, for a kernel
+ * it cannot run or wrong counts).
+ */
+#define CHAIN_BLOCK 512
+#define CHAIN_STEPS 64
+
+enum { K_CALIBRATE = 1, K_C2F, K_PA2HPA, K_VALID_RANGE };
+
+typedef struct {
+    int32_t kind;
+    const double *p;
+    const double *x;
+    double *y;
+} chain_step;
+
+static int32_t chain_kind(const char *name, int32_t nin, int32_t nout, int32_t np) {
+    if (nin != 1 || nout != 1) return 0;
+    if (!strcmp(name, "calibrate") && np == 2) return K_CALIBRATE;
+    if (!strcmp(name, "celsius_to_fahrenheit") && np == 0) return K_C2F;
+    if (!strcmp(name, "pascal_to_hectopascal") && np == 0) return K_PA2HPA;
+    if (!strcmp(name, "valid_range") && np == 2) return K_VALID_RANGE;
+    return 0;
+}
+
+static int32_t chain_run(const chain_step *s, int32_t rows, int32_t at) {
+    const double *x = s->x + at;
+    double *y = s->y + at;
+    switch (s->kind) {
+    case K_CALIBRATE: return calibrate(rows, x, y, s->p[0], s->p[1]);
+    case K_C2F: return celsius_to_fahrenheit(rows, x, y);
+    case K_PA2HPA: return pascal_to_hectopascal(rows, x, y);
+    case K_VALID_RANGE: return valid_range(rows, x, y, s->p[0], s->p[1]);
+    }
+    return fail("unknown step");
+}
+
+EXPORT("cosmobac_chain")
+int32_t cosmobac_chain(int32_t n, int32_t *program) {
+    static chain_step steps[CHAIN_STEPS];
+    int32_t count = program[0];
+    program[1] = 0;
+    if (n < 0) return fail("n must not be negative");
+    if (count < 1 || count > CHAIN_STEPS) return fail("a chain has 1 to 64 steps");
+    const int32_t *p = program + 2;
+    for (int32_t i = 0; i < count; i++) {
+        int32_t kind = chain_kind((const char *)(uintptr_t)p[0], p[1], p[2], p[3]);
+        program[1] = i;
+        if (!kind) return fail("cosmobac_chain runs calibrate, celsius_to_fahrenheit, "
+                               "pascal_to_hectopascal and valid_range (one input, one output)");
+        steps[i].kind = kind;
+        steps[i].p = (const double *)(uintptr_t)p[4];
+        steps[i].x = (const double *)(uintptr_t)p[5];
+        steps[i].y = (double *)(uintptr_t)p[6];
+        p += 7;
+    }
+    for (int32_t at = 0; at < n; at += CHAIN_BLOCK) {
+        int32_t rows = n - at < CHAIN_BLOCK ? n - at : CHAIN_BLOCK;
+        for (int32_t i = 0; i < count; i++) {
+            program[1] = i; /* the step running, for the host's message if it traps */
+            if (chain_run(&steps[i], rows, at)) return 1;
+        }
+    }
     return 0;
 }
 

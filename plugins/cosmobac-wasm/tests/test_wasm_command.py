@@ -38,6 +38,7 @@ def test_register_commands_wasm_adds_the_wasm_group():
     result = CliRunner().invoke(group, ["wasm", "kernels"])
     assert "moving_average: grouped kernel" in result.output
     assert "calibrate: map kernel" in result.output
+    assert "cosmobac_chain" not in result.output  # the chain runner is no kernel
 
 
 def invoke(*args: str):

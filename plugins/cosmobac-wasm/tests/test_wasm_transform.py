@@ -42,7 +42,7 @@ def test_register_transforms_wasm_through_its_entry_point():
     assert component.plugin == "wasm"
     assert "WebAssembly" in (component.description or "")
     assert component.accepted_keys() == [
-        "kernel", "module", "inputs", "outputs", "params", "columns", "group_by", "dtypes",
+        "kernel", "kernels", "module", "inputs", "outputs", "params", "columns", "group_by", "dtypes",
         "timeout", "memory_limit", "fuel", "chunk_rows", "cache_dir",
     ]  # fmt: skip
 

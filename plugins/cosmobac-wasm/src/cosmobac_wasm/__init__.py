@@ -26,24 +26,35 @@ import click
 
 from cosmobac.hookspecs import Register, hookimpl
 
+from .chain import ChainRunner, ChainStep
 from .commands import RunResult, run_module, wasm_group
 from .errors import CAUSES, WasmError
 from .kernels import ABI_VERSION, KernelRunner
 from .runtime import BUILTIN, Sandbox, builtin_module_path, default_cache_dir, load_module
-from .transform import GroupedWasmTransform, WasmTransform, wasm_transform
+from .transform import (
+    GroupedWasmTransform,
+    WasmChainTransform,
+    WasmTransform,
+    fuse,
+    wasm_transform,
+)
 
 __all__ = [
     "ABI_VERSION",
     "BUILTIN",
     "CAUSES",
+    "ChainRunner",
+    "ChainStep",
     "GroupedWasmTransform",
     "KernelRunner",
     "RunResult",
     "Sandbox",
+    "WasmChainTransform",
     "WasmError",
     "WasmTransform",
     "builtin_module_path",
     "default_cache_dir",
+    "fuse",
     "load_module",
     "register_commands",
     "register_transforms",

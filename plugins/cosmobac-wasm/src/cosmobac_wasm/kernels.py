@@ -143,6 +143,11 @@ class KernelRunner:
         state = np.empty((0, self.state_width)) if self.grouped else None
         self.run([empty] * inputs, group=group, ngroups=0, state=state, dry=True)
 
+    @property
+    def signature(self) -> Any:
+        """The kernel's checked ``wasmtime.FuncType``."""
+        return self._type
+
     # -- the instance and its buffers -----------------------------------------------------------
     def _ensure(self) -> Instance:
         if self._instance is None:
@@ -320,7 +325,15 @@ class _Plan:
         self.state = memory[at : at + ngroups * runner.state_width * 8].view(np.float64)
 
 
-_SKIP: Final = {"alloc", "dealloc", "abi_version", "error_message", "_start", "_initialize"}
+_SKIP: Final = {
+    "alloc",
+    "dealloc",
+    "abi_version",
+    "error_message",
+    "_start",
+    "_initialize",
+    "cosmobac_chain",
+}
 
 
 def describe_kernels(loaded: LoadedModule) -> list[str]:

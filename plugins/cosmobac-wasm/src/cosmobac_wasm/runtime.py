@@ -462,27 +462,28 @@ FAST_CALLS = True
 class _Budget:
     """The context of :meth:`Instance.budget` (a class, not a generator: it wraps every batch)."""
 
-    __slots__ = ("_instance", "_kernel", "_token")
+    __slots__ = ("_instance", "_token", "kernel")
 
     def __init__(self, instance: Instance, kernel: str | None) -> None:
         self._instance = instance
-        self._kernel = kernel
+        self.kernel = kernel  # the kernel errors name: a chain sets it as it goes
         self._token = -1
 
-    def __enter__(self) -> None:
+    def __enter__(self) -> _Budget:
         instance = self._instance
         sandbox = instance.loaded.sandbox
         instance.store.set_epoch_deadline(1)
         if sandbox.fuel is not None:
             instance.store.set_fuel(sandbox.fuel)
         self._token = _WATCHDOG.arm(instance.loaded.engine, sandbox.timeout)
+        return self
 
     def __exit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any
     ) -> None:
         _WATCHDOG.disarm(self._token)
         if isinstance(exc, (wasmtime.WasmtimeError, wasmtime.Trap)):
-            raise self._instance._translate(exc, self._kernel) from None
+            raise self._instance._translate(exc, self.kernel) from None
 
 
 class Instance:

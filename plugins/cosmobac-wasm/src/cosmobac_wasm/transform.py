@@ -10,6 +10,8 @@ Guarantees:
   and the next batch runs in a fresh instance;
 * rows are never dropped or reordered and every column (``seq`` included) travels through; the
   kernel's outputs replace or add columns;
+* a chain (``kernels``, or :func:`fuse`) runs its map kernels in one sandboxed run per batch,
+  with the same results, bit for bit, as one transform per kernel (:mod:`.chain`);
 * grouped (windowed) kernels keep their windows per value of ``group_by`` (``sensor_id``) across
   batches; the transform is then a :class:`~cosmobac.interfaces.StatefulTransform`, so the windows
   are saved with each acknowledgement and a restarted forwarder continues where it stopped.
@@ -33,11 +35,20 @@ from cosmobac.batch import Batch
 from cosmobac.schema import IDENTITY, STORE_SEQ
 from cosmobac.values import choice, duration, integer, size
 
+from .chain import ChainRunner, ChainStep
 from .errors import WasmError
 from .kernels import KernelRunner
 from .runtime import BUILTIN, LoadedModule, Sandbox, load_module, resolve_module
 
-__all__ = ["GroupedWasmTransform", "KernelCall", "WasmError", "WasmTransform", "wasm_transform"]
+__all__ = [
+    "GroupedWasmTransform",
+    "KernelCall",
+    "WasmChainTransform",
+    "WasmError",
+    "WasmTransform",
+    "fuse",
+    "wasm_transform",
+]
 
 log = logging.getLogger("cosmobac.wasm")
 
@@ -342,10 +353,160 @@ def _jsonable(key: Any) -> Any:
     return str(key)
 
 
+@attrs.define(eq=False)
+class WasmChainTransform:
+    """Map kernels of one module fused into one sandboxed run per batch (:mod:`.chain`): the
+    columns the chain reads copied in once, the kernels run in turn inside the module, the
+    columns it writes copied out once. The same result as the kernels' transforms one after
+    another; ``timeout`` and ``fuel`` cover the whole chain.
+
+    Made by :func:`wasm_transform` with ``kernels``, or by :func:`fuse`."""
+
+    module: LoadedModule
+    steps: tuple[ChainStep, ...]
+    runner: ChainRunner = attrs.field(repr=False)
+    dtypes: Mapping[str, str] = attrs.field(factory=dict)
+    _lock: threading.Lock = attrs.field(init=False, factory=threading.Lock, repr=False)
+
+    @property
+    def kernels(self) -> tuple[str, ...]:
+        """The kernels of the chain, in the order they run."""
+        return tuple(step.kernel for step in self.steps)
+
+    def _input(self, batch: Batch, name: str) -> np.ndarray:
+        column = batch.get(name)
+        if column is not None and column.dtype.kind in "fiub":
+            return column.astype(np.float64, copy=False)
+        kernel = next(step.kernel for step in self.steps if name in step.inputs)
+        if column is None:
+            raise self.module.error(
+                kernel,
+                "bad input",
+                f"the batch has no column {name!r} (it has {list(batch.columns)})",
+            )
+        raise self.module.error(
+            kernel, "bad input", f"column {name!r} is not numeric (dtype {column.dtype})"
+        )
+
+    def __call__(self, batch: Batch) -> Batch:
+        with self._lock:
+            columns = {name: self._input(batch, name) for name in self.runner.inputs}
+            return _finish(batch, self.runner.run(columns), self.dtypes)
+
+
+def _finish(batch: Batch, done: Mapping[str, np.ndarray], dtypes: Mapping[str, str]) -> Batch:
+    out: dict[str, np.ndarray] = {}
+    for name, values in done.items():
+        out[name] = (values != 0) & ~np.isnan(values) if dtypes.get(name) == "bool" else values
+    return batch.with_columns(out)
+
+
+def _steps_of(transform: Any) -> tuple[ChainStep, ...] | None:
+    """The chain steps a map transform of this plugin runs, or ``None`` (not fusable)."""
+    if isinstance(transform, WasmChainTransform):
+        return transform.steps
+    if type(transform) is WasmTransform:
+        return tuple(
+            ChainStep(transform.kernel, c.inputs, c.outputs, c.params) for c in transform.calls
+        )
+    return None
+
+
+def _chunk_rows(transform: WasmTransform | WasmChainTransform) -> int:
+    if isinstance(transform, WasmChainTransform):
+        return transform.runner.chunk_rows
+    return transform.runners[0].chunk_rows
+
+
+def fuse(transforms: Sequence[Any]) -> list[Any]:
+    """``transforms`` with each run of consecutive map ``wasm`` transforms of the same module,
+    sandbox and ``chunk_rows`` fused into one :class:`WasmChainTransform` (bit for bit the same
+    results, one sandboxed run per batch). A transform with ``dtypes`` ends a run (its ``bool``
+    outputs must reach the next kernel as booleans); grouped (windowed) kernels and other
+    transforms are kept as they are, in their place."""
+    out: list[Any] = []
+    run: list[Any] = []
+
+    def flush() -> None:
+        if len(run) == 1:
+            out.append(run[0])
+        elif run:
+            first = run[0]
+            steps = tuple(step for t in run for step in (_steps_of(t) or ()))
+            chain = ChainRunner(first.module, steps, chunk_rows=_chunk_rows(first))
+            out.append(WasmChainTransform(first.module, steps, chain, dict(run[-1].dtypes)))
+        run.clear()
+
+    for transform in transforms:
+        if _steps_of(transform) is None:
+            flush()
+            out.append(transform)
+            continue
+        if run:
+            last = run[-1]
+            same = (
+                last.module.sha256 == transform.module.sha256
+                and last.module.sandbox == transform.module.sandbox
+                and _chunk_rows(last) == _chunk_rows(transform)
+                and not last.dtypes
+            )
+            if not same:
+                flush()
+        run.append(transform)
+    flush()
+    return out
+
+
 # -- the factory ----------------------------------------------------------------------------------
+def _chain_steps(kernels: Any, columns: Any) -> tuple[ChainStep, ...]:
+    """The steps of a ``kernels`` list (names, or tables with ``kernel`` and the call keys);
+    ``columns`` (a list of names) is the default for steps that name no columns of their own."""
+    if isinstance(kernels, str | Mapping) or not isinstance(kernels, Sequence) or not kernels:
+        raise TypeError(
+            "kernels must be a non-empty list of kernel names or tables "
+            f'({{ kernel = "calibrate", params = [1.02, -0.3] }}), got {kernels!r}'
+        )
+    if columns is not None and isinstance(columns, Mapping | str):
+        raise TypeError(
+            "with kernels, columns must be a list of column names (each kernel runs on each, in "
+            "place); give a kernel its own columns, inputs/outputs or params in its table"
+        )
+    default = None if columns is None else _names("columns", columns)
+    steps: list[ChainStep] = []
+    for i, item in enumerate(kernels):
+        key = f"kernels[{i}]"
+        spec: Mapping[str, Any] = {"kernel": item} if isinstance(item, str) else item
+        if not isinstance(spec, Mapping):
+            raise TypeError(f"{key} must be a kernel name or a table, got {item!r}")
+        unknown = set(spec) - {"kernel", "params", "inputs", "outputs", "columns"}
+        if unknown:
+            raise TypeError(
+                f"{key}: unknown key {sorted(unknown)[0]!r}; use kernel, params, inputs, "
+                "outputs, columns"
+            )
+        name = spec.get("kernel")
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"{key}.kernel must be the name of an exported kernel, got {name!r}")
+        own = spec.get("columns")
+        if own is None and spec.get("inputs") is None:
+            if default is None:
+                raise ValueError(
+                    f"{key}: give the kernel columns or inputs, or give the transform columns "
+                    "(the default for every kernel of the chain)"
+                )
+            own = list(default)
+        try:
+            calls = _calls(spec.get("inputs"), spec.get("outputs"), spec.get("params", ()), own)
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"{key}: {exc}") from None
+        steps.extend(ChainStep(name, c.inputs, c.outputs, c.params) for c in calls)
+    return tuple(steps)
+
+
 def wasm_transform(
     *,
-    kernel: str,
+    kernel: str | None = None,
+    kernels: Sequence[str | Mapping[str, Any]] | None = None,
     module: str = BUILTIN,
     inputs: Sequence[str] | None = None,
     outputs: Sequence[str] | None = None,
@@ -358,18 +519,37 @@ def wasm_transform(
     fuel: int | None = None,
     chunk_rows: int = 65536,
     cache_dir: str | bool = True,
-) -> WasmTransform:
+) -> WasmTransform | WasmChainTransform:
     """Run a kernel of a sandboxed WebAssembly module over columns (docs/wasm.md).
 
-    Keys: ``kernel`` (an exported kernel), ``module`` (a ``.wasm`` path, default ``"builtin"``: the
+    Keys: ``kernel`` (an exported kernel) or ``kernels`` (a chain of map kernels fused into one
+    sandboxed run per batch: names or tables of ``kernel``, ``params``, ``columns``,
+    ``inputs``, ``outputs``), ``module`` (a ``.wasm`` path, default ``"builtin"``: the
     shipped kernels), either ``inputs``/``outputs``/``params`` (one call) or ``columns`` (a
     one-in, one-out kernel on each column), ``group_by`` (windowed kernels), ``dtypes``, and the
     sandbox: ``timeout`` per batch, ``memory_limit``, ``fuel``; ``chunk_rows``, ``cache_dir``.
     """
-    if not isinstance(kernel, str) or not kernel:
+    if (kernel is None) == (kernels is None):
+        raise ValueError(
+            "give either kernel (one kernel) or kernels (a chain of map kernels run in one "
+            "sandboxed call per batch)"
+        )
+    if kernels is not None:
+        given = [k for k, v in (("inputs", inputs), ("outputs", outputs)) if v is not None]
+        if params:
+            given.append("params")
+        if given:
+            raise ValueError(
+                f"with kernels, {given[0]} goes in each kernel's table "
+                '(kernels = [{ kernel = "calibrate", params = [1.02, -0.3] }, ...])'
+            )
+        steps = _chain_steps(kernels, columns)
+        calls = tuple(KernelCall(s.inputs, s.outputs, s.params) for s in steps)
+    elif not isinstance(kernel, str) or not kernel:
         raise TypeError(f"kernel must be the name of an exported kernel, got {kernel!r}")
+    else:
+        calls = _calls(inputs, outputs, params, columns)
     module = _module_path(module)
-    calls = _calls(inputs, outputs, params, columns)
     for call in calls:
         clash = [name for name in call.outputs if name in _PROTECTED]
         if clash:
@@ -387,6 +567,10 @@ def wasm_transform(
         loaded = load_module(module, sandbox=sandbox, cache_dir=_cache(cache_dir))
     except OSError as exc:
         raise ValueError(f"module: cannot read {module!r}: {exc.strerror or exc}") from exc
+    if kernels is not None:
+        chain = ChainRunner(loaded, steps, chunk_rows=chunk)
+        return WasmChainTransform(loaded, steps, chain, types)
+    assert kernel is not None
     runners = tuple(
         KernelRunner(
             loaded,
