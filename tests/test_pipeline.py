@@ -590,3 +590,71 @@ def test_a_write_that_settled_some_rows_is_progress_not_a_failure():
     nothing = ListSink(respond=lambda b: WriteResult(retry=list(range(len(b)))))
     report = Pipeline(store=filled(2), lanes=[Lane("out", nothing)], run=FAST).forward()
     assert report.lanes[0].failures == FAST.max_attempts and report.lanes[0].error is not None
+
+
+# -- fusable transforms -----------------------------------------------------------------------
+class AddTemperature:
+    """Adds ``amount`` to temperature; merges with a following AddTemperature (the sum)."""
+
+    def __init__(self, amount: float, calls: list[str]) -> None:
+        self.amount, self.calls = amount, calls
+
+    def __call__(self, batch: Batch) -> Batch:
+        self.calls.append(f"add {self.amount:g}")
+        return batch.with_columns({"temperature": batch["temperature"] + self.amount})
+
+    def fuse_with(self, following):
+        if isinstance(following, AddTemperature):
+            return AddTemperature(self.amount + following.amount, self.calls)
+        return None
+
+
+class CountRows:
+    """A stateful transform: counts the rows it has seen (its state)."""
+
+    def __init__(self) -> None:
+        self.seen = 0
+
+    def __call__(self, batch: Batch) -> Batch:
+        self.seen += len(batch)
+        return batch
+
+    def get_state(self) -> str:
+        return str(self.seen)
+
+    def set_state(self, state: str) -> None:
+        self.seen = int(state)
+
+
+def test_fuse_transforms_merges_runs_in_order():
+    from cosmobac.assembly import fuse_transforms
+    from cosmobac.interfaces import FusableTransform
+
+    calls: list[str] = []
+    a, b, c = (AddTemperature(x, calls) for x in (1.0, 2.0, 4.0))
+    counter = CountRows()
+    assert isinstance(a, FusableTransform) and not isinstance(counter, FusableTransform)
+    fused = fuse_transforms([a, b, counter, c])
+    assert [type(t).__name__ for t in fused] == ["AddTemperature", "CountRows", "AddTemperature"]
+    assert fused[0].amount == 3.0 and fused[1] is counter and fused[2] is c
+    assert fuse_transforms([]) == [] and fuse_transforms([counter]) == [counter]
+
+
+def test_a_pipeline_runs_fused_transforms_and_keeps_state_keys_as_declared():
+    calls: list[str] = []
+    store = MemoryStore()
+    store.append(
+        Batch.from_columns(
+            sensor_id=np.array(["s"] * 5, dtype=object),
+            timestamp=np.arange(5, dtype=np.int64),
+            temperature=np.full(5, 20.0),
+        )
+    )
+    sink, counter = ListSink(), CountRows()
+    chain = [AddTemperature(1.0, calls), AddTemperature(2.0, calls), counter]
+    with Pipeline(store=store, lanes=[Lane("out", sink, chain)]) as pipeline:
+        pipeline.forward()
+    assert calls == ["add 3"]  # one merged call, not two
+    assert [r["temperature"] for b in sink.batches for r in b.rows()] == [23.0] * 5
+    # the counter's state is saved under its declared place (2), not its place after fusion (1)
+    assert store.load_state("out") == {"transform.2.CountRows": "5"}

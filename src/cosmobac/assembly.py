@@ -19,6 +19,7 @@ from .config import ComponentConfig, PipelineConfig, check_consumers, load_confi
 from .errors import ConfigError, PluginError, StoreMissingError
 from .interfaces import (
     Closeable,
+    FusableTransform,
     Sink,
     StatefulTransform,
     Store,
@@ -34,6 +35,7 @@ __all__ = [
     "Spec",
     "build_store",
     "checkpoints",
+    "fuse_transforms",
     "lanes_from",
     "sink_consumers",
     "wait_for_store",
@@ -272,6 +274,22 @@ def sink_lanes(
         chain = [make_component("transform", t, owned, plugins) for t in transforms]
         lanes.append(Lane(consumer, sink, chain))
     return lanes
+
+
+def fuse_transforms(transforms: Sequence[Transform]) -> list[Transform]:
+    """``transforms`` with each :class:`~cosmobac.interfaces.FusableTransform` merged with the
+    ones after it for as long as it accepts them (``fuse_with`` returns the merged transform),
+    in order; the same results as running them one by one."""
+    out: list[Transform] = []
+    for transform in transforms:
+        last = out[-1] if out else None
+        if isinstance(last, FusableTransform):
+            merged = last.fuse_with(transform)
+            if merged is not None:
+                out[-1] = merged
+                continue
+        out.append(transform)
+    return out
 
 
 def close_quietly(component: Closeable) -> None:

@@ -36,6 +36,7 @@ __all__ = [
     "FixedStartSensor",
     "FleetNode",
     "FleetSource",
+    "FusableTransform",
     "InputObserver",
     "InputReject",
     "InputStore",
@@ -486,6 +487,18 @@ class Transform(Protocol):
     """
 
     def __call__(self, batch: Batch) -> Batch: ...
+
+
+@runtime_checkable
+class FusableTransform(Transform, Protocol):
+    """A transform that can merge with the one after it into one transform giving the same
+    results, bit for bit, and doing less work (WebAssembly kernels of one module run in one
+    sandboxed call): ``fuse_with(following)`` returns the merged transform, or ``None`` when the
+    two cannot merge. A pipeline runs each lane's transforms with such runs merged
+    (:func:`cosmobac.assembly.fuse_transforms`); a stateful transform's state is still saved
+    under its place in the chain as declared."""
+
+    def fuse_with(self, following: Transform) -> Transform | None: ...
 
 
 @runtime_checkable

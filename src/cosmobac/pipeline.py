@@ -40,6 +40,7 @@ from .assembly import (
     checkpoints,
     close_quietly,
     describe_component,
+    fuse_transforms,
     lanes_from,
     make_component,
     require_protocol,
@@ -127,6 +128,7 @@ class _LaneState:
     done: bool = False
     permanent: bool = False  # the sink failed for good: it stays stopped for this pipeline's life
     stateful: dict[str, StatefulTransform] = attrs.field(factory=dict)
+    chain: Sequence[Transform] = ()  # lane.transforms with fusable runs merged: what runs
     ahead: cf.Future[Batch] | None = None  # the next batch, being read while this one is written
     failure: _Failure | None = None  # what failed in the batch being handled, for the observer
 
@@ -527,6 +529,7 @@ class Pipeline:
         state = self._states.get(id(lane))
         if state is None:
             state = self._states[id(lane)] = _LaneState(lane, LaneReport(lane.consumer))
+            state.chain = fuse_transforms(lane.transforms)
             state.stateful = {
                 state_key(i, t): t
                 for i, t in enumerate(lane.transforms)
@@ -587,7 +590,7 @@ class Pipeline:
         before = state.snapshot()
         try:
             out = batch
-            for transform in lane.transforms:
+            for transform in state.chain:
                 out = transform(out)
         except Exception as exc:
             state.restore(before)

@@ -14,6 +14,7 @@ from test_wasm_transform import pipeline_toml
 from wasm_helpers import ABI, COPY, write_wat
 
 from cosmobac import Batch
+from cosmobac.assembly import fuse_transforms
 from cosmobac.config import parse_config
 from cosmobac.pipeline import Pipeline
 from cosmobac.plugins import Plugins
@@ -228,6 +229,20 @@ def test_batches_of_changing_sizes_reuse_or_grow_the_buffers():
         same_bits(chain(batch), one_by_one(batch, CHAIN, columns=["temperature", "humidity"]))
 
 
+def fuel_for_one(batch: Batch) -> int:
+    """The least of a doubling series of fuels that lets one celsius_to_fahrenheit call pass
+    over ``batch``."""
+    for fuel in (20_000, 40_000, 80_000, 160_000, 320_000, 640_000):
+        try:
+            wasm_transform(kernel="celsius_to_fahrenheit", columns=["temperature"], fuel=fuel)(
+                batch
+            )
+        except WasmError:
+            continue
+        return fuel
+    raise AssertionError("no fuel in the series lets one kernel pass")
+
+
 def test_the_budget_covers_the_whole_chain_not_each_kernel():
     """Fuel enough for one kernel over the batch, not for three: the chain runs out."""
     batch = batch_of([20.0] * 5000)
@@ -236,17 +251,7 @@ def test_the_budget_covers_the_whole_chain_not_each_kernel():
     )
     one = load_module(BUILTIN).sandbox  # defaults, no fuel: just to find a fuel that fits one
     assert one.fuel is None and runner.in_module
-    enough = None
-    for fuel in (20_000, 40_000, 80_000, 160_000, 320_000, 640_000):
-        try:
-            wasm_transform(kernel="celsius_to_fahrenheit", columns=["temperature"], fuel=fuel)(
-                batch
-            )
-        except WasmError:
-            continue
-        enough = fuel
-        break
-    assert enough is not None
+    enough = fuel_for_one(batch)
     single = wasm_transform(kernels=["celsius_to_fahrenheit"], columns=["temperature"], fuel=enough)
     single(batch)  # the chain form of one kernel fits too
     three = wasm_transform(
@@ -386,6 +391,10 @@ SEPARATE = """
     columns = { temperature_f = [-40, 100] }
 """
 
+UNFUSED = SEPARATE.replace(  # each table its own chunk_rows: no two fuse, each runs on its own
+    'kernel = "celsius_to_fahrenheit"', 'kernel = "celsius_to_fahrenheit"\n    chunk_rows = 60000'
+).replace('kernel = "valid_range"', 'kernel = "valid_range"\n    chunk_rows = 50000')
+
 CHAINED = """
     [[transforms]]
     plugin = "wasm"
@@ -399,12 +408,43 @@ CHAINED = """
 
 def test_a_pipeline_with_a_chain_forwards_what_separate_transforms_forward(tmp_path):
     outputs = []
-    for name, transforms in (("separate", SEPARATE), ("chained", CHAINED)):
+    cases = (("unfused", UNFUSED), ("separate", SEPARATE), ("chained", CHAINED))
+    for name, transforms in cases:
         out = tmp_path / f"{name}.jsonl"
         config = pipeline_toml(tmp_path, tmp_path / f"{name}.db", out, transforms=transforms)
         with Pipeline.from_config(config, need_sensor=True, need_sinks=True) as pipeline:
             collected, forwarded = pipeline.run()
         assert forwarded.ok and forwarded.lanes[0].acked == collected.rows_added > 100
         outputs.append(out.read_text())
-    assert outputs[0] == outputs[1]  # the same documents, to the last digit
+    assert outputs[0] == outputs[1] == outputs[2]  # the same documents, to the last digit
     assert "temperature_f" in outputs[1]
+
+
+def lane_chain(pipeline: Pipeline) -> list[str]:
+    """What the pipeline's one lane runs: its transforms' class names after fusion."""
+    return [type(t).__name__ for t in fuse_transforms(pipeline.lanes[0].transforms)]
+
+
+def test_consecutive_tables_of_one_module_run_as_one_chain(tmp_path):
+    """Separate [[transforms]] tables fuse in a pipeline, and their limits then cover the run."""
+    config = pipeline_toml(tmp_path, tmp_path / "a.db", tmp_path / "a.jsonl", transforms=SEPARATE)
+    with Pipeline.from_config(config, need_sensor=True, need_sinks=True) as pipeline:
+        assert [type(t).__name__ for t in pipeline.lanes[0].transforms] == ["WasmTransform"] * 3
+        assert lane_chain(pipeline) == ["WasmChainTransform"]
+    config = pipeline_toml(tmp_path, tmp_path / "b.db", tmp_path / "b.jsonl", transforms=UNFUSED)
+    with Pipeline.from_config(config, need_sensor=True, need_sinks=True) as pipeline:
+        assert lane_chain(pipeline) == ["WasmTransform"] * 3
+    # fuel enough for each table's kernel on its own, not for the three: one by one every
+    # table passes; fused, the run has one table's budget and runs out in the chain
+    batch = batch_of([20.0] * 5000)
+    fuel = fuel_for_one(batch)
+    separate = [
+        wasm_transform(kernel="celsius_to_fahrenheit", columns=["temperature"], fuel=fuel)
+        for _ in range(3)
+    ]
+    out = batch
+    for transform in separate:
+        out = transform(out)
+    (fused,) = fuse_transforms(separate)
+    with pytest.raises(WasmError, match=r"budget exhausted.*step \d of 3 in the chain"):
+        fused(batch)

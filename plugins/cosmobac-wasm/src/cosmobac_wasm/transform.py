@@ -217,6 +217,13 @@ class WasmTransform:
         with self._lock:
             return self._run(batch)
 
+    def fuse_with(self, following: Any) -> Any:
+        """This transform and ``following`` as one chain (:func:`fuse`; a pipeline merges
+        consecutive transforms through it), or ``None`` when they do not fuse: another module,
+        sandbox or ``chunk_rows``, ``dtypes`` on this one, a windowed kernel or another plugin's
+        transform."""
+        return _fused_pair(self, following)
+
 
 @attrs.define(eq=False)
 class GroupedWasmTransform(WasmTransform):
@@ -393,6 +400,13 @@ class WasmChainTransform:
             columns = {name: self._input(batch, name) for name in self.runner.inputs}
             return _finish(batch, self.runner.run(columns), self.dtypes)
 
+    def fuse_with(self, following: Any) -> Any:
+        """This transform and ``following`` as one chain (:func:`fuse`; a pipeline merges
+        consecutive transforms through it), or ``None`` when they do not fuse: another module,
+        sandbox or ``chunk_rows``, ``dtypes`` on this one, a windowed kernel or another plugin's
+        transform."""
+        return _fused_pair(self, following)
+
 
 def _finish(batch: Batch, done: Mapping[str, np.ndarray], dtypes: Mapping[str, str]) -> Batch:
     out: dict[str, np.ndarray] = {}
@@ -416,6 +430,11 @@ def _chunk_rows(transform: WasmTransform | WasmChainTransform) -> int:
     if isinstance(transform, WasmChainTransform):
         return transform.runner.chunk_rows
     return transform.runners[0].chunk_rows
+
+
+def _fused_pair(first: Any, following: Any) -> Any:
+    merged = fuse([first, following])
+    return merged[0] if len(merged) == 1 else None
 
 
 def fuse(transforms: Sequence[Any]) -> list[Any]:
