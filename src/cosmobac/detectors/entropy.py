@@ -47,7 +47,7 @@ __all__ = ["RelativeEntropy", "chi2_isf", "relative_entropy"]
 
 _FLOOR = 1e-9  # probability of a bin a hypothesis never saw
 _LIMIT = 2**40  # values beyond this many learned steps are clipped (keeps shifts in int64)
-_SEGMENT = 256  # positions tested per sweep step
+_SEGMENT = 1024  # positions tested per sweep step
 
 
 @functools.lru_cache(maxsize=64)
@@ -148,12 +148,13 @@ def _grid_symbols(
     qstate = {key: state[key] for key in Quantiser.KEYS}
     index = qstate["count"][rows] + rank
     values = xs[rows, cols]
-    _, after = Quantiser(bins - 1, learn).symbols(values, rows, index, qstate)
+    _, after = Quantiser(bins, learn).symbols(values, rows, index, qstate)
     qstate["count"] += per
     rows, cols, values = rows[after], cols[after], values[after]
     lo, width = qstate["lo"][rows], qstate["width"][rows]
     with np.errstate(invalid="ignore", over="ignore"):
-        steps = np.floor((values - lo) / width + 0.5)  # bin centres on the learned values
+        steps = np.floor((values - lo) / width)
+        steps[values == qstate["hi"][rows]] = bins - 1  # the learned range is closed
     sym = np.clip(steps, -_LIMIT, _LIMIT).astype(np.int64)
     return rows, cols, sym, np.bincount(rows, minlength=series)
 
@@ -256,15 +257,18 @@ def _sweep(
         held = count[act]
         most = int(held.max())
         if most:
-            q = np.maximum(hyp[act, :most, :] / window, _FLOOR)
-            log_q = np.log(q)
+            log_q = np.log(np.maximum(hyp[act, :most, :] / window, _FLOOR))
+            # 2·n·KL = 2·Σ c·(ln(c/n) − ln q): the first part per window, the second per
+            # hypothesis, summed over bins in a fixed order
             acc = np.zeros((len(act), span, most))
+            own = np.zeros((len(act), span))
             for j in range(bins):
                 c = counts[:, :, j]
-                acc += c[:, :, None] * (log_count[c][:, :, None] - log_q[:, None, :, j])
-            acc[
-                np.broadcast_to(np.arange(most)[None, None, :] >= held[:, None, None], acc.shape)
-            ] = np.inf
+                own += c * log_count[c]
+                acc -= c[:, :, None] * log_q[:, None, :, j]
+            acc += own[:, :, None]
+            if (held < most).any():
+                acc += np.where(np.arange(most)[None, :] < held[:, None], 0.0, np.inf)[:, None, :]
             nearest = acc.argmin(axis=2)
             best = 2.0 * np.take_along_axis(acc, nearest[:, :, None], axis=2)[:, :, 0]
         else:
