@@ -18,10 +18,8 @@ from cosmobac.detectors.entropy import chi2_isf
 
 def stat_of(detector, values, chunk=None):
     batch = one_series(values)
-    if chunk:
-        out = run_cut(detector, batch, range(chunk, len(values), chunk))
-    else:
-        out = detector(batch)
+    cuts = range(chunk, len(values), chunk) if chunk else []
+    out = run_cut(detector, batch, cuts)
     score = out["entropy_score"]
     t = detector.threshold_value
     return score * t / (1 - score), out
@@ -35,7 +33,10 @@ def plain(values, bins, window, learn, threshold, memory):
     first = x[ok[:learn]]
     lo, hi = first.min(), first.max()
     step = (hi - lo) / bins if hi > lo else (abs(lo) * 0.01 if lo != 0 else 1.0)
-    shift, level, hyps, used, kept = 0, 0, [], [], []
+    shift, level = 0, 0
+    hyps: list[np.ndarray] = []
+    used: list[int] = []
+    kept: list[int] = []
     for place, i in enumerate(ok[learn:]):
         v = int(np.floor((x[i] - lo) / step)) if x[i] != hi else bins - 1
         kept.append(v)
@@ -55,9 +56,9 @@ def plain(values, bins, window, learn, threshold, memory):
         counts = np.bincount([(u + shift) >> level for u in kept[-window:]], minlength=bins)
         p = counts / window
         stats = [
-            2 * window * sum(
-                p[b] * math.log(p[b] / max(h[b] / window, 1e-9)) for b in range(bins) if p[b]
-            )
+            2
+            * window
+            * sum(p[b] * math.log(p[b] / max(h[b] / window, 1e-9)) for b in range(bins) if p[b])
             for h in hyps
         ]
         best = min(stats) if stats else math.nan
