@@ -13,8 +13,8 @@ new regime alarms once, not for as long as it lasts. A bin a hypothesis never sa
 probability 1e-9 (not 0), so the statistic stays finite and ranks by how much of the window
 falls there. The first full window only becomes the first hypothesis (NaN: nothing to compare).
 
-Binning that adapts: each series' first ``learn`` values set a grid of ``bins`` bins whose
-centres are spread evenly from their smallest to their largest value. A later value outside the
+Binning that adapts: each series' first ``learn`` values set a grid: their range (smallest to
+largest, both included) split into ``bins`` equal bins. A later value outside the
 grid *doubles* the bin width (pairs of bins merge, the grid extends towards the value) until it
 fits, and every hypothesis is merged the same way, exactly; so the grid always spans the range
 seen so far, at most twice as coarse as needed, and never looks ahead. Internally values are
@@ -23,10 +23,12 @@ level``, integer arithmetic.
 
 At most ``hypotheses`` are kept; when full, the one matched least recently is replaced.
 
-Vectorised across series and along them: a batch is swept in segments; each segment's windows
-are tested against all hypotheses at once, and the sweep restarts only after an event (a new
-hypothesis or a grid doubling), which is rare. Every sum runs in a fixed order on integer counts,
-so results do not depend on how rows are cut into batches.
+Vectorised across series and along them: a batch is swept in steps; each step tests a stretch
+of windows against all hypotheses at once and ends at the first event (a new hypothesis or a grid
+doubling), which is rare; the stretch doubles while no event comes (64 to 4096 windows). The
+hypothesis part of the statistic is a running sum of integers (``−ln q`` in units of 2⁻³²), the
+window's own part a sum over its bins in a fixed order, so results do not depend on how rows are
+cut into batches or steps.
 """
 
 from __future__ import annotations
@@ -47,7 +49,9 @@ __all__ = ["RelativeEntropy", "chi2_isf", "relative_entropy"]
 
 _FLOOR = 1e-9  # probability of a bin a hypothesis never saw
 _LIMIT = 2**40  # values beyond this many learned steps are clipped (keeps shifts in int64)
-_SEGMENT = 1024  # positions tested per sweep step
+_SEGMENT = (64, 4096)  # positions tested per sweep step: fewest, most
+_BUDGET = 2**22  # most numbers per hypothesis table of a step
+_FIXED = 2.0**32  # −ln q in units of 2⁻³², as integers
 
 
 @functools.lru_cache(maxsize=64)
@@ -102,7 +106,9 @@ class RelativeEntropy(Detector):
     bins: int = attrs.field(
         default=5, converter=lambda v: integer("bins", v, minimum=2, maximum=64)
     )
-    window: int = attrs.field(default=52, converter=lambda v: integer("window", v, minimum=2))
+    window: int = attrs.field(
+        default=52, converter=lambda v: integer("window", v, minimum=2, maximum=1_000_000)
+    )
     learn: int = attrs.field(default=100, converter=lambda v: integer("learn", v, minimum=2))
     significance: float = attrs.field(
         default=0.01, converter=lambda v: real("significance", v, above=0, maximum=0.5)
@@ -232,12 +238,14 @@ def _sweep(
     count = np.count_nonzero(used >= 0, axis=1)  # hypotheses held
     log_count = np.log(np.maximum(np.arange(window + 1), 1)) - math.log(window)
     pos = np.zeros(len(seq), dtype=np.int64)  # next new position to test, per series
+    reach = _SEGMENT[0]  # positions to test next: doubles while no event comes
     while True:
         act = np.flatnonzero(pos < new_per)
         if not len(act):
             return
         left = new_per[act] - pos[act]
-        span = int(min(_SEGMENT, left.max()))
+        room = _BUDGET // (len(act) * max(int(count[act].max()), 1))
+        span = int(min(reach, max(_SEGMENT[0], room), left.max()))
         k = np.arange(span)
         valid = k[None, :] < left[:, None]
         index = np.minimum(pos[act, None] + np.arange(h + span)[None, :], seq.shape[1] - 1)
@@ -257,20 +265,29 @@ def _sweep(
         held = count[act]
         most = int(held.max())
         if most:
-            log_q = np.log(np.maximum(hyp[act, :most, :] / window, _FLOOR))
-            # 2·n·KL = 2·Σ c·(ln(c/n) − ln q): the first part per window, the second per
-            # hypothesis, summed over bins in a fixed order
-            acc = np.zeros((len(act), span, most))
+            # 2·n·KL = 2·Σ c·ln(c/n) − 2·Σ c·ln q: the first part per window (bins summed in a
+            # fixed order), the second per hypothesis: the sum over the window's values of
+            # −ln q of their bins, in exact fixed point (running sums of integers, so the same
+            # wherever a segment or batch starts)
             own = np.zeros((len(act), span))
             for j in range(bins):
                 c = counts[:, :, j]
                 own += c * log_count[c]
-                acc -= c[:, :, None] * log_q[:, None, :, j]
-            acc += own[:, :, None]
+            q = np.maximum(hyp[act, :most, :] / window, _FLOOR)
+            cost = np.rint(-np.log(q) * _FIXED).astype(np.int64).transpose(0, 2, 1)
+            per_value = cost[np.arange(len(act))[:, None], np.clip(b, 0, bins - 1)]
+            running = np.zeros((len(act), h + span + 1, most), dtype=np.int64)
+            np.cumsum(per_value, axis=1, out=running[:, 1:, :])
+            far = running[:, window:, :] - running[:, :span, :]
             if (held < most).any():
-                acc += np.where(np.arange(most)[None, :] < held[:, None], 0.0, np.inf)[:, None, :]
-            nearest = acc.argmin(axis=2)
-            best = 2.0 * np.take_along_axis(acc, nearest[:, :, None], axis=2)[:, :, 0]
+                far[
+                    np.broadcast_to(
+                        (np.arange(most)[None, :] >= held[:, None])[:, None, :], far.shape
+                    )
+                ] = np.iinfo(np.int64).max
+            nearest = far.argmin(axis=2)
+            nearest_far = np.take_along_axis(far, nearest[:, :, None], axis=2)[:, :, 0]
+            best = 2.0 * (own + nearest_far / _FIXED)
         else:
             nearest = np.zeros((len(act), span), dtype=np.int64)
             best = np.full((len(act), span), np.inf)
@@ -302,3 +319,4 @@ def _sweep(
         step = np.where(event < span, event, span)
         step[news] += 1
         pos[act] += step
+        reach = min(_SEGMENT[1], max(_SEGMENT[0], 2 * int(step.max())))
