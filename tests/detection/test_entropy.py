@@ -38,7 +38,7 @@ def plain(values, bins, window, learn, threshold, memory):
     used: list[int] = []
     kept: list[int] = []
     for place, i in enumerate(ok[learn:]):
-        v = int(np.floor((x[i] - lo) / step)) if x[i] != hi else bins - 1
+        v = int(np.floor((x[i] - lo) / step)) if x[i] != hi or hi == lo else bins - 1
         kept.append(v)
         while not 0 <= (v + shift) >> level < bins:  # widen: merge pairs of bins
             offset = bins if (v + shift) >> level < 0 else 0
@@ -143,6 +143,16 @@ def test_the_grid_doubles_for_a_value_far_out():
 def test_flat_series_give_sane_scores(values):
     stat, _ = stat_of(RelativeEntropy(columns=["value"]), values)
     assert np.isfinite(stat[300:]).all() and np.nanmax(stat[300:]) == 0.0
+
+
+def test_a_flat_start_then_small_steps_match_the_plain_method():
+    values = np.full(1200, 3.0)
+    values[400:] += np.round(np.random.default_rng(5).normal(0, 1, 800)) * 0.1  # bins: 0.03
+    got, _ = stat_of(RelativeEntropy(columns=["value"], novelty=0), values, chunk=250)
+    d = RelativeEntropy()
+    want = plain(values, d.bins, d.window, d.learn, d.threshold_value, d.hypotheses)
+    np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-7)
+    assert np.nanmax(got[400:460]) >= d.threshold_value  # the first steps are news
 
 
 def test_quantised_series_give_sane_scores():

@@ -160,7 +160,8 @@ def _grid_symbols(
     lo, width = qstate["lo"][rows], qstate["width"][rows]
     with np.errstate(invalid="ignore", over="ignore"):
         steps = np.floor((values - lo) / width)
-        steps[values == qstate["hi"][rows]] = bins - 1  # the learned range is closed
+    hi = qstate["hi"][rows]
+    steps[(values == hi) & (hi > lo)] = bins - 1  # the learned range is closed
     sym = np.clip(steps, -_LIMIT, _LIMIT).astype(np.int64)
     return rows, cols, sym, np.bincount(rows, minlength=series)
 
