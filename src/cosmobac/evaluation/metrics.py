@@ -236,7 +236,8 @@ class Evaluation:
         return self.table()
 
     def _repr_html_(self) -> str:
-        """What a notebook shows: the run, the scores per detector and recall per anomaly type."""
+        """What a notebook shows: the run, the scores per detector, event recall and event F1 per
+        anomaly type."""
         from .display import evaluation_html
 
         return evaluation_html(self)
