@@ -78,6 +78,51 @@ def test_point_point_adjusted_and_event_scores():
     assert math.isnan(result.by_type["spike"].mean_delay_rows)
 
 
+def test_event_f1_per_type_shares_the_detectors_event_precision():
+    #        events:  [drift ]          [spike]         [spike]
+    flags = [0, 1, 1, 1, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 0]
+    types = ["drift"] * 5 + ["spike"] * 11
+    det = [0, 0, 1, 1, 1, 0, 0, 1, 0, 1, 0, 0, 0, 1, 1, 0]
+    result = evaluate(labelled(flags, types, det), profiles=()).detectors["x"]
+    # 2 of 3 events caught; false alarms (runs outside events): row 4 (the drift's alarm running
+    # on past its end), row 9, rows 13-14; so event precision 2 / (2 + 3)
+    assert (result.event.tp, result.event.fn, result.event.fp) == (2, 1, 3)
+    precision = 2 / 5
+    drift, spike = result.by_type["drift"], result.by_type["spike"]
+    assert drift.event_precision == spike.event_precision == precision
+    assert drift.event_recall == 1.0 and spike.event_recall == 0.5
+    assert drift.event_f1 == pytest.approx(2 * precision * 1.0 / (precision + 1.0))
+    assert spike.event_f1 == pytest.approx(2 * precision * 0.5 / (precision + 0.5))
+    # the false alarms count against every type, so no type's F1 beats the precision's bound
+    assert max(drift.event_f1, spike.event_f1) < 2 * precision / (precision + 1) + 1e-12
+    assert result.event.f1 == pytest.approx(2 * 2 / (2 * 2 + 3 + 1))
+    data = result.as_dict()["by_type"]["spike"]
+    assert data["event_f1"] == pytest.approx(spike.event_f1)
+    assert data["event_precision"] == precision
+
+
+def test_event_f1_per_type_is_zero_without_hits_and_nan_without_alarms():
+    flags = [0, 1, 0, 0, 1, 0]
+    types = ["spike", "spike", "spike", "noise", "noise", "noise"]
+    missed = evaluate(labelled(flags, types, [1, 0, 0, 0, 0, 0]), profiles=()).detectors["x"]
+    assert missed.by_type["spike"].event_f1 == 0.0  # precision 0, recall 0
+    silent = evaluate(labelled(flags, types, [0] * 6), profiles=()).detectors["x"]
+    assert math.isnan(silent.by_type["noise"].event_f1)  # no alarm: precision undefined
+    caught = evaluate(labelled(flags, types, [0, 1, 0, 0, 1, 0]), profiles=()).detectors["x"]
+    assert caught.by_type["noise"].event_f1 == 1.0 and caught.event.f1 == 1.0
+
+
+def test_the_table_has_event_f1_by_type():
+    rows = labelled([0, 1, 0, 1, 0], ["spike"] * 3 + ["noise"] * 2, [0, 1, 1, 0, 0])
+    result = evaluate(rows, profiles=())
+    text = result.table()
+    assert "event F1 by anomaly type" in text
+    (row,) = result.type_f1_rows()
+    # one event of two caught, one false alarm: precision 1/2; spike recall 1, noise recall 0
+    assert row == {"detector": "x", "noise": "0.00", "spike": "0.67", "all events": "0.50"}
+    assert "event F1 by anomaly type" in result._repr_html_()
+
+
 def test_rows_are_ordered_by_sensor_and_time_before_scoring():
     a = labelled([0, 1, 1, 0], ["spike"] * 4, [0, 0, 1, 0], sensor="a")
     b = labelled([1, 1, 0, 0], ["noise"] * 4, [1, 0, 0, 0], sensor="b")
@@ -168,12 +213,16 @@ def test_evaluate_a_labelled_run(labelled_run, tmp_path):
     result = invoke("evaluate", str(labelled_run))
     assert result.exit_code == 0, result.output
     assert "zscore" in result.output and "event recall by anomaly type" in result.output
+    assert "event F1 by anomaly type" in result.output
     data = json.loads(invoke("evaluate", str(labelled_run), "--json").output)
     assert set(data["detectors"]) == {"zscore", "stuck", "all"}
     assert (
         data["rows"] == 4800
         and data["detectors"]["stuck"]["by_type"]["stuck"]["event_recall"] == 1.0
     )
+    stuck = data["detectors"]["stuck"]
+    assert stuck["by_type"]["stuck"]["event_precision"] == stuck["event"]["precision"] == 1.0
+    assert stuck["by_type"]["stuck"]["event_f1"] == 1.0  # every stuck event, no false alarm
     # nothing was acknowledged or left registered for any sink
     from cosmobac_sqlite import SQLiteStore
 

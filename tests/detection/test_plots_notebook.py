@@ -122,5 +122,6 @@ def test_an_evaluation_prints_short_and_shows_tables(day):
     text = evaluation._repr_html_()
     assert f"{evaluation.rows:,} rows from 12 sensors" in text
     assert "scores per detector" in text and "event recall by anomaly type" in text
-    assert text.count("<table>") == 2 and "<td>zscore</td>" in text and "<th>PA-F1</th>" in text
+    assert "event F1 by anomaly type" in text
+    assert text.count("<table>") == 3 and "<td>zscore</td>" in text and "<th>PA-F1</th>" in text
     assert "<th>NAB standard</th>" in text

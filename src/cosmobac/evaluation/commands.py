@@ -104,8 +104,8 @@ def evaluate_command(
 
     With CONFIG, every row of the pipeline's store goes through its [[transforms]] (detectors
     start cold) and the detections are compared with the simulator's labels: point-wise,
-    point-adjusted and event-wise precision, recall and F1, detection delay and NAB scores, per
-    detector and per anomaly type."""
+    point-adjusted and event-wise precision, recall and F1, detection delay and NAB scores per
+    detector, and event recall and event F1 per detector and anomaly type."""
     if nab_dir is not None:
         _evaluate_nab(nab_dir, labels, raw_labels, detectors, _settings(settings), as_json)
         return

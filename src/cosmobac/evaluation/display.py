@@ -1,5 +1,5 @@
 """What a notebook shows for an :class:`~cosmobac.evaluation.metrics.Evaluation`: the run's size
-and events, the scores per detector, and event recall per anomaly type, as escaped HTML tables."""
+and events, the scores per detector, event recall and event F1 per anomaly type, as escaped HTML tables."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ _STYLE = (
 
 def evaluation_html(evaluation: Evaluation) -> str:
     """The evaluation as HTML: a line about the run, the per-detector scores (the rows of
-    :meth:`Evaluation.summary_rows`) and event recall by anomaly type."""
+    :meth:`Evaluation.summary_rows`), event recall and event F1 by anomaly type."""
     events = sum(evaluation.events_by_type.values())
     kinds = ", ".join(f"{t} {n}" for t, n in sorted(evaluation.events_by_type.items()))
     head = (
@@ -36,6 +36,10 @@ def evaluation_html(evaluation: Evaluation) -> str:
     for title, rows in (
         ("scores per detector", evaluation.summary_rows()),
         ("event recall by anomaly type", evaluation.type_rows()),
+        (
+            "event F1 by anomaly type (precision: the detector's, over all types)",
+            evaluation.type_f1_rows(),
+        ),
     ):
         if rows:
             headers = list(rows[0])

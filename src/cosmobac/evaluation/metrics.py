@@ -11,6 +11,10 @@ Definitions (rows are ordered by sensor, then timestamp):
 * **event-wise**: recall is the share of events with at least one detected row; a *false alarm*
   is a run of consecutive detected rows of a sensor outside events; precision is detected events
   / (detected events + false alarms);
+* **event-wise per type**: recall is the share of the type's events with a detected row;
+  precision is the detector's event precision over all types, because a false alarm falls outside
+  every event and so has no type: each type is charged with all of them. The type's event F1 is
+  the harmonic mean of the two, so it is never better than the detector's precision allows;
 * **delay**: for a detected event, rows (and milliseconds) from its first row to its first
   detected row;
 * **NAB**: each sensor is a series, each event a window, the detector's ``<name>_score`` the
@@ -129,9 +133,17 @@ def find_events(
     )
 
 
+def _harmonic(a: float, b: float) -> float:
+    if math.isnan(a) or math.isnan(b):
+        return math.nan
+    return _ratio(2 * a * b, a + b) if a + b else 0.0
+
+
 @attrs.frozen
 class TypeFigures:
-    """How one detector did on one anomaly type."""
+    """How one detector did on one anomaly type. ``event_precision`` is the detector's event
+    precision over all types (a false alarm has no type, so every type is charged with all of
+    them); :attr:`event_f1` is its harmonic mean with the type's event recall."""
 
     anomaly_type: str
     events: int
@@ -140,10 +152,17 @@ class TypeFigures:
     detected_rows: int
     mean_delay_rows: float
     mean_delay_s: float
+    event_precision: float = math.nan
 
     @property
     def event_recall(self) -> float:
         return _ratio(self.detected_events, self.events)
+
+    @property
+    def event_f1(self) -> float:
+        """``2·P·R / (P + R)`` with ``P`` the detector's event precision and ``R`` this type's
+        event recall; 0 when both are 0, NaN when either is undefined."""
+        return _harmonic(self.event_precision, self.event_recall)
 
     @property
     def point_recall(self) -> float:
@@ -153,6 +172,7 @@ class TypeFigures:
         return {
             **attrs.asdict(self),
             "event_recall": self.event_recall,
+            "event_f1": self.event_f1,
             "point_recall": self.point_recall,
         }
 
@@ -216,7 +236,8 @@ class Evaluation:
         return self.table()
 
     def _repr_html_(self) -> str:
-        """What a notebook shows: the run, the scores per detector and recall per anomaly type."""
+        """What a notebook shows: the run, the scores per detector, event recall and event F1 per
+        anomaly type."""
         from .display import evaluation_html
 
         return evaluation_html(self)
@@ -264,6 +285,20 @@ class Evaluation:
             out.append(row)
         return out
 
+    def type_f1_rows(self) -> list[dict[str, str]]:
+        """Event F1 per detector (rows) and anomaly type (columns, see :class:`TypeFigures`),
+        and over all events (``all events``, the detector's event F1)."""
+        types = sorted(self.events_by_type)
+        out = []
+        for name, d in self.detectors.items():
+            row = {"detector": name}
+            for t in types:
+                f = d.by_type.get(t)
+                row[t] = "-" if f is None else _fmt(f.event_f1, 2)
+            row["all events"] = _fmt(d.event.f1, 2)
+            out.append(row)
+        return out
+
     def table(self) -> str:
         """The evaluation as text tables."""
         lines = [
@@ -276,6 +311,9 @@ class Evaluation:
             "",
             "event recall by anomaly type:",
             text_table(self.type_rows()),
+            "",
+            "event F1 by anomaly type (precision: the detector's, over all types):",
+            text_table(self.type_f1_rows()),
         ]
         return "\n".join(lines)
 
@@ -457,6 +495,7 @@ def _evaluate_one(
             )
             if kind_hits.any()
             else math.nan,
+            event_precision=event.precision,
         )
     nab: dict[str, NabResult] = {}
     if scores is not None and prepared:
