@@ -67,13 +67,23 @@ def _tables(alpha: float, size: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 @functools.lru_cache(maxsize=64)
-def _decays(alpha: float, size: int) -> np.ndarray:
-    """``(1−α)^(k−1)`` at index ``k`` (1 … size): the shrink table shifted by one, so a value's
-    decay is one gather without forming ``k − 1``."""
-    shrinks = _tables(alpha, size)[1]
-    out = np.concatenate(([np.nan], shrinks[:-1]))
-    out.flags.writeable = False
-    return out
+def _padded(alpha: float, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The grow table ``(1−α)^−k`` and the decay table ``(1−α)^(k−1)`` at index ``k`` (1 …
+    size; index 0 unused), each continued to index ``2·size`` with its last entry, so a run of up
+    to ``size`` consecutive places from any place in a block is one slice (entries past ``size``
+    only ever stand for places past a series' last value, whose results are discarded).
+    Copies of :func:`_tables`' numbers (read-only, cached)."""
+    grows, shrinks = _tables(alpha, size)
+    grow = np.empty(2 * size + 1)
+    grow[: size + 1] = grows
+    grow[size + 1 :] = grows[size]
+    decay = np.empty(2 * size + 1)
+    decay[0] = np.nan
+    decay[1 : size + 1] = shrinks[:-1]
+    decay[size + 1 :] = shrinks[size - 1]
+    grow.flags.writeable = False
+    decay.flags.writeable = False
+    return grow, decay
 
 
 _MASKED_ROUNDS = 4
@@ -457,13 +467,7 @@ def _dense_scan(
     if fresh.any():
         mean0[fresh] = x[fresh, ok[fresh].argmax(axis=1)]
     missing = ~ok
-    small = length + size < 2**31  # places fit in int32: half the memory traffic
-    rank: np.ndarray = np.cumsum(ok, axis=1, dtype=np.int32 if small else np.int64)
-    np.subtract(rank, ok, out=rank)  # 0-based place among this batch's values
-    k = rank + (count % size + 1).astype(rank.dtype)[:, None]  # 1-based place in its block
-    np.minimum(k, size, out=k)  # (past a series' last value: any valid place)
-    grow = grows[k]
-    decay = _decays(alpha, size)[k]
+    grow, decay, k_last, index = _places(ok, alpha, size, count, per_series)
     m0 = mean0[:, None]
     if clip is not None:
         begins = (per_series > 0) & (count % size == 0)  # a block begins here: set its limit
@@ -479,30 +483,29 @@ def _dense_scan(
             )
         lim = clip.limits[:, None]
         x = np.clip(x, m0 - lim, m0 + lim)
-    grid = np.zeros((series, length + 1))
+    grid = np.empty((series, length + 1))
     grid[:, 0] = acc_m
-    term = x - m0
-    term *= grow
-    np.copyto(grid[:, 1:], term, where=ok)
+    terms = grid[:, 1:]
+    np.subtract(x, m0, out=terms)
+    terms *= grow
+    np.copyto(terms, 0.0, where=missing)  # (an exact 0 added for each missing value)
     np.cumsum(grid, axis=1, out=grid)
     mp = np.multiply(grid[:, :-1], alpha)
     mp *= decay
     mp += m0
     has = per_series > 0
-    last = np.where(has, length - 1 - np.argmax(ok[:, ::-1], axis=1), 0)
-    rows = np.arange(series)
-    last_k = k[rows, last]
+    last_k = k_last
     full = has & (last_k == size)  # the block is complete: the next one starts after it
     sum_m = grid[:, -1]
     end_mean = mean0 + shrinks[last_k] * (alpha * sum_m)
     vp = None
     if variance:
-        d = np.subtract(x, mp, out=term)
+        vgrid = np.empty((series, length + 1))
+        vgrid[:, 0] = acc_v
+        d = np.subtract(x, mp, out=vgrid[:, 1:])
         d *= d
         d *= grow
-        vgrid = np.zeros((series, length + 1))
-        vgrid[:, 0] = acc_v
-        np.copyto(vgrid[:, 1:], d, where=ok)
+        np.copyto(d, 0.0, where=missing)
         np.cumsum(vgrid, axis=1, out=vgrid)
         vp = np.multiply(vgrid[:, :-1], alpha * (1.0 - alpha))
         vp += var0[:, None]
@@ -511,15 +514,59 @@ def _dense_scan(
         end_var = shrinks[last_k] * (var0 + alpha * (1.0 - alpha) * sum_v)
         var0[:] = np.where(full, end_var, var0)
         acc_v[:] = np.where(full, 0.0, np.where(has, sum_v, acc_v))
-        vp[missing] = np.nan
+        np.copyto(vp, np.nan, where=missing)
     mean0[:] = np.where(full, end_mean, mean0)
     acc_m[:] = np.where(full, 0.0, np.where(has, sum_m, acc_m))
     count += per_series
-    mp[missing] = np.nan
-    index = rank.astype(np.int64)
-    index += (count - per_series)[:, None]
-    index[missing] = 0
+    np.copyto(mp, np.nan, where=missing)
     return mp, vp, index
+
+
+def _places(
+    ok: np.ndarray, alpha: float, size: int, count: np.ndarray, per_series: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """For :func:`_dense_scan` (no series leaves its block): each position's grow and decay
+    factor (``(1−α)^−k`` and ``(1−α)^(k−1)``, ``k`` its 1-based place in its block; any table
+    entry where ``ok`` is false), the place ``k`` of each series' last value (of its first
+    position when it has none) and each value's 0-based place in its series (0 where ``ok`` is
+    false).
+
+    A series whose values all come first (missing values, such as padding, only after them) has
+    its places in consecutive positions: its factors are a slice of the tables each. Only the
+    other series count their places (a running count of ``ok``) and gather their factors."""
+    series, length = ok.shape
+    start = count % size + 1  # the place of each series' next value
+    last = length - 1 - np.argmax(ok[:, ::-1], axis=1) if length else np.zeros(series, np.int64)
+    np.copyto(last, 0, where=per_series == 0)
+    before = count[:, None]
+    if length <= size:
+        grows, decays = _padded(alpha, size)
+        span = np.lib.stride_tricks.sliding_window_view
+        grow = span(grows, length)[start]
+        decay = span(decays, length)[start]
+        index = np.add(before, np.arange(length))
+        # series with a missing value before their last one
+        gaps = np.flatnonzero((last + 1 != per_series) & (per_series > 0))
+    else:  # (a batch longer than a block, all but a few values missing)
+        grow = np.empty(ok.shape)
+        decay = np.empty(ok.shape)
+        index = np.empty(ok.shape, dtype=np.int64)
+        gaps = np.arange(series)
+    k_last = start + last
+    if len(gaps):
+        some = ok[gaps]
+        rank = np.cumsum(some, axis=1)
+        rank -= some  # 0-based place among this batch's values
+        k = rank + start[gaps, None]  # 1-based place in its block
+        np.minimum(k, size, out=k)  # (past a series' last value: any valid place)
+        grows, shrinks = _tables(alpha, size)
+        grow[gaps] = grows[k]
+        decay[gaps] = np.take(shrinks, k - 1)
+        k_last[gaps] = k[np.arange(len(gaps)), last[gaps]]
+        rank += before[gaps]
+        index[gaps] = rank
+    np.copyto(index, 0, where=~ok)
+    return grow, decay, k_last, index
 
 
 def halflife_alpha(halflife: float) -> float:

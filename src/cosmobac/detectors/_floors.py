@@ -49,14 +49,18 @@ def _carry(
     (the last position with a value, flat), no arithmetic."""
     series, length = values.shape
     last = state[key].reshape(series)
-    index = last_index(has)
     if not length:
         return values.copy()
-    flat = index + (np.arange(series) * length)[:, None]
-    out = np.take(values.reshape(-1), flat)
-    before = index < 0
-    if before.any():
-        out[before] = np.broadcast_to(last[:, None], out.shape)[before]
+    out = values.copy()
+    gaps = np.flatnonzero(~has.all(axis=1))  # only these series carry values forward
+    if len(gaps):
+        index = last_index(has[gaps])
+        flat = index + (gaps * length)[:, None]
+        some = np.take(values.reshape(-1), flat)
+        before = index < 0
+        if before.any():
+            some[before] = np.broadcast_to(last[gaps, None], some.shape)[before]
+        out[gaps] = some
     state[key] = out[:, -1].reshape(shape).copy()
     return out
 
@@ -203,8 +207,10 @@ class SpreadFloor:
         )
         usual[count <= 0] = np.nan
         np.exp(usual, out=usual)
-        share = self.fraction if thin is None else np.where(thin, 1.0, self.fraction)
-        usual *= share
+        if thin is None:
+            usual *= self.fraction
+        else:  # the whole usual level where thin (× 1: left as it is)
+            np.multiply(usual, self.fraction, out=usual, where=~thin)
         np.fmax(resolution, spread, out=resolution)
         np.fmax(resolution, usual, out=resolution)
         return self._level(xs, ok, resolution, state)
@@ -225,13 +231,21 @@ class SpreadFloor:
         np.subtract(xs, step, out=step)
         np.abs(step, out=step)
         np.copyto(step, np.inf, where=~(step > 0))  # NaN (no previous value, missing), repeats
-        seen = np.empty((series, xs.shape[1] + 1))
-        seen[:, 0] = state["floor_res"].reshape(series)
-        seen[:, 1:] = step
-        np.fmin.accumulate(seen, axis=1, out=seen)  # no NaN here: as np.minimum, faster
-        state["floor_res"] = seen[:, -1].reshape(shape).copy()  # not a view: zeroed below
+        res = state["floor_res"].reshape(series)
+        smallest = np.empty_like(step)
+        smallest[:] = res[:, None]
+        if step.shape[1]:
+            # the running minimum changes only in series with a step below the smallest so far
+            lower = np.flatnonzero(step.min(axis=1) < res)
+            if len(lower):
+                seen = np.empty((len(lower), step.shape[1] + 1))
+                seen[:, 0] = res[lower]
+                seen[:, 1:] = step[lower]
+                np.fmin.accumulate(seen, axis=1, out=seen)  # no NaN here: as np.minimum, faster
+                smallest[lower] = seen[:, 1:]
+            state["floor_res"] = smallest[:, -1].reshape(shape).copy()  # not a view: zeroed below
         state["floor_last"] = last_valid(xs, ok, last).reshape(shape)
-        smallest = seen[:, 1:]  # this value's own step included: a first step scores ~1
+        # this value's own step included: a first step scores ~1
         np.copyto(smallest, 0.0, where=np.isinf(smallest))
         return smallest, step
 

@@ -88,8 +88,9 @@ class EWMA(FlooredDetector):
         state.update({key: value.reshape(g, c) for key, value in flat.items()})
         with np.errstate(invalid="ignore", divide="ignore"):
             spread = np.sqrt(unbiased(v, n, alpha))
-        spread[~ok | (n < self.min_periods)] = np.nan
-        floor = self._floor
-        z = _z(xs - m, floor(xs, ok, spread, state))
-        z[~ok | (n < self.min_periods)] = np.nan
+        unscored = n < self.min_periods
+        unscored |= ~ok
+        spread[unscored] = np.nan
+        z = _z(xs - m, self._floor(xs, ok, spread, state))
+        z[unscored] = np.nan
         return z.reshape(g, c, length)

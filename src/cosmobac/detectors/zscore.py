@@ -176,8 +176,12 @@ class ZScore(FlooredDetector):
         since = state["since"].reshape(series)
         columns = np.arange(length)
         # the last flatline row so far, as a column (-(since + 1) for the one before the batch)
-        flat_at = np.where(ok & (run >= self.window), columns, -(since + 1)[:, None])
-        np.maximum.accumulate(flat_at, axis=1, out=flat_at)
+        flat = ok & (run >= self.window)
+        flat_at = np.where(flat, columns, -(since + 1)[:, None])
+        # only series with a flatline row in this batch move their last one
+        moved = np.flatnonzero(flat.any(axis=1))
+        if len(moved):
+            flat_at[moved] = np.maximum.accumulate(flat_at[moved], axis=1)
         distance = np.subtract(columns, flat_at, out=flat_at)
         ends = np.maximum(lengths - 1, 0)
         rows = np.arange(series)
@@ -213,11 +217,19 @@ class ZScore(FlooredDetector):
             sums.append(np.subtract(full[:, w : w + length], full[:, :length]))
             state[key] = full[rows, at].reshape(state[key].shape)
         # counts: from 0 in int32 (a window's count is a difference, whatever the base), the
-        # base added back for the state
-        full_n = np.zeros((series, total + 1), dtype=np.int32)
-        full_n[:, 1:] = counted
-        np.cumsum(full_n, axis=1, out=full_n)
-        sums.append(np.subtract(full_n[:, w : w + length], full_n[:, :length], dtype=np.int64))
-        base_n = state["base_n"].reshape(series) + full_n[rows, at]
+        # base added back for the state. A series whose rows all count (up to its last one:
+        # padding after it is never scored) has ``window`` in every window and ``at`` rows
+        # counted before ``at``: only the others are counted
+        n = np.full((series, length), w, dtype=np.int64)
+        before_at = at.copy()
+        partial = np.flatnonzero(np.count_nonzero(counted, axis=1) != ends - 1)
+        if len(partial):
+            full_n = np.zeros((len(partial), total + 1), dtype=np.int32)
+            full_n[:, 1:] = counted[partial]
+            np.cumsum(full_n, axis=1, out=full_n)
+            n[partial] = np.subtract(full_n[:, w : w + length], full_n[:, :length])
+            before_at[partial] = full_n[np.arange(len(partial)), at[partial]]
+        sums.append(n)
+        base_n = state["base_n"].reshape(series) + before_at
         state["base_n"] = base_n.reshape(state["base_n"].shape)
         return sums
