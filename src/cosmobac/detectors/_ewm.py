@@ -151,9 +151,7 @@ def _ewm_scan(
     per_series = np.count_nonzero(ok, axis=1)  # as ok.sum(axis=1), without casting
     total = int(per_series.sum())
     if not total:
-        mean_before = np.full((series, length), np.nan)
-        var_before = np.full((series, length), np.nan) if variance else None
-        return mean_before, var_before, np.zeros((series, length), dtype=np.int64)
+        return (*_unknown(x.shape, variance), np.zeros((series, length), dtype=np.int64))
     size = block_size(alpha) if clip is None else min(block_size(alpha), clip.block)
     grows, shrinks = _tables(alpha, size)
     count = state["count"]
@@ -165,17 +163,12 @@ def _ewm_scan(
         return _dense_scan(x, ok, alpha, state, size, grows, shrinks, per_series, variance, clip)
     rounds = int((last_block - first_block)[per_series > 0].max()) + 1
     if series > 1 and rounds <= _MASKED_ROUNDS:
-        return _masked_scan(
-            x, ok, alpha, state, size, grows, shrinks, variance, clip, first_block, rounds
-        )
-    mean_before = np.full((series, length), np.nan)
-    var_before = np.full((series, length), np.nan)
+        return _masked_scan(x, ok, alpha, state, size, grows, shrinks, variance, clip, rounds)
+    mean_before, var_before = _unknown(x.shape, variance)
     count_before = np.zeros((series, length), dtype=np.int64)
     log_c = math.log1p(-alpha)
     mean0, acc_m = state["mean0"], state["acc_m"]
-    # a scan of the mean alone may have no variance state: stand-ins, not kept
-    var0 = state["var0"] if "var0" in state else np.zeros_like(mean0)
-    acc_v = state["acc_v"] if "acc_v" in state else np.zeros_like(mean0)
+    var0, acc_v = _variance_state(state)
     if series <= _FEW_SERIES:  # few long series: one tight pass per block over each one's values
         for one_row in np.flatnonzero(per_series > 0).tolist():
             where = np.flatnonzero(ok[one_row])
@@ -202,18 +195,18 @@ def _ewm_scan(
             )
             mean_before[one_row, where] = m
             count_before[one_row, where] = n
-            if v is not None:
+            if var_before is not None:
                 var_before[one_row, where] = v
-        return mean_before, var_before if variance else None, count_before
+        return mean_before, var_before, count_before
     values = x[ok]
     floors = clip.floor[ok] if clip is not None else None
     sid = np.repeat(np.arange(series), per_series)
     offsets = np.concatenate(([0], np.cumsum(per_series)[:-1]))
-    index = count[sid] + (np.arange(total) - offsets[sid])  # 0-based place in the series
+    places, blocks = _blocks(ok, count, size)
+    index, rounds = places[ok], blocks[ok]
     fresh = (count == 0) & (per_series > 0)
     mean0[fresh] = values[offsets[fresh]]  # a series' first value is its first mean
     pos = index % size + 1  # 1-based place in its block
-    rounds = index // size - count[sid] // size
     m_prev = np.empty(total)
     v_prev = np.full(total, np.nan)
     count_rounds = int(rounds.max()) + 1
@@ -278,9 +271,35 @@ def _ewm_scan(
         acc_m[members] = np.where(full, 0.0, sum_m)
     count += per_series
     mean_before[ok] = m_prev
-    var_before[ok] = v_prev
+    if var_before is not None:
+        var_before[ok] = v_prev
     count_before[ok] = index
-    return mean_before, var_before if variance else None, count_before
+    return mean_before, var_before, count_before
+
+
+def _unknown(shape: tuple[int, ...], variance: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    """The scan's mean and variance before it fills them in: NaN (no variance unless asked)."""
+    return np.full(shape, np.nan), np.full(shape, np.nan) if variance else None
+
+
+def _variance_state(state: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """The block's starting variance and running sum from ``state``; a scan of the mean alone
+    may have none: then zeros, stand-ins that are not kept."""
+    if "var0" in state:
+        return state["var0"], state["acc_v"]
+    return np.zeros_like(state["mean0"]), np.zeros_like(state["mean0"])
+
+
+def _blocks(ok: np.ndarray, count: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each position's 0-based place in its series (meaningful where ``ok``: the series'
+    ``count`` before the batch plus the values before it in the batch) and its block, counted
+    from the block the series is in before the batch (0 for it, 1 for the next, …)."""
+    index = np.cumsum(ok, axis=1)
+    index -= ok
+    index += count[:, None]
+    block = index // size
+    block -= (count // size)[:, None]
+    return index, block
 
 
 def _single_scan(
@@ -301,8 +320,7 @@ def _single_scan(
     :func:`_dense_scan` (missing values dropped, as the exact zeros they add there)."""
     total = len(values)
     mean0, acc_m, count = state["mean0"], state["acc_m"], state["count"]
-    var0 = state["var0"] if "var0" in state else np.zeros_like(mean0)
-    acc_v = state["acc_v"] if "acc_v" in state else np.zeros_like(mean0)
+    var0, acc_v = _variance_state(state)
     start = int(count[0])
     index = start + np.arange(total)
     offset = start % size  # places in the block (0-based) cycle from here
@@ -403,20 +421,13 @@ def _masked_scan(
     shrinks: np.ndarray,
     variance: bool,
     clip: Clip | None,
-    first_block: np.ndarray,
     rounds: int,
 ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
     """:func:`ewm_scan` over a batch that crosses block boundaries: one :func:`_dense_scan` per
     block, each over the whole (S, L) layout with the values of that block (of each series)
     masked in, so there is no per-series Python work and no gather of the values."""
-    series, length = x.shape
-    index = np.cumsum(ok, axis=1)
-    index -= ok
-    index += state["count"][:, None]  # 0-based place in the series (where ok)
-    block = index // size
-    block -= first_block[:, None]  # 0 for the block each series is in, 1 for the next, …
-    mean_before = np.full((series, length), np.nan)
-    var_before = np.full((series, length), np.nan) if variance else None
+    index, block = _blocks(ok, state["count"], size)
+    mean_before, var_before = _unknown(x.shape, variance)
     for r in range(rounds):
         mask = ok & (block == r)
         per = np.count_nonzero(mask, axis=1)
@@ -460,9 +471,7 @@ def _dense_scan(
     order within a product, which IEEE multiplication ignores, and the buffers differ)."""
     series, length = x.shape
     mean0, acc_m, count = state["mean0"], state["acc_m"], state["count"]
-    # a scan of the mean alone may have no variance state: stand-ins, not kept
-    var0 = state["var0"] if "var0" in state else np.zeros_like(mean0)
-    acc_v = state["acc_v"] if "acc_v" in state else np.zeros_like(mean0)
+    var0, acc_v = _variance_state(state)
     fresh = (count == 0) & (per_series > 0)
     if fresh.any():
         mean0[fresh] = x[fresh, ok[fresh].argmax(axis=1)]
