@@ -86,6 +86,15 @@ def _padded(alpha: float, size: int) -> tuple[np.ndarray, np.ndarray]:
     return grow, decay
 
 
+@functools.lru_cache(maxsize=64)
+def _runs(alpha: float, size: int, length: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_padded`'s two tables as rows of ``length`` consecutive entries, row ``k`` from
+    index ``k`` (read-only views, cached: batches tend to have the same length)."""
+    span = np.lib.stride_tricks.sliding_window_view
+    grows, decays = _padded(alpha, size)
+    return span(grows, length), span(decays, length)
+
+
 _MASKED_ROUNDS = 4
 _FEW_SERIES = 8
 """With many series, batches that cross block boundaries are scanned as at most this many
@@ -549,10 +558,9 @@ def _places(
     np.copyto(last, 0, where=per_series == 0)
     before = count[:, None]
     if length <= size:
-        grows, decays = _padded(alpha, size)
-        span = np.lib.stride_tricks.sliding_window_view
-        grow = span(grows, length)[start]
-        decay = span(decays, length)[start]
+        grows, decays = _runs(alpha, size, length)
+        grow = grows[start]
+        decay = decays[start]
         index = np.add(before, np.arange(length))
         # series with a missing value before their last one
         gaps = np.flatnonzero((last + 1 != per_series) & (per_series > 0))
