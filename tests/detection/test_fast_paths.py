@@ -380,3 +380,22 @@ def test_scan_places_match_counting_every_series(data, before):
     assert np.array_equal(index, np.where(ok, rank + count[:, None], 0))
     last = np.where(per > 0, ok.shape[1] - 1 - np.argmax(ok[:, ::-1], axis=1), 0)
     assert np.array_equal(k_last, k[np.arange(len(ok)), last])
+
+
+def test_scan_places_of_a_batch_longer_than_a_block():
+    """A batch longer than a block, each series with too few values to leave its block: every
+    series counts its places."""
+    alpha, size = halflife_alpha(5.0), 8
+    ok = np.zeros((3, 20), dtype=np.bool_)
+    ok[0, [1, 5, 19]] = True
+    ok[1, :4] = True
+    count = np.array([0, 12, 3], dtype=np.int64)  # the second fills its block
+    per = np.count_nonzero(ok, axis=1)
+    grow, decay, k_last, index = _places(ok, alpha, size, count, per)
+    grows, shrinks = _tables(alpha, size)
+    rank = np.cumsum(ok, axis=1) - ok
+    k = np.minimum(rank + (count % size + 1)[:, None], size)
+    assert np.array_equal(grow[ok], grows[k][ok])
+    assert np.array_equal(decay[ok], shrinks[k - 1][ok])
+    assert np.array_equal(index, np.where(ok, rank + count[:, None], 0))
+    assert k_last.tolist() == [3, 8, 4]
