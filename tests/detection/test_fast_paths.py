@@ -16,7 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cosmobac.batch import Batch
-from cosmobac.detectors import EWMA, Cusum, ZScore, base
+from cosmobac.detectors import EWMA, Cusum, RobustZScore, ZScore, base
+from cosmobac.detectors._ewm import _places
 from cosmobac.detectors._series import (
     equal_runs,
     last_valid,
@@ -319,3 +320,82 @@ def test_many_sensors_crossing_blocks_in_one_batch(cls):
         alone = cls(columns=["temperature"])(rows_of(values[s : s + 1]))[f"{cls.kind}_score"]
         mine = scores[rows["sensor_id"] == f"s-{s}"]
         assert np.array_equal(mine, alone, equal_nan=True)
+
+
+@pytest.mark.parametrize("cls", [ZScore, EWMA, Cusum, RobustZScore])
+def test_sensors_of_every_kind_in_one_padded_layout(cls):
+    """Sensors with different row counts per batch (the shorter ones padded) and of every kind
+    the per-series shortcuts tell apart: no gap and no repeat, gaps, a flatline, quantised
+    repeats, a late start; the same as each sensor alone."""
+    rng = np.random.default_rng(11)
+    sensors, length = 12, 900
+    values = rng.normal(20, 1, (sensors, length))
+    values[1, rng.random(length) < 0.1] = np.nan  # gaps
+    values[2, 300:420] = values[2, 299]  # a flatline
+    values[3] = np.round(values[3])  # quantised: repeats everywhere
+    values[4, :500] = np.nan  # starts late
+    values[5, 600:] = np.nan  # stops early
+    keep = np.ones((sensors, length), dtype=np.bool_)
+    keep[6:, :] = rng.random((sensors - 6, length)) < 0.7  # fewer rows: padded in the layout
+    ids = np.repeat([f"s-{i}" for i in range(sensors)], length).astype(object)
+    steps = np.tile(np.arange(length), sensors)
+    order = np.argsort(steps, kind="stable")
+    chosen = order[keep.reshape(-1)[order]]
+    rows = Batch.from_columns(
+        timestamp=1000 * steps[chosen],
+        sensor_id=ids[chosen],
+        temperature=values.reshape(-1)[chosen],
+    )
+    detector = cls(columns=["temperature"])
+    scores = np.concatenate(
+        [
+            detector(rows.select(slice(a, a + 500)))[f"{cls.kind}_score"]
+            for a in range(0, len(rows), 500)
+        ]
+    )
+    for s in range(sensors):
+        mine = rows["sensor_id"] == f"s-{s}"
+        alone = cls(columns=["temperature"])(rows.select(np.flatnonzero(mine)))
+        assert np.array_equal(scores[mine], alone[f"{cls.kind}_score"], equal_nan=True), s
+
+
+@SETTINGS
+@given(series_sets(max_series=6, max_length=60), st.integers(0, 200))
+def test_scan_places_match_counting_every_series(data, before):
+    """The one-pass scan's factors and places: slices for series whose values come first, a
+    running count for the others; the same as a running count for all."""
+    values, _ = data
+    ok = np.isfinite(values)
+    ok[0, :] = ok[0, :].cumsum() == np.arange(1, ok.shape[1] + 1)  # values first, then none
+    alpha = halflife_alpha(5.0)
+    size = max(block_size(alpha), ok.shape[1] + before)
+    count = np.arange(len(ok), dtype=np.int64) + before
+    per = np.count_nonzero(ok, axis=1)
+    grow, decay, k_last, index = _places(ok, alpha, size, count, per)
+    grows, shrinks = _tables(alpha, size)
+    rank = np.cumsum(ok, axis=1) - ok
+    k = np.minimum(rank + (count % size + 1)[:, None], size)
+    assert np.array_equal(np.where(ok, grow, 0), np.where(ok, grows[k], 0))
+    assert np.array_equal(np.where(ok, decay, 0), np.where(ok, shrinks[k - 1], 0))
+    assert np.array_equal(index, np.where(ok, rank + count[:, None], 0))
+    last = np.where(per > 0, ok.shape[1] - 1 - np.argmax(ok[:, ::-1], axis=1), 0)
+    assert np.array_equal(k_last, k[np.arange(len(ok)), last])
+
+
+def test_scan_places_of_a_batch_longer_than_a_block():
+    """A batch longer than a block, each series with too few values to leave its block: every
+    series counts its places."""
+    alpha, size = halflife_alpha(5.0), 8
+    ok = np.zeros((3, 20), dtype=np.bool_)
+    ok[0, [1, 5, 19]] = True
+    ok[1, :4] = True
+    count = np.array([0, 12, 3], dtype=np.int64)  # the second fills its block
+    per = np.count_nonzero(ok, axis=1)
+    grow, decay, k_last, index = _places(ok, alpha, size, count, per)
+    grows, shrinks = _tables(alpha, size)
+    rank = np.cumsum(ok, axis=1) - ok
+    k = np.minimum(rank + (count % size + 1)[:, None], size)
+    assert np.array_equal(grow[ok], grows[k][ok])
+    assert np.array_equal(decay[ok], shrinks[k - 1][ok])
+    assert np.array_equal(index, np.where(ok, rank + count[:, None], 0))
+    assert k_last.tolist() == [3, 8, 4]

@@ -48,7 +48,8 @@ class Slots:
     def codes(self, sensor_ids: np.ndarray) -> np.ndarray:
         """The slot of every row (int64), adding sensors seen for the first time."""
         values = sensor_ids.tolist()
-        if values and values.count(values[0]) == len(values):  # one sensor: one look-up
+        if values and values[0] == values[-1] and values.count(values[0]) == len(values):
+            # one sensor: one look-up
             key = str(values[0])
             if key not in self.index:
                 self.index[key] = len(self.ids)
@@ -230,6 +231,23 @@ def equal_runs(
     length = same.shape[1]
     if not length:
         return np.zeros(same.shape, dtype=np.int64), start.copy()
+    repeats = np.flatnonzero(same.any(axis=1))
+    if len(repeats) < len(same):
+        # a series without a repeat: its run is 1 from its first value on, ``start`` before it
+        has = ok.any(axis=1)
+        first = np.where(has, ok.argmax(axis=1), length)
+        run = np.where(np.arange(length) >= first[:, None], 1, start[:, None])
+        end = np.where(has, 1, start)
+        if len(repeats):
+            run[repeats], end[repeats] = _equal_runs(same[repeats], ok[repeats], start[repeats])
+        return run, end
+    return _equal_runs(same, ok, start)
+
+
+def _equal_runs(
+    same: np.ndarray, ok: np.ndarray, start: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`equal_runs` of series with at least one value."""
     counted = np.cumsum(same, axis=1)
     breaks = ok & ~same
     # the count at the last break so far (-1 before any: counts are ≥ 0)

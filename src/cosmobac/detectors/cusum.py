@@ -9,19 +9,9 @@ import numpy as np
 
 from ..batch import Batch
 from ..values import integer, real
+from ._ewm import STATE_KEYS, Clip, ewm_scan, ewm_state, halflife_alpha, unbiased
+from ._floors import FlooredDetector
 from ._series import Part
-from .base import Detector
-from .ewma import (
-    DEFAULT_FLOOR,
-    DEFAULT_FLOOR_HALFLIFE,
-    STATE_KEYS,
-    Clip,
-    SpreadFloor,
-    ewm_scan,
-    ewm_state,
-    halflife_alpha,
-    unbiased,
-)
 
 __all__ = ["Cusum", "cusum_scan"]
 
@@ -224,7 +214,7 @@ def _scan_one(
 
 
 @attrs.define(eq=False, kw_only=True)
-class Cusum(Detector):
+class Cusum(FlooredDetector):
     """Two-sided CUSUM (Page's cumulative sum) of standardised values: catches sustained shifts,
     drifts and oscillations that no single value gives away.
 
@@ -242,7 +232,7 @@ class Cusum(Detector):
     120), ``slack`` (the ``k`` of CUSUM, in standard deviations, default 0.5), ``threshold`` (the
     ``h``, default 8.0), ``clip`` (default 3.0; 0 turns clipping off), ``min_periods`` (values
     before scoring, default 30), ``spread_floor`` and ``floor_halflife`` (the least standard
-    deviation divided by, see :class:`~cosmobac.detectors.ewma.SpreadFloor`), ``name`` (default
+    deviation divided by, see :class:`~cosmobac.detectors._floors.SpreadFloor`), ``name`` (default
     ``"cusum"``).
 
     Vectorised along each series and across series; exact and independent of batching.
@@ -257,15 +247,6 @@ class Cusum(Detector):
     min_periods: int = attrs.field(
         default=30, converter=lambda v: integer("min_periods", v, minimum=2)
     )
-    spread_floor: float = attrs.field(
-        default=DEFAULT_FLOOR, converter=lambda v: real("spread_floor", v, minimum=0)
-    )
-    floor_halflife: float = attrs.field(
-        default=DEFAULT_FLOOR_HALFLIFE, converter=lambda v: real("floor_halflife", v, above=0)
-    )
-    level_floor: float = attrs.field(
-        default=0.0, converter=lambda v: real("level_floor", v, minimum=0)
-    )
 
     @property
     def threshold_value(self) -> float:
@@ -278,7 +259,7 @@ class Cusum(Detector):
             "limit": np.full(shape, np.inf),
             "first": np.full(shape, np.nan),
             **cusum_state(shape),
-            **SpreadFloor.initial(shape, self.level_floor > 0),
+            **self._floor_state(shape),
         }
 
     def _process(
@@ -287,7 +268,7 @@ class Cusum(Detector):
         g, c, length = x.shape
         xs = x.reshape(g * c, length)
         ok = np.isfinite(xs)
-        floor = SpreadFloor(self.spread_floor, self.floor_halflife, self.level_floor)
+        floor = self._floor
         resolution = floor.resolution(xs, ok, state)
         alpha = halflife_alpha(self.halflife)
         scan = {key: state[key].reshape(-1) for key in STATE_KEYS}

@@ -8,9 +8,9 @@ import numpy as np
 
 from ..batch import Batch
 from ..values import flag, integer, real
+from ._floors import FlooredDetector, _z
 from ._series import Part, equal_runs
-from .base import Detector, last_valid, previous_valid, warmup
-from .ewma import DEFAULT_FLOOR, DEFAULT_FLOOR_HALFLIFE, SpreadFloor, _z
+from .base import last_valid, previous_valid, warmup
 
 __all__ = ["RobustZScore", "Spike"]
 
@@ -45,7 +45,7 @@ def _median(windows: np.ndarray, counts: np.ndarray) -> np.ndarray:
 
 
 @attrs.define(eq=False, kw_only=True)
-class _Windowed(Detector):
+class _Windowed(FlooredDetector):
     """A detector that sees, for each value, the previous ``window`` values of its series."""
 
     window: int = attrs.field(default=60, converter=lambda v: integer("window", v, minimum=3))
@@ -54,15 +54,6 @@ class _Windowed(Detector):
         converter=lambda v: None if v is None else integer("min_periods", v, minimum=2),
     )
     skip_repeats: bool = attrs.field(default=True, converter=lambda v: flag("skip_repeats", v))
-    spread_floor: float = attrs.field(
-        default=DEFAULT_FLOOR, converter=lambda v: real("spread_floor", v, minimum=0)
-    )
-    floor_halflife: float = attrs.field(
-        default=DEFAULT_FLOOR_HALFLIFE, converter=lambda v: real("floor_halflife", v, above=0)
-    )
-    level_floor: float = attrs.field(
-        default=0.0, converter=lambda v: real("level_floor", v, minimum=0)
-    )
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -77,7 +68,7 @@ class _Windowed(Detector):
             "hist": np.full((count, width, self.window), np.nan),
             "last": np.full((count, width), np.nan),
             "run": np.zeros((count, width), dtype=np.int64),
-            **SpreadFloor.initial((count, width), self.level_floor > 0),
+            **self._floor_state((count, width)),
         }
 
     def _score(
@@ -126,7 +117,7 @@ class _Windowed(Detector):
         spread_all = np.full((series, length), np.nan)
         dev_all[rows, cols] = dev
         spread_all[rows, cols] = spread
-        floor = SpreadFloor(self.spread_floor, self.floor_halflife, self.level_floor)
+        floor = self._floor
         stat = _z(dev_all, floor(xs, ok, spread_all, state))
         stat[np.isnan(dev_all)] = np.nan
         return stat.reshape(g, c, length)
@@ -143,7 +134,7 @@ class RobustZScore(_Windowed):
     equal to the previous one are scored but not kept in the window, which holds the last
     ``window`` values kept however long ago they came; a value repeated more than 10 × ``window``
     times in a row counts again, so a constant series is scored), ``spread_floor`` and ``floor_halflife`` (the
-    least spread divided by, see :class:`~cosmobac.detectors.ewma.SpreadFloor`), ``name``
+    least spread divided by, see :class:`~cosmobac.detectors._floors.SpreadFloor`), ``name``
     (default ``"robust_zscore"``).
 
     When the MAD is 0 (more than half the window is one value) the mean absolute deviation from

@@ -7,15 +7,15 @@ import numpy as np
 
 from ..batch import Batch
 from ..values import flag, integer, real
+from ._floors import FlooredDetector, _z
 from ._series import Part, equal_runs, last_valid, previous_valid, take_window
-from .base import Detector, warmup
-from .ewma import DEFAULT_FLOOR, DEFAULT_FLOOR_HALFLIFE, SpreadFloor, _z
+from .base import warmup
 
 __all__ = ["ZScore"]
 
 
 @attrs.define(eq=False, kw_only=True)
-class ZScore(Detector):
+class ZScore(FlooredDetector):
     """Rolling z-score: ``|x − mean| / std`` over the previous ``window`` rows of the same sensor
     and column (the row itself excluded, missing values skipped).
 
@@ -30,7 +30,7 @@ class ZScore(Detector):
     within ``window`` rows of a flatline (``min_periods`` equal values or more), whose frozen
     value must not stand in for the level: there rows stay unscored until the window refills),
     ``spread_floor`` and ``floor_halflife`` (the least standard deviation divided by, see
-    :class:`~cosmobac.detectors.ewma.SpreadFloor`: default 0.5 × its long-run level over a
+    :class:`~cosmobac.detectors._floors.SpreadFloor`: default 0.25 × its long-run level over a
     half-life of 2000 values, and at least the series' resolution), ``name`` (default
     ``"zscore"``: prefix of its columns).
 
@@ -49,15 +49,6 @@ class ZScore(Detector):
     )
     threshold: float = attrs.field(default=4.0, converter=lambda v: real("threshold", v, above=0))
     skip_repeats: bool = attrs.field(default=True, converter=lambda v: flag("skip_repeats", v))
-    spread_floor: float = attrs.field(
-        default=DEFAULT_FLOOR, converter=lambda v: real("spread_floor", v, minimum=0)
-    )
-    floor_halflife: float = attrs.field(
-        default=DEFAULT_FLOOR_HALFLIFE, converter=lambda v: real("floor_halflife", v, above=0)
-    )
-    level_floor: float = attrs.field(
-        default=0.0, converter=lambda v: real("level_floor", v, minimum=0)
-    )
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -82,7 +73,7 @@ class ZScore(Detector):
             "base_n": np.zeros((count, width), dtype=np.int64),
             "dev": np.zeros((count, width, w)),
             "used": np.zeros((count, width, w), dtype=np.bool_),
-            **SpreadFloor.initial((count, width), self.level_floor > 0),
+            **self._floor_state((count, width)),
         }
         if self.skip_repeats:  # which of the last rows had a value, repeats included
             state["run"] = np.zeros((count, width), dtype=np.int64)
@@ -157,7 +148,7 @@ class ZScore(Detector):
             np.maximum(spread, 0.0, out=spread)
         np.sqrt(spread, out=spread)
         spread[unscored] = np.nan
-        floor = SpreadFloor(self.spread_floor, self.floor_halflife, self.level_floor)
+        floor = self._floor
         np.subtract(dev, mean, out=dev)
         z = _z(dev, floor(xs, ok, spread, state, thin, previous))
         z[unscored] = np.nan
@@ -185,8 +176,12 @@ class ZScore(Detector):
         since = state["since"].reshape(series)
         columns = np.arange(length)
         # the last flatline row so far, as a column (-(since + 1) for the one before the batch)
-        flat_at = np.where(ok & (run >= self.window), columns, -(since + 1)[:, None])
-        np.maximum.accumulate(flat_at, axis=1, out=flat_at)
+        flat = ok & (run >= self.window)
+        flat_at = np.where(flat, columns, -(since + 1)[:, None])
+        # only series with a flatline row in this batch move their last one
+        moved = np.flatnonzero(flat.any(axis=1))
+        if len(moved):
+            flat_at[moved] = np.maximum.accumulate(flat_at[moved], axis=1)
         distance = np.subtract(columns, flat_at, out=flat_at)
         ends = np.maximum(lengths - 1, 0)
         rows = np.arange(series)
@@ -222,11 +217,19 @@ class ZScore(Detector):
             sums.append(np.subtract(full[:, w : w + length], full[:, :length]))
             state[key] = full[rows, at].reshape(state[key].shape)
         # counts: from 0 in int32 (a window's count is a difference, whatever the base), the
-        # base added back for the state
-        full_n = np.zeros((series, total + 1), dtype=np.int32)
-        full_n[:, 1:] = counted
-        np.cumsum(full_n, axis=1, out=full_n)
-        sums.append(np.subtract(full_n[:, w : w + length], full_n[:, :length], dtype=np.int64))
-        base_n = state["base_n"].reshape(series) + full_n[rows, at]
+        # base added back for the state. A series whose rows all count (up to its last one:
+        # padding after it is never scored) has ``window`` in every window and ``at`` rows
+        # counted before ``at``: only the others are counted
+        n = np.full((series, length), w, dtype=np.int64)
+        before_at = at.copy()
+        partial = np.flatnonzero(np.count_nonzero(counted, axis=1) != ends - 1)
+        if len(partial):
+            full_n = np.zeros((len(partial), total + 1), dtype=np.int32)
+            full_n[:, 1:] = counted[partial]
+            np.cumsum(full_n, axis=1, out=full_n)
+            n[partial] = np.subtract(full_n[:, w : w + length], full_n[:, :length])
+            before_at[partial] = full_n[np.arange(len(partial)), at[partial]]
+        sums.append(n)
+        base_n = state["base_n"].reshape(series) + before_at
         state["base_n"] = base_n.reshape(state["base_n"].shape)
         return sums
