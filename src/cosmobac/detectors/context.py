@@ -23,13 +23,15 @@ import numpy as np
 
 from ..batch import Batch
 from ..values import choice, integer, real
-from ._series import Part
+from ._series import Part, take_window
 from .base import NOVELTY_MODES, Detector
 
 __all__ = ["Context", "Quantiser", "compact"]
 
-_PRIME = np.uint64(0x9E3779B97F4A7C15)  # odd 64-bit multiplier of the rolling context hash
-_MIX = np.uint64(0xBF58476D1CE4E5B9)
+_TABLE = 4093  # counters per order and series (a prime): contexts are counted modulo it
+_MIX1 = np.uint64(0xBF58476D1CE4E5B9)  # SplitMix64's multipliers, hashing a context's symbols
+_MIX2 = np.uint64(0x94D049BB133111EB)
+_LIMIT = 2**30  # symbols are clipped to ±this (a billion bins beyond the grid: no limit in use)
 
 
 def compact(ok: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -130,8 +132,11 @@ class Context(Detector):
 
     def _initial(self, count: int, width: int) -> dict[str, np.ndarray]:
         state = Quantiser(self.bins, self.learn).initial((count, width))
-        state["history"] = np.zeros((count, width, self._history), dtype=np.int64)
+        state["history"] = np.zeros((count, width, self._history), dtype=np.int32)
         state["symbols"] = np.zeros((count, width), dtype=np.int64)  # symbols so far
+        state["last"] = np.zeros((count, width, self.orders), dtype=np.int64)
+        for k in range(1, self.orders + 1):
+            state[f"table{k}"] = np.zeros((count, width, _TABLE + 2), dtype=np.int32)
         return state
 
     def _process(
@@ -145,11 +150,72 @@ class Context(Detector):
         return stat.reshape(g, c, length)
 
 
+def _mix(x: np.ndarray) -> np.ndarray:
+    """SplitMix64's finaliser, in place: every input bit moves every output bit."""
+    x ^= x >> np.uint64(30)
+    x *= _MIX1
+    x ^= x >> np.uint64(27)
+    x *= _MIX2
+    x ^= x >> np.uint64(31)
+    return x
+
+
+def _keys(seq: np.ndarray, start: int, width: int, k: int) -> np.ndarray:
+    """Order-``k`` counter of each of the ``width`` positions of ``seq`` (S, T) from ``start``, in
+    ``[0, _TABLE)``: for ``k = 1`` the symbol modulo ``_TABLE``; for longer contexts a hash of
+    their ``k`` symbols modulo ``_TABLE``."""
+    first = start - k + 1
+    if k == 1:
+        return seq[:, start : start + width].astype(np.int64) % _TABLE
+    mixed = np.zeros((seq.shape[0], width), dtype=np.uint64)
+    for j in range(k):
+        mixed += seq[:, first + j : first + j + width].astype(np.int64).view(np.uint64)
+        _mix(mixed)
+    return (mixed % np.uint64(_TABLE)).astype(np.int64)
+
+
+def _earlier(new: np.ndarray, old: np.ndarray, groups: int) -> np.ndarray:
+    """For each entry ``i`` of ``new`` (S, W; values < ``groups``): how many earlier entries of its
+    row hold the same value in ``new``, minus how many entries of ``old`` before place ``i`` do.
+    One sort of both (keys, place, which) packed into integers."""
+    series, width = new.shape
+    base = (np.arange(series, dtype=np.int64) * groups)[:, None]
+    place = np.arange(width, dtype=np.int64)[None, :]
+    packed = np.empty((2, series, width), dtype=np.int64)
+    np.add(base, new, out=packed[0])
+    np.add(base, old, out=packed[1])
+    packed *= width
+    packed += place
+    packed <<= 1
+    packed[1] += 1  # at the same place a new entry sorts before an old one: not counted
+    flat = np.sort(packed.ravel())
+    is_old = flat & 1
+    group = flat >> 1
+    index = group % width
+    group //= width
+    ones_old = np.cumsum(is_old)
+    rank = np.arange(len(flat), dtype=np.int64)
+    starts = np.empty(len(flat), dtype=bool)
+    starts[0] = True
+    np.not_equal(group[1:], group[:-1], out=starts[1:])
+    start_at = np.maximum.accumulate(np.where(starts, rank, 0))
+    old_before = ones_old - is_old - (ones_old - is_old)[start_at]  # old entries before, in group
+    new_before = (rank - start_at) - old_before
+    out = np.empty(series * width, dtype=np.int64)
+    take = is_old == 0
+    out[(group[take] // groups) * width + index[take]] = (new_before - old_before)[take]
+    return out.reshape(series, width)
+
+
 def context_novelty(
     xs: np.ndarray, state: dict[str, np.ndarray], bins: int, learn: int, orders: int, memory: int
 ) -> np.ndarray:
     """The statistic of :class:`Context` for series ``xs`` (S, L), updating ``state`` (arrays with
-    S first) in place."""
+    S first) in place.
+
+    The count of a context within the last ``memory`` symbols is kept per series in a table; a
+    batch adds its own symbols' contexts and takes away those of the symbols that leave memory,
+    so the work is in proportion to the batch, not to ``memory``."""
     series, length = xs.shape
     out = np.full((series, length), np.nan)
     ok = ~np.isnan(xs)
@@ -161,63 +227,66 @@ def context_novelty(
     index = qstate["count"][rows] + rank
     sym, scored = quant.symbols(xs[rows, cols], rows, index, qstate)
     qstate["count"] += per
-    # each series' symbols: the remembered ones, then this batch's (after learning)
-    hist = state["history"]
-    h = hist.shape[1]
     new_per = np.bincount(rows[scored], minlength=series)
     width = int(new_per.max())
     if not width:
         return out
-    seq = np.zeros((series, h + width), dtype=np.int64)
+    hist = state["history"]
+    h = hist.shape[1]
+    # each series' symbols: the remembered ones, then this batch's (after learning)
+    seq = np.zeros((series, h + width), dtype=hist.dtype)
     seq[:, :h] = hist
     srows = rows[scored]
     first = np.concatenate(([0], np.cumsum(new_per)[:-1]))
     srank = np.arange(len(srows)) - first[srows]
-    seq[srows, h + srank] = sym[scored]
-    # global place of each seq entry in its series' symbol sequence (negative: none yet)
+    seq[srows, h + srank] = np.clip(sym[scored], -_LIMIT, _LIMIT)
     before = state["symbols"]
-    place = before[:, None] - h + np.arange(h + width)[None, :]
-    filled = np.arange(h + width)[None, :] < (h + new_per)[:, None]
+    step = np.arange(width, dtype=np.int64)[None, :]
+    live = step < new_per[:, None]  # this batch's symbols; as many old ones leave memory
+    new_place = before[:, None] + step  # place of each new symbol in its series
+    old_place = new_place - memory  # place of the symbol that leaves memory as it comes
     novelty = np.zeros((series, width))
-    key = np.zeros((series, h + width), dtype=np.uint64)
-    series_salt = (np.arange(series, dtype=np.uint64) + np.uint64(1)) * _MIX
-    total = h + width
-    pos = np.broadcast_to(np.arange(total, dtype=np.int64), (series, total))
-    # order 0: symbols within memory before each position
-    prefix = np.minimum(np.maximum(place, 0), memory).astype(np.float64)
+    prefix = np.minimum(new_place, memory)  # order 0: symbols within memory before each
+    last = state["last"]
+    rows_all = np.arange(series)
+    has_new = new_per > 0
+    size = _TABLE
     for k in range(1, orders + 1):
-        # rolling hash of the k symbols ending at each position
-        shifted = np.zeros_like(key)
-        shifted[:, k - 1 :] = seq[:, : total - k + 1].astype(np.uint64)
-        key = key * _PRIME + shifted + np.uint64(k)
-        valid = filled & (place >= k - 1) & (pos >= k - 1)
-        flat_valid = np.flatnonzero(valid.ravel())
-        keys = (key ^ series_salt[:, None]).ravel()[flat_valid]
-        order = np.argsort(keys, kind="stable")  # equal keys keep their places' order
-        sorted_keys = keys[order]
-        sorted_pos = pos.ravel()[flat_valid][order]
-        group = np.zeros(len(order), dtype=np.int64)
-        group[1:] = np.cumsum(sorted_keys[1:] != sorted_keys[:-1])
-        stride = total + memory + 1
-        composite = group * stride + sorted_pos + memory
-        earliest = np.searchsorted(composite, composite - memory)  # first within memory
-        counts = np.full(series * total, np.nan)
-        counts[flat_valid[order]] = np.arange(len(order)) - earliest
-        counts = counts.reshape(series, total)
+        table = state[f"table{k}"]
+        new = _keys(seq, h, width, k)
+        old = _keys(seq, orders - 1, width, k)
+        np.copyto(new, size, where=new_place < k - 1)  # too early for a context of order k
+        np.copyto(old, size, where=old_place < k - 1)
+        np.copyto(new, size + 1, where=~live)
+        np.copyto(old, size + 1, where=~live)
+        counts = np.take_along_axis(table, new, axis=1).astype(np.int64)
+        counts += _earlier(new, old, size + 2)
+        np.copyto(counts, 0, where=new_place < k - 1)
         # earlier occurrences of this context / of its first k − 1 symbols, a step earlier
-        before_prefix = np.full((series, total), np.nan)
-        before_prefix[:, 1:] = prefix[:, :-1] if k > 1 else prefix[:, 1:]
-        surprise = np.log2((before_prefix[:, h:] + 2.0) / (counts[:, h:] + 1.0))
-        if k == 1:  # the marginal: only a value never seen within memory counts
-            surprise = np.where(counts[:, h:] == 0, surprise, 0.0)
+        if k == 1:
+            surprise = np.where(counts == 0, np.log2(prefix + 2.0), 0.0)
+        else:
+            prev = np.empty_like(counts)
+            prev[:, 0] = last[:, k - 2]
+            prev[:, 1:] = prefix[:, :-1]
+            # a context occurs at most as often as its first k − 1 symbols did a step earlier:
+            # more means contexts share a counter (hashing); count only what can be this one's
+            np.minimum(counts, prev, out=counts)
+            surprise = np.log2((prev + 2.0) / (counts + 1.0))
         novelty += surprise
+        grow = np.bincount(
+            (rows_all[:, None] * (size + 2) + new).ravel(), minlength=series * (size + 2)
+        ) - np.bincount(
+            (rows_all[:, None] * (size + 2) + old).ravel(), minlength=series * (size + 2)
+        )
+        table += grow.reshape(series, size + 2).astype(table.dtype)
+        table[:, size:] = 0
+        last[has_new, k - 1] = counts[has_new, new_per[has_new] - 1]
         prefix = counts
     novelty /= orders
-    # keep the last h symbols
-    ends = h + new_per
-    index_keep = ends[:, None] - h + np.arange(h)[None, :]
-    state["history"] = np.take_along_axis(seq, index_keep, axis=1)
+    novelty[new_place < orders - 1] = np.nan
+    state["history"] = take_window(seq, h + new_per, h)
     state["symbols"] = before + new_per
     # back to the batch's layout
-    out[rows[scored], cols[scored]] = novelty[srows, srank]
+    out[srows, cols[scored]] = novelty[srows, srank]
     return out
