@@ -18,20 +18,23 @@ recency lookup of hashed contexts instead of CAD's learned dictionary of semi-co
 
 from __future__ import annotations
 
+import logging
+
 import attrs
 import numpy as np
 
 from ..batch import Batch
 from ..values import choice, integer, real
-from ._series import Part, take_window
+from ._series import Part
 from .base import NOVELTY_MODES, Detector
 
 __all__ = ["Context", "Quantiser", "compact"]
 
-_TABLE = 4093  # counters per order and series (a prime): contexts are counted modulo it
+log = logging.getLogger("cosmobac.detectors")
+
+_TABLE = 4096  # counters per order and series: contexts are counted by a hash modulo this
 _MIX1 = np.uint64(0xBF58476D1CE4E5B9)  # SplitMix64's multipliers, hashing a context's symbols
 _MIX2 = np.uint64(0x94D049BB133111EB)
-_LIMIT = 2**30  # symbols are clipped to ±this (a billion bins beyond the grid: no limit in use)
 
 
 def compact(ok: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -96,16 +99,16 @@ class Context(Detector):
     """Context novelty (see the module docstring).
 
     Keys: ``columns`` (default the five metrics), ``bins`` (bins the learned range is split into,
-    default 12), ``orders`` (longest context, in values, default 4), ``memory`` (values
-    remembered, default 2000), ``learn`` (values that set the grid before scoring, default 100),
-    ``threshold`` (default 0.9: nearly every order novel), ``novelty`` (half-life of the alarm
-    novelty stage, default 200 values; 0 turns it off) and ``novelty_mode`` (default
-    ``suppress``: a novel stretch alarms once), ``name`` (default ``"context"``), and
-    the likelihood keys of every detector.
+    default 10), ``orders`` (longest context, in values, default 2), ``memory`` (values
+    remembered, default 10000), ``learn`` (values that set the grid before scoring, default 100),
+    ``threshold`` (default 0.9 bits), ``novelty`` (half-life of the alarm novelty stage, default
+    200 values; 0 turns it off) and ``novelty_mode`` (default ``suppress``: a novel stretch alarms
+    once), ``name`` (default ``"context"``), and the likelihood keys of every detector.
 
-    State per sensor and column: the grid (4 numbers) and the last ``memory + orders − 1``
-    symbols (8 bytes each). Symbols are integers and the recency lookup is exact, so results do
-    not depend on how rows are cut into batches.
+    State per sensor and column: the grid (4 numbers), the last ``memory + orders − 1`` symbols
+    (2 bytes each, in a ring) and ``orders`` tables of 4098 counters (2 bytes each while
+    ``memory`` < 65536, else 4). Counts are integers updated symbol by symbol, so results do not
+    depend on how rows are cut into batches, and a restored state goes on exactly.
     """
 
     kind = "context"
@@ -126,18 +129,21 @@ class Context(Detector):
     def threshold_value(self) -> float:
         return self.threshold
 
-    @property
-    def _history(self) -> int:
-        return self.memory + self.orders - 1
-
     def _initial(self, count: int, width: int) -> dict[str, np.ndarray]:
         state = Quantiser(self.bins, self.learn).initial((count, width))
-        state["history"] = np.zeros((count, width, self._history), dtype=np.int32)
+        ring = self.memory + self.orders - 1
+        counter = np.uint16 if self.memory < 2**16 else np.uint32
+        state["ring"] = np.zeros((count, width, ring), dtype=np.uint16)
         state["symbols"] = np.zeros((count, width), dtype=np.int64)  # symbols so far
         state["last"] = np.zeros((count, width, self.orders), dtype=np.int64)
-        for k in range(1, self.orders + 1):
-            state[f"table{k}"] = np.zeros((count, width, _TABLE + 2), dtype=np.int32)
+        state["tables"] = np.zeros((count, width, self.orders, _TABLE + 2), dtype=counter)
         return state
+
+    def set_state(self, state: str) -> None:
+        super().set_state(state)
+        if self._state and set(self._state) != set(self._initial(0, len(self.columns))):
+            log.warning("detector %r: saved state has another layout; starting cold", self.name)
+            self.reset()
 
     def _process(
         self, part: Part, x: np.ndarray, state: dict[str, np.ndarray], batch: Batch
@@ -160,24 +166,27 @@ def _mix(x: np.ndarray) -> np.ndarray:
     return x
 
 
-def _keys(seq: np.ndarray, start: int, width: int, k: int) -> np.ndarray:
-    """Order-``k`` counter of each of the ``width`` positions of ``seq`` (S, T) from ``start``, in
-    ``[0, _TABLE)``: for ``k = 1`` the symbol modulo ``_TABLE``; for longer contexts a hash of
-    their ``k`` symbols modulo ``_TABLE``."""
-    first = start - k + 1
+def _keys(seq: np.ndarray, k: int) -> np.ndarray:
+    """Order-``k`` counter (in ``[0, _TABLE)``) of each position of ``seq`` (S, W + k − 1) from
+    its ``k``-th: the symbol itself for ``k = 1`` (symbols ``_TABLE`` apart share one), a hash of
+    the ``k`` symbols ending there for longer contexts."""
+    width = seq.shape[1] - k + 1
     if k == 1:
-        return seq[:, start : start + width].astype(np.int64) % _TABLE
+        return seq.astype(np.int64) & (_TABLE - 1)
     mixed = np.zeros((seq.shape[0], width), dtype=np.uint64)
     for j in range(k):
-        mixed += seq[:, first + j : first + j + width].astype(np.int64).view(np.uint64)
+        mixed += seq[:, j : j + width]
         _mix(mixed)
-    return (mixed % np.uint64(_TABLE)).astype(np.int64)
+    return (mixed & np.uint64(_TABLE - 1)).astype(np.int64)
 
 
-def _earlier(new: np.ndarray, old: np.ndarray, groups: int) -> np.ndarray:
+def _earlier(
+    new: np.ndarray, old: np.ndarray, groups: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """For each entry ``i`` of ``new`` (S, W; values < ``groups``): how many earlier entries of its
     row hold the same value in ``new``, minus how many entries of ``old`` before place ``i`` do.
-    One sort of both (keys, place, which) packed into integers."""
+    Also, per (row, value) present (as ``row · groups + value``), the entries of ``new`` less
+    those of ``old``. One sort of both (value, place, which) packed into integers."""
     series, width = new.shape
     base = (np.arange(series, dtype=np.int64) * groups)[:, None]
     place = np.arange(width, dtype=np.int64)[None, :]
@@ -193,18 +202,28 @@ def _earlier(new: np.ndarray, old: np.ndarray, groups: int) -> np.ndarray:
     group = flat >> 1
     index = group % width
     group //= width
-    ones_old = np.cumsum(is_old)
+    olds = np.cumsum(is_old)
+    olds -= is_old  # old entries before each
     rank = np.arange(len(flat), dtype=np.int64)
     starts = np.empty(len(flat), dtype=bool)
     starts[0] = True
     np.not_equal(group[1:], group[:-1], out=starts[1:])
-    start_at = np.maximum.accumulate(np.where(starts, rank, 0))
-    old_before = ones_old - is_old - (ones_old - is_old)[start_at]  # old entries before, in group
+    first = np.flatnonzero(starts)
+    size = np.diff(np.append(first, len(flat)))
+    start_at = np.repeat(first, size)
+    old_before = olds - olds[start_at]
     new_before = (rank - start_at) - old_before
     out = np.empty(series * width, dtype=np.int64)
     take = is_old == 0
     out[(group[take] // groups) * width + index[take]] = (new_before - old_before)[take]
-    return out.reshape(series, width)
+    old_in = np.add.reduceat(is_old, first)
+    return out.reshape(series, width), group[first], size - 2 * old_in
+
+
+def _gather_ring(ring: np.ndarray, start: np.ndarray, width: int) -> np.ndarray:
+    """``width`` symbols of each ring (S, R) from place ``start`` (S,) on (places modulo R)."""
+    index = (start[:, None] + np.arange(width)[None, :]) % ring.shape[1]
+    return np.take_along_axis(ring, index, axis=1)
 
 
 def context_novelty(
@@ -213,9 +232,9 @@ def context_novelty(
     """The statistic of :class:`Context` for series ``xs`` (S, L), updating ``state`` (arrays with
     S first) in place.
 
-    The count of a context within the last ``memory`` symbols is kept per series in a table; a
-    batch adds its own symbols' contexts and takes away those of the symbols that leave memory,
-    so the work is in proportion to the batch, not to ``memory``."""
+    Each series' counts of contexts within its last ``memory`` symbols are kept in tables; a batch
+    adds its own symbols' contexts and takes away those of the symbols that leave memory, so the
+    work is in proportion to the batch, not to ``memory``."""
     series, length = xs.shape
     out = np.full((series, length), np.nan)
     ok = ~np.isnan(xs)
@@ -231,61 +250,69 @@ def context_novelty(
     width = int(new_per.max())
     if not width:
         return out
-    hist = state["history"]
-    h = hist.shape[1]
-    # each series' symbols: the remembered ones, then this batch's (after learning)
-    seq = np.zeros((series, h + width), dtype=hist.dtype)
-    seq[:, :h] = hist
+    ring, tables, last = state["ring"], state["tables"], state["last"]
+    last_before = last.copy()  # each order's count at the symbol before this batch's first
+    size = ring.shape[1]  # memory + orders − 1
+    before = state["symbols"]
+    lead = orders - 1
     srows = rows[scored]
     first = np.concatenate(([0], np.cumsum(new_per)[:-1]))
     srank = np.arange(len(srows)) - first[srows]
-    seq[srows, h + srank] = np.clip(sym[scored], -_LIMIT, _LIMIT)
-    before = state["symbols"]
+    # this batch's symbols (the low 16 bits: symbols 65536 bins apart look alike), after the
+    # last orders − 1 before them
+    fresh = np.zeros((series, lead + width), dtype=np.uint16)
+    fresh[:, :lead] = _gather_ring(ring, before - lead, lead)
+    fresh[srows, lead + srank] = sym[scored].astype(np.uint16)  # modulo 2**16
+    # the symbols that leave memory as each new one comes, after the orders − 1 before them
+    leaving = _gather_ring(ring, before - size, lead + width)
+    if lead + width > size:  # more new symbols than memory: some leave within this batch
+        leaving[:, size:] = fresh[:, lead : lead + width - memory]
     step = np.arange(width, dtype=np.int64)[None, :]
     live = step < new_per[:, None]  # this batch's symbols; as many old ones leave memory
     new_place = before[:, None] + step  # place of each new symbol in its series
     old_place = new_place - memory  # place of the symbol that leaves memory as it comes
     novelty = np.zeros((series, width))
     prefix = np.minimum(new_place, memory)  # order 0: symbols within memory before each
-    last = state["last"]
-    rows_all = np.arange(series)
     has_new = new_per > 0
-    size = _TABLE
+    groups = _TABLE + 2
+    flat_tables = tables.reshape(series, orders * groups)
     for k in range(1, orders + 1):
-        table = state[f"table{k}"]
-        new = _keys(seq, h, width, k)
-        old = _keys(seq, orders - 1, width, k)
-        np.copyto(new, size, where=new_place < k - 1)  # too early for a context of order k
-        np.copyto(old, size, where=old_place < k - 1)
-        np.copyto(new, size + 1, where=~live)
-        np.copyto(old, size + 1, where=~live)
+        new = _keys(fresh[:, lead - k + 1 :], k)
+        old = _keys(leaving[:, lead - k + 1 :], k)
+        np.copyto(new, _TABLE, where=new_place < k - 1)  # too early for a context of order k
+        np.copyto(old, _TABLE, where=old_place < k - 1)
+        np.copyto(new, _TABLE + 1, where=~live)
+        np.copyto(old, _TABLE + 1, where=~live)
+        table = flat_tables[:, (k - 1) * groups : k * groups]
         counts = np.take_along_axis(table, new, axis=1).astype(np.int64)
-        counts += _earlier(new, old, size + 2)
+        earlier, present, change = _earlier(new, old, groups)
+        counts += earlier
         np.copyto(counts, 0, where=new_place < k - 1)
         # earlier occurrences of this context / of its first k − 1 symbols, a step earlier
         if k == 1:
             surprise = np.where(counts == 0, np.log2(prefix + 2.0), 0.0)
         else:
             prev = np.empty_like(counts)
-            prev[:, 0] = last[:, k - 2]
+            prev[:, 0] = last_before[:, k - 2]
             prev[:, 1:] = prefix[:, :-1]
             # a context occurs at most as often as its first k − 1 symbols did a step earlier:
             # more means contexts share a counter (hashing); count only what can be this one's
             np.minimum(counts, prev, out=counts)
             surprise = np.log2((prev + 2.0) / (counts + 1.0))
         novelty += surprise
-        grow = np.bincount(
-            (rows_all[:, None] * (size + 2) + new).ravel(), minlength=series * (size + 2)
-        ) - np.bincount(
-            (rows_all[:, None] * (size + 2) + old).ravel(), minlength=series * (size + 2)
-        )
-        table += grow.reshape(series, size + 2).astype(table.dtype)
-        table[:, size:] = 0
+        # the tables after the batch: each counter present changes by its entering − leaving
+        at = (present // groups) * (orders * groups) + (k - 1) * groups + present % groups
+        view = tables.reshape(-1)
+        view[at] = (view[at].astype(np.int64) + change).astype(tables.dtype)
         last[has_new, k - 1] = counts[has_new, new_per[has_new] - 1]
         prefix = counts
+    tables[:, :, _TABLE:] = 0  # the counters of "no context yet" and of padding
     novelty /= orders
     novelty[new_place < orders - 1] = np.nan
-    state["history"] = take_window(seq, h + new_per, h)
+    # remember the last symbols: each new one at its place modulo the ring's size
+    keep = live & (step >= new_per[:, None] - size)
+    where = np.nonzero(keep)
+    ring[where[0], (new_place[where]) % size] = fresh[:, lead:][where]
     state["symbols"] = before + new_per
     # back to the batch's layout
     out[srows, cols[scored]] = novelty[srows, srank]
