@@ -32,9 +32,11 @@ __all__ = ["Context", "Quantiser", "compact"]
 
 log = logging.getLogger("cosmobac.detectors")
 
-_TABLE = 4096  # counters per order and series: contexts are counted by a hash modulo this
-_MIX1 = np.uint64(0xBF58476D1CE4E5B9)  # SplitMix64's multipliers, hashing a context's symbols
-_MIX2 = np.uint64(0x94D049BB133111EB)
+_TABLE_BITS = 12
+_TABLE = 1 << _TABLE_BITS  # counters per order and series; one more counts nothing (padding)
+_GROUP_BITS = _TABLE_BITS + 1
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)  # 2**64 / golden ratio (odd): Fibonacci hashing
+_FOLD = np.uint64(0xBF58476D1CE4E5B9)  # odd multiplier folding a fifth and later symbol in
 
 
 def compact(ok: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -136,7 +138,7 @@ class Context(Detector):
         state["ring"] = np.zeros((count, width, ring), dtype=np.uint16)
         state["symbols"] = np.zeros((count, width), dtype=np.int64)  # symbols so far
         state["last"] = np.zeros((count, width, self.orders), dtype=np.int64)
-        state["tables"] = np.zeros((count, width, self.orders, _TABLE + 2), dtype=counter)
+        state["tables"] = np.zeros((count, width, self.orders, _TABLE + 1), dtype=counter)
         return state
 
     def set_state(self, state: str) -> None:
@@ -156,68 +158,61 @@ class Context(Detector):
         return stat.reshape(g, c, length)
 
 
-def _mix(x: np.ndarray) -> np.ndarray:
-    """SplitMix64's finaliser, in place: every input bit moves every output bit."""
-    x ^= x >> np.uint64(30)
-    x *= _MIX1
-    x ^= x >> np.uint64(27)
-    x *= _MIX2
-    x ^= x >> np.uint64(31)
-    return x
-
-
 def _keys(seq: np.ndarray, k: int) -> np.ndarray:
-    """Order-``k`` counter (in ``[0, _TABLE)``) of each position of ``seq`` (S, W + k − 1) from
-    its ``k``-th: the symbol itself for ``k = 1`` (symbols ``_TABLE`` apart share one), a hash of
-    the ``k`` symbols ending there for longer contexts."""
+    """Order-``k`` counter (in ``[0, _TABLE)``) of each position of ``seq`` (S, W + k − 1, 16-bit
+    symbols) from its ``k``-th: the symbol itself for ``k = 1`` (symbols ``_TABLE`` apart share
+    one); for longer contexts the ``k`` symbols ending there packed into 64 bits (exactly up to 4,
+    mixed by a multiplication beyond), then Fibonacci hashing (the top bits of a product with
+    2⁶⁴ / golden ratio), which spreads the lattice of neighbouring contexts evenly."""
     width = seq.shape[1] - k + 1
     if k == 1:
         return seq.astype(np.int64) & (_TABLE - 1)
-    mixed = np.zeros((seq.shape[0], width), dtype=np.uint64)
-    for j in range(k):
-        mixed += seq[:, j : j + width]
-        _mix(mixed)
-    return (mixed & np.uint64(_TABLE - 1)).astype(np.int64)
+    packed = seq[:, :width].astype(np.uint64)
+    for j in range(1, k):
+        if j < 4:
+            packed <<= np.uint64(16)
+        else:
+            packed *= _FOLD
+        packed ^= seq[:, j : j + width]
+    packed *= _GOLDEN
+    packed >>= np.uint64(64 - _TABLE_BITS)
+    return packed.view(np.int64)
 
 
 def _earlier(
-    new: np.ndarray, old: np.ndarray, groups: int
+    new: np.ndarray, old: np.ndarray, where: np.ndarray, shift: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """For each entry ``i`` of ``new`` (S, W; values < ``groups``): how many earlier entries of its
-    row hold the same value in ``new``, minus how many entries of ``old`` before place ``i`` do.
-    Also, per (row, value) present (as ``row · groups + value``), the entries of ``new`` less
-    those of ``old``. One sort of both (value, place, which) packed into integers."""
+    """For each entry ``i`` of ``new`` (S, W; counters ≤ ``_TABLE``): how many earlier entries of
+    its row hold the same counter in ``new``, less how many entries of ``old`` before place ``i``
+    do. Also each (row, counter) present, as ``row << _GROUP_BITS | counter``, and its entries in
+    ``new`` less those in ``old``. ``where`` is ``row << (shift + _GROUP_BITS) | place << 1`` with
+    ``2 ** (shift − 1)`` > W. One sort of both, packed into integers (a new entry sorts before an
+    old one at the same place: the one leaving as it comes is not earlier)."""
     series, width = new.shape
-    base = (np.arange(series, dtype=np.int64) * groups)[:, None]
-    place = np.arange(width, dtype=np.int64)[None, :]
     packed = np.empty((2, series, width), dtype=np.int64)
-    np.add(base, new, out=packed[0])
-    np.add(base, old, out=packed[1])
-    packed *= width
-    packed += place
-    packed <<= 1
-    packed[1] += 1  # at the same place a new entry sorts before an old one: not counted
+    np.left_shift(new, shift, out=packed[0])
+    np.left_shift(old, shift, out=packed[1])
+    packed |= where
+    packed[1] |= 1
     flat = np.sort(packed.ravel())
-    is_old = flat & 1
-    group = flat >> 1
-    index = group % width
-    group //= width
-    olds = np.cumsum(is_old)
-    olds -= is_old  # old entries before each
-    rank = np.arange(len(flat), dtype=np.int64)
+    step = 1 - ((flat & 1) << 1)  # +1 for a new entry, −1 for an old one
+    run = np.cumsum(step)
+    group = flat >> shift
     starts = np.empty(len(flat), dtype=bool)
     starts[0] = True
     np.not_equal(group[1:], group[:-1], out=starts[1:])
     first = np.flatnonzero(starts)
-    size = np.diff(np.append(first, len(flat)))
-    start_at = np.repeat(first, size)
-    old_before = olds - olds[start_at]
-    new_before = (rank - start_at) - old_before
-    out = np.empty(series * width, dtype=np.int64)
-    take = is_old == 0
-    out[(group[take] // groups) * width + index[take]] = (new_before - old_before)[take]
-    old_in = np.add.reduceat(is_old, first)
-    return out.reshape(series, width), group[first], size - 2 * old_in
+    ends = np.append(first[1:], len(flat)) - 1
+    before_group = run[first] - step[first]  # the running sum before each group
+    run -= step
+    run -= np.repeat(before_group, np.diff(np.append(first, len(flat))))
+    # back to (which, row, place): the sorted entries are a permutation of the packed ones
+    slot = (flat & 1) * (series * width) + (group >> _GROUP_BITS) * width
+    slot += (flat >> 1) & ((1 << (shift - 1)) - 1)
+    out = np.empty(2 * series * width, dtype=np.int64)
+    out[slot] = run
+    change = run[ends] + step[ends]
+    return out[: series * width].reshape(series, width), group[first], change
 
 
 def _gather_ring(ring: np.ndarray, start: np.ndarray, width: int) -> np.ndarray:
@@ -274,24 +269,30 @@ def context_novelty(
     novelty = np.zeros((series, width))
     prefix = np.minimum(new_place, memory)  # order 0: symbols within memory before each
     has_new = new_per > 0
-    groups = _TABLE + 2
-    flat_tables = tables.reshape(series, orders * groups)
+    early_new = new_place < orders - 1  # too early for the longest context
+    shift = int(width).bit_length() + 1
+    where = np.arange(series, dtype=np.int64)[:, None] << (shift + _GROUP_BITS)
+    where = where | (step << 1)
+    groups = _TABLE + 1
+    view = tables.reshape(-1)
     for k in range(1, orders + 1):
         new = _keys(fresh[:, lead - k + 1 :], k)
         old = _keys(leaving[:, lead - k + 1 :], k)
-        np.copyto(new, _TABLE, where=new_place < k - 1)  # too early for a context of order k
+        if k > 1:  # too early for a context of order k, or padding: the spare counter
+            np.copyto(new, _TABLE, where=new_place < k - 1)
         np.copyto(old, _TABLE, where=old_place < k - 1)
-        np.copyto(new, _TABLE + 1, where=~live)
-        np.copyto(old, _TABLE + 1, where=~live)
-        table = flat_tables[:, (k - 1) * groups : k * groups]
+        if not live.all():
+            np.copyto(new, _TABLE, where=~live)
+            np.copyto(old, _TABLE, where=~live)
+        table = tables[:, k - 1, :]
         counts = np.take_along_axis(table, new, axis=1).astype(np.int64)
-        earlier, present, change = _earlier(new, old, groups)
+        earlier, present, change = _earlier(new, old, where, shift)
         counts += earlier
-        np.copyto(counts, 0, where=new_place < k - 1)
         # earlier occurrences of this context / of its first k − 1 symbols, a step earlier
         if k == 1:
             surprise = np.where(counts == 0, np.log2(prefix + 2.0), 0.0)
         else:
+            np.copyto(counts, 0, where=new_place < k - 1)
             prev = np.empty_like(counts)
             prev[:, 0] = last_before[:, k - 2]
             prev[:, 1:] = prefix[:, :-1]
@@ -301,14 +302,14 @@ def context_novelty(
             surprise = np.log2((prev + 2.0) / (counts + 1.0))
         novelty += surprise
         # the tables after the batch: each counter present changes by its entering − leaving
-        at = (present // groups) * (orders * groups) + (k - 1) * groups + present % groups
-        view = tables.reshape(-1)
+        at = (present >> _GROUP_BITS) * (orders * groups) + (k - 1) * groups
+        at += present & ((1 << _GROUP_BITS) - 1)
         view[at] = (view[at].astype(np.int64) + change).astype(tables.dtype)
         last[has_new, k - 1] = counts[has_new, new_per[has_new] - 1]
         prefix = counts
     tables[:, :, _TABLE:] = 0  # the counters of "no context yet" and of padding
     novelty /= orders
-    novelty[new_place < orders - 1] = np.nan
+    novelty[early_new] = np.nan
     # remember the last symbols: each new one at its place modulo the ring's size
     keep = live & (step >= new_per[:, None] - size)
     where = np.nonzero(keep)
