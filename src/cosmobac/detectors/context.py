@@ -77,6 +77,11 @@ class Quantiser:
         """Symbols of the valid ``values`` (1-D, grouped by series ``sid`` in order; ``index`` is
         each one's place in its series), and which of them come after the learning period."""
         lo, hi, width = state["lo"], state["hi"], state["width"]
+        if len(index) and int(index.min()) >= self.learn:  # every series past learning
+            with np.errstate(invalid="ignore", over="ignore"):
+                q = np.floor((values - lo[sid]) / width[sid])
+            np.clip(q, -(2**62), 2**62, out=q)
+            return q.astype(np.int64), np.ones(len(values), dtype=bool)
         learning = index < self.learn
         if learning.any():
             ls, lv = sid[learning], values[learning]
@@ -185,9 +190,10 @@ def _earlier(
     """For each entry ``i`` of ``new`` (S, W; counters ≤ ``_TABLE``): how many earlier entries of
     its row hold the same counter in ``new``, less how many entries of ``old`` before place ``i``
     do. Also each (row, counter) present, as ``row << _GROUP_BITS | counter``, and its entries in
-    ``new`` less those in ``old``. ``where`` is ``row << (shift + _GROUP_BITS) | place << 1`` with
-    ``2 ** (shift − 1)`` > W. One sort of both, packed into integers (a new entry sorts before an
-    old one at the same place: the one leaving as it comes is not earlier)."""
+    ``new`` less those in ``old``. ``where`` is ``row << (shift + _GROUP_BITS) | (row · W +
+    place) << 1`` with ``2 ** (shift − 1) ≥ S · W``. One sort of both, packed into integers (a new
+    entry sorts before an old one at the same place: the one leaving as it comes is not
+    earlier)."""
     series, width = new.shape
     packed = np.empty((2, series, width), dtype=np.int64)
     np.left_shift(new, shift, out=packed[0])
@@ -196,23 +202,21 @@ def _earlier(
     packed[1] |= 1
     flat = np.sort(packed.ravel())
     step = 1 - ((flat & 1) << 1)  # +1 for a new entry, −1 for an old one
-    run = np.cumsum(step)
     group = flat >> shift
     starts = np.empty(len(flat), dtype=bool)
     starts[0] = True
     np.not_equal(group[1:], group[:-1], out=starts[1:])
     first = np.flatnonzero(starts)
-    ends = np.append(first[1:], len(flat)) - 1
-    before_group = run[first] - step[first]  # the running sum before each group
-    run -= step
-    run -= np.repeat(before_group, np.diff(np.append(first, len(flat))))
-    # back to (which, row, place): the sorted entries are a permutation of the packed ones
-    slot = (flat & 1) * (series * width) + (group >> _GROUP_BITS) * width
-    slot += (flat >> 1) & ((1 << (shift - 1)) - 1)
+    change = np.add.reduceat(step, first)  # per group: entering − leaving
+    # a running sum that restarts at each group: take the previous group's total off its start
+    run = step.copy()
+    run[first[1:]] -= change[:-1]
+    np.cumsum(run, out=run)
+    run -= step  # before each entry, within its group
+    # back to (row · W + place) · 2 + which: the sorted entries are a permutation of the packed
     out = np.empty(2 * series * width, dtype=np.int64)
-    out[slot] = run
-    change = run[ends] + step[ends]
-    return out[: series * width].reshape(series, width), group[first], change
+    out[flat & ((1 << shift) - 1)] = run
+    return out[::2].reshape(series, width), group[first], change
 
 
 def _gather_ring(ring: np.ndarray, start: np.ndarray, width: int) -> np.ndarray:
@@ -235,13 +239,21 @@ def context_novelty(
     ok = ~np.isnan(xs)
     if not ok.any():
         return out
-    rows, cols, rank, per = compact(ok)
+    if ok.all():  # no gaps: the layout is the batch's
+        rows = np.repeat(np.arange(series), length)
+        rank = cols = np.tile(np.arange(length), series)
+        per = np.full(series, length)
+        values = xs.reshape(-1)
+    else:
+        rows, cols, rank, per = compact(ok)
+        values = xs[rows, cols]
     quant = Quantiser(bins, learn)
     qstate = {key: state[key] for key in Quantiser.KEYS}
     index = qstate["count"][rows] + rank
-    sym, scored = quant.symbols(xs[rows, cols], rows, index, qstate)
+    sym, scored = quant.symbols(values, rows, index, qstate)
     qstate["count"] += per
-    new_per = np.bincount(rows[scored], minlength=series)
+    dense = bool(scored.all()) and len(sym) == series * length  # every value a new symbol
+    new_per = per if dense else np.bincount(rows[scored], minlength=series)
     width = int(new_per.max())
     if not width:
         return out
@@ -250,14 +262,17 @@ def context_novelty(
     size = ring.shape[1]  # memory + orders − 1
     before = state["symbols"]
     lead = orders - 1
-    srows = rows[scored]
-    first = np.concatenate(([0], np.cumsum(new_per)[:-1]))
-    srank = np.arange(len(srows)) - first[srows]
     # this batch's symbols (the low 16 bits: symbols 65536 bins apart look alike), after the
     # last orders − 1 before them
     fresh = np.zeros((series, lead + width), dtype=np.uint16)
     fresh[:, :lead] = _gather_ring(ring, before - lead, lead)
-    fresh[srows, lead + srank] = sym[scored].astype(np.uint16)  # modulo 2**16
+    if dense:
+        fresh[:, lead:] = sym.reshape(series, width)  # modulo 2**16
+    else:
+        srows = rows[scored]
+        first = np.concatenate(([0], np.cumsum(new_per)[:-1]))
+        srank = np.arange(len(srows)) - first[srows]
+        fresh[srows, lead + srank] = sym[scored].astype(np.uint16)
     # the symbols that leave memory as each new one comes, after the orders − 1 before them
     leaving = _gather_ring(ring, before - size, lead + width)
     if lead + width > size:  # more new symbols than memory: some leave within this batch
@@ -270,9 +285,10 @@ def context_novelty(
     prefix = np.minimum(new_place, memory)  # order 0: symbols within memory before each
     has_new = new_per > 0
     early_new = new_place < orders - 1  # too early for the longest context
-    shift = int(width).bit_length() + 1
-    where = np.arange(series, dtype=np.int64)[:, None] << (shift + _GROUP_BITS)
-    where = where | (step << 1)
+    shift = int(series * width).bit_length() + 1
+    where = np.arange(series * width, dtype=np.int64).reshape(series, width) << 1
+    where |= np.arange(series, dtype=np.int64)[:, None] << (shift + _GROUP_BITS)
+    row_at = np.arange(series, dtype=np.int64)[:, None] * (orders * (_TABLE + 1))
     groups = _TABLE + 1
     view = tables.reshape(-1)
     for k in range(1, orders + 1):
@@ -284,8 +300,7 @@ def context_novelty(
         if not live.all():
             np.copyto(new, _TABLE, where=~live)
             np.copyto(old, _TABLE, where=~live)
-        table = tables[:, k - 1, :]
-        counts = np.take_along_axis(table, new, axis=1).astype(np.int64)
+        counts = view.take(new + (row_at + (k - 1) * groups)).astype(np.int64)
         earlier, present, change = _earlier(new, old, where, shift)
         counts += earlier
         # earlier occurrences of this context / of its first k − 1 symbols, a step earlier
@@ -311,10 +326,17 @@ def context_novelty(
     novelty /= orders
     novelty[early_new] = np.nan
     # remember the last symbols: each new one at its place modulo the ring's size
-    keep = live & (step >= new_per[:, None] - size)
-    where = np.nonzero(keep)
-    ring[where[0], (new_place[where]) % size] = fresh[:, lead:][where]
+    if dense and width <= size:
+        at = new_place % size
+        at += np.arange(0, series * size, size)[:, None]
+        ring.reshape(-1)[at] = fresh[:, lead:]
+    else:
+        keep = live & (step >= new_per[:, None] - size)
+        where = np.nonzero(keep)
+        ring[where[0], (new_place[where]) % size] = fresh[:, lead:][where]
     state["symbols"] = before + new_per
+    if dense:
+        return novelty
     # back to the batch's layout
     out[srows, cols[scored]] = novelty[srows, srank]
     return out
