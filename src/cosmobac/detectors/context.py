@@ -303,6 +303,8 @@ def context_novelty(
         counts = view.take(new + (row_at + (k - 1) * groups)).astype(np.int64)
         earlier, present, change = _earlier(new, old, where, shift)
         counts += earlier
+        if not live.all():
+            np.copyto(counts, 0, where=~live)  # padding: its counts are no one's
         # earlier occurrences of this context / of its first k − 1 symbols, a step earlier
         if k == 1:
             surprise = np.where(counts == 0, np.log2(prefix + 2.0), 0.0)
