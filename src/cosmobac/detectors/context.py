@@ -2,18 +2,29 @@
 
 After a learning period each value becomes a symbol, its bin on a fixed grid. The *context of
 order k* at a row is the run of the last ``k`` symbols ending at it: the current symbol together
-with the ``k − 1`` before it. The detector remembers, per sensor and column, the symbols of the
-last ``memory`` values, and asks of every order ``k = 1 … orders`` when that same context last
-occurred. A context never seen within memory is novel (1); one seen ``gap`` values ago counts
-``log(gap) / log(memory)`` (a context that recurs every day is less novel than one last seen a
-month ago, more than one that repeats all the time). The statistic is the mean over the orders,
-in [0, 1]: 1 for a value in a bin never seen before, high for a familiar value in an unfamiliar
-order (a pattern broken), 0 for a context that just occurred.
+with the ``k − 1`` before it. For every order ``k = 1 … orders`` the detector counts ``n``, the
+earlier occurrences of this context among the series' last ``memory`` symbols, and ``n_prefix``,
+those of its first ``k − 1`` symbols a step earlier, and scores the surprise
+``log2((n_prefix + 2) / (n + 1))`` (for order 1 only a symbol not seen within memory counts:
+``log2(min(symbols so far, memory) + 2)``). The statistic is the mean over the orders, in bits:
+high for a value in a bin not seen within memory, or a familiar value in an unfamiliar order (a
+pattern broken); low for a context that recurs.
+
+Memory: per sensor and column, a ring of the last ``memory + orders − 1`` symbols and, per order,
+a table of 4096 counters holding how many contexts within memory fall on each. A batch adds its
+contexts and takes away those of the symbols leaving memory as it goes; one sort of the batch's
+entering and leaving contexts gives each row its count. The work is in proportion to the batch,
+not to ``memory``, and the counts are integers updated value by value, so results do not depend
+on how rows are cut into batches. Order 1 counts a symbol by its bin number modulo 4096 (exact
+for any grid a series stays within); longer contexts by a hash, so two contexts may share a
+counter. A shared counter only ever makes a context look more familiar, and a context's count is
+capped at its prefix's (which it cannot exceed), so the surprise stays ≥ 0.
 
 This follows the Contextual Anomaly Detector's idea (Smirnov and Bogachev's CAD OSE for NAB:
 quantise recent values into a context, remember which contexts were seen, score how new the
-current one is), implemented from that description with a different, vectorisable memory: exact
-recency lookup of hashed contexts instead of CAD's learned dictionary of semi-contexts.
+current one is), implemented from that description with a different, vectorisable memory:
+counts of hashed contexts over a sliding window instead of CAD's learned dictionary of
+semi-contexts.
 """
 
 from __future__ import annotations
@@ -257,6 +268,8 @@ def context_novelty(
     width = int(new_per.max())
     if not width:
         return out
+    for key in ("ring", "tables"):  # written through flat views below
+        state[key] = np.ascontiguousarray(state[key])
     ring, tables, last = state["ring"], state["tables"], state["last"]
     last_before = last.copy()  # each order's count at the symbol before this batch's first
     size = ring.shape[1]  # memory + orders − 1
@@ -290,7 +303,7 @@ def context_novelty(
     where |= np.arange(series, dtype=np.int64)[:, None] << (shift + _GROUP_BITS)
     row_at = np.arange(series, dtype=np.int64)[:, None] * (orders * (_TABLE + 1))
     groups = _TABLE + 1
-    view = tables.reshape(-1)
+    view = tables.reshape(-1)  # a view: tables is contiguous
     for k in range(1, orders + 1):
         new = _keys(fresh[:, lead - k + 1 :], k)
         old = _keys(leaving[:, lead - k + 1 :], k)
@@ -331,11 +344,11 @@ def context_novelty(
     if dense and width <= size:
         at = new_place % size
         at += np.arange(0, series * size, size)[:, None]
-        ring.reshape(-1)[at] = fresh[:, lead:]
+        ring.reshape(-1)[at] = fresh[:, lead:]  # a view: ring is contiguous
     else:
         keep = live & (step >= new_per[:, None] - size)
-        where = np.nonzero(keep)
-        ring[where[0], (new_place[where]) % size] = fresh[:, lead:][where]
+        kept = np.nonzero(keep)
+        ring[kept[0], (new_place[kept]) % size] = fresh[:, lead:][kept]
     state["symbols"] = before + new_per
     if dense:
         return novelty
