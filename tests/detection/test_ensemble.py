@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from new_support import one_series, periodic, run_cut
 
+from cosmobac.batch import Batch
 from cosmobac.detectors import Ensemble
 from cosmobac.detectors.ensemble import chi2_even_log10_tail
 from cosmobac.plugins import Plugins
@@ -76,6 +77,54 @@ def test_state_round_trip_is_exact():
     second = Ensemble(columns=["value"])
     second.set_state(first.get_state())
     a, b = first(batch.select(slice(900, None))), second(batch.select(slice(900, None)))
+    assert np.array_equal(a["ensemble_score"], b["ensemble_score"], equal_nan=True)
+
+
+def mixed_fleet(sensors=5, length=600):
+    """Interleaved readings of sensors of different lengths, levels and gaps."""
+    ids, times, values = [], [], []
+    for i in range(sensors):
+        n = length // (1 + i)  # different rates: a batch's sensors go to different parts
+        v = periodic(n, period=10 + 4 * i, seed=20 + i) * (1 + i) + 5 * i
+        v[:: 9 + i] = np.nan
+        v[n // 2 :] += 3 * (i % 2)
+        ids += [f"s-{i}"] * n
+        times.append(np.arange(n) * (1 + i) * sensors + i)
+        values.append(v)
+    t = np.concatenate(times)
+    order = np.argsort(t, kind="stable")
+    return Batch.from_columns(
+        timestamp=t[order] * 1000,
+        sensor_id=np.array(ids, dtype=object)[order],
+        value=np.concatenate(values)[order],
+    )
+
+
+def fleet_ensemble():
+    return Ensemble(
+        columns=["value"],
+        options={"context": {"memory": 120, "learn": 30}, "ewma": {"halflife": 20}},
+    )
+
+
+@settings(max_examples=10, deadline=None)
+@given(cuts=st.lists(st.integers(0, 1400), max_size=6))
+def test_on_a_fleet_results_do_not_depend_on_batch_cuts(cuts):
+    rows = mixed_fleet()
+    whole = fleet_ensemble()(rows)
+    cut = run_cut(fleet_ensemble(), rows, cuts)
+    for column in ("ensemble_score", "ensemble_detected"):
+        assert np.array_equal(whole[column], cut[column], equal_nan=True), column
+
+
+def test_on_a_fleet_state_round_trip_is_exact():
+    rows = mixed_fleet()
+    first = fleet_ensemble()
+    first(rows.select(slice(0, 1000)))
+    second = fleet_ensemble()
+    second.set_state(first.get_state())
+    rest = rows.select(slice(1000, None))
+    a, b = first(rest), second(rest)
     assert np.array_equal(a["ensemble_score"], b["ensemble_score"], equal_nan=True)
 
 
