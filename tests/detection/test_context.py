@@ -251,3 +251,15 @@ def test_context_counts_as_its_definition_says(orders, memory):
     out = run_cut(detector, one_series(values), [100, 101, 350, 700])
     stat = out["context_score"] * detector.threshold / (1 - out["context_score"])
     assert np.allclose(stat, want, equal_nan=True, rtol=1e-12, atol=1e-12)
+
+
+def test_context_checkpoint_leaves_out_the_tables_and_rebuilds_them_exactly():
+    rows = fleet_rows()
+    detector = Context(columns=["value"], memory=60, learn=20, orders=3)
+    detector(rows)
+    text = detector.get_state()
+    assert '"tables"' not in text and '"ring"' in text
+    again = Context(columns=["value"], memory=60, learn=20, orders=3)
+    again.set_state(text)
+    assert np.array_equal(again._state["tables"], detector._state["tables"])
+    assert again._state["tables"].sum() > 0

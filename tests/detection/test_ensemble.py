@@ -177,3 +177,23 @@ def test_nab_dev_scores_stay_above_their_floors(name):
     corpus = read_corpus(NAB_DEV / "data", NAB_DEV / "labels.json")
     scores = score_series(corpus, {name: {}})[name]
     assert score_corpus(corpus, scores, "standard").score >= FLOORS[name]
+
+
+def test_checkpoint_leaves_out_the_context_tables_and_rebuilds_them():
+    rows = mixed_fleet()
+    first = fleet_ensemble()
+    first(rows)
+    text = first.get_state()
+    assert '"m0.tables"' not in text and '"m0.ring"' in text
+    second = fleet_ensemble()
+    second.set_state(text)
+    assert np.array_equal(second._state["m0.tables"], first._state["m0.tables"])
+
+
+def test_a_state_of_another_layout_starts_cold(caplog):
+    first = fleet_ensemble()
+    first(mixed_fleet())
+    text = first.get_state().replace('"m0.ring"', '"m0.history"')
+    second = fleet_ensemble()
+    second.set_state(text)
+    assert second.sensors == [] and "layout" in caplog.text

@@ -157,11 +157,45 @@ class Context(Detector):
         state["tables"] = np.zeros((count, width, self.orders, _TABLE + 1), dtype=counter)
         return state
 
+    def get_state(self) -> str:
+        """The state as text, without the count tables: they are the ring's contexts counted,
+        rebuilt exactly by :meth:`set_state` (a checkpoint is half the size)."""
+        full = self._state
+        self._state = {key: value for key, value in full.items() if key != "tables"}
+        try:
+            return super().get_state()
+        finally:
+            self._state = full
+
     def set_state(self, state: str) -> None:
         super().set_state(state)
-        if self._state and set(self._state) != set(self._initial(0, len(self.columns))):
+        if not self._state:
+            return
+        if set(self._state) | {"tables"} != set(self._initial(0, len(self.columns))):
             log.warning("detector %r: saved state has another layout; starting cold", self.name)
             self.reset()
+            return
+        self._state["tables"] = self.recount(self._state["ring"], self._state["symbols"])
+
+    def recount(self, ring: np.ndarray, symbols: np.ndarray) -> np.ndarray:
+        """The count tables (…, orders, 4097) of rings (…, memory + orders − 1) holding
+        ``symbols`` (…) symbols so far: each order's contexts among the last ``memory``."""
+        shape = symbols.shape
+        size = ring.shape[-1]
+        rings = ring.reshape(-1, size)
+        count = len(rings)
+        places = symbols.reshape(-1, 1) - size + np.arange(size)
+        ordered = np.take_along_axis(rings, places % size, axis=1)  # oldest first
+        counter = np.uint16 if self.memory < 2**16 else np.uint32
+        tables = np.zeros((count, self.orders, _TABLE + 1), dtype=counter)
+        row = (np.arange(count, dtype=np.int64) * (_TABLE + 1))[:, None]
+        for k in range(1, self.orders + 1):
+            keys = _keys(ordered[:, self.orders - k :], k)  # at places symbols − memory + i
+            valid = places[:, self.orders - 1 :] >= k - 1
+            counts = np.bincount((keys + row)[valid], minlength=count * (_TABLE + 1))
+            tables[:, k - 1, :] = counts.reshape(count, _TABLE + 1)
+        tables[:, :, _TABLE] = 0
+        return tables.reshape(*shape, self.orders, _TABLE + 1)
 
     def _process(
         self, part: Part, x: np.ndarray, state: dict[str, np.ndarray], batch: Batch

@@ -25,6 +25,7 @@ an event that several members see, or that keeps them high, alarms once.
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Any
 
@@ -35,8 +36,11 @@ from ..batch import Batch
 from ..values import choice, real
 from ._series import Part
 from .base import NOVELTY_MODES, Detector
+from .context import Context
 
 __all__ = ["Ensemble", "chi2_even_log10_tail"]
+
+log = logging.getLogger("cosmobac.detectors")
 
 _COMBINE = ("max", "mean", "fisher")
 _CALIBRATE = ("threshold", "likelihood")
@@ -150,6 +154,33 @@ class Ensemble(Detector):
     @property
     def threshold_value(self) -> float:
         return float(self.threshold)  # type: ignore[arg-type]
+
+    def _derived(self) -> dict[int, Context]:
+        """Members whose count tables are left out of checkpoints (rebuilt on restore)."""
+        return {i: m for i, m in enumerate(self._detectors) if isinstance(m, Context)}
+
+    def get_state(self) -> str:
+        full = self._state
+        dropped = {f"m{i}.tables" for i in self._derived()}
+        self._state = {key: value for key, value in full.items() if key not in dropped}
+        try:
+            return super().get_state()
+        finally:
+            self._state = full
+
+    def set_state(self, state: str) -> None:
+        super().set_state(state)
+        if not self._state:
+            return
+        derived = self._derived()
+        dropped = {f"m{i}.tables" for i in derived}
+        if set(self._state) | dropped != set(self._initial(0, len(self.columns))):
+            log.warning("detector %r: saved state has another layout; starting cold", self.name)
+            self.reset()
+            return
+        for i, member in derived.items():
+            ring, symbols = self._state[f"m{i}.ring"], self._state[f"m{i}.symbols"]
+            self._state[f"m{i}.tables"] = member.recount(ring, symbols)
 
     def _scan(self, member: Detector) -> Any:
         from .likelihood import LikelihoodScan
