@@ -123,10 +123,13 @@ class Context(Detector):
     200 values; 0 turns it off) and ``novelty_mode`` (default ``suppress``: a novel stretch alarms
     once), ``name`` (default ``"context"``), and the likelihood keys of every detector.
 
-    State per sensor and column: the grid (4 numbers), the last ``memory + orders − 1`` symbols
-    (2 bytes each, in a ring) and ``orders`` tables of 4098 counters (2 bytes each while
-    ``memory`` < 65536, else 4). Counts are integers updated symbol by symbol, so results do not
-    depend on how rows are cut into batches, and a restored state goes on exactly.
+    State per sensor and column: the grid (4 numbers), counts, the last ``memory + orders − 1``
+    symbols (2 bytes each, in a ring) and ``orders`` tables of 4097 counters (2 bytes each while
+    ``memory`` < 65536, else 4). Ring and tables stay in place from batch to batch (a batch reads
+    and writes only its own rows' entries); a checkpoint holds the ring, and the tables, which are
+    the ring's contexts counted, are rebuilt from it on restore. Counts are integers updated
+    symbol by symbol, so results do not depend on how rows are cut into batches, and a restored
+    state goes on exactly.
     """
 
     kind = "context"
@@ -142,26 +145,51 @@ class Context(Detector):
     novelty_mode: str = attrs.field(
         default="suppress", converter=lambda v: choice("novelty_mode", v, NOVELTY_MODES)
     )
+    # ring and tables by slot (sensor × column), grown as sensors come: not copied per batch
+    _big: dict[str, np.ndarray] = attrs.field(init=False, factory=dict, repr=False)
 
     @property
     def threshold_value(self) -> float:
         return self.threshold
 
+    @property
+    def _counter(self) -> type[np.unsignedinteger]:
+        return np.uint16 if self.memory < 2**16 else np.uint32
+
     def _initial(self, count: int, width: int) -> dict[str, np.ndarray]:
         state = Quantiser(self.bins, self.learn).initial((count, width))
-        ring = self.memory + self.orders - 1
-        counter = np.uint16 if self.memory < 2**16 else np.uint32
-        state["ring"] = np.zeros((count, width, ring), dtype=np.uint16)
         state["symbols"] = np.zeros((count, width), dtype=np.int64)  # symbols so far
         state["last"] = np.zeros((count, width, self.orders), dtype=np.int64)
-        state["tables"] = np.zeros((count, width, self.orders, _TABLE + 1), dtype=counter)
         return state
 
+    def _memory(self, sensors: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+        """Ring (≥ sensors, width, memory + orders − 1) and tables (…, orders, 4097), grown
+        (doubling) with zeros when fewer sensors have them."""
+        have = len(self._big["ring"]) if self._big else 0
+        if sensors > have:
+            more = max(sensors, 2 * have) - have
+            size = self.memory + self.orders - 1
+            fresh = {
+                "ring": np.zeros((more, width, size), dtype=np.uint16),
+                "tables": np.zeros((more, width, self.orders, _TABLE + 1), dtype=self._counter),
+            }
+            self._big = (
+                {key: np.concatenate([self._big[key], fresh[key]]) for key in fresh}
+                if self._big
+                else fresh
+            )
+        return self._big["ring"], self._big["tables"]
+
+    def _saved_memory(self, sensors: int) -> dict[str, np.ndarray]:
+        """What a checkpoint holds besides the per-sensor state: the first ``sensors`` rings."""
+        return {"ring": self._big["ring"][:sensors]} if self._big and sensors else {}
+
+    def _restore_memory(self, ring: np.ndarray, symbols: np.ndarray) -> None:
+        self._big = {"ring": ring, "tables": self.recount(ring, symbols)}
+
     def get_state(self) -> str:
-        """The state as text, without the count tables: they are the ring's contexts counted,
-        rebuilt exactly by :meth:`set_state` (a checkpoint is half the size)."""
         full = self._state
-        self._state = {key: value for key, value in full.items() if key != "tables"}
+        self._state = {**full, **self._saved_memory(len(self._slots))}
         try:
             return super().get_state()
         finally:
@@ -169,13 +197,19 @@ class Context(Detector):
 
     def set_state(self, state: str) -> None:
         super().set_state(state)
+        self._big = {}
         if not self._state:
             return
-        if set(self._state) | {"tables"} != set(self._initial(0, len(self.columns))):
+        ring = self._state.pop("ring", None)
+        if ring is None or set(self._state) != set(self._initial(0, len(self.columns))):
             log.warning("detector %r: saved state has another layout; starting cold", self.name)
             self.reset()
             return
-        self._state["tables"] = self.recount(self._state["ring"], self._state["symbols"])
+        self._restore_memory(ring, self._state["symbols"])
+
+    def reset(self) -> None:
+        super().reset()
+        self._big = {}
 
     def recount(self, ring: np.ndarray, symbols: np.ndarray) -> np.ndarray:
         """The count tables (…, orders, 4097) of rings (…, memory + orders − 1) holding
@@ -186,8 +220,7 @@ class Context(Detector):
         count = len(rings)
         places = symbols.reshape(-1, 1) - size + np.arange(size)
         ordered = np.take_along_axis(rings, places % size, axis=1)  # oldest first
-        counter = np.uint16 if self.memory < 2**16 else np.uint32
-        tables = np.zeros((count, self.orders, _TABLE + 1), dtype=counter)
+        tables = np.zeros((count, self.orders, _TABLE + 1), dtype=self._counter)
         row = (np.arange(count, dtype=np.int64) * (_TABLE + 1))[:, None]
         for k in range(1, self.orders + 1):
             keys = _keys(ordered[:, self.orders - k :], k)  # at places symbols − memory + i
@@ -201,9 +234,21 @@ class Context(Detector):
         self, part: Part, x: np.ndarray, state: dict[str, np.ndarray], batch: Batch
     ) -> np.ndarray:
         g, c, length = x.shape
+        ring, tables = self._memory(int(part.slots.max()) + 1, c)
+        slots = (part.slots[:, None] * c + np.arange(c)).reshape(-1)
         xs = x.reshape(g * c, length)
         flat = {key: value.reshape(g * c, *value.shape[2:]) for key, value in state.items()}
-        stat = context_novelty(xs, flat, self.bins, self.learn, self.orders, self.memory)
+        stat = context_novelty(
+            xs,
+            flat,
+            ring.reshape(-1, ring.shape[-1]),
+            tables.reshape(-1, self.orders, _TABLE + 1),
+            slots,
+            self.bins,
+            self.learn,
+            self.orders,
+            self.memory,
+        )
         state.update({key: value.reshape(g, c, *value.shape[1:]) for key, value in flat.items()})
         return stat.reshape(g, c, length)
 
@@ -264,17 +309,29 @@ def _earlier(
     return out[::2].reshape(series, width), group[first], change
 
 
-def _gather_ring(ring: np.ndarray, start: np.ndarray, width: int) -> np.ndarray:
-    """``width`` symbols of each ring (S, R) from place ``start`` (S,) on (places modulo R)."""
-    index = (start[:, None] + np.arange(width)[None, :]) % ring.shape[1]
-    return np.take_along_axis(ring, index, axis=1)
+def _gather_ring(ring: np.ndarray, slots: np.ndarray, start: np.ndarray, width: int) -> np.ndarray:
+    """``width`` symbols of rings ``slots`` of ``ring`` (N, R) from place ``start`` (S,) on
+    (places modulo R)."""
+    size = ring.shape[1]
+    index = (start[:, None] + np.arange(width)[None, :]) % size
+    index += (slots * size)[:, None]
+    return ring.reshape(-1).take(index)
 
 
 def context_novelty(
-    xs: np.ndarray, state: dict[str, np.ndarray], bins: int, learn: int, orders: int, memory: int
+    xs: np.ndarray,
+    state: dict[str, np.ndarray],
+    ring: np.ndarray,
+    tables: np.ndarray,
+    slots: np.ndarray,
+    bins: int,
+    learn: int,
+    orders: int,
+    memory: int,
 ) -> np.ndarray:
     """The statistic of :class:`Context` for series ``xs`` (S, L), updating ``state`` (arrays with
-    S first) in place.
+    S first) in place, and the series' rings and tables: rows ``slots`` (S,) of ``ring`` (N,
+    memory + orders − 1; C-contiguous) and ``tables`` (N, orders, 4097; C-contiguous).
 
     Each series' counts of contexts within its last ``memory`` symbols are kept in tables; a batch
     adds its own symbols' contexts and takes away those of the symbols that leave memory, so the
@@ -302,9 +359,7 @@ def context_novelty(
     width = int(new_per.max())
     if not width:
         return out
-    for key in ("ring", "tables"):  # written through flat views below
-        state[key] = np.ascontiguousarray(state[key])
-    ring, tables, last = state["ring"], state["tables"], state["last"]
+    last = state["last"]
     last_before = last.copy()  # each order's count at the symbol before this batch's first
     size = ring.shape[1]  # memory + orders − 1
     before = state["symbols"]
@@ -312,7 +367,7 @@ def context_novelty(
     # this batch's symbols (the low 16 bits: symbols 65536 bins apart look alike), after the
     # last orders − 1 before them
     fresh = np.zeros((series, lead + width), dtype=np.uint16)
-    fresh[:, :lead] = _gather_ring(ring, before - lead, lead)
+    fresh[:, :lead] = _gather_ring(ring, slots, before - lead, lead)
     if dense:
         fresh[:, lead:] = sym.reshape(series, width)  # modulo 2**16
     else:
@@ -321,7 +376,7 @@ def context_novelty(
         srank = np.arange(len(srows)) - first[srows]
         fresh[srows, lead + srank] = sym[scored].astype(np.uint16)
     # the symbols that leave memory as each new one comes, after the orders − 1 before them
-    leaving = _gather_ring(ring, before - size, lead + width)
+    leaving = _gather_ring(ring, slots, before - size, lead + width)
     if lead + width > size:  # more new symbols than memory: some leave within this batch
         leaving[:, size:] = fresh[:, lead : lead + width - memory]
     step = np.arange(width, dtype=np.int64)[None, :]
@@ -335,7 +390,7 @@ def context_novelty(
     shift = int(series * width).bit_length() + 1
     where = np.arange(series * width, dtype=np.int64).reshape(series, width) << 1
     where |= np.arange(series, dtype=np.int64)[:, None] << (shift + _GROUP_BITS)
-    row_at = np.arange(series, dtype=np.int64)[:, None] * (orders * (_TABLE + 1))
+    row_at = slots[:, None] * (orders * (_TABLE + 1))
     groups = _TABLE + 1
     view = tables.reshape(-1)  # a view: tables is contiguous
     for k in range(1, orders + 1):
@@ -366,23 +421,23 @@ def context_novelty(
             surprise = np.log2((prev + 2.0) / (counts + 1.0))
         novelty += surprise
         # the tables after the batch: each counter present changes by its entering − leaving
-        at = (present >> _GROUP_BITS) * (orders * groups) + (k - 1) * groups
+        at = slots[present >> _GROUP_BITS] * (orders * groups) + (k - 1) * groups
         at += present & ((1 << _GROUP_BITS) - 1)
         view[at] = (view[at].astype(np.int64) + change).astype(tables.dtype)
         last[has_new, k - 1] = counts[has_new, new_per[has_new] - 1]
         prefix = counts
-    tables[:, :, _TABLE:] = 0  # the counters of "no context yet" and of padding
+    tables[slots, :, _TABLE] = 0  # the counters of "no context yet" and of padding
     novelty /= orders
     novelty[early_new] = np.nan
     # remember the last symbols: each new one at its place modulo the ring's size
     if dense and width <= size:
         at = new_place % size
-        at += np.arange(0, series * size, size)[:, None]
+        at += (slots * size)[:, None]
         ring.reshape(-1)[at] = fresh[:, lead:]  # a view: ring is contiguous
     else:
         keep = live & (step >= new_per[:, None] - size)
         kept = np.nonzero(keep)
-        ring[kept[0], (new_place[kept]) % size] = fresh[:, lead:][kept]
+        ring[slots[kept[0]], (new_place[kept]) % size] = fresh[:, lead:][kept]
     state["symbols"] = before + new_per
     if dense:
         return novelty

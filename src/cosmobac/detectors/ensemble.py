@@ -155,14 +155,18 @@ class Ensemble(Detector):
     def threshold_value(self) -> float:
         return float(self.threshold)  # type: ignore[arg-type]
 
-    def _derived(self) -> dict[int, Context]:
-        """Members whose count tables are left out of checkpoints (rebuilt on restore)."""
+    def _contexts(self) -> dict[int, Context]:
+        """Members that keep their memory outside the per-sensor state (see :class:`Context`)."""
         return {i: m for i, m in enumerate(self._detectors) if isinstance(m, Context)}
 
     def get_state(self) -> str:
         full = self._state
-        dropped = {f"m{i}.tables" for i in self._derived()}
-        self._state = {key: value for key, value in full.items() if key not in dropped}
+        extra = {
+            f"m{i}.{key}": value
+            for i, member in self._contexts().items()
+            for key, value in member._saved_memory(len(self._slots)).items()
+        }
+        self._state = {**full, **extra}
         try:
             return super().get_state()
         finally:
@@ -170,17 +174,25 @@ class Ensemble(Detector):
 
     def set_state(self, state: str) -> None:
         super().set_state(state)
+        contexts = self._contexts()
+        for member in contexts.values():
+            member.reset()
         if not self._state:
             return
-        derived = self._derived()
-        dropped = {f"m{i}.tables" for i in derived}
-        if set(self._state) | dropped != set(self._initial(0, len(self.columns))):
+        rings = {i: self._state.pop(f"m{i}.ring", None) for i in contexts}
+        if any(ring is None for ring in rings.values()) or set(self._state) != set(
+            self._initial(0, len(self.columns))
+        ):
             log.warning("detector %r: saved state has another layout; starting cold", self.name)
             self.reset()
             return
-        for i, member in derived.items():
-            ring, symbols = self._state[f"m{i}.ring"], self._state[f"m{i}.symbols"]
-            self._state[f"m{i}.tables"] = member.recount(ring, symbols)
+        for i, member in contexts.items():
+            member._restore_memory(rings[i], self._state[f"m{i}.symbols"])  # type: ignore[arg-type]
+
+    def reset(self) -> None:
+        super().reset()
+        for member in self._detectors:
+            member.reset()
 
     def _scan(self, member: Detector) -> Any:
         from .likelihood import LikelihoodScan
