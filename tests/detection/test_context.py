@@ -265,3 +265,13 @@ def test_context_checkpoint_leaves_out_the_tables_and_rebuilds_them_exactly():
     sensors = len(detector.sensors)
     assert np.array_equal(again._big["tables"], detector._big["tables"][:sensors])
     assert again._big["tables"].sum() > 0
+
+
+def test_context_large_batches_agree_with_small_ones():
+    # past 2**17 values a batch packs its sort keys in 64 bits instead of 32: same results
+    values = np.round(periodic(140_000, period=50, seed=8, noise=0.3) * 4)
+    values[70_000:70_040] = 12.0
+    whole = Context(columns=["value"], memory=3000)(one_series(values))
+    cut = run_cut(Context(columns=["value"], memory=3000), one_series(values), [50_000, 100_000])
+    assert np.array_equal(whole["context_score"], cut["context_score"], equal_nan=True)
+    assert whole["context_detected"][70_000:70_040].any()

@@ -253,15 +253,16 @@ class Context(Detector):
         return stat.reshape(g, c, length)
 
 
-def _keys(seq: np.ndarray, k: int) -> np.ndarray:
+def _keys(seq: np.ndarray, k: int, dtype: type[np.signedinteger] = np.int64) -> np.ndarray:
     """Order-``k`` counter (in ``[0, _TABLE)``) of each position of ``seq`` (S, W + k − 1, 16-bit
     symbols) from its ``k``-th: the symbol itself for ``k = 1`` (symbols ``_TABLE`` apart share
     one); for longer contexts the ``k`` symbols ending there packed into 64 bits (exactly up to 4,
     mixed by a multiplication beyond), then Fibonacci hashing (the top bits of a product with
-    2⁶⁴ / golden ratio), which spreads the lattice of neighbouring contexts evenly."""
+    2⁶⁴ / golden ratio), which spreads the lattice of neighbouring contexts evenly. As
+    ``dtype``."""
     width = seq.shape[1] - k + 1
     if k == 1:
-        return seq.astype(np.int64) & (_TABLE - 1)
+        return seq.astype(dtype) & (_TABLE - 1)
     packed = seq[:, :width].astype(np.uint64)
     for j in range(1, k):
         if j < 4:
@@ -271,31 +272,33 @@ def _keys(seq: np.ndarray, k: int) -> np.ndarray:
         packed ^= seq[:, j : j + width]
     packed *= _GOLDEN
     packed >>= np.uint64(64 - _TABLE_BITS)
-    return packed.view(np.int64)
+    return packed.view(np.int64).astype(dtype, copy=False)
 
 
 def _earlier(
-    new: np.ndarray, old: np.ndarray, where: np.ndarray, shift: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    new: np.ndarray, old: np.ndarray, shift: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """For each entry ``i`` of ``new`` (S, W; counters ≤ ``_TABLE``): how many earlier entries of
     its row hold the same counter in ``new``, less how many entries of ``old`` before place ``i``
-    do. Also each (row, counter) present, as ``row << _GROUP_BITS | counter``, and its entries in
-    ``new`` less those in ``old``. ``where`` is ``row << (shift + _GROUP_BITS) | (row · W +
-    place) << 1`` with ``2 ** (shift − 1) ≥ S · W``. One sort of both, packed into integers (a new
-    entry sorts before an old one at the same place: the one leaving as it comes is not
-    earlier)."""
+    do. Also each (row, counter) present, as rows and counters, and its entries in ``new`` less
+    those in ``old``. One sort of both, packed into integers of ``new``'s type as ``counter <<
+    shift | (row · W + place) << 1 | which`` (``2 ** (shift − 1) ≥ S · W``; a new entry sorts
+    before an old one at the same place: the one leaving as it comes is not earlier)."""
     series, width = new.shape
-    packed = np.empty((2, series, width), dtype=np.int64)
+    where = np.arange(series * width, dtype=new.dtype).reshape(series, width) << 1
+    packed = np.empty((2, series, width), dtype=new.dtype)
     np.left_shift(new, shift, out=packed[0])
     np.left_shift(old, shift, out=packed[1])
     packed |= where
     packed[1] |= 1
     flat = np.sort(packed.ravel())
     step = 1 - ((flat & 1) << 1)  # +1 for a new entry, −1 for an old one
-    group = flat >> shift
+    key = flat >> shift
+    row = ((flat >> 1) & ((1 << (shift - 1)) - 1)) // width
     starts = np.empty(len(flat), dtype=bool)
     starts[0] = True
-    np.not_equal(group[1:], group[:-1], out=starts[1:])
+    np.not_equal(key[1:], key[:-1], out=starts[1:])
+    starts[1:] |= row[1:] != row[:-1]
     first = np.flatnonzero(starts)
     change = np.add.reduceat(step, first)  # per group: entering − leaving
     # a running sum that restarts at each group: take the previous group's total off its start
@@ -304,9 +307,9 @@ def _earlier(
     np.cumsum(run, out=run)
     run -= step  # before each entry, within its group
     # back to (row · W + place) · 2 + which: the sorted entries are a permutation of the packed
-    out = np.empty(2 * series * width, dtype=np.int64)
+    out = np.empty(2 * series * width, dtype=run.dtype)
     out[flat & ((1 << shift) - 1)] = run
-    return out[::2].reshape(series, width), group[first], change
+    return out[::2].reshape(series, width), row[first], key[first], change
 
 
 def _gather_ring(ring: np.ndarray, slots: np.ndarray, start: np.ndarray, width: int) -> np.ndarray:
@@ -388,14 +391,13 @@ def context_novelty(
     has_new = new_per > 0
     early_new = new_place < orders - 1  # too early for the longest context
     shift = int(series * width).bit_length() + 1
-    where = np.arange(series * width, dtype=np.int64).reshape(series, width) << 1
-    where |= np.arange(series, dtype=np.int64)[:, None] << (shift + _GROUP_BITS)
+    dtype = np.int32 if shift + _GROUP_BITS <= 31 else np.int64  # packed keys fit: half the work
     row_at = slots[:, None] * (orders * (_TABLE + 1))
     groups = _TABLE + 1
     view = tables.reshape(-1)  # a view: tables is contiguous
     for k in range(1, orders + 1):
-        new = _keys(fresh[:, lead - k + 1 :], k)
-        old = _keys(leaving[:, lead - k + 1 :], k)
+        new = _keys(fresh[:, lead - k + 1 :], k, dtype)
+        old = _keys(leaving[:, lead - k + 1 :], k, dtype)
         if k > 1:  # too early for a context of order k, or padding: the spare counter
             np.copyto(new, _TABLE, where=new_place < k - 1)
         np.copyto(old, _TABLE, where=old_place < k - 1)
@@ -403,7 +405,7 @@ def context_novelty(
             np.copyto(new, _TABLE, where=~live)
             np.copyto(old, _TABLE, where=~live)
         counts = view.take(new + (row_at + (k - 1) * groups)).astype(np.int64)
-        earlier, present, change = _earlier(new, old, where, shift)
+        earlier, at_row, at_key, change = _earlier(new, old, shift)
         counts += earlier
         if not live.all():
             np.copyto(counts, 0, where=~live)  # padding: its counts are no one's
@@ -421,8 +423,8 @@ def context_novelty(
             surprise = np.log2((prev + 2.0) / (counts + 1.0))
         novelty += surprise
         # the tables after the batch: each counter present changes by its entering − leaving
-        at = slots[present >> _GROUP_BITS] * (orders * groups) + (k - 1) * groups
-        at += present & ((1 << _GROUP_BITS) - 1)
+        at = slots[at_row] * (orders * groups) + (k - 1) * groups
+        at += at_key
         view[at] = (view[at].astype(np.int64) + change).astype(tables.dtype)
         last[has_new, k - 1] = counts[has_new, new_per[has_new] - 1]
         prefix = counts
