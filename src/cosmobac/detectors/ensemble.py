@@ -105,6 +105,9 @@ class Ensemble(Detector):
     and ``likelihood_short``, ``likelihood_memory``, ``likelihood_warmup`` for the members'
     likelihood stages. With ``calibrate = "likelihood"``, ``likelihood`` itself must stay false:
     the ensemble's statistic already is a likelihood.
+
+    State: each member's, under ``m<i>.``; a ``context`` member's rings go into the checkpoint
+    and its count tables are rebuilt from them on restore (see :class:`Context`).
     """
 
     kind = "ensemble"
