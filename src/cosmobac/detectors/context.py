@@ -398,7 +398,8 @@ def context_novelty(
     for k in range(1, orders + 1):
         new = _keys(fresh[:, lead - k + 1 :], k, dtype)
         old = _keys(leaving[:, lead - k + 1 :], k, dtype)
-        if k > 1:  # too early for a context of order k, or padding: the spare counter
+        # too early for a context of order k, or padding: the spare counter, counting nothing
+        if k > 1:
             np.copyto(new, _TABLE, where=new_place < k - 1)
         np.copyto(old, _TABLE, where=old_place < k - 1)
         if not live.all():
