@@ -69,7 +69,7 @@ def numpy_pass(values: np.ndarray, window: int = 60) -> np.ndarray:
     return np.abs(values[..., window - 1 :] - mean) / np.sqrt(np.maximum(var, 1e-12))
 
 
-MAKERS: dict[str, Callable[[], object]] = {
+MAKERS: dict[str, Callable[[], Callable[[Batch], Batch]]] = {
     "context": lambda: Context(columns=["value"]),
     "entropy": lambda: RelativeEntropy(columns=["value"]),
     "ewma + likelihood": lambda: EWMA(columns=["value"], likelihood=True),
@@ -97,24 +97,26 @@ def main() -> None:
     one = series(args.points)
     many, grid = fleet(args.sensors, args.fleet_rows)
     fleet_points = args.sensors * args.fleet_rows
-    cuts = {"one": [one.select(slice(i, i + args.batch)) for i in range(0, len(one), args.batch)]}
+    cuts: dict[object, list[Batch]] = {
+        "one": [one.select(slice(i, i + args.batch)) for i in range(0, len(one), args.batch)]
+    }
     for rows in args.fleet_batches:
         step = rows * args.sensors
         cuts[rows] = [many.select(slice(i, i + step)) for i in range(0, len(many), step)]
-    points = {key: args.points if key == "one" else fleet_points for key in cuts}
+    points: dict[object, int] = {key: args.points if key == "one" else fleet_points for key in cuts}
     # the limit: the numpy pass over the same values, in one piece
     limits = {"one": lambda: numpy_pass(one["value"]), "fleet": lambda: numpy_pass(grid)}
     times: dict[tuple[str, object], list[float]] = {}
     for _ in range(args.repeat):  # interleaved: every measurement once per round
-        for key, fn in limits.items():
-            times.setdefault(("numpy", key), []).append(timed(fn))
+        for name, fn in limits.items():
+            times.setdefault(("numpy", name), []).append(timed(fn))
         for label in args.detectors:
             for key, batches in cuts.items():
 
                 def run(batches: list[Batch] = batches, make=MAKERS[label]) -> None:
                     detector = make()
                     for batch in batches:
-                        detector(batch)  # type: ignore[operator]
+                        detector(batch)
 
                 times.setdefault((label, key), []).append(timed(run))
     rate = {
