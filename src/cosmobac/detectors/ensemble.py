@@ -25,6 +25,7 @@ an event that several members see, or that keeps them high, alarms once.
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Any
 
@@ -35,8 +36,11 @@ from ..batch import Batch
 from ..values import choice, real
 from ._series import Part
 from .base import NOVELTY_MODES, Detector
+from .context import Context
 
 __all__ = ["Ensemble", "chi2_even_log10_tail"]
+
+log = logging.getLogger("cosmobac.detectors")
 
 _COMBINE = ("max", "mean", "fisher")
 _CALIBRATE = ("threshold", "likelihood")
@@ -101,6 +105,9 @@ class Ensemble(Detector):
     and ``likelihood_short``, ``likelihood_memory``, ``likelihood_warmup`` for the members'
     likelihood stages. With ``calibrate = "likelihood"``, ``likelihood`` itself must stay false:
     the ensemble's statistic already is a likelihood.
+
+    State: each member's, under ``m<i>.``; a ``context`` member's rings go into the checkpoint
+    and its count tables are rebuilt from them on restore (see :class:`Context`).
     """
 
     kind = "ensemble"
@@ -150,6 +157,45 @@ class Ensemble(Detector):
     @property
     def threshold_value(self) -> float:
         return float(self.threshold)  # type: ignore[arg-type]
+
+    def _contexts(self) -> dict[int, Context]:
+        """Members that keep their memory outside the per-sensor state (see :class:`Context`)."""
+        return {i: m for i, m in enumerate(self._detectors) if isinstance(m, Context)}
+
+    def get_state(self) -> str:
+        full = self._state
+        extra = {
+            f"m{i}.{key}": value
+            for i, member in self._contexts().items()
+            for key, value in member._saved_memory(len(self._slots)).items()
+        }
+        self._state = {**full, **extra}
+        try:
+            return super().get_state()
+        finally:
+            self._state = full
+
+    def set_state(self, state: str) -> None:
+        super().set_state(state)
+        contexts = self._contexts()
+        for member in contexts.values():
+            member.reset()
+        if not self._state:
+            return
+        rings = {i: self._state.pop(f"m{i}.ring", None) for i in contexts}
+        if any(ring is None for ring in rings.values()) or set(self._state) != set(
+            self._initial(0, len(self.columns))
+        ):
+            log.warning("detector %r: saved state has another layout; starting cold", self.name)
+            self.reset()
+            return
+        for i, member in contexts.items():
+            member._restore_memory(rings[i], self._state[f"m{i}.symbols"])  # type: ignore[arg-type]
+
+    def reset(self) -> None:
+        super().reset()
+        for member in self._detectors:
+            member.reset()
 
     def _scan(self, member: Detector) -> Any:
         from .likelihood import LikelihoodScan
