@@ -80,7 +80,8 @@ def _load_rows(config: str | None, documents: str | None) -> Any:
     "--detector",
     "detectors",
     multiple=True,
-    help="With --nab: a detector to score (repeatable; default: every built-in detector).",
+    help="With --nab: a detector to score (repeatable; default: every built-in detector and "
+    "ensemble).",
 )
 @click.option(
     "--set",
@@ -139,7 +140,7 @@ def _evaluate_nab(
         corpus = read_corpus(nab_dir, labels, raw=raw_labels)
     except (OSError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
-    names = list(detectors) or list(DETECTORS)
+    names = list(detectors) or [*DETECTORS, "ensemble"]
     unknown = set(settings) - set(names)
     if unknown:
         raise click.BadParameter(f"--set names detectors not scored: {', '.join(sorted(unknown))}")
