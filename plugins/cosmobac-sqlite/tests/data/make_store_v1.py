@@ -118,7 +118,9 @@ def main() -> None:
                 "pending": store.stats().pending,
             }
         with sqlite3.connect(path) as conn:
-            script = "\n".join(conn.iterdump())
+            # iterdump writes infinities as Inf, which SQLite does not parse: 9e999 it does
+            script = "\n".join(conn.iterdump()).replace(",Inf,", ",9e999,")
+            script = script.replace(",-Inf,", ",-9e999,")
     (HERE / "store_v1.sql").write_text(script + "\n", encoding="utf-8")
     (HERE / "store_v1.json").write_text(json.dumps(expected, indent=1) + "\n", encoding="utf-8")
 
