@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cosmobac import Batch, InputReject, Store, StoreError
+from cosmobac import Batch, Store, StoreError
 from cosmobac.plugins import Plugins
 from cosmobac.schema import CORE_FIELDS, STORE_SEQ
 from cosmobac_sqlite import DeadLetter, SQLiteStore

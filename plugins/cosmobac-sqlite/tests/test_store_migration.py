@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cosmobac import Batch
+from cosmobac import Batch, InputReject
 from cosmobac.schema import STORE_SEQ
 from cosmobac_sqlite import SQLiteStore
 
@@ -117,7 +117,7 @@ def test_an_interrupted_migration_leaves_the_file_as_it_was(tmp_path, monkeypatc
 
 OPEN_AND_COUNT = """
 import sys
-from cosmobac import Batch
+from cosmobac import Batch, InputReject
 from cosmobac_sqlite import SQLiteStore
 with SQLiteStore(sys.argv[1], create=False) as store:
     head = store.scan(limit=2)
@@ -161,6 +161,14 @@ def test_rows_no_arrival_covers_get_one_on_open(tmp_path, monkeypatch):
         assert arrivals[-1] == (16, 1_800_000_000_000)
         assert [seq for seq, _ in arrivals] == [4, 8, 16]
         assert store.load_sensor_state("mqtt") is None  # the input tables are back, empty
-    with SQLiteStore(path, create=False):  # up to date: nothing more recorded
-        with sqlite3.connect(path) as conn:
-            assert conn.execute("SELECT count(*) FROM arrivals").fetchone()[0] == 3
+        stored = store.append_input(
+            Batch.from_columns(timestamp=[2_000_000_000_000], sensor_id="csv-1"),
+            sensor="csv",
+            state='{"a.csv": 120}',
+            rejects=[InputReject("a.csv:4", "bad timestamp", "x")],
+        )
+        assert stored == 1
+    with SQLiteStore(path, create=False) as store, sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT count(*) FROM arrivals").fetchone()[0] == 4  # + the append
+        assert store.load_sensor_state("csv") == '{"a.csv": 120}'
+        assert [r.origin for r in store.input_rejects()] == ["a.csv:4"]
