@@ -10,10 +10,14 @@ Tables:
   distinct identity a sensor reported, once. ``id & SENSOR_MASK`` is the sensor's number: its first
   identity has ``id = sensor``, a later one (new firmware, moved) ``sensor + (n << SENSOR_BITS)``;
 * ``anomaly_types(id, name)``: every anomaly type once;
-* ``packed_readings``: ``seq INTEGER PRIMARY KEY AUTOINCREMENT``, ``source``, ``ts`` (timestamp
-  minus ``time_base``), the five metrics REAL (NULL for NaN), ``anomaly`` (NULL: no flag and no
-  type; else ``2 * anomaly_types.id + flag``, id 0 for no type), then extra columns appended by
-  ``ALTER TABLE``; UNIQUE index on ``(source & SENSOR_MASK, ts)``: the dedupe key, on integers;
+* ``packed_readings``: ``seq INTEGER PRIMARY KEY``, ``source``, ``ts`` (timestamp minus
+  ``time_base``), the five metrics REAL (NULL for NaN), ``anomaly`` (NULL: no flag and no type;
+  else ``2 * anomaly_types.id + flag``, id 0 for no type), then extra columns appended by ``ALTER
+  TABLE``; UNIQUE index on ``(ts, source & SENSOR_MASK)``: the dedupe key, on integers, in time
+  order (rows mostly arrive in time order, so the index grows at its end). ``seq`` is SQLite's
+  next rowid, never reused: when the newest rows are deleted, ``meta.seq_floor`` keeps the
+  highest given and new rows are numbered above it (cheaper than ``AUTOINCREMENT``, which
+  updates ``sqlite_sequence`` for every row);
 * ``readings``: a view with the columns of schema version 1 (``seq``, the core fields, the extra
   columns), for reading a store with plain SQL; recreated when an extra column is added;
 * ``extra_columns(name, kind)``: the :class:`cosmobac.schema.Kind` of every extra column, so a read
@@ -129,6 +133,10 @@ SOURCE_FIELDS: Final = (
 TIME_BASE: Final = "time_base"
 """The ``meta`` key of the epoch ms stored timestamps are relative to."""
 
+SEQ_FLOOR: Final = "seq_floor"
+"""The ``meta`` key of the highest ``seq`` ever given when rows up to it were all deleted (pruned,
+or pruned before a migration): new rows are numbered above it, so a ``seq`` is never reused."""
+
 SCHEMA: Final = f"""
 CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
@@ -154,13 +162,13 @@ CREATE TABLE IF NOT EXISTS anomaly_types (
     name TEXT NOT NULL UNIQUE
 );
 CREATE TABLE IF NOT EXISTS {TABLE} (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    seq INTEGER PRIMARY KEY,
     source INTEGER NOT NULL,
     ts INTEGER NOT NULL,
     {", ".join(f"{quote(n)} REAL" for n in METRIC_FIELDS)},
     anomaly INTEGER
 );
-CREATE UNIQUE INDEX IF NOT EXISTS packed_identity ON {TABLE} ((source & {SENSOR_MASK}), ts);
+CREATE UNIQUE INDEX IF NOT EXISTS packed_identity ON {TABLE} (ts, (source & {SENSOR_MASK}));
 CREATE TABLE IF NOT EXISTS extra_columns (
     name TEXT PRIMARY KEY,
     kind TEXT NOT NULL

@@ -29,6 +29,7 @@ from ._schema import (
     MIGRATE_ARRIVALS,
     SCHEMA,
     SENSOR_BITS,
+    SEQ_FLOOR,
     SOURCE_FIELDS,
     TABLE,
     TIME_BASE,
@@ -115,13 +116,13 @@ def _to_version_2(conn: sqlite3.Connection) -> None:
     )
     # the seq counter keeps its place (rows pruned from the end are never numbered again)
     top = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'readings'").fetchone()
+    highest = conn.execute(f"SELECT max(seq) FROM {TABLE}").fetchone()[0]
+    if top is not None and int(top[0]) > int(highest or 0):
+        conn.execute(
+            "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING",
+            (SEQ_FLOOR, str(int(top[0]))),
+        )
     conn.execute("DROP TABLE readings")
-    conn.execute("DELETE FROM sqlite_sequence WHERE name IN ('readings', ?)", (TABLE,))
-    conn.execute(
-        "INSERT INTO sqlite_sequence (name, seq) VALUES (?, max(?, coalesce((SELECT max(seq) "
-        f"FROM {TABLE}), 0)))",
-        (TABLE, int(top[0]) if top else 0),
-    )
     for statement in view_statements(extras):
         conn.execute(statement)
     conn.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")

@@ -16,7 +16,7 @@ Guarantees:
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Final
 
 import attrs
@@ -57,10 +57,22 @@ def select_list(extras: Sequence[str]) -> str:
 
 @attrs.define
 class Packed:
-    """One batch as ``packed_readings`` rows: the columns to insert and the rows."""
+    """One batch as ``packed_readings`` rows: the columns to insert and their values."""
 
     names: tuple[str, ...]
-    rows: Any  # an iterator of tuples, one per reading
+    lists: list[Any]  # one list of values per column
+
+    def columns(self, first_seq: int | None) -> tuple[str, ...]:
+        """The columns to insert: with ``seq`` when rows are numbered from ``first_seq``."""
+        return self.names if first_seq is None else ("seq", *self.names)
+
+    def rows(self, first_seq: int | None) -> Iterator[tuple[Any, ...]]:
+        """One tuple per reading; numbered from ``first_seq`` when given (else SQLite numbers
+        them)."""
+        if first_seq is None:
+            return zip(*self.lists, strict=True)
+        numbers = range(first_seq, first_seq + len(self.lists[0]))
+        return zip(numbers, *self.lists, strict=True)
 
 
 @attrs.define
@@ -136,7 +148,7 @@ class Dimensions:
             if name not in CORE_FIELDS:
                 columns.append(name)
                 lists.append(batch[name].tolist())
-        return Packed(tuple(columns), zip(*lists, strict=True))
+        return Packed(tuple(columns), lists)
 
     def _time_base(self, conn: sqlite3.Connection, first: int) -> int:
         if self._base is not None:
@@ -163,7 +175,7 @@ class Dimensions:
             fields.append(values)
         cache = self._sources
         try:
-            return [cache[key] for key in zip(*fields, strict=True)]
+            return list(map(cache.__getitem__, zip(*fields, strict=True)))
         except KeyError:
             pass
         except TypeError:  # an unhashable value: let the slow path name it
@@ -232,10 +244,11 @@ class Dimensions:
         if "anomaly_flag" in batch:
             codes += np.asarray(batch["anomaly_flag"], dtype=np.bool_)
         if "anomaly_type" in batch:
-            types = batch["anomaly_type"].tolist()
-            named = [i for i, t in enumerate(types) if t is not None]
-            if named:
-                ids = [self._type(conn, types[i]) for i in named]
+            types = batch["anomaly_type"]
+            named = np.flatnonzero(np.not_equal(types, None))
+            if named.size:
+                known = self._types
+                ids = [known.get(t) or self._type(conn, t) for t in types[named].tolist()]
                 codes[named] += 2 * np.asarray(ids, dtype=np.int64)
         out = codes.astype(object)
         out[codes == 0] = None

@@ -30,7 +30,7 @@ from cosmobac.schema import CORE_FIELDS, STORE_SEQ, Kind, kind_of
 from cosmobac.values import choice, duration, flag
 
 from . import inputs
-from ._schema import SENSOR_MASK, SQL_TYPES, TABLE, quote, view_statements, widen
+from ._schema import SENSOR_MASK, SEQ_FLOOR, SQL_TYPES, TABLE, quote, view_statements, widen
 from .connection import MEMORY, SYNCHRONOUS, StoreConnection, wall_clock_ms
 from .consumers import (
     has,
@@ -222,6 +222,18 @@ class SQLiteStore:
         with self._transaction(write=False) as conn:
             return inputs.rejects(conn, sensor, limit)
 
+    @staticmethod
+    def _first_seq(conn: sqlite3.Connection) -> int | None:
+        """The ``seq`` new rows must start from when SQLite's next rowid would give a ``seq``
+        again (the newest rows were deleted: ``meta.seq_floor``); None: SQLite's is right."""
+        top, floor = conn.execute(
+            f"SELECT (SELECT max(seq) FROM {TABLE}), (SELECT value FROM meta WHERE key = ?)",
+            (SEQ_FLOOR,),
+        ).fetchone()
+        if floor is None or int(top or 0) >= int(floor):
+            return None
+        return int(floor) + 1
+
     def _append(self, batch: Batch, record: inputs.InputRecord | None) -> int:
         """The rows of ``batch`` (and a live sensor's ``record``) stored in one transaction."""
         if not len(batch) and record is not None:
@@ -242,8 +254,9 @@ class SQLiteStore:
                 if extras:
                     self._ensure_columns(conn, extras)
                 packed = dims.pack(conn, batch, names)
-                columns = packed.names
-                cursor = conn.executemany(self._insert_statement(packed.names), packed.rows)
+                first = self._first_seq(conn)
+                columns = packed.columns(first)
+                cursor = conn.executemany(self._insert_statement(columns), packed.rows(first))
                 stored = int(cursor.rowcount)
                 if stored > 0:  # when these rows arrived: one arrivals row per append
                     conn.execute(
@@ -666,6 +679,7 @@ class SQLiteStore:
             floor = conn.execute("SELECT min(checkpoint) FROM consumers").fetchone()[0]
             if floor is None:
                 return 0
+            top = conn.execute(f"SELECT max(seq) FROM {TABLE}").fetchone()[0]
             deleted = int(
                 conn.execute(
                     f"DELETE FROM {TABLE} WHERE seq <= ? AND ts < ? AND NOT EXISTS "
@@ -673,6 +687,14 @@ class SQLiteStore:
                     (int(floor), cutoff - self._dims.base(conn)),
                 ).rowcount
             )
+            if deleted:  # the newest row deleted: its seq is never given again
+                conn.execute(
+                    "INSERT INTO meta (key, value) "
+                    f"SELECT ?, ? WHERE coalesce((SELECT max(seq) FROM {TABLE}), 0) < ? "
+                    "ON CONFLICT (key) DO UPDATE SET "
+                    "value = CAST(max(CAST(value AS INTEGER), excluded.value) AS TEXT)",
+                    (SEQ_FLOOR, int(top), int(top)),
+                )
             if deleted:  # arrivals below the oldest row left cover no row any more
                 conn.execute(
                     f"DELETE FROM arrivals WHERE seq_max < coalesce((SELECT min(seq) FROM "
