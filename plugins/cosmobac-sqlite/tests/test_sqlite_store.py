@@ -109,13 +109,13 @@ def test_schema_wal_and_meta(store):
         meta = dict(con.execute("SELECT key, value FROM meta"))
         assert meta["format"] == "cosmobac-store" and meta["schema_version"] == "2"
         columns = {row[1]: row[2] for row in con.execute("PRAGMA table_info(packed_readings)")}
-        assert list(columns)[:3] == ["seq", "source", "ts"]
-        assert columns["ts"] == "INTEGER" and columns["temperature"] == "REAL"
+        assert list(columns)[:3] == ["seq", "_source", "_ts"]
+        assert columns["_ts"] == "INTEGER" and columns["temperature"] == "REAL"
         assert not set(columns) & {"sensor_id", "city", "model", "anomaly_type", "timestamp"}
         (index,) = con.execute(
             "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'packed_readings'"
         ).fetchone()
-        assert index.startswith("CREATE UNIQUE INDEX") and "(ts, (source & 16777215))" in index
+        assert index.startswith("CREATE UNIQUE INDEX") and "(_ts, (_source & 16777215))" in index
         # the readings view: the columns of schema version 1, for plain SQL
         view = [row[1] for row in con.execute("PRAGMA table_info(readings)")]
         assert view == ["seq", *CORE_FIELDS]
@@ -266,7 +266,12 @@ def test_extra_column_kinds_widen_or_refuse(store):
         store.append(readings(1, start=9000, level=np.array(["high"], dtype=object)))
     with pytest.raises(ValueError, match="only by letter case"):
         store.append(readings(1, start=9000, Temperature=np.array([1.0])))
-    assert store.stats().rows == 2  # a refused batch stores nothing
+    with pytest.raises(ValueError, match="'_TS' has a name the store keeps for itself"):
+        store.append(readings(1, start=9000, _TS=np.array([1.0])))
+    # names of the compact table's own columns in version 1 are free for extra columns
+    store.append(readings(1, start=9000, source=np.array(["mqtt"], dtype=object)))
+    assert store.read("c", 5)["source"].tolist() == [None, None, "mqtt"]
+    assert store.stats().rows == 3  # a refused batch stores nothing
 
 
 def test_seq_column_of_another_store_is_ignored(tmp_path, store):

@@ -10,10 +10,10 @@ Tables:
   distinct identity a sensor reported, once. ``id & SENSOR_MASK`` is the sensor's number: its first
   identity has ``id = sensor``, a later one (new firmware, moved) ``sensor + (n << SENSOR_BITS)``;
 * ``anomaly_types(id, name)``: every anomaly type once;
-* ``packed_readings``: ``seq INTEGER PRIMARY KEY``, ``source``, ``ts`` (timestamp minus
-  ``time_base``), the five metrics REAL (NULL for NaN), ``anomaly`` (NULL: no flag and no type;
+* ``packed_readings``: ``seq INTEGER PRIMARY KEY``, ``_source``, ``_ts`` (timestamp minus
+  ``time_base``), the five metrics REAL (NULL for NaN), ``_anomaly`` (NULL: no flag and no type;
   else ``2 * anomaly_types.id + flag``, id 0 for no type), then extra columns appended by ``ALTER
-  TABLE``; UNIQUE index on ``(ts, source & SENSOR_MASK)``: the dedupe key, on integers, in time
+  TABLE``; UNIQUE index on ``(_ts, _source & SENSOR_MASK)``: the dedupe key, on integers, in time
   order (rows mostly arrive in time order, so the index grows at its end). ``seq`` is SQLite's
   next rowid, never reused: when the newest rows are deleted, ``meta.seq_floor`` keeps the
   highest given and new rows are numbered above it (cheaper than ``AUTOINCREMENT``, which
@@ -104,6 +104,9 @@ SENSOR_BITS: Final = 24
 SENSOR_MASK: Final = (1 << SENSOR_BITS) - 1
 """A source id's low bits are its sensor's number (so at most 16.7 million sensors per store)."""
 
+RESERVED: Final = ("_source", "_ts", "_anomaly")
+"""Columns of ``packed_readings`` that are not fields: no extra column may take these names."""
+
 TABLE: Final = "packed_readings"
 """The table the readings are stored in (``readings`` is a view over it)."""
 
@@ -163,12 +166,12 @@ CREATE TABLE IF NOT EXISTS anomaly_types (
 );
 CREATE TABLE IF NOT EXISTS {TABLE} (
     seq INTEGER PRIMARY KEY,
-    source INTEGER NOT NULL,
-    ts INTEGER NOT NULL,
+    _source INTEGER NOT NULL,
+    _ts INTEGER NOT NULL,
     {", ".join(f"{quote(n)} REAL" for n in METRIC_FIELDS)},
-    anomaly INTEGER
+    _anomaly INTEGER
 );
-CREATE UNIQUE INDEX IF NOT EXISTS packed_identity ON {TABLE} (ts, (source & {SENSOR_MASK}));
+CREATE UNIQUE INDEX IF NOT EXISTS packed_identity ON {TABLE} (_ts, (_source & {SENSOR_MASK}));
 CREATE TABLE IF NOT EXISTS extra_columns (
     name TEXT PRIMARY KEY,
     kind TEXT NOT NULL
@@ -254,11 +257,11 @@ def view_statements(extras: Sequence[str]) -> list[str]:
     """Statements that (re)create the ``readings`` view: the columns of schema version 1 (``seq``,
     every core field, then ``extras``), decoded from the compact tables."""
     core = {
-        "timestamp": f"r.ts + (SELECT CAST(value AS INTEGER) FROM meta WHERE key = '{TIME_BASE}')",
+        "timestamp": f"r._ts + (SELECT CAST(value AS INTEGER) FROM meta WHERE key = '{TIME_BASE}')",
         "sensor_id": "s.sensor_id",
         **{n: f"r.{quote(n)}" for n in METRIC_FIELDS},
         **{n: f"o.{quote(n)}" for n in SOURCE_FIELDS if n != "sensor_id"},
-        "anomaly_flag": "coalesce(r.anomaly & 1, 0)",
+        "anomaly_flag": "coalesce(r._anomaly & 1, 0)",
         "anomaly_type": "t.name",
     }
     columns = ", ".join(
@@ -269,6 +272,6 @@ def view_statements(extras: Sequence[str]) -> list[str]:
     return [
         "DROP VIEW IF EXISTS readings",
         f"CREATE VIEW readings AS SELECT {columns} FROM {TABLE} AS r "
-        "JOIN sources AS o ON o.id = r.source JOIN sensors AS s ON s.id = o.sensor "
-        "LEFT JOIN anomaly_types AS t ON t.id = r.anomaly >> 1",
+        "JOIN sources AS o ON o.id = r._source JOIN sensors AS s ON s.id = o.sensor "
+        "LEFT JOIN anomaly_types AS t ON t.id = r._anomaly >> 1",
     ]

@@ -147,7 +147,7 @@ def pending_head(
         (checkpoint, checkpoint, name),
     ).fetchone()
     found, head, arrived = conn.execute(
-        "SELECT count(*), min(r.ts), min((SELECT a.stored_at FROM arrivals AS a "
+        "SELECT count(*), min(r._ts), min((SELECT a.stored_at FROM arrivals AS a "
         " WHERE a.seq_max >= r.seq ORDER BY a.seq_max LIMIT 1)) "
         f"FROM {TABLE} AS r WHERE r.seq IN (("
         f" SELECT min(x.seq) FROM {TABLE} AS x WHERE x.seq > ? AND NOT EXISTS "

@@ -104,7 +104,7 @@ def _to_version_2(conn: sqlite3.Connection) -> None:
     metrics = ", ".join(quote(n) for n in METRIC_FIELDS)
     extra_list = "".join(f", {quote(n)}" for n in extras)
     conn.execute(
-        f"INSERT INTO {TABLE} (seq, source, ts, {metrics}, anomaly{extra_list}) "
+        f"INSERT INTO {TABLE} (seq, _source, _ts, {metrics}, _anomaly{extra_list}) "
         f"SELECT r.seq, (SELECT o.id FROM sources AS o WHERE o.sensor = s.id AND {same} "
         "ORDER BY o.id LIMIT 1), "
         f"r.timestamp - ?, {', '.join(f'r.{quote(n)}' for n in METRIC_FIELDS)}, "

@@ -46,10 +46,10 @@ def select_list(extras: Sequence[str]) -> str:
     return ", ".join(
         [
             "r.seq",
-            "r.source",
-            "r.ts",
+            "r._source",
+            "r._ts",
             *(f"r.{quote(n)}" for n in METRIC_FIELDS),
-            "coalesce(r.anomaly, 0)",
+            "coalesce(r._anomaly, 0)",
             *(f"r.{quote(n)}" for n in extras),
         ]
     )
@@ -134,7 +134,7 @@ class Dimensions:
                 "cannot hold; give epoch milliseconds"
             )
         base = self._time_base(conn, int(stamps.min()))
-        columns: list[str] = ["source", "ts"]
+        columns: list[str] = ["_source", "_ts"]
         lists: list[Any] = [self._source_ids(conn, batch, n), (stamps - base).tolist()]
         for name in METRIC_FIELDS:
             if name in batch:
@@ -142,7 +142,7 @@ class Dimensions:
                 lists.append(batch[name].tolist())
         anomaly = self._anomaly_codes(conn, batch, n)
         if anomaly is not None:
-            columns.append("anomaly")
+            columns.append("_anomaly")
             lists.append(anomaly)
         for name in names:
             if name not in CORE_FIELDS:

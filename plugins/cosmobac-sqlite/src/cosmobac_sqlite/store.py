@@ -30,7 +30,16 @@ from cosmobac.schema import CORE_FIELDS, STORE_SEQ, Kind, kind_of
 from cosmobac.values import choice, duration, flag
 
 from . import inputs
-from ._schema import SENSOR_MASK, SEQ_FLOOR, SQL_TYPES, TABLE, quote, view_statements, widen
+from ._schema import (
+    RESERVED,
+    SENSOR_MASK,
+    SEQ_FLOOR,
+    SQL_TYPES,
+    TABLE,
+    quote,
+    view_statements,
+    widen,
+)
 from .connection import MEMORY, SYNCHRONOUS, StoreConnection, wall_clock_ms
 from .consumers import (
     has,
@@ -157,7 +166,7 @@ class SQLiteStore:
         existing = {
             name: Kind(kind) for name, kind in conn.execute("SELECT name, kind FROM extra_columns")
         }
-        taken = {n.lower(): n for n in (*_CORE, STORE_SEQ, "source", "ts", "anomaly", *existing)}
+        taken = {n.lower(): n for n in (*_CORE, STORE_SEQ, *RESERVED, *existing)}
         added = False
         for name, kind in wanted.items():
             old = existing.get(name)
@@ -174,6 +183,11 @@ class SQLiteStore:
                     )
                 continue
             clash = taken.get(name.lower())
+            if clash is not None and clash.lower() in RESERVED:
+                raise ValueError(
+                    f"column {name!r} has a name the store keeps for itself "
+                    f"({', '.join(RESERVED)}); rename it"
+                )
             if clash is not None:
                 raise ValueError(
                     f"column {name!r} differs from column {clash!r} only by letter case, and "
@@ -285,7 +299,7 @@ class SQLiteStore:
         """The newest stored reading's timestamp (epoch ms), or None for an empty store. A
         restarted collector resumes after it."""
         with self._transaction(write=False) as conn:
-            row = conn.execute(f"SELECT max(ts) FROM {TABLE}").fetchone()
+            row = conn.execute(f"SELECT max(_ts) FROM {TABLE}").fetchone()
             if row is None or row[0] is None:
                 return None
             return int(row[0]) + self._dims.base(conn)
@@ -430,8 +444,8 @@ class SQLiteStore:
             base = self._dims.base(conn)
             rows = conn.execute(
                 f"SELECT {select_list(list(extras))} FROM {TABLE} AS r "
-                f"WHERE (r.source & {SENSOR_MASK}) = ? AND r.ts >= ? AND r.ts < ? "
-                "ORDER BY r.ts LIMIT ?",
+                f"WHERE (r._source & {SENSOR_MASK}) = ? AND r._ts >= ? AND r._ts < ? "
+                "ORDER BY r._ts LIMIT ?",
                 (
                     -1 if sensor is None else sensor,
                     int(start) - base,
@@ -623,7 +637,7 @@ class SQLiteStore:
             base = self._dims.base(conn)
             # the oldest row stored (lowest seq): its reading timestamp and its arrival
             first = conn.execute(
-                "SELECT r.ts, (SELECT a.stored_at FROM arrivals AS a "
+                "SELECT r._ts, (SELECT a.stored_at FROM arrivals AS a "
                 " WHERE a.seq_max >= r.seq ORDER BY a.seq_max LIMIT 1) "
                 f"FROM {TABLE} AS r WHERE r.seq = (SELECT min(seq) FROM {TABLE})"
             ).fetchone()
@@ -682,7 +696,7 @@ class SQLiteStore:
             top = conn.execute(f"SELECT max(seq) FROM {TABLE}").fetchone()[0]
             deleted = int(
                 conn.execute(
-                    f"DELETE FROM {TABLE} WHERE seq <= ? AND ts < ? AND NOT EXISTS "
+                    f"DELETE FROM {TABLE} WHERE seq <= ? AND _ts < ? AND NOT EXISTS "
                     f"(SELECT 1 FROM dead_letters AS d WHERE d.seq = {TABLE}.seq)",
                     (int(floor), cutoff - self._dims.base(conn)),
                 ).rowcount
