@@ -70,7 +70,9 @@ def collect(directory: Path, hours: float, tag: str) -> tuple[float, int, int, i
     readings = int(conn.execute("SELECT count(*) FROM readings").fetchone()[0])
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     conn.close()
-    size = sum(os.path.getsize(f"{store}{s}") for s in ("", "-wal") if os.path.exists(f"{store}{s}"))
+    size = sum(
+        os.path.getsize(f"{store}{s}") for s in ("", "-wal") if os.path.exists(f"{store}{s}")
+    )
     for suffix in ("", "-wal", "-shm"):
         Path(f"{store}{suffix}").unlink(missing_ok=True)
     return elapsed, int(usage.ru_maxrss), readings, size

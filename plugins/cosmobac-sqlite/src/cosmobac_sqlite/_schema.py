@@ -3,8 +3,9 @@
 Tables:
 
 * ``meta(key, value)``: ``format = 'cosmobac-store'``, ``schema_version``, ``created_at`` (epoch ms),
-  and ``time_base`` (epoch ms, set by the first append that stores rows: timestamps are kept
-  relative to it, so those of a few weeks around it take 4 bytes instead of 6);
+  ``time_base`` (epoch ms, set by the first append that stores rows: timestamps are kept
+  relative to it, so those of a few weeks around it take 4 bytes instead of 6, see
+  :data:`BASE_AHEAD`) and ``seq_floor`` (see :data:`SEQ_FLOOR`);
 * ``sensors(id, sensor_id)``: every sensor id once, numbered from 1;
 * ``sources(id, sensor, city, latitude, longitude, firmware_version, model, manufacturer)``: each
   distinct identity a sensor reported, once. ``id & SENSOR_MASK`` is the sensor's number: its first
@@ -135,6 +136,10 @@ SOURCE_FIELDS: Final = (
 
 TIME_BASE: Final = "time_base"
 """The ``meta`` key of the epoch ms stored timestamps are relative to."""
+
+BASE_AHEAD: Final = 1 << 30
+"""``time_base`` is this many ms after the first reading stored: a stored timestamp takes 4 bytes
+within ±2**31 ms of the base, so from 12 days before the first reading to 37 days after it."""
 
 SEQ_FLOOR: Final = "seq_floor"
 """The ``meta`` key of the highest ``seq`` ever given when rows up to it were all deleted (pruned,

@@ -24,6 +24,7 @@ import sqlite3
 
 from ._schema import (
     ARRIVALS_TABLE,
+    BASE_AHEAD,
     INPUT_TABLES,
     METRIC_FIELDS,
     MIGRATE_ARRIVALS,
@@ -81,7 +82,7 @@ def _to_version_2(conn: sqlite3.Connection) -> None:
     declared = {row[1]: row[2] for row in conn.execute("PRAGMA table_info(readings)")}
     for name in extras:
         conn.execute(f"ALTER TABLE {TABLE} ADD COLUMN {quote(name)} {declared[name]}")
-    base = conn.execute("SELECT min(timestamp) FROM readings").fetchone()[0]
+    base = conn.execute(f"SELECT min(timestamp) + {BASE_AHEAD} FROM readings").fetchone()[0]
     if base is not None:
         conn.execute("INSERT INTO meta (key, value) VALUES (?, ?)", (TIME_BASE, str(int(base))))
     conn.execute(

@@ -10,7 +10,8 @@ Guarantees:
   transaction commits (:meth:`Dimensions.keep`), and an id it does not know is looked up in the
   reading transaction (new rows of another process);
 * timestamps are stored relative to ``meta.time_base`` (set by the first append that stores
-  rows), and must lie within ±2**62 ms of the epoch (±146 million years).
+  rows: 2**30 ms after its first reading, so 4 bytes hold a timestamp from 12 days before that
+  reading to 37 days after it, 6 bytes any other), and must lie within ±2**62 ms of the epoch.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from cosmobac.batch import Batch, read_only
 from cosmobac.schema import CORE_FIELDS, STORE_SEQ, Kind
 
 from ._schema import (
+    BASE_AHEAD,
     METRIC_FIELDS,
     SENSOR_BITS,
     SENSOR_MASK,
@@ -81,7 +83,7 @@ class _Staged:
 
     sensors: dict[str, int] = attrs.field(factory=dict)
     sources: dict[tuple[Any, ...], int] = attrs.field(factory=dict)
-    types: dict[str, int] = attrs.field(factory=dict)
+    types: dict[Any, int] = attrs.field(factory=dict)
     base: int | None = None
 
 
@@ -102,7 +104,7 @@ class Dimensions:
         """Forget everything (a forked child, or a store reopened)."""
         self._sensors: dict[str, int] = {}
         self._sources: dict[tuple[Any, ...], int] = {}
-        self._types: dict[str, int] = {}
+        self._types: dict[Any, int] = {}
         self._base: int | None = None
         self._staged = _Staged()
         # for unpacking, as read from the file: source id -> its fields; type id -> name
@@ -157,9 +159,10 @@ class Dimensions:
             return self._staged.base
         row = conn.execute("SELECT value FROM meta WHERE key = ?", (TIME_BASE,)).fetchone()
         if row is None:
-            conn.execute("INSERT INTO meta (key, value) VALUES (?, ?)", (TIME_BASE, str(first)))
-            self._staged.base = first
-            return first
+            base = first + BASE_AHEAD
+            conn.execute("INSERT INTO meta (key, value) VALUES (?, ?)", (TIME_BASE, str(base)))
+            self._staged.base = base
+            return base
         self._base = int(row[0])  # committed by another process (we hold the write lock)
         return self._base
 
@@ -245,7 +248,7 @@ class Dimensions:
             codes += np.asarray(batch["anomaly_flag"], dtype=np.bool_)
         if "anomaly_type" in batch:
             types = batch["anomaly_type"]
-            named = np.flatnonzero(np.not_equal(types, None))
+            named = np.flatnonzero(np.not_equal(types, None))  # type: ignore[call-overload]
             if named.size:
                 known = self._types
                 ids = [known.get(t) or self._type(conn, t) for t in types[named].tolist()]

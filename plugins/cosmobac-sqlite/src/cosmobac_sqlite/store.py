@@ -654,7 +654,7 @@ class SQLiteStore:
                 pending[name], dead[name], found, head, arrived = pending_head(
                     conn, name, checkpoint
                 )
-                if not found:
+                if not found or head is None:
                     ages[name] = heads[name] = None
                     continue
                 heads[name] = (int(head) + base) / 1000.0
@@ -707,7 +707,7 @@ class SQLiteStore:
                     f"SELECT ?, ? WHERE coalesce((SELECT max(seq) FROM {TABLE}), 0) < ? "
                     "ON CONFLICT (key) DO UPDATE SET "
                     "value = CAST(max(CAST(value AS INTEGER), excluded.value) AS TEXT)",
-                    (SEQ_FLOOR, int(top), int(top)),
+                    (SEQ_FLOOR, int(top or 0), int(top or 0)),
                 )
             if deleted:  # arrivals below the oldest row left cover no row any more
                 conn.execute(
