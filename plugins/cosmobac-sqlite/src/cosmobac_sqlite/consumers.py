@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from cosmobac.batch import Batch
+from cosmobac.interfaces import StoreStats
 from cosmobac.schema import STORE_SEQ
 
 from ._schema import TABLE
@@ -29,6 +30,7 @@ __all__ = [
     "seq_floor",
     "seqs_of",
     "sql_limit",
+    "stats_of",
     "validate_consumer",
 ]
 
@@ -159,3 +161,43 @@ def pending_head(
     ).fetchone()
     pending = int(above - acked - waiting_above + replayed_below)
     return pending, int(waiting), int(found), head, arrived
+
+
+def stats_of(conn: sqlite3.Connection, base: int, now: int, file_size: int | None) -> StoreStats:
+    """``SQLiteStore.stats`` inside a read transaction: ``base`` is the time base, ``now`` the
+    wall clock (epoch ms)."""
+    pending: dict[str, int] = {}
+    ages: dict[str, float | None] = {}
+    heads: dict[str, float | None] = {}
+    dead: dict[str, int] = {}
+    rows = int(conn.execute(f"SELECT count(*) FROM {TABLE}").fetchone()[0])
+    # the oldest row stored (lowest seq): its reading timestamp and its arrival
+    first = conn.execute(
+        "SELECT r._ts, (SELECT a.stored_at FROM arrivals AS a "
+        " WHERE a.seq_max >= r.seq ORDER BY a.seq_max LIMIT 1) "
+        f"FROM {TABLE} AS r WHERE r.seq = (SELECT min(seq) FROM {TABLE})"
+    ).fetchone()
+    stored_age: float | None = None
+    stored_head: float | None = None
+    if first is not None:
+        stored_head = (int(first[0]) + base) / 1000.0
+        # no arrival: stored by earlier code since this store was opened, so just now
+        stored_age = 0.0 if first[1] is None else max(0.0, (now - int(first[1])) / 1000.0)
+    consumers = conn.execute("SELECT name, checkpoint FROM consumers ORDER BY name").fetchall()
+    for name, checkpoint in consumers:
+        pending[name], dead[name], found, head, arrived = pending_head(conn, name, checkpoint)
+        if not found or head is None:
+            ages[name] = heads[name] = None
+            continue
+        heads[name] = (int(head) + base) / 1000.0
+        ages[name] = 0.0 if arrived is None else max(0.0, (now - int(arrived)) / 1000.0)
+    return StoreStats(
+        rows=rows,
+        pending=pending,
+        oldest_pending_age_s=ages,
+        dead_letters=dead,
+        file_size=file_size,
+        oldest_pending_timestamp=heads,
+        oldest_stored_age_s=stored_age,
+        oldest_stored_timestamp=stored_head,
+    )

@@ -12,6 +12,9 @@ Guarantees:
 * one writer process and several reader processes may share a file: every process (and every
   forked child) uses its own connection, WAL mode lets readers run beside the writer, and
   ``busy_timeout`` absorbs lock contention. Within a process a store object may be shared by threads.
+
+The rows are kept compact (:mod:`.packing`, schema in :mod:`._schema`); consumers' bookkeeping is
+in :mod:`.consumers`, opening the file in :mod:`.connection` and upgrading it in :mod:`.migrate`.
 """
 
 from __future__ import annotations
@@ -45,11 +48,11 @@ from .consumers import (
     has,
     move_checkpoint,
     next_checkpoint,
-    pending_head,
     register,
     seq_floor,
     seqs_of,
     sql_limit,
+    stats_of,
     validate_consumer,
 )
 from .packing import Dimensions, select_list
@@ -628,48 +631,8 @@ class SQLiteStore:
         describe the oldest row still stored (its lowest ``seq``). ``file_size`` includes the WAL
         file."""
         now = wall_clock_ms()
-        pending: dict[str, int] = {}
-        ages: dict[str, float | None] = {}
-        heads: dict[str, float | None] = {}
-        dead: dict[str, int] = {}
         with self._transaction(write=False) as conn:
-            rows = int(conn.execute(f"SELECT count(*) FROM {TABLE}").fetchone()[0])
-            base = self._dims.base(conn)
-            # the oldest row stored (lowest seq): its reading timestamp and its arrival
-            first = conn.execute(
-                "SELECT r._ts, (SELECT a.stored_at FROM arrivals AS a "
-                " WHERE a.seq_max >= r.seq ORDER BY a.seq_max LIMIT 1) "
-                f"FROM {TABLE} AS r WHERE r.seq = (SELECT min(seq) FROM {TABLE})"
-            ).fetchone()
-            stored_age: float | None = None
-            stored_head: float | None = None
-            if first is not None:
-                stored_head = (int(first[0]) + base) / 1000.0
-                # no arrival: stored by earlier code since this store was opened, so just now
-                stored_age = 0.0 if first[1] is None else max(0.0, (now - int(first[1])) / 1000.0)
-            consumers = conn.execute(
-                "SELECT name, checkpoint FROM consumers ORDER BY name"
-            ).fetchall()
-            for name, checkpoint in consumers:
-                pending[name], dead[name], found, head, arrived = pending_head(
-                    conn, name, checkpoint
-                )
-                if not found or head is None:
-                    ages[name] = heads[name] = None
-                    continue
-                heads[name] = (int(head) + base) / 1000.0
-                # no arrival: stored by earlier code since this store was opened, so just now
-                ages[name] = 0.0 if arrived is None else max(0.0, (now - int(arrived)) / 1000.0)
-        return StoreStats(
-            rows=rows,
-            pending=pending,
-            oldest_pending_age_s=ages,
-            dead_letters=dead,
-            file_size=self._file_size(),
-            oldest_pending_timestamp=heads,
-            oldest_stored_age_s=stored_age,
-            oldest_stored_timestamp=stored_head,
-        )
+            return stats_of(conn, self._dims.base(conn), now, self._file_size())
 
     def _file_size(self) -> int | None:
         if self._path == MEMORY:
