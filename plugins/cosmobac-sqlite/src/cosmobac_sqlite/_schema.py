@@ -137,9 +137,10 @@ SOURCE_FIELDS: Final = (
 TIME_BASE: Final = "time_base"
 """The ``meta`` key of the epoch ms stored timestamps are relative to."""
 
-BASE_AHEAD: Final = 1 << 30
-"""``time_base`` is this many ms after the first reading stored: a stored timestamp takes 4 bytes
-within ±2**31 ms of the base, so from 12 days before the first reading to 37 days after it."""
+BASE_AHEAD: Final = 1 << 23
+"""``time_base`` is this many ms after the first reading stored: a stored timestamp takes 3 bytes
+within ±2**23 ms of the base (the first 4.6 hours after the first reading) and 4 bytes within
+±2**31 ms (up to 24.9 days after it), 6 bytes beyond."""
 
 SEQ_FLOOR: Final = "seq_floor"
 """The ``meta`` key of the highest ``seq`` ever given when rows up to it were all deleted (pruned,

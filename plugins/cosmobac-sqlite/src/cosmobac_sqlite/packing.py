@@ -10,8 +10,9 @@ Guarantees:
   transaction commits (:meth:`Dimensions.keep`), and an id it does not know is looked up in the
   reading transaction (new rows of another process);
 * timestamps are stored relative to ``meta.time_base`` (set by the first append that stores
-  rows: 2**30 ms after its first reading, so 4 bytes hold a timestamp from 12 days before that
-  reading to 37 days after it, 6 bytes any other), and must lie within ±2**62 ms of the epoch.
+  rows: 2**23 ms after its first reading, so 3 bytes hold a timestamp of the first 4.6 hours,
+  4 bytes one of the first 24.9 days, 6 bytes any other), and must lie within ±2**62 ms of the
+  epoch.
 """
 
 from __future__ import annotations
