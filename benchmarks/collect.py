@@ -1,154 +1,165 @@
-"""Benchmark: collecting readings into the SQLite store, against raw ``sqlite3.executemany``.
+"""Benchmark: the whole ``cosmobac collect`` process against a raw ``executemany``, the store's
+bytes per reading, and collect's peak memory against run length.
 
 Measures, interleaved over several repetitions (medians reported, the machine may be noisy):
 
-* ``store``: ``SQLiteStore.append(batch)`` for simulated batches (one transaction per batch);
-* ``raw``: the limit, ``sqlite3.executemany`` of the same rows, already as Python tuples, into a
-  table with the same schema and indexes (copied from a store file), one transaction per batch,
-  same pragmas (WAL, ``synchronous=NORMAL``);
-* ``collect``: the whole collect path the issue asks about, simulate → append.
+* ``collect``: a child process running the real CLI, ``python -m cosmobac collect PIPELINE
+  --duration D``, on a pipeline file with the built-in ``simulated`` sensor (100 sensors at 1 Hz,
+  ``speed = "max"``) and the ``sqlite`` store: wall time from start to exit, interpreter start-up,
+  imports, simulation and storing included;
+* ``raw``: the limit, ``sqlite3.executemany`` of the same readings (every core field, already
+  Python tuples, made outside the timing) into a plain table with one column per field and no
+  index, one transaction per 20 000 rows, WAL and ``synchronous = NORMAL`` as the store uses.
 
-Prints readings/s of each and two ratios against the raw limit: collect/raw (simulate → SQLite,
-the headline; target ≥ 0.7) and store/raw (the store's own overhead).
+Prints readings/s of each and the ratio collect/raw (target >= 0.9); the store's size per reading
+(file and WAL after a checkpoint, target <= 80 bytes); with ``--memory``, the peak RSS of a 6 h
+and a 24 h collect (``wait4`` of the child; target: within 10 %). Exit status 1 when a target is
+missed.
 
-Run: ``python benchmarks/collect.py [--rows N] [--batches K] [--repeat R]``.
+Run: ``python benchmarks/collect.py [--hours H] [--repeat R] [--memory]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sqlite3
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from cosmobac.batch import Batch
 from cosmobac.plugins import Plugins
-from cosmobac.schema import CORE_FIELDS
-from cosmobac.sensors.simulated import SimulatedFleet
-from cosmobac_sqlite import SQLiteStore
+from cosmobac.schema import CORE_FIELDS, Kind
 
-CITIES = 10
+CITIES, PER_CITY = 10, 10
+CHUNK = 20_000
+PIPELINE = """\
+[sensor]
+plugin = "simulated"
+cities = {cities}
+sensors_per_city = {per_city}
+seed = 7
 
+[store]
+plugin = "sqlite"
+path = "{path}"
 
-def make_fleet(rows_per_batch: int) -> tuple[SimulatedFleet, int, int]:
-    """The built-in ``simulated`` sensor (100 sensors at 1 Hz), its start (epoch ms) and the ms
-    of sensor time that gives about ``rows_per_batch`` readings.
-
-    The fleet is sized so a run covers whole generation blocks (4096 readings per sensor), as a
-    long collect does; a wide fleet read for a few seconds would mostly measure blocks generated
-    and never used."""
-    plugins = Plugins(entry_points=False)
-    sensors_per_city = 10
-    fleet = plugins.create(
-        "sensor", "simulated", cities=CITIES, sensors_per_city=sensors_per_city, seed=7
-    )
-    assert isinstance(fleet, SimulatedFleet)
-    step_ms = max(1, rows_per_batch // (CITIES * sensors_per_city)) * 1000
-    return fleet, int(fleet.start), step_ms
+[run]
+speed = "max"
+"""
 
 
-def simulate(rows_per_batch: int, batches: int) -> tuple[list[Batch], float]:
-    fleet, start, step = make_fleet(rows_per_batch)
+def collect(directory: Path, hours: float, tag: str) -> tuple[float, int, int, int]:
+    """One ``cosmobac collect`` process: its wall time (s), peak RSS (KiB), readings stored (from
+    the store) and the store's size in bytes (WAL checkpointed)."""
+    store = directory / f"collect-{tag}.db"
+    config = directory / f"collect-{tag}.toml"
+    config.write_text(PIPELINE.format(cities=CITIES, per_city=PER_CITY, path=store))
+    command = [sys.executable, "-m", "cosmobac", "collect", str(config), "--duration", f"{hours}h"]
     began = time.perf_counter()
-    out = [fleet.read(start + step * (i + 1)) for i in range(batches)]
-    return out, time.perf_counter() - began
-
-
-def run_store(directory: Path, batches: list[Batch], tag: str) -> float:
-    with SQLiteStore(directory / f"store-{tag}.db") as store:
-        began = time.perf_counter()
-        for batch in batches:
-            store.append(batch)
-        return time.perf_counter() - began
-
-
-def run_collect(directory: Path, rows_per_batch: int, count: int, tag: str) -> float:
-    fleet, start, step = make_fleet(rows_per_batch)
-    with SQLiteStore(directory / f"collect-{tag}.db") as store:
-        began = time.perf_counter()
-        for i in range(count):
-            store.append(fleet.read(start + step * (i + 1)))
-        return time.perf_counter() - began
-
-
-def raw_schema(directory: Path) -> list[str]:
-    """The CREATE statements of the store's ``readings`` table and its indexes."""
-    with SQLiteStore(directory / "schema.db"):
-        pass
-    conn = sqlite3.connect(directory / "schema.db")
-    statements = [
-        sql
-        for (sql,) in conn.execute(
-            "SELECT sql FROM sqlite_master WHERE tbl_name = 'readings' AND sql IS NOT NULL "
-            "ORDER BY type DESC"  # the table before its indexes
-        )
-    ]
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+    _, status, usage = os.wait4(proc.pid, 0)
+    elapsed = time.perf_counter() - began
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise SystemExit(f"cosmobac collect failed with status {proc.returncode}")
+    conn = sqlite3.connect(store)
+    readings = int(conn.execute("SELECT count(*) FROM readings").fetchone()[0])
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     conn.close()
-    return statements
+    size = sum(
+        os.path.getsize(f"{store}{s}") for s in ("", "-wal") if os.path.exists(f"{store}{s}")
+    )
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{store}{suffix}").unlink(missing_ok=True)
+    return elapsed, int(usage.ru_maxrss), readings, size
 
 
-def run_raw(directory: Path, schema: list[str], rows: list[list[tuple]], tag: str) -> float:
-    conn = sqlite3.connect(directory / f"raw-{tag}.db", isolation_level=None)
+def raw(directory: Path, hours: float, tag: str) -> tuple[float, int]:
+    """The same readings by ``executemany`` into a plain table: seconds inside executemany and
+    commit (the readings are made outside the timing), and how many."""
+    fleet = Plugins(entry_points=False).create(
+        "sensor", "simulated", cities=CITIES, sensors_per_city=PER_CITY, seed=7
+    )
+    types = {Kind.STR: "TEXT", Kind.FLOAT: "REAL"}
+    columns = ", ".join(f'"{n}" {types.get(k, "INTEGER")}' for n, k in CORE_FIELDS.items())
+    path = directory / f"raw-{tag}.db"
+    conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = NORMAL")
-    conn.execute("PRAGMA busy_timeout = 30000")
-    for statement in schema:
-        conn.execute(statement)
-    names = ", ".join(f'"{n}"' for n in CORE_FIELDS)
-    marks = ", ".join("?" * len(CORE_FIELDS))
-    sql = f"INSERT INTO readings ({names}) VALUES ({marks})"
-    began = time.perf_counter()
-    for chunk in rows:
+    conn.execute(f"CREATE TABLE readings ({columns})")
+    sql = f"INSERT INTO readings VALUES ({', '.join('?' * len(CORE_FIELDS))})"
+    start = int(fleet.start)
+    end = start + int(hours * 3_600_000)
+    step = CHUNK // (CITIES * PER_CITY) * 1000
+    elapsed = 0.0
+    total = 0
+    until = start
+    while until < end:
+        until = min(end, until + step)
+        batch = fleet.read(until)
+        rows = list(zip(*(batch[n].tolist() for n in CORE_FIELDS), strict=True))
+        began = time.perf_counter()
         conn.execute("BEGIN")
-        conn.executemany(sql, chunk)
+        conn.executemany(sql, rows)
         conn.execute("COMMIT")
-    elapsed = time.perf_counter() - began
+        elapsed += time.perf_counter() - began
+        total += len(rows)
     conn.close()
-    return elapsed
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    return elapsed, total
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=20_000, help="readings per batch")
-    parser.add_argument("--batches", type=int, default=20, help="batches per repetition")
+    parser.add_argument("--hours", type=float, default=1.0, help="sensor time per collect")
     parser.add_argument("--repeat", type=int, default=5, help="interleaved repetitions")
+    parser.add_argument(
+        "--memory", action="store_true", help="also compare peak RSS of 6 h and 24 h collects"
+    )
     args = parser.parse_args(argv)
-
-    batches, simulate_s = simulate(args.rows, args.batches)
-    total = sum(len(b) for b in batches)
-    rows = [list(zip(*(b[n].tolist() for n in CORE_FIELDS), strict=True)) for b in batches]
-    store_s: list[float] = []
-    raw_s: list[float] = []
-    collect_s: list[float] = []
+    collect_rates: list[float] = []
+    raw_rates: list[float] = []
+    sizes: list[float] = []
+    ok = True
     with tempfile.TemporaryDirectory(prefix="cosmobac-bench-") as tmp:
         directory = Path(tmp)
-        schema = raw_schema(directory)
         for rep in range(args.repeat):
-            order = ("store", "raw", "collect") if rep % 2 == 0 else ("raw", "store", "collect")
+            order = ("collect", "raw") if rep % 2 == 0 else ("raw", "collect")
             for what in order:
-                tag = f"{what}-{rep}"
-                if what == "store":
-                    store_s.append(run_store(directory, batches, tag))
-                elif what == "raw":
-                    raw_s.append(run_raw(directory, schema, rows, tag))
+                if what == "collect":
+                    seconds, _, readings, size = collect(directory, args.hours, str(rep))
+                    collect_rates.append(readings / seconds)
+                    sizes.append(size / readings)
                 else:
-                    collect_s.append(run_collect(directory, args.rows, args.batches, tag))
-
-    store_rate = total / statistics.median(store_s)
-    raw_rate = total / statistics.median(raw_s)
-    collect_rate = total / statistics.median(collect_s)
-    ratio = collect_rate / raw_rate
-    print(f"readings: {total} in {args.batches} batches, {args.repeat} repetitions (medians)")
-    print(f"simulate (once)       : {total / simulate_s:12,.0f} readings/s")
-    print(f"store.append          : {store_rate:12,.0f} readings/s")
-    print(f"raw executemany limit : {raw_rate:12,.0f} readings/s")
-    print(f"collect (sim + append): {collect_rate:12,.0f} readings/s")
-    print(f"ratio collect/raw     : {ratio:.2f} (target >= 0.7)")
-    print(f"ratio store/raw       : {store_rate / raw_rate:.2f}")
-    return 0 if ratio >= 0.7 else 1
+                    seconds, readings = raw(directory, args.hours, str(rep))
+                    raw_rates.append(readings / seconds)
+        ratio = statistics.median(collect_rates) / statistics.median(raw_rates)
+        per_reading = statistics.median(sizes)
+        print(f"readings per run: {readings:,} ({args.hours:g} h of {CITIES * PER_CITY} sensors)")
+        print(f"collect process (CLI)  : {statistics.median(collect_rates):12,.0f} readings/s")
+        print(f"raw executemany limit  : {statistics.median(raw_rates):12,.0f} readings/s")
+        print(f"ratio collect/raw      : {ratio:.2f} (target >= 0.9)")
+        print(f"store bytes per reading: {per_reading:.1f} (target <= 80)")
+        ok = ratio >= 0.9 and per_reading <= 80
+        if args.memory:
+            peaks: dict[float, list[int]] = {6.0: [], 24.0: []}
+            for rep in range(2):
+                for hours in (6.0, 24.0) if rep % 2 == 0 else (24.0, 6.0):
+                    _, peak, readings, size = collect(directory, hours, f"mem-{hours}-{rep}")
+                    peaks[hours].append(peak)
+                    print(
+                        f"collect {hours:4g} h: {readings:,} readings, peak RSS {peak / 1024:.1f} "
+                        f"MiB, {size / readings:.1f} bytes per reading"
+                    )
+            growth = statistics.median(peaks[24.0]) / statistics.median(peaks[6.0])
+            print(f"peak RSS 24 h / 6 h    : {growth:.3f} (target <= 1.10)")
+            ok = ok and growth <= 1.10
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

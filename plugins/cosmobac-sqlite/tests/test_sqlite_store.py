@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cosmobac import Batch, InputReject, Store, StoreError
+from cosmobac import Batch, Store, StoreError
 from cosmobac.plugins import Plugins
 from cosmobac.schema import CORE_FIELDS, STORE_SEQ
 from cosmobac_sqlite import DeadLetter, SQLiteStore
@@ -107,19 +107,18 @@ def test_schema_wal_and_meta(store):
     try:
         assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         meta = dict(con.execute("SELECT key, value FROM meta"))
-        assert meta["format"] == "cosmobac-store" and meta["schema_version"] == "1"
-        columns = {row[1]: row[2] for row in con.execute("PRAGMA table_info(readings)")}
-        assert next(iter(columns)) == "seq"
-        assert set(CORE_FIELDS) <= set(columns)
-        assert columns["timestamp"] == "INTEGER" and columns["temperature"] == "REAL"
-        assert columns["sensor_id"] == "TEXT" and columns["anomaly_flag"] == "INTEGER"
-        index = con.execute("PRAGMA index_list(readings)").fetchall()
-        unique = [row[1] for row in index if row[2] == 1]
-        assert unique
-        assert [r[2] for r in con.execute(f"PRAGMA index_info({unique[0]})")] == [
-            "sensor_id",
-            "timestamp",
-        ]
+        assert meta["format"] == "cosmobac-store" and meta["schema_version"] == "2"
+        columns = {row[1]: row[2] for row in con.execute("PRAGMA table_info(packed_readings)")}
+        assert list(columns)[:3] == ["seq", "_source", "_ts"]
+        assert columns["_ts"] == "INTEGER" and columns["temperature"] == "REAL"
+        assert not set(columns) & {"sensor_id", "city", "model", "anomaly_type", "timestamp"}
+        (index,) = con.execute(
+            "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'packed_readings'"
+        ).fetchone()
+        assert index.startswith("CREATE UNIQUE INDEX") and "(_ts, (_source & 16777215))" in index
+        # the readings view: the columns of schema version 1, for plain SQL
+        view = [row[1] for row in con.execute("PRAGMA table_info(readings)")]
+        assert view == ["seq", *CORE_FIELDS]
     finally:
         con.close()
 
@@ -267,7 +266,12 @@ def test_extra_column_kinds_widen_or_refuse(store):
         store.append(readings(1, start=9000, level=np.array(["high"], dtype=object)))
     with pytest.raises(ValueError, match="only by letter case"):
         store.append(readings(1, start=9000, Temperature=np.array([1.0])))
-    assert store.stats().rows == 2  # a refused batch stores nothing
+    with pytest.raises(ValueError, match="'_TS' has a name the store keeps for itself"):
+        store.append(readings(1, start=9000, _TS=np.array([1.0])))
+    # names of the compact table's own columns in version 1 are free for extra columns
+    store.append(readings(1, start=9000, source=np.array(["mqtt"], dtype=object)))
+    assert store.read("c", 5)["source"].tolist() == [None, None, "mqtt"]
+    assert store.stats().rows == 3  # a refused batch stores nothing
 
 
 def test_seq_column_of_another_store_is_ignored(tmp_path, store):
@@ -593,73 +597,6 @@ def test_oldest_stored_row_gives_a_never_read_consumer_its_age(tmp_path, monkeyp
         assert stats.backlog_of("up") == (2, 5.0, 1_700_000_000.0)
         clock.ms -= 100_000  # the wall clock stepped back: never negative
         assert store.stats().oldest_stored_age_s == 0.0
-
-
-def _schema_1_file(path) -> None:
-    """A store file as cosmobac-sqlite wrote it before it recorded arrivals: schema version 1,
-    without the ``arrivals`` table nor the input tables, holding rows 1-3."""
-    with SQLiteStore(path) as store:
-        store.append(readings(3, start=946_684_800_000))
-    with sqlite3.connect(path) as conn:
-        for table in ("arrivals", "sensor_state", "input_rejects"):
-            conn.execute(f"DROP TABLE {table}")
-        tables = {
-            row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
-        }
-        assert tables == {
-            "meta",
-            "readings",
-            "sqlite_sequence",
-            "extra_columns",
-            "consumers",
-            "acked",
-            "dead_letters",
-            "consumer_state",
-        }
-        assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == (
-            "1",
-        )
-
-
-def test_a_file_without_arrivals_is_migrated_on_open(tmp_path, monkeypatch):
-    path = tmp_path / "old.db"
-    _schema_1_file(path)
-    clock = FakeClock(monkeypatch, 1_800_000_000_000)
-    with SQLiteStore(path, create=False) as store:  # the upgrade: rows 1-3 arrive now
-        assert arrivals(path) == [(3, 1_800_000_000_000)]
-        assert store.read("a", 10)[STORE_SEQ].tolist() == [1, 2, 3]
-        clock.ms += 30_000
-        assert store.stats().oldest_pending_age_s == {"a": 30.0}  # not 25 years
-        store.append(readings(1, start=2_000_000_000_000))
-        assert arrivals(path) == [(3, 1_800_000_000_000), (4, 1_800_000_030_000)]
-    # earlier code (which ignores the table) appends seq 5 and 6; the next open covers them
-    with sqlite3.connect(path) as conn:
-        conn.execute("INSERT INTO readings (timestamp, sensor_id) VALUES (1, 'old'), (2, 'old')")
-    clock.ms += 60_000
-    with SQLiteStore(path, create=False) as store:
-        assert arrivals(path)[-1] == (6, 1_800_000_090_000)
-        store.ack("a", [1, 2, 3, 4])
-        clock.ms += 1_000
-        assert store.stats().oldest_pending_age_s == {"a": 1.0}
-    with SQLiteStore(path, create=False):  # up to date: nothing more recorded
-        assert len(arrivals(path)) == 3
-
-
-def test_an_old_file_gets_the_input_tables_on_open(tmp_path):
-    path = tmp_path / "old.db"
-    _schema_1_file(path)
-    with SQLiteStore(path, create=False) as store:
-        assert store.load_sensor_state("csv") is None
-        new = store.append_input(
-            readings(2, start=2_000_000_000_000),
-            sensor="csv",
-            state='{"a.csv": 120}',
-            rejects=[InputReject("a.csv:4", "bad timestamp", "x")],
-        )
-        assert new == 2
-    with SQLiteStore(path, create=False) as store:
-        assert store.load_sensor_state("csv") == '{"a.csv": 120}'
-        assert [r.origin for r in store.input_rejects()] == ["a.csv:4"]
 
 
 def test_prune_drops_arrivals_no_row_needs(tmp_path, monkeypatch):

@@ -19,8 +19,8 @@ Guarantees:
   inode with those of the file opened (one ``stat``), and a file deleted, moved away or replaced
   under a running process stops every later operation with a ``StoreError`` saying what happened,
   instead of writing on into a file no one can reach;
-* an existing file is brought up to this code when opened (:func:`_migrate`: the ``arrivals``
-  and input tables, see :mod:`cosmobac_sqlite._schema`), in one short write transaction, only when needed;
+* an existing file is brought up to this code when opened (:mod:`cosmobac_sqlite.migrate`), in
+  one write transaction, only when needed;
 * SQLite errors inside :meth:`StoreConnection.transaction` become ``StoreError`` naming the file.
 """
 
@@ -38,15 +38,8 @@ from typing import Final
 
 from cosmobac.errors import StoreError, StoreMissingError
 
-from ._schema import (
-    ARRIVALS_TABLE,
-    FORMAT,
-    INPUT_TABLES,
-    MIGRATE_ARRIVALS,
-    SCHEMA,
-    SCHEMA_VERSION,
-    UNCOVERED_ROWS,
-)
+from ._schema import FORMAT, SCHEMA, SCHEMA_VERSION, statements, view_statements
+from .migrate import migrate
 
 __all__ = ["MEMORY", "SYNCHRONOUS", "StoreConnection", "wall_clock_ms"]
 
@@ -66,9 +59,8 @@ def _create_schema(conn: sqlite3.Connection) -> None:
     """The schema and its ``meta`` rows, in one transaction, on a connection to a new database."""
     conn.execute("BEGIN IMMEDIATE")
     try:
-        for statement in SCHEMA.split(";"):
-            if statement.strip():
-                conn.execute(statement)
+        for statement in [*statements(SCHEMA), *view_statements([])]:
+            conn.execute(statement)
         conn.executemany(
             "INSERT INTO meta (key, value) VALUES (?, ?)",
             [
@@ -77,28 +69,6 @@ def _create_schema(conn: sqlite3.Connection) -> None:
                 ("created_at", str(wall_clock_ms())),
             ],
         )
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
-
-
-def _migrate(conn: sqlite3.Connection, tables: set[str]) -> None:
-    """Bring an existing store file up to this code: add the ``arrivals`` table and the input
-    tables (a live sensor's state and rejects) if they are missing,
-    and cover rows that no arrival covers (stored before it existed, or by earlier code) with one
-    arrival timed now. A read decides whether anything is to be done, so a file already up to date
-    is opened without taking the write lock."""
-    inputs = {"sensor_state", "input_rejects"} <= tables
-    if inputs and "arrivals" in tables and not conn.execute(UNCOVERED_ROWS).fetchone()[0]:
-        return
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        for table in INPUT_TABLES:
-            conn.execute(table)
-        conn.execute(ARRIVALS_TABLE)
-        conn.execute(MIGRATE_ARRIVALS, (wall_clock_ms(),))
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:
@@ -290,7 +260,7 @@ class StoreConnection:
             if new:
                 _create_schema(conn)
             else:
-                _migrate(conn, tables)
+                migrate(conn, tables, wall_clock_ms())
         except sqlite3.Error as exc:
             raise self.fail(f"cannot prepare it ({exc}); is the path writable?") from exc
 

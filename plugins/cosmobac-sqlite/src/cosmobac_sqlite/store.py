@@ -12,6 +12,9 @@ Guarantees:
 * one writer process and several reader processes may share a file: every process (and every
   forked child) uses its own connection, WAL mode lets readers run beside the writer, and
   ``busy_timeout`` absorbs lock contention. Within a process a store object may be shared by threads.
+
+The rows are kept compact (:mod:`.packing`, schema in :mod:`._schema`); consumers' bookkeeping is
+in :mod:`.consumers`, opening the file in :mod:`.connection` and upgrading it in :mod:`.migrate`.
 """
 
 from __future__ import annotations
@@ -23,69 +26,40 @@ from collections.abc import Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager, suppress
 from typing import Any, Final
 
-import numpy as np
-
-from cosmobac.batch import Batch, read_only, require_identity
+from cosmobac.batch import Batch, require_identity
 from cosmobac.errors import StoreError
 from cosmobac.interfaces import DeadLetter, InputReject, StoreStats
 from cosmobac.schema import CORE_FIELDS, STORE_SEQ, Kind, kind_of
 from cosmobac.values import choice, duration, flag
 
 from . import inputs
-from ._schema import SQL_TYPES, column_from_sql, quote, widen
+from ._schema import (
+    RESERVED,
+    SENSOR_MASK,
+    SEQ_FLOOR,
+    SQL_TYPES,
+    TABLE,
+    quote,
+    view_statements,
+    widen,
+)
 from .connection import MEMORY, SYNCHRONOUS, StoreConnection, wall_clock_ms
+from .consumers import (
+    has,
+    move_checkpoint,
+    next_checkpoint,
+    register,
+    seq_floor,
+    seqs_of,
+    sql_limit,
+    stats_of,
+    validate_consumer,
+)
+from .packing import Dimensions, select_list
 
 __all__ = ["DeadLetter", "SQLiteStore"]
 
 _CORE: Final = tuple(CORE_FIELDS)
-
-
-def _sql_limit(limit: Any, *, optional: bool) -> int:
-    """A ``limit`` argument checked (a positive integer; None too when ``optional``), as SQLite's
-    ``LIMIT`` takes it (-1: no limit)."""
-    if limit is None and optional:
-        return -1
-    if isinstance(limit, bool) or not isinstance(limit, int | np.integer) or limit < 1:
-        none = " or None" if optional else ""
-        raise ValueError(f"limit must be a positive integer{none}, got {limit!r}")
-    return int(limit)
-
-
-def _seq_floor(after: Any) -> int:
-    """The ``seq`` that rows must be above for an ``after`` argument (None: every row)."""
-    if after is None:
-        return -1
-    if isinstance(after, bool) or not isinstance(after, int | np.integer):
-        raise ValueError(f"after must be a seq (an integer) or None, got {after!r}")
-    return int(after)
-
-
-def _validate_consumer(consumer: Any) -> str:
-    if not isinstance(consumer, str):
-        raise TypeError(f"consumer must be a str (a sink's name), got {type(consumer).__name__}")
-    if not consumer:
-        raise ValueError("consumer must be a non-empty name")
-    return consumer
-
-
-def _seqs(rows: Batch | Iterable[int]) -> list[int]:
-    """Sorted distinct ``seq`` values of a batch the store returned, or of an iterable of ints."""
-    if isinstance(rows, Batch):
-        if not len(rows):
-            return []
-        if STORE_SEQ not in rows:
-            raise ValueError(
-                f"the batch has no {STORE_SEQ!r} column: acknowledge or dead-letter rows as "
-                f"read() returned them (transforms must keep the {STORE_SEQ!r} column)"
-            )
-        array = np.asarray(rows[STORE_SEQ])
-    else:
-        array = np.asarray(list(rows))
-    if array.size == 0:
-        return []
-    if array.dtype.kind not in "iu":
-        raise TypeError(f"seq values must be integers, got dtype {array.dtype}")
-    return sorted(set(array.astype(np.int64).tolist()))
 
 
 class SQLiteStore:
@@ -126,13 +100,19 @@ class SQLiteStore:
         self._path = path
         self._known: set[str] = set()
         self._insert_sql: dict[tuple[str, ...], str] = {}
+        self._dims = Dimensions()
         self._db = StoreConnection(
             path,
             busy_timeout=duration("store 'busy_timeout'", busy_timeout),
             synchronous=choice("store 'synchronous'", synchronous, SYNCHRONOUS),
             create=flag("store 'create'", create),
-            on_reopen=self._known.clear,
+            on_reopen=self._forget,
         )
+
+    def _forget(self) -> None:
+        """A forked child opens its own connection: what this process cached may be stale."""
+        self._known.clear()
+        self._dims.clear()
 
     # -- connection -----------------------------------------------------------------------------
     @property
@@ -181,10 +161,7 @@ class SQLiteStore:
         if sql is None:
             columns = ", ".join(quote(n) for n in names)
             marks = ", ".join("?" * len(names))
-            sql = (
-                f"INSERT INTO readings ({columns}) VALUES ({marks}) "
-                "ON CONFLICT (sensor_id, timestamp) DO NOTHING"
-            )
+            sql = f"INSERT INTO {TABLE} ({columns}) VALUES ({marks}) ON CONFLICT DO NOTHING"
             self._insert_sql[names] = sql
         return sql
 
@@ -192,7 +169,8 @@ class SQLiteStore:
         existing = {
             name: Kind(kind) for name, kind in conn.execute("SELECT name, kind FROM extra_columns")
         }
-        taken = {n.lower(): n for n in (*_CORE, STORE_SEQ, *existing)}
+        taken = {n.lower(): n for n in (*_CORE, STORE_SEQ, *RESERVED, *existing)}
+        added = False
         for name, kind in wanted.items():
             old = existing.get(name)
             if old is not None:
@@ -208,14 +186,23 @@ class SQLiteStore:
                     )
                 continue
             clash = taken.get(name.lower())
+            if clash is not None and clash.lower() in RESERVED:
+                raise ValueError(
+                    f"column {name!r} has a name the store keeps for itself "
+                    f"({', '.join(RESERVED)}); rename it"
+                )
             if clash is not None:
                 raise ValueError(
                     f"column {name!r} differs from column {clash!r} only by letter case, and "
                     "SQLite column names ignore case; rename it"
                 )
-            conn.execute(f"ALTER TABLE readings ADD COLUMN {quote(name)} {SQL_TYPES[kind]}")
+            conn.execute(f"ALTER TABLE {TABLE} ADD COLUMN {quote(name)} {SQL_TYPES[kind]}")
             conn.execute("INSERT INTO extra_columns (name, kind) VALUES (?, ?)", (name, kind.value))
             taken[name.lower()] = name
+            added = True
+        if added:  # the readings view shows the new columns
+            for statement in view_statements(list(self._extra_kinds(conn))):
+                conn.execute(statement)
 
     def append(self, batch: Batch) -> int:
         """Store the rows of ``batch`` in one transaction; returns how many were new.
@@ -248,9 +235,21 @@ class SQLiteStore:
         self, *, sensor: str | None = None, limit: int | None = None
     ) -> list[InputReject]:
         """The recorded rejects (of one sensor, or all), oldest first, at most ``limit``."""
-        limit = _sql_limit(limit, optional=True)
+        limit = sql_limit(limit, optional=True)
         with self._transaction(write=False) as conn:
             return inputs.rejects(conn, sensor, limit)
+
+    @staticmethod
+    def _first_seq(conn: sqlite3.Connection) -> int | None:
+        """The ``seq`` new rows must start from when SQLite's next rowid would give a ``seq``
+        again (the newest rows were deleted: ``meta.seq_floor``); None: SQLite's is right."""
+        top, floor = conn.execute(
+            f"SELECT (SELECT max(seq) FROM {TABLE}), (SELECT value FROM meta WHERE key = ?)",
+            (SEQ_FLOOR,),
+        ).fetchone()
+        if floor is None or int(top or 0) >= int(floor):
+            return None
+        return int(floor) + 1
 
     def _append(self, batch: Batch, record: inputs.InputRecord | None) -> int:
         """The rows of ``batch`` (and a live sensor's ``record``) stored in one transaction."""
@@ -262,31 +261,36 @@ class SQLiteStore:
             return 0
         names = tuple(n for n in batch.columns if n != STORE_SEQ)
         extras = {n: kind_of(batch[n].dtype.kind) for n in names if n not in CORE_FIELDS}
-        lists = [batch[n].tolist() for n in names]
-        if None in lists[names.index("sensor_id")]:
+        if None in batch["sensor_id"].tolist():
             raise ValueError("batch has rows without a 'sensor_id'; every reading needs one")
-        sql = self._insert_statement(names)
+        dims = self._dims
+        columns: tuple[str, ...] = ()
         try:
             with self._transaction(write=True) as conn:
+                dims.begin()
                 if extras:
                     self._ensure_columns(conn, extras)
-                cursor = conn.executemany(sql, zip(*lists, strict=True))
+                packed = dims.pack(conn, batch, names)
+                first = self._first_seq(conn)
+                columns = packed.columns(first)
+                cursor = conn.executemany(self._insert_statement(columns), packed.rows(first))
                 stored = int(cursor.rowcount)
                 if stored > 0:  # when these rows arrived: one arrivals row per append
                     conn.execute(
                         "INSERT INTO arrivals (seq_max, stored_at) "
-                        "VALUES ((SELECT max(seq) FROM readings), ?) ON CONFLICT DO NOTHING",
+                        f"VALUES ((SELECT max(seq) FROM {TABLE}), ?) ON CONFLICT DO NOTHING",
                         (wall_clock_ms(),),
                     )
                 if record is not None:
                     record.save(conn)
-                return stored
+            dims.keep()
+            return stored
         except StoreError as exc:
             cause = exc.__cause__
             match = re.search(r"binding parameter (\d+)", str(cause)) if cause else None
             if match and isinstance(cause, sqlite3.InterfaceError | sqlite3.ProgrammingError):
                 index = int(match.group(1))
-                name = names[index - 1] if 0 < index <= len(names) else "?"
+                name = columns[index - 1] if 0 < index <= len(columns) else "?"
                 raise ValueError(
                     f"column {name!r} holds values SQLite cannot store ({cause}); use numbers, "
                     "text or None"
@@ -294,23 +298,14 @@ class SQLiteStore:
             raise
 
     # -- consumers -----------------------------------------------------------------------------
-    @staticmethod
-    def _register(conn: sqlite3.Connection, consumer: str) -> int:
-        """Register ``consumer`` if new (inside a write transaction); its checkpoint."""
-        conn.execute(
-            "INSERT INTO consumers (name, checkpoint, created_at) VALUES (?, 0, ?) "
-            "ON CONFLICT (name) DO NOTHING",
-            (consumer, wall_clock_ms()),
-        )
-        row = conn.execute("SELECT checkpoint FROM consumers WHERE name = ?", (consumer,))
-        return int(row.fetchone()[0])
-
     def last_timestamp(self) -> int | None:
         """The newest stored reading's timestamp (epoch ms), or None for an empty store. A
         restarted collector resumes after it."""
         with self._transaction(write=False) as conn:
-            row = conn.execute("SELECT MAX(timestamp) FROM readings").fetchone()
-        return None if row is None or row[0] is None else int(row[0])
+            row = conn.execute(f"SELECT max(_ts) FROM {TABLE}").fetchone()
+            if row is None or row[0] is None:
+                return None
+            return int(row[0]) + self._dims.base(conn)
 
     def consumers(self) -> list[str]:
         """Names of the registered consumers (a consumer registers on its first read or ack)."""
@@ -320,7 +315,7 @@ class SQLiteStore:
     def checkpoint(self, consumer: str) -> int:
         """The highest ``seq`` such that every row up to it is acknowledged or dead-lettered by
         ``consumer`` (0 for a consumer that has not read yet)."""
-        _validate_consumer(consumer)
+        validate_consumer(consumer)
         with self._transaction(write=False) as conn:
             row = conn.execute(
                 "SELECT checkpoint FROM consumers WHERE name = ?", (consumer,)
@@ -330,7 +325,7 @@ class SQLiteStore:
     def remove_consumer(self, consumer: str) -> bool:
         """Forget ``consumer``: its checkpoint, acks, dead letters and state. Rows it alone was
         holding back become prunable. Returns whether it existed."""
-        _validate_consumer(consumer)
+        validate_consumer(consumer)
         with self._transaction(write=True) as conn:
             existed = conn.execute("DELETE FROM consumers WHERE name = ?", (consumer,)).rowcount
             for table in ("acked", "dead_letters", "consumer_state"):
@@ -340,7 +335,7 @@ class SQLiteStore:
 
     def load_state(self, consumer: str) -> dict[str, str]:
         """The state ``consumer`` saved with its last :meth:`ack` that carried one (empty if none)."""
-        _validate_consumer(consumer)
+        validate_consumer(consumer)
         with self._transaction(write=False) as conn:
             return dict(
                 conn.execute(
@@ -356,26 +351,6 @@ class SQLiteStore:
             for name, kind in conn.execute("SELECT name, kind FROM extra_columns ORDER BY rowid")
         }
 
-    @staticmethod
-    def _select_list(extras: Iterable[str]) -> str:
-        return ", ".join(f"r.{quote(n)}" for n in (*_CORE, *extras, STORE_SEQ))
-
-    def _to_batch(self, rows: list[tuple[Any, ...]], extras: Mapping[str, Kind]) -> Batch:
-        names = (*_CORE, *extras, STORE_SEQ)
-        columns_values: list[Sequence[Any]] = (
-            list(zip(*rows, strict=True)) if rows else [() for _ in names]
-        )
-        out: dict[str, np.ndarray] = {}
-        for name, values in zip(names, columns_values, strict=True):
-            if name == STORE_SEQ:
-                array = np.array(values, dtype=np.int64)
-            elif name in CORE_FIELDS:
-                array = column_from_sql(values, CORE_FIELDS[name], core=True)
-            else:
-                array = column_from_sql(values, extras[name], core=False)
-            out[name] = read_only(array)
-        return Batch(columns=out)
-
     def read(self, consumer: str, limit: int = 1000, *, after: int | None = None) -> Batch:
         """Up to ``limit`` of the oldest rows (by ``seq``) ``consumer`` has neither acknowledged nor
         dead-lettered, together with its replayed dead letters; with ``after``, only rows whose
@@ -386,13 +361,13 @@ class SQLiteStore:
         come back on the next read. The consumer is registered on its first read. Safe to call
         from another thread while this one writes (the connection is shared under a lock).
         """
-        _validate_consumer(consumer)
-        limit = _sql_limit(limit, optional=False)
-        above = _seq_floor(after)
+        validate_consumer(consumer)
+        limit = sql_limit(limit, optional=False)
+        above = seq_floor(after)
         for _ in range(2):
             if consumer not in self._known:
                 with self._transaction(write=True) as conn:
-                    self._register(conn, consumer)
+                    register(conn, consumer)
                 self._known.add(consumer)
             with self._transaction(write=False) as conn:
                 row = conn.execute(
@@ -403,16 +378,16 @@ class SQLiteStore:
                     continue
                 checkpoint = max(int(row[0]), above)  # rows above this seq are candidates
                 extras = self._extra_kinds(conn)
-                select = self._select_list(extras)
+                select = select_list(list(extras))
                 # the NOT EXISTS probes cost ~40 % of a read: skip them when there is nothing
                 # above the checkpoint to skip (the common, in-order case)
-                skip_acked = self._has(conn, "acked", consumer)
+                skip_acked = has(conn, "acked", consumer)
                 skip_dead = conn.execute(
                     "SELECT EXISTS (SELECT 1 FROM dead_letters WHERE consumer = ? AND seq > ?)",
                     (consumer, checkpoint),
                 ).fetchone()[0]
-                any_replayed = self._has(conn, "dead_letters", consumer, replayed=True)
-                sql = f"SELECT {select} FROM readings AS r WHERE r.seq > ?"
+                any_replayed = has(conn, "dead_letters", consumer, replayed=True)
+                sql = f"SELECT {select} FROM {TABLE} AS r WHERE r.seq > ?"
                 params: list[Any] = [checkpoint]
                 if skip_acked:
                     sql += (
@@ -430,13 +405,13 @@ class SQLiteStore:
                 replayed: list[Any] = []
                 if any_replayed:
                     replayed = conn.execute(
-                        f"SELECT {select} FROM dead_letters AS d JOIN readings AS r ON r.seq = d.seq "
+                        f"SELECT {select} FROM dead_letters AS d JOIN {TABLE} AS r ON r.seq = d.seq "
                         "WHERE d.consumer = ? AND d.replayed = 1 AND d.seq > ? ORDER BY d.seq LIMIT ?",
                         (consumer, above, limit),
                     ).fetchall()
-            if replayed:
-                rows = sorted(replayed + rows, key=lambda r: r[-1])[:limit]
-            return self._to_batch(rows, extras)
+                if replayed:
+                    rows = sorted(replayed + rows, key=lambda r: r[0])[:limit]
+                return self._dims.unpack(conn, rows, extras)
         raise self._fail(f"consumer {consumer!r} keeps being removed while it reads")
 
     def read_after(self, consumer: str, limit: int, after: int) -> Batch:
@@ -447,16 +422,16 @@ class SQLiteStore:
         """Stored rows in ``seq`` order (only those above ``after``, at most ``limit``), whatever
         any consumer acknowledged or dead-lettered: a read that registers nothing and writes
         nothing (for evaluating or exporting what a store holds). Same columns as :meth:`read`."""
-        above = _seq_floor(after)
-        rows_at_most = _sql_limit(limit, optional=True)
+        above = seq_floor(after)
+        rows_at_most = sql_limit(limit, optional=True)
         with self._transaction(write=False) as conn:
             extras = self._extra_kinds(conn)
             rows = conn.execute(
-                f"SELECT {self._select_list(extras)} FROM readings AS r WHERE r.seq > ? "
+                f"SELECT {select_list(list(extras))} FROM {TABLE} AS r WHERE r.seq > ? "
                 "ORDER BY r.seq LIMIT ?",
                 (above, rows_at_most),
             ).fetchall()
-        return self._to_batch(rows, extras)
+            return self._dims.unpack(conn, rows, extras)
 
     def scan_sensor(
         self, sensor_id: str, start: int, end: int, *, limit: int | None = None
@@ -465,58 +440,25 @@ class SQLiteStore:
         timestamp order, at most ``limit``: a read through the ``(sensor_id, timestamp)`` index
         that registers nothing and writes nothing (the dashboard's zoom). Same columns as
         :meth:`read`."""
-        rows_at_most = _sql_limit(limit, optional=True)
+        rows_at_most = sql_limit(limit, optional=True)
         with self._transaction(write=False) as conn:
             extras = self._extra_kinds(conn)
+            sensor = self._dims.sensor_number(conn, str(sensor_id))
+            base = self._dims.base(conn)
             rows = conn.execute(
-                f"SELECT {self._select_list(extras)} FROM readings AS r "
-                "WHERE r.sensor_id = ? AND r.timestamp >= ? AND r.timestamp < ? "
-                "ORDER BY r.timestamp LIMIT ?",
-                (str(sensor_id), int(start), int(end), rows_at_most),
+                f"SELECT {select_list(list(extras))} FROM {TABLE} AS r "
+                f"WHERE (r._source & {SENSOR_MASK}) = ? AND r._ts >= ? AND r._ts < ? "
+                "ORDER BY r._ts LIMIT ?",
+                (
+                    -1 if sensor is None else sensor,
+                    int(start) - base,
+                    int(end) - base,
+                    rows_at_most,
+                ),
             ).fetchall()
-        return self._to_batch(rows, extras)
+            return self._dims.unpack(conn, rows, extras)
 
     # -- acknowledging -------------------------------------------------------------------------
-    @staticmethod
-    def _next_checkpoint(
-        conn: sqlite3.Connection, consumer: str, checkpoint: int, handled: set[int]
-    ) -> int:
-        """The checkpoint after ``handled`` rows (above ``checkpoint``) are handled too: just below
-        the first row that is neither acked, dead-lettered nor in ``handled``."""
-        cursor = conn.execute(
-            "SELECT r.seq FROM readings AS r WHERE r.seq > ? "
-            "AND NOT EXISTS (SELECT 1 FROM acked AS a WHERE a.consumer = ? AND a.seq = r.seq) "
-            "AND NOT EXISTS (SELECT 1 FROM dead_letters AS d WHERE d.consumer = ? AND d.seq = r.seq) "
-            "ORDER BY r.seq",
-            (checkpoint, consumer, consumer),
-        )
-        try:
-            for (seq,) in cursor:
-                if seq not in handled:
-                    return int(seq) - 1
-        finally:
-            cursor.close()
-        top = conn.execute("SELECT max(seq) FROM readings").fetchone()[0]
-        return max(checkpoint, int(top or 0))
-
-    @staticmethod
-    def _move_checkpoint(conn: sqlite3.Connection, consumer: str, old: int, new: int) -> None:
-        if new > old:
-            conn.execute("UPDATE consumers SET checkpoint = ? WHERE name = ?", (new, consumer))
-            conn.execute("DELETE FROM acked WHERE consumer = ? AND seq <= ?", (consumer, new))
-
-    @staticmethod
-    def _has(
-        conn: sqlite3.Connection, table: str, consumer: str, *, replayed: bool = False
-    ) -> bool:
-        """Whether ``table`` has any row of ``consumer`` (only replayed ones if ``replayed``)."""
-        extra = " AND replayed = 1" if replayed else ""
-        return bool(
-            conn.execute(
-                f"SELECT EXISTS (SELECT 1 FROM {table} WHERE consumer = ?{extra})", (consumer,)
-            ).fetchone()[0]
-        )
-
     def ack(
         self,
         consumer: str,
@@ -530,8 +472,8 @@ class SQLiteStore:
         replayed dead letter clears it. Rows that do not exist or are already acknowledged are
         ignored. ``state`` (str → str) replaces the consumer's saved state in the same transaction.
         """
-        _validate_consumer(consumer)
-        seqs = _seqs(batch)
+        validate_consumer(consumer)
+        seqs = seqs_of(batch)
         if state is not None:
             if not isinstance(state, Mapping):
                 raise TypeError(
@@ -543,24 +485,24 @@ class SQLiteStore:
                         f"state must map str to str; got {key!r}: {type(value).__name__}"
                     )
         with self._transaction(write=True) as conn:
-            checkpoint = self._register(conn, consumer)
+            checkpoint = register(conn, consumer)
             if seqs:
-                if self._has(conn, "dead_letters", consumer):
+                if has(conn, "dead_letters", consumer):
                     conn.executemany(
                         "DELETE FROM dead_letters WHERE consumer = ? AND seq = ?",
                         [(consumer, s) for s in seqs],
                     )
                 above = [s for s in seqs if s > checkpoint]
                 if above:
-                    new = self._next_checkpoint(conn, consumer, checkpoint, set(above))
+                    new = next_checkpoint(conn, consumer, checkpoint, set(above))
                     rest = [(consumer, s) for s in above if s > new]
                     if rest:  # out of order: remember them until the checkpoint passes them
                         conn.executemany(
-                            "INSERT INTO acked (consumer, seq) SELECT ?, seq FROM readings "
+                            f"INSERT INTO acked (consumer, seq) SELECT ?, seq FROM {TABLE} "
                             "WHERE seq = ? ON CONFLICT DO NOTHING",
                             rest,
                         )
-                    self._move_checkpoint(conn, consumer, checkpoint, new)
+                    move_checkpoint(conn, consumer, checkpoint, new)
             if state is not None:
                 conn.execute("DELETE FROM consumer_state WHERE consumer = ?", (consumer,))
                 conn.executemany(
@@ -576,10 +518,10 @@ class SQLiteStore:
         """Set rows aside for ``consumer`` with a reason (one for all, or one per row). They count
         as handled for the checkpoint, never block the rows behind them, and are kept (never
         pruned) until replayed and acknowledged."""
-        _validate_consumer(consumer)
+        validate_consumer(consumer)
         if isinstance(batch, Batch):
             if len(batch) and STORE_SEQ not in batch:
-                _seqs(batch)  # raises the explanatory error
+                seqs_of(batch)  # raises the explanatory error
             raw = batch[STORE_SEQ].tolist() if len(batch) else []
         else:
             raw = list(batch)
@@ -592,28 +534,28 @@ class SQLiteStore:
         for text in reasons:
             if not isinstance(text, str) or not text.strip():
                 raise ValueError(f"a dead letter needs a non-empty reason, got {text!r}")
-        _seqs(raw)  # checks they are integers
+        seqs_of(raw)  # checks they are integers
         pairs = {int(seq): text for seq, text in zip(raw, reasons, strict=True)}
         now = wall_clock_ms()
         with self._transaction(write=True) as conn:
-            checkpoint = self._register(conn, consumer)
+            checkpoint = register(conn, consumer)
             if pairs:
                 conn.executemany(
                     "INSERT INTO dead_letters (consumer, seq, reason, created_at, replayed) "
-                    "SELECT ?, seq, ?, ?, 0 FROM readings WHERE seq = ? "
+                    f"SELECT ?, seq, ?, ?, 0 FROM {TABLE} WHERE seq = ? "
                     "ON CONFLICT (consumer, seq) DO UPDATE SET reason = excluded.reason, "
                     "created_at = excluded.created_at, replayed = 0",
                     [(consumer, text, now, seq) for seq, text in pairs.items()],
                 )
                 above = [s for s in pairs if s > checkpoint]
                 if above:
-                    if self._has(conn, "acked", consumer):
+                    if has(conn, "acked", consumer):
                         conn.executemany(
                             "DELETE FROM acked WHERE consumer = ? AND seq = ?",
                             [(consumer, s) for s in above],
                         )
-                    new = self._next_checkpoint(conn, consumer, checkpoint, set())
-                    self._move_checkpoint(conn, consumer, checkpoint, new)
+                    new = next_checkpoint(conn, consumer, checkpoint, set())
+                    move_checkpoint(conn, consumer, checkpoint, new)
         self._known.add(consumer)
 
     def dead_letters(
@@ -622,7 +564,7 @@ class SQLiteStore:
         """Dead letters (of one consumer or all), ordered by consumer then ``seq``, each with its
         reason, time and reading. Replayed ones stay listed (``replayed=True``) until acknowledged."""
         if consumer is not None:
-            _validate_consumer(consumer)
+            validate_consumer(consumer)
         if limit is not None and (
             isinstance(limit, bool) or not isinstance(limit, int) or limit < 1
         ):
@@ -637,18 +579,18 @@ class SQLiteStore:
                 params.append(int(limit))
             rows = conn.execute(
                 f"SELECT d.consumer, d.reason, d.created_at, d.replayed, "
-                f"{self._select_list(extras)} FROM dead_letters AS d "
-                f"JOIN readings AS r ON r.seq = d.seq {where} ORDER BY d.consumer, d.seq{tail}",
+                f"{select_list(list(extras))} FROM dead_letters AS d "
+                f"JOIN {TABLE} AS r ON r.seq = d.seq {where} ORDER BY d.consumer, d.seq{tail}",
                 params,
             ).fetchall()
-        if not rows:
-            return []
-        batch = self._to_batch([row[4:] for row in rows], extras)
+            if not rows:
+                return []
+            batch = self._dims.unpack(conn, [row[4:] for row in rows], extras)
         readings = list(batch.drop(STORE_SEQ).rows())
         return [
             DeadLetter(
                 consumer=row[0],
-                seq=int(row[-1]),
+                seq=int(row[4]),
                 reason=row[1],
                 created_at=int(row[2]),
                 replayed=bool(row[3]),
@@ -661,8 +603,8 @@ class SQLiteStore:
         """Make ``consumer``'s waiting dead letters (all, or those with these ``seq`` values)
         deliverable again: :meth:`read` returns them until they are acknowledged (or dead-lettered
         again). Returns how many were waiting."""
-        _validate_consumer(consumer)
-        chosen = None if seqs is None else _seqs(seqs)
+        validate_consumer(consumer)
+        chosen = None if seqs is None else seqs_of(seqs)
         with self._transaction(write=True) as conn:
             if chosen is None:
                 return int(
@@ -689,71 +631,8 @@ class SQLiteStore:
         describe the oldest row still stored (its lowest ``seq``). ``file_size`` includes the WAL
         file."""
         now = wall_clock_ms()
-        pending: dict[str, int] = {}
-        ages: dict[str, float | None] = {}
-        heads: dict[str, float | None] = {}
-        dead: dict[str, int] = {}
         with self._transaction(write=False) as conn:
-            rows = int(conn.execute("SELECT count(*) FROM readings").fetchone()[0])
-            # the oldest row stored (lowest seq): its reading timestamp and its arrival
-            first = conn.execute(
-                "SELECT r.timestamp, (SELECT a.stored_at FROM arrivals AS a "
-                " WHERE a.seq_max >= r.seq ORDER BY a.seq_max LIMIT 1) "
-                "FROM readings AS r WHERE r.seq = (SELECT min(seq) FROM readings)"
-            ).fetchone()
-            stored_age: float | None = None
-            stored_head: float | None = None
-            if first is not None:
-                stored_head = int(first[0]) / 1000.0
-                # no arrival: stored by earlier code since this store was opened, so just now
-                stored_age = 0.0 if first[1] is None else max(0.0, (now - int(first[1])) / 1000.0)
-            consumers = conn.execute(
-                "SELECT name, checkpoint FROM consumers ORDER BY name"
-            ).fetchall()
-            for name, checkpoint in consumers:
-                above = conn.execute(
-                    "SELECT count(*) FROM readings WHERE seq > ?", (checkpoint,)
-                ).fetchone()[0]
-                acked = conn.execute(
-                    "SELECT count(*) FROM acked WHERE consumer = ? AND seq > ?", (name, checkpoint)
-                ).fetchone()[0]
-                waiting_above, replayed_below, waiting = conn.execute(
-                    "SELECT coalesce(sum(replayed = 0 AND seq > ?), 0), "
-                    "coalesce(sum(replayed = 1 AND seq <= ?), 0), coalesce(sum(replayed = 0), 0) "
-                    "FROM dead_letters WHERE consumer = ?",
-                    (checkpoint, checkpoint, name),
-                ).fetchone()
-                pending[name] = int(above - acked - waiting_above + replayed_below)
-                dead[name] = int(waiting)
-                # the next row to deliver: the first pending row above the checkpoint, or the
-                # first replayed dead letter; its reading timestamp and its arrival
-                found, head, arrived = conn.execute(
-                    "SELECT count(*), min(r.timestamp), min((SELECT a.stored_at FROM arrivals AS a "
-                    " WHERE a.seq_max >= r.seq ORDER BY a.seq_max LIMIT 1)) "
-                    "FROM readings AS r WHERE r.seq IN (("
-                    " SELECT min(x.seq) FROM readings AS x WHERE x.seq > ? AND NOT EXISTS "
-                    " (SELECT 1 FROM acked AS a WHERE a.consumer = ? AND a.seq = x.seq) "
-                    " AND NOT EXISTS (SELECT 1 FROM dead_letters AS d "
-                    " WHERE d.consumer = ? AND d.seq = x.seq)), "
-                    "(SELECT min(seq) FROM dead_letters WHERE consumer = ? AND replayed = 1))",
-                    (checkpoint, name, name, name),
-                ).fetchone()
-                if not found:
-                    ages[name] = heads[name] = None
-                    continue
-                heads[name] = int(head) / 1000.0
-                # no arrival: stored by earlier code since this store was opened, so just now
-                ages[name] = 0.0 if arrived is None else max(0.0, (now - int(arrived)) / 1000.0)
-        return StoreStats(
-            rows=rows,
-            pending=pending,
-            oldest_pending_age_s=ages,
-            dead_letters=dead,
-            file_size=self._file_size(),
-            oldest_pending_timestamp=heads,
-            oldest_stored_age_s=stored_age,
-            oldest_stored_timestamp=stored_head,
-        )
+            return stats_of(conn, self._dims.base(conn), now, self._file_size())
 
     def _file_size(self) -> int | None:
         if self._path == MEMORY:
@@ -777,17 +656,26 @@ class SQLiteStore:
             floor = conn.execute("SELECT min(checkpoint) FROM consumers").fetchone()[0]
             if floor is None:
                 return 0
+            top = conn.execute(f"SELECT max(seq) FROM {TABLE}").fetchone()[0]
             deleted = int(
                 conn.execute(
-                    "DELETE FROM readings WHERE seq <= ? AND timestamp < ? AND NOT EXISTS "
-                    "(SELECT 1 FROM dead_letters AS d WHERE d.seq = readings.seq)",
-                    (int(floor), cutoff),
+                    f"DELETE FROM {TABLE} WHERE seq <= ? AND _ts < ? AND NOT EXISTS "
+                    f"(SELECT 1 FROM dead_letters AS d WHERE d.seq = {TABLE}.seq)",
+                    (int(floor), cutoff - self._dims.base(conn)),
                 ).rowcount
             )
+            if deleted:  # the newest row deleted: its seq is never given again
+                conn.execute(
+                    "INSERT INTO meta (key, value) "
+                    f"SELECT ?, ? WHERE coalesce((SELECT max(seq) FROM {TABLE}), 0) < ? "
+                    "ON CONFLICT (key) DO UPDATE SET "
+                    "value = CAST(max(CAST(value AS INTEGER), excluded.value) AS TEXT)",
+                    (SEQ_FLOOR, int(top or 0), int(top or 0)),
+                )
             if deleted:  # arrivals below the oldest row left cover no row any more
                 conn.execute(
-                    "DELETE FROM arrivals WHERE seq_max < coalesce((SELECT min(seq) FROM "
-                    "readings), (SELECT max(seq_max) FROM arrivals))"
+                    f"DELETE FROM arrivals WHERE seq_max < coalesce((SELECT min(seq) FROM "
+                    f"{TABLE}), (SELECT max(seq_max) FROM arrivals))"
                 )
             return deleted
 

@@ -1,0 +1,109 @@
+BEGIN TRANSACTION;
+CREATE TABLE acked (
+    consumer TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    PRIMARY KEY (consumer, seq)
+) WITHOUT ROWID;
+INSERT INTO "acked" VALUES('cosmos',9);
+CREATE TABLE arrivals (
+    seq_max INTEGER PRIMARY KEY,
+    stored_at INTEGER NOT NULL
+);
+INSERT INTO "arrivals" VALUES(4,1796481466825);
+INSERT INTO "arrivals" VALUES(8,1796481466840);
+INSERT INTO "arrivals" VALUES(11,1796481466840);
+INSERT INTO "arrivals" VALUES(14,1796481466841);
+INSERT INTO "arrivals" VALUES(16,1796481466841);
+INSERT INTO "arrivals" VALUES(17,1796481466848);
+CREATE TABLE consumer_state (
+    consumer TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (consumer, key)
+) WITHOUT ROWID;
+INSERT INTO "consumer_state" VALUES('cosmos','etag','x1');
+CREATE TABLE consumers (
+    name TEXT PRIMARY KEY,
+    checkpoint INTEGER NOT NULL DEFAULT 0,
+    created_at INTEGER NOT NULL
+);
+INSERT INTO "consumers" VALUES('cosmos',6,1796481466841);
+INSERT INTO "consumers" VALUES('csv',16,1796481466847);
+CREATE TABLE dead_letters (
+    consumer TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    replayed INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (consumer, seq)
+) WITHOUT ROWID;
+INSERT INTO "dead_letters" VALUES('cosmos',4,'too large',1796481466847,0);
+INSERT INTO "dead_letters" VALUES('cosmos',6,'too large',1796481466847,1);
+CREATE TABLE extra_columns (
+    name TEXT PRIMARY KEY,
+    kind TEXT NOT NULL
+);
+INSERT INTO "extra_columns" VALUES('status_code','int');
+INSERT INTO "extra_columns" VALUES('note','str');
+INSERT INTO "extra_columns" VALUES('gain','float');
+INSERT INTO "extra_columns" VALUES('ok','bool');
+CREATE TABLE input_rejects (
+    id INTEGER PRIMARY KEY,
+    sensor TEXT NOT NULL,
+    origin TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    raw TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+INSERT INTO "input_rejects" VALUES(1,'mqtt','topic/a:3','bad json','{x',1796481466848);
+CREATE TABLE meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+INSERT INTO "meta" VALUES('format','cosmobac-store');
+INSERT INTO "meta" VALUES('schema_version','1');
+INSERT INTO "meta" VALUES('created_at','1796481466805');
+CREATE TABLE readings (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    "timestamp" INTEGER NOT NULL,
+    "sensor_id" TEXT NOT NULL,
+    "city" TEXT,
+    "temperature" REAL,
+    "humidity" REAL,
+    "pressure" REAL,
+    "vibration" REAL,
+    "voltage" REAL,
+    "latitude" REAL,
+    "longitude" REAL,
+    "firmware_version" TEXT,
+    "model" TEXT,
+    "manufacturer" TEXT,
+    "anomaly_flag" INTEGER,
+    "anomaly_type" TEXT
+, "status_code" INTEGER, "note" TEXT, "gain" REAL, "ok" INTEGER);
+INSERT INTO "readings" VALUES(1,1767225600000,'berlin-001','Berlin',-4.91666666666666696272e+00,40.5,1013.25,NULL,NULL,52.52,13.405,'1.0.0','EnviroNode 200','Nordlys Sensing',0,NULL,NULL,NULL,NULL,NULL);
+INSERT INTO "readings" VALUES(2,1767225601000,'berlin-001','Berlin',7.16666666666666696272e+00,NULL,1.0e+300,NULL,NULL,52.52,13.405,'1.0.0','EnviroNode 200','Nordlys Sensing',1,'spike',NULL,NULL,NULL,NULL);
+INSERT INTO "readings" VALUES(3,1767225602000,'berlin-001','Berlin',19.25,41.0,NULL,NULL,NULL,52.52,13.405,'1.0.0','EnviroNode 200','Nordlys Sensing',1,NULL,NULL,NULL,NULL,NULL);
+INSERT INTO "readings" VALUES(4,1767225603000,'berlin-001','Berlin',3.13333333333333321482e+01,0.0,4.94065645841247e-324,NULL,NULL,52.52,13.405,'1.0.0','EnviroNode 200','Nordlys Sensing',0,NULL,NULL,NULL,NULL,NULL);
+INSERT INTO "readings" VALUES(5,1767225604000,'berlin-001','Berlin',-4.91666666666666696272e+00,40.5,1013.25,NULL,NULL,52.52,13.405,'1.1','EnviroNode 200','Nordlys Sensing',0,NULL,NULL,NULL,NULL,NULL);
+INSERT INTO "readings" VALUES(6,1767225605000,'berlin-001','Berlin',7.16666666666666696272e+00,NULL,1.0e+300,NULL,NULL,52.52,13.405,'1.1','EnviroNode 200','Nordlys Sensing',1,'spike',NULL,NULL,NULL,NULL);
+INSERT INTO "readings" VALUES(7,1767225606000,'berlin-001','Berlin',19.25,41.0,NULL,NULL,NULL,52.52,13.405,'1.1','EnviroNode 200','Nordlys Sensing',1,NULL,NULL,NULL,NULL,NULL);
+INSERT INTO "readings" VALUES(8,1767225607000,'berlin-001','Berlin',3.13333333333333321482e+01,0.0,4.94065645841247e-324,NULL,NULL,52.52,13.405,'1.1','EnviroNode 200','Nordlys Sensing',0,NULL,NULL,NULL,NULL,NULL);
+INSERT INTO "readings" VALUES(9,1766225600000,'sensor é中😀','Zürich',-4.91666666666666696272e+00,NULL,NULL,NULL,9e999,NULL,NULL,NULL,'it''s "quoted"; DROP TABLE x --',NULL,1,'drift',NULL,NULL,NULL,NULL);
+INSERT INTO "readings" VALUES(10,1766225601000,'sensor é中😀','',1.32083333333333339252e+01,NULL,NULL,NULL,-9e999,NULL,NULL,NULL,'it''s "quoted"; DROP TABLE x --',NULL,0,NULL,NULL,NULL,NULL,NULL);
+INSERT INTO "readings" VALUES(11,1766225602000,'sensor é中😀',NULL,3.13333333333333321482e+01,NULL,NULL,NULL,3.3,NULL,NULL,NULL,'it''s "quoted"; DROP TABLE x --',NULL,1,'drift',NULL,NULL,NULL,NULL);
+INSERT INTO "readings" VALUES(12,1767225620000,'berlin-002',NULL,-4.91666666666666696272e+00,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,0,'a',0.5,1);
+INSERT INTO "readings" VALUES(13,1767225621000,'berlin-002',NULL,1.32083333333333339252e+01,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,1,NULL,NULL,0);
+INSERT INTO "readings" VALUES(14,1767225622000,'berlin-002',NULL,3.13333333333333321482e+01,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,2,'c',2.0,1);
+INSERT INTO "readings" VALUES(15,1767225630000,'berlin-002',NULL,-4.91666666666666696272e+00,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL);
+INSERT INTO "readings" VALUES(16,1767225631000,'berlin-002',NULL,3.13333333333333321482e+01,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL);
+CREATE TABLE sensor_state (
+    sensor TEXT PRIMARY KEY,
+    state TEXT NOT NULL
+);
+INSERT INTO "sensor_state" VALUES('mqtt','{"offset": 7}');
+CREATE UNIQUE INDEX readings_identity ON readings (sensor_id, timestamp);
+CREATE INDEX dead_letters_seq ON dead_letters (seq);
+DELETE FROM "sqlite_sequence";
+INSERT INTO "sqlite_sequence" VALUES('readings',17);
+COMMIT;
