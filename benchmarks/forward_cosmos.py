@@ -17,8 +17,8 @@ store, no document building): the ceiling of the SDK alone, for reference; it is
 
 Every run writes into a fresh container of one server process (``@vercel/cosmosdb-server``,
 started here with ``node``; ``npm ci`` runs on first use). Repetitions are interleaved and medians
-reported, as the machine may be noisy. Prints documents/s and the ratios (a)/(c) (target ≥ 0.8) and
-(a)/(b) (target ≥ 10).
+reported, as the machine may be noisy. Prints documents/s and the ratios (a)/(c) (target ≥ 0.85,
+raised from 0.8 when the store became compact) and (a)/(b) (target ≥ 10).
 
 Run: ``python benchmarks/forward_cosmos.py [--rows N] [--repeat R] [--naive-rows M]``.
 """
@@ -230,11 +230,11 @@ def main(argv: list[str] | None = None) -> int:
         f"(c') raw SDK, documents in memory, {best_s} threads: {med_s:,.0f} documents/s (reference)"
     )
     print(
-        f"(a)/(c) = {med_a / med_c:.2f} of medians, {per_round:.2f} median per round  (target ≥ 0.8)"
+        f"(a)/(c) = {med_a / med_c:.2f} of medians, {per_round:.2f} median per round  (target ≥ 0.85)"
     )
     print(f"(a)/(b) = {med_a / med_b:.1f}  (target ≥ 10)")
     print(f"(a)/(c') = {med_a / med_s:.2f}  (reference: the SDK alone, nothing read or built)")
-    return 0 if med_a / med_c >= 0.8 and med_a / med_b >= 10 else 1
+    return 0 if med_a / med_c >= 0.85 and med_a / med_b >= 10 else 1
 
 
 if __name__ == "__main__":
