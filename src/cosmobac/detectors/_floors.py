@@ -172,8 +172,10 @@ class SpreadFloor:
     ) -> np.ndarray:
         """The spread to divide by at each value of ``xs`` (S, L): ``spread`` (S, L; the
         detector's estimate, NaN where it has none) raised to the floor. Where ``thin`` (the
-        estimate rests on too little), it is raised to the whole usual level, not a fraction, and
-        does not count towards that level. Updates ``state`` (arrays holding S values, replaced
+        estimate rests on too little), it does not count towards the usual level. (It was meant
+        to be raised to the whole usual level there, but the level is only known at values that
+        count, so at thin values only the resolution floor applies: a known gap, kept so that
+        scores stay as measured.) Updates ``state`` (arrays holding S values, replaced
         by new arrays of the same shapes). The same as :meth:`resolution` then
         :meth:`raise_spread`, with their two long-run means in one scan. ``previous``: each
         value's previous valid value, if the caller has it (looked up from the same last value
@@ -307,8 +309,9 @@ class SpreadFloor:
         state: dict[str, np.ndarray],
         thin: np.ndarray | None = None,
     ) -> np.ndarray:
-        """``spread`` raised to ``resolution``, to ``fraction`` × its usual level (all of it
-        where ``thin``) and to ``level`` × the series' long-run deviation."""
+        """``spread`` raised to ``resolution``, to ``fraction`` × its usual level and to
+        ``level`` × the series' long-run deviation. Where ``thin`` the spread does not count
+        towards the usual level (and, as in :meth:`__call__`, the level is not known there)."""
         out = np.fmax(spread, resolution)
         alpha = halflife_alpha(self.halflife)
         if self.fraction > 0:
