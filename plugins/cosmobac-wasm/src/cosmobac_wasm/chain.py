@@ -24,7 +24,7 @@ import attrs
 import numpy as np
 
 from .errors import WasmError
-from .kernels import KernelRunner
+from .kernels import KernelRunner, allocate_block
 from .runtime import Instance, LoadedModule, PreparedCall
 
 __all__ = ["ChainRunner", "ChainStep"]
@@ -249,30 +249,15 @@ class ChainRunner:
         if self._block:
             rows = max(rows, min(self.chunk_rows, 2 * self._rows))
         size = max(_stride(rows) * self.slots.count + self._program_size, _ALIGN)
-        kernel = self.steps[0].kernel
-        if size >= 2**31:
-            raise self.loaded.error(
-                kernel, "memory cap", f"a chunk needs {size} bytes, more than wasm32 allows"
-            )
-        if self._block and self._has_dealloc:
-            instance.prepare("dealloc", self.loaded.functions()["dealloc"])(self._block)
-        self._block = 0
-        block = self._alloc(size)
-        if block == 0:
-            raise self.loaded.error(
-                kernel,
-                "memory cap",
-                f"alloc({size}) returned 0: the module is out of memory (memory_limit = "
-                f"{self.loaded.sandbox.memory_limit} bytes); raise `memory_limit` or lower "
-                "`chunk_rows`",
-            )
-        if block < 0 or block % 8 or block + size > instance.memory_size():
-            raise self.loaded.error(
-                kernel,
-                "bad pointer",
-                f"alloc({size}) returned {block}, which is not an 8-byte aligned block inside "
-                f"the module's {instance.memory_size()} bytes of memory",
-            )
+        old, self._block = self._block, 0
+        block = allocate_block(
+            self.loaded,
+            instance,
+            self.steps[0].kernel,
+            size,
+            self._alloc,
+            free=old if self._has_dealloc else 0,
+        )
         self._block, self._rows, self._bound = block, rows, 0
 
     def _bind(self, instance: Instance, chunk: int) -> None:

@@ -25,7 +25,7 @@ on the module's linear memory: one copy in, one copy out, no call per value.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 import numpy as np
@@ -33,7 +33,7 @@ import numpy as np
 from .errors import WasmError
 from .runtime import Instance, LoadedModule, check_signature
 
-__all__ = ["ABI_VERSION", "KernelRunner"]
+__all__ = ["ABI_VERSION", "KernelRunner", "allocate_block"]
 
 ABI_VERSION: Final = 1
 _ALIGN: Final = 16
@@ -41,6 +41,43 @@ _ALIGN: Final = 16
 
 def _round(size: int) -> int:
     return (size + _ALIGN - 1) // _ALIGN * _ALIGN
+
+
+def allocate_block(
+    loaded: LoadedModule,
+    instance: Instance,
+    kernel: str,
+    size: int,
+    alloc: Callable[[int], int],
+    *,
+    free: int = 0,
+) -> int:
+    """A block of ``size`` bytes in ``instance``'s memory from the module's ``alloc`` (after
+    handing ``free`` back to its ``dealloc``, when not 0): its address, checked to be 8-byte
+    aligned and inside the memory. A size wasm32 cannot hold, a module out of memory and a bad
+    pointer are :class:`WasmError` s naming ``kernel`` and what to change."""
+    if size >= 2**31:
+        raise loaded.error(
+            kernel, "memory cap", f"a chunk needs {size} bytes, more than wasm32 allows"
+        )
+    if free:
+        instance.prepare("dealloc", loaded.functions()["dealloc"])(free)
+    block = alloc(size)
+    if block == 0:
+        raise loaded.error(
+            kernel,
+            "memory cap",
+            f"alloc({size}) returned 0: the module is out of memory (memory_limit = "
+            f"{loaded.sandbox.memory_limit} bytes); raise `memory_limit` or lower `chunk_rows`",
+        )
+    if block < 0 or block % 8 or block + size > instance.memory_size():
+        raise loaded.error(
+            kernel,
+            "bad pointer",
+            f"alloc({size}) returned {block}, which is not an 8-byte aligned block inside "
+            f"the module's {instance.memory_size()} bytes of memory",
+        )
+    return int(block)
 
 
 class KernelRunner:
@@ -183,29 +220,15 @@ class KernelRunner:
         if self._block and groups > self._groups:
             groups = max(groups, 2 * self._groups)
         *_, size = self._layout(rows, groups)
-        if size >= 2**31:
-            raise self.loaded.error(
-                self.kernel, "memory cap", f"a chunk needs {size} bytes, more than wasm32 allows"
-            )
-        if self._block and self._has_dealloc:
-            self._instance_call("dealloc", self._block)
-        self._block = 0
-        block = self._alloc(size)
-        if block == 0:
-            raise self.loaded.error(
-                self.kernel,
-                "memory cap",
-                f"alloc({size}) returned 0: the module is out of memory (memory_limit = "
-                f"{self.loaded.sandbox.memory_limit} bytes); raise `memory_limit` or lower "
-                "`chunk_rows`",
-            )
-        if block < 0 or block % 8 or block + size > instance.memory_size():
-            raise self.loaded.error(
-                self.kernel,
-                "bad pointer",
-                f"alloc({size}) returned {block}, which is not an 8-byte aligned block inside "
-                f"the module's {instance.memory_size()} bytes of memory",
-            )
+        old, self._block = self._block, 0
+        block = allocate_block(
+            self.loaded,
+            instance,
+            self.kernel,
+            size,
+            self._alloc,
+            free=old if self._has_dealloc else 0,
+        )
         self._block, self._rows, self._groups = block, rows, groups
         self._plan = None
 
