@@ -263,7 +263,7 @@ def test_refuses_a_live_sensor_and_a_memory_store(tmp_path):
     )
     text = text.replace('path = "${COSMOBAC_DATA}/edge.db"\n', "")
     message = refusal(tmp_path, text)
-    assert "must be the simulated sensor" in message
+    assert "for any other sensor give --node NAME" in message
     assert "[store] needs a file store" in message
 
 
