@@ -263,7 +263,7 @@ def test_refuses_a_live_sensor_and_a_memory_store(tmp_path):
     )
     text = text.replace('path = "${COSMOBAC_DATA}/edge.db"\n', "")
     message = refusal(tmp_path, text)
-    assert "must be the simulated sensor" in message
+    assert "for any other sensor give --node NAME" in message
     assert "[store] needs a file store" in message
 
 
@@ -524,7 +524,9 @@ def test_the_deploy_howto_runs(tmp_path, monkeypatch):
     compose = require_command("docker-compose", hint="the compose file's config check")
     monkeypatch.delenv("COSMOS_KEY", raising=False)
     blocks = doc_blocks("deploy-compose.md")
-    pipeline(tmp_path, next(code for lang, code in blocks if lang == "toml"))
+    pipelines = [code for lang, code in blocks if lang == "toml"]
+    pipeline(tmp_path, pipelines[0])  # the simulated fleet's
+    pipeline(tmp_path, pipelines[1], "nodes.toml")  # named nodes with a csv sensor
     ran: list[str] = []
     for i, (lang, code) in enumerate(blocks):
         if lang == "dotenv":
@@ -548,9 +550,11 @@ def test_the_deploy_howto_runs(tmp_path, monkeypatch):
                 ran.append(line)
             elif argv[0] == "chmod":
                 subprocess.run(argv, cwd=tmp_path, check=True)
-    assert len(ran) == 4, ran  # two compose files, each checked
+    assert len(ran) == 6, ran  # three compose files, each checked
     assert "cosmos" in yaml.safe_load((tmp_path / "local.yml").read_text())["services"]
-    for name in ("docker-compose.yml", "local.yml"):
+    nodes = yaml.safe_load((tmp_path / "nodes.yml").read_text())["services"]
+    assert nodes["depot-2-collector"]["environment"]["COSMOBAC_NODE"] == "depot-2"
+    for name in ("docker-compose.yml", "local.yml", "nodes.yml"):
         assert "your-account-key" not in (tmp_path / name).read_text()
 
 

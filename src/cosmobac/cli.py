@@ -721,7 +721,15 @@ def demo(directory: str, duration: str, cities: int, sensors_per_city: int, seed
 @config_argument
 @click.option("--cities", type=int, help="Nodes for the first N cities of the bundled list.")
 @click.option("--city", "city_names", multiple=True, help="A node for this city (repeatable).")
-@click.option("--sensors-per-city", type=int, required=True, help="Sensors of each node.")
+@click.option(
+    "--node",
+    "node_names",
+    multiple=True,
+    help="A node of this name, for a sensor other than the simulated one (repeatable).",
+)
+@click.option(
+    "--sensors-per-city", type=int, help="Sensors of each city node (with --cities/--city)."
+)
 @click.option(
     "--out", default="docker-compose.yml", show_default=True, type=click.Path(dir_okay=False)
 )
@@ -735,11 +743,18 @@ def demo(directory: str, duration: str, cities: int, sensors_per_city: int, seed
     show_default=True,
     help="The file the services read secrets and other variables from.",
 )
-def compose(config: str, out: str, city_names: tuple[str, ...], **options: Any) -> None:
-    """Write a Docker Compose file: per city a collector and a forwarder sharing a volume."""
+def compose(
+    config: str,
+    out: str,
+    city_names: tuple[str, ...],
+    node_names: tuple[str, ...],
+    **options: Any,
+) -> None:
+    """Write a Docker Compose file: per node (city or --node) a collector and a forwarder sharing
+    a volume."""
     from .compose import summary, write_compose
 
-    plan = write_compose(config, out, city_names=city_names, **options)
+    plan = write_compose(config, out, city_names=city_names, node_names=node_names, **options)
     for line in summary(plan, out):
         click.echo(line)
 

@@ -1,12 +1,14 @@
-"""``cosmobac compose``: a Docker Compose file for a fleet of simulated city nodes, from one
-pipeline file.
+"""``cosmobac compose``: a Docker Compose file for a fleet of nodes, from one pipeline file: the
+simulated fleet's cities (``--cities``/``--city``) or, for any other sensor, named nodes
+(``--node``).
 
-Each city node is two services of the cosmobac image sharing a named volume (the node's store):
-``<city>-collector`` runs ``cosmobac collect`` and ``<city>-forwarder`` runs
+Each node is two services of the cosmobac image sharing a named volume (the node's store):
+``<node>-collector`` runs ``cosmobac collect`` and ``<node>-forwarder`` runs
 ``cosmobac forward --follow``, both on the pipeline file mounted read-only at
 :data:`CONFIG_PATH`. What differs between nodes comes from environment variables the pipeline file
-reads through ``${VAR}``: the city (:data:`CITY_VAR`), the sensors per city
-(:data:`SENSORS_VAR`), the data directory (:data:`DATA_VAR`, the volume at :data:`DATA_DIR`) and,
+reads through ``${VAR}``: the city (:data:`CITY_VAR`) and the sensors per city
+(:data:`SENSORS_VAR`) of a city node, the name (:data:`NODE_VAR`) of a named node, the data
+directory (:data:`DATA_VAR`, the volume at :data:`DATA_DIR`) and,
 with a local Cosmos DB-compatible server, the sink's endpoint (:data:`ENDPOINT_VAR`). Secrets are
 never written into the file: the services read them from an env file.
 
@@ -20,16 +22,28 @@ environment and volume), so that tests can run exactly the commands the file run
 from __future__ import annotations
 
 import os
-import posixpath
-import re
 import tomllib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
 import attrs
 
-from .config import CREDENTIAL_KEY, parse_config
+from ._compose_checks import (
+    CITY_VAR,
+    DATA_DIR,
+    DATA_VAR,
+    NODE_VAR,
+    SENSORS_VAR,
+    check_node_names,
+    literal_secrets,
+    path_problems,
+    sensor_problems,
+    var_names,
+    var_refs,
+    walk_strings,
+)
+from .config import parse_config
 from .errors import ConfigError
 from .sensors.fleet_config import City, load_cities, parse_cities, parse_sensors_per_city
 
@@ -44,6 +58,7 @@ __all__ = [
     "DATA_DIR",
     "DATA_VAR",
     "ENDPOINT_VAR",
+    "NODE_VAR",
     "SENSORS_VAR",
     "ComposeError",
     "ComposePlan",
@@ -57,11 +72,6 @@ __all__ = [
 
 CONFIG_PATH: Final = "/etc/cosmobac/pipeline.toml"
 """Where the pipeline file is mounted (read-only) in every node container."""
-DATA_DIR: Final = "/data"
-"""The node's volume in its containers (the image's working directory and ``COSMOBAC_DATA``)."""
-CITY_VAR: Final = "COSMOBAC_CITY"
-SENSORS_VAR: Final = "COSMOBAC_SENSORS_PER_CITY"
-DATA_VAR: Final = "COSMOBAC_DATA"
 ENDPOINT_VAR: Final = "COSMOS_ENDPOINT"
 COSMOS_SERVICE: Final = "cosmos"
 COSMOS_PORT: Final = 8081
@@ -73,9 +83,6 @@ COSMOS_IMAGE: Final = "node:20-bookworm-slim"
 STOP_GRACE: Final = {"collector": "30s", "forwarder": "1m"}
 """How long compose waits after SIGTERM before SIGKILL: a forwarder may be finishing a batch."""
 HEALTH_TIMING: Final = {"interval": "30s", "timeout": "10s", "retries": 3, "start_period": "30s"}
-
-_VAR: Final = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-_SET_BY_COMPOSE: Final = (CITY_VAR, SENSORS_VAR, DATA_VAR)
 
 
 class ComposeError(ConfigError):
@@ -104,8 +111,8 @@ class NodeService:
     ``data_dir``, which is also the working directory."""
 
     name: str
-    node: str  # the city's slug, e.g. "sao-paulo"
-    city: str
+    node: str  # the city's slug, e.g. "sao-paulo", or the --node name
+    city: str | None  # None for a --node (a sensor other than the simulated fleet)
     role: str  # "collector" or "forwarder"
     argv: tuple[str, ...]
     environment: Mapping[str, str]
@@ -132,7 +139,8 @@ class ComposePlan:
     """What :func:`compose_plan` made: the compose ``document`` (a mapping, ready for YAML), the
     node ``services`` in file order, the ``env_file`` they read (``None`` when the pipeline file
     needs no variable of its own) and the variables that file must set (``required``) or may set
-    (``optional``, they have defaults)."""
+    (``optional``, they have defaults). ``cities`` are the city nodes (simulated fleet) and
+    ``node_names`` the ``--node`` nodes; one of the two is empty."""
 
     document: Mapping[str, Any]
     services: tuple[NodeService, ...]
@@ -140,147 +148,21 @@ class ComposePlan:
     env_file: str | None
     required: tuple[str, ...]
     optional: tuple[str, ...]
+    node_names: tuple[str, ...] = ()
+
+    def names(self) -> tuple[str, ...]:
+        """The nodes' names in file order: the cities' names, or the ``--node`` names."""
+        return tuple(c.name for c in self.cities) or self.node_names
 
     def service(self, name: str) -> NodeService:
         return next(s for s in self.services if s.name == name)
 
     def nodes(self) -> dict[str, list[NodeService]]:
-        """Services by node (city slug), collector first."""
+        """Services by node (city slug or node name), collector first."""
         found: dict[str, list[NodeService]] = {}
         for service in self.services:
             found.setdefault(service.node, []).append(service)
         return found
-
-
-# -- reading the pipeline file --------------------------------------------------------------------
-@attrs.frozen
-class _Ref:
-    name: str
-    default: str | None
-    where: str
-
-
-def _walk(value: Any, where: str) -> Iterator[tuple[str, str]]:
-    """(where, text) of every string in ``value``, at any depth."""
-    if isinstance(value, str):
-        yield where, value
-    elif isinstance(value, Mapping):
-        for k, v in value.items():
-            yield from _walk(v, f"{where}.{k}" if where else str(k))
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            yield from _walk(v, f"{where}[{i}]")
-
-
-def _refs(text: str, where: str) -> list[_Ref]:
-    return [_Ref(m.group(1), m.group(2), where) for m in _VAR.finditer(text) if m.group(0) != "$${"]
-
-
-def _names(value: Any) -> set[str]:
-    return {r.name for _, text in _walk(value, "") for r in _refs(text, "")}
-
-
-def _place(where: str) -> str:
-    """``sinks[0].key`` → ``[[sinks]] #1 key``; ``sensor.cities`` → ``[sensor] cities``."""
-    match = re.match(r"^(sinks|alerts|transforms)\[(\d+)\]\.?(.*)$", where)
-    if match:
-        return f"[[{match.group(1)}]] #{int(match.group(2)) + 1} {match.group(3)}".rstrip()
-    section, _, rest = where.partition(".")
-    return f"[{section}] {rest}".rstrip()
-
-
-def _secret_var(plugin: Any, key: str) -> str:
-    if plugin == "cosmos" and key == "key":
-        return "COSMOS_KEY"
-    return re.sub(r"[^A-Z0-9]+", "_", f"{plugin or ''}_{key}".upper()).strip("_")
-
-
-_SECRET_HEADER: Final = re.compile(r"auth|key|token|secret|cookie|signature", re.IGNORECASE)
-
-
-def _literal_secrets(data: Mapping[str, Any], source: str, env_file: str) -> list[str]:
-    """A message per literal secret: a credential key (:data:`~cosmobac.config.CREDENTIAL_KEY`;
-    of ``headers``, those that look like credentials; an alert's webhook URL) holding text that
-    reads no ``${VAR}`` without a default, or a ``${VAR:-default}`` whose default would be one."""
-    found: list[str] = []
-    tables: list[tuple[str, Mapping[str, Any]]] = []
-    for section in ("sensor", "store", "monitoring"):
-        if isinstance(data.get(section), Mapping):
-            tables.append((section, data[section]))
-    for section in ("sinks", "transforms", "alerts"):
-        items = data.get(section)
-        if isinstance(items, list):
-            tables += [
-                (f"{section}[{i}]", t) for i, t in enumerate(items) if isinstance(t, Mapping)
-            ]
-    for where, table in tables:
-        plugin = table.get("plugin", "webhook" if where.startswith("alerts") else None)
-        for key, value in table.items():
-            secret = bool(CREDENTIAL_KEY.search(str(key))) or (
-                where.startswith("alerts") and key == "url"
-            )
-            if not secret or (key == "credential" and value == "default"):
-                continue
-            if key == "headers" and isinstance(value, Mapping):
-                value = {h: v for h, v in value.items() if _SECRET_HEADER.search(str(h))}
-            for place, text in _walk(value, f"{where}.{key}"):
-                if not text:
-                    continue
-                refs = _refs(text, place)
-                defaulted = [r for r in refs if r.default]
-                if defaulted or not any(r.default is None for r in refs):
-                    var = refs[0].name if refs else _secret_var(plugin, str(key))
-                    what = "a default value" if defaulted else "a literal value"
-                    shown = place.rsplit(".", 1)[-1] if key == "headers" else key
-                    found.append(
-                        f"{source}: {_place(place)} holds {what}, a secret that would be copied "
-                        f'wherever the file goes: write {shown} = "${{{var}}}" and put '
-                        f"{var}=... in {env_file} (the compose services read it from there)"
-                    )
-    return found
-
-
-def _under(path: str) -> str | None:
-    """``path`` as the container sees it (relative: in the working directory, the volume), or
-    ``None`` when it lies outside the volume."""
-    full = posixpath.normpath(posixpath.join(DATA_DIR, path))
-    return full if full == DATA_DIR or full.startswith(DATA_DIR + "/") else None
-
-
-def _check_paths(cfg: Any, source: str) -> list[str]:
-    problems: list[str] = []
-    store = cfg.store
-    hint = f'"${{{DATA_VAR}}}/'
-    if store is None or not isinstance(store.options.get("path"), str):
-        problems.append(
-            f"{source}: [store] needs a file store whose two processes share the node's volume: "
-            f'write plugin = "sqlite" and path = {hint}edge.db"'
-        )
-    elif _under(store.options["path"]) is None:
-        problems.append(
-            f"{source}: [store] path is {store.options['path']!r} in the container, outside the "
-            f"node's volume {DATA_DIR} (lost on upgrade, not shared): write path = {hint}edge.db\""
-        )
-    if cfg.monitoring.health_file is None:
-        problems.append(
-            f"{source}: [monitoring] health_file is not set: the pipeline file is mounted "
-            f"read-only, so the forwarder cannot record its health beside it; write "
-            f'[monitoring] health_file = {hint}health.json"'
-        )
-    elif _under(cfg.monitoring.health_file) is None:
-        problems.append(
-            f"{source}: [monitoring] health_file is {cfg.monitoring.health_file!r} in the "
-            f"container, outside the node's volume {DATA_DIR}: write health_file = "
-            f'{hint}health.json"'
-        )
-    for sink in cfg.sinks:
-        path = sink.options.get("path")
-        if isinstance(path, str) and _under(path) is None:
-            problems.append(
-                f"{sink.where} path is {path!r} in the container, outside the node's volume "
-                f'{DATA_DIR}: write path = {hint}{posixpath.basename(path) or "out"}"'
-            )
-    return problems
 
 
 # -- the document ---------------------------------------------------------------------------------
@@ -363,11 +245,80 @@ def _choose_cities(cities: int | None, names: Sequence[str]) -> tuple[City, ...]
         except (TypeError, ValueError) as exc:
             raise ComposeError(f"--city: {exc}") from None
     if cities is None:
-        raise ComposeError("give --cities N (the first N bundled cities) or --city NAME")
+        raise ComposeError(
+            "give --cities N (the first N bundled cities) or --city NAME for the simulated "
+            "fleet, or --node NAME for any other sensor"
+        )
     known = load_cities()
     if not 1 <= cities <= len(known):
         raise ComposeError(f"--cities must be from 1 to {len(known)}, got {cities}")
     return known[:cities]
+
+
+@attrs.frozen
+class _Node:
+    slug: str
+    name: str
+    city: City | None
+    environment: dict[str, str]
+
+
+def _choose_nodes(
+    cities: int | None,
+    city_names: Sequence[str],
+    node_names: Sequence[str],
+    sensors_per_city: int | None,
+) -> tuple[tuple[City, ...], tuple[_Node, ...]]:
+    """The city nodes (``--cities``/``--city``) or the named nodes (``--node``), each with the
+    environment that makes it differ (``COSMOBAC_DATA`` and the Cosmos endpoint come on top)."""
+    if node_names:
+        if cities is not None or city_names:
+            raise ComposeError(
+                "give either --node NAME (a sensor other than the simulated one) or --cities N / "
+                "--city NAME (the simulated fleet's cities), not both"
+            )
+        if sensors_per_city is not None:
+            raise ComposeError(
+                "--sensors-per-city is for the simulated fleet's cities (--cities, --city); a "
+                "--node's sensor is what its pipeline file says: leave --sensors-per-city out"
+            )
+        try:
+            named = check_node_names(node_names)
+        except ValueError as exc:
+            raise ComposeError(f"--node: {exc}") from None
+        return (), tuple(_Node(n, n, None, {NODE_VAR: n}) for n in named)
+    chosen = _choose_cities(cities, city_names)
+    if sensors_per_city is None:
+        raise ComposeError("give --sensors-per-city M: the simulated sensors of each city node")
+    try:
+        spc = parse_sensors_per_city(sensors_per_city)
+    except (TypeError, ValueError) as exc:
+        raise ComposeError(f"--sensors-per-city: {exc}") from None
+    return chosen, tuple(
+        _Node(c.slug, c.name, c, {CITY_VAR: c.name, SENSORS_VAR: str(spc)}) for c in chosen
+    )
+
+
+def _city_problems(cfg: Any, city: City, spc: str, source: str) -> list[str]:
+    """What the parsed ``[sensor]`` of a city node gets wrong: other cities, another count."""
+    try:
+        found = parse_cities(cfg.sensor.options.get("cities"))
+        count = parse_sensors_per_city(cfg.sensor.options.get("sensors_per_city"))
+    except (TypeError, ValueError) as exc:
+        raise ComposeError(f"{source}: [sensor] for the node of {city.name}: {exc}") from None
+    problems = []
+    if found != (city,):
+        problems.append(
+            f"{source}: [sensor] cities gives {[c.name for c in found]} for the node of "
+            f"{city.name}; each node collects its own city only: write cities = "
+            f'["${{{CITY_VAR}}}"]'
+        )
+    if str(count) != spc:
+        problems.append(
+            f"{source}: [sensor] sensors_per_city gives {count} for --sensors-per-city "
+            f'{spc}: write sensors_per_city = "${{{SENSORS_VAR}}}"'
+        )
+    return problems
 
 
 def compose_plan(
@@ -375,24 +326,23 @@ def compose_plan(
     *,
     cities: int | None = None,
     city_names: Sequence[str] = (),
-    sensors_per_city: int,
+    node_names: Sequence[str] = (),
+    sensors_per_city: int | None = None,
     image: str = "cosmobac:latest",
     local_cosmos: bool = False,
     env_file: str = ".env",
     config_source: str | None = None,
 ) -> ComposePlan:
-    """The compose document for a fleet of city nodes running ``config`` (see the module).
+    """The compose document for a fleet of nodes running ``config`` (see the module).
 
-    ``cities`` takes the first N bundled cities, ``city_names`` picks them by name;
+    For the simulated sensor, ``cities`` takes the first N bundled cities, ``city_names`` picks
+    them by name, with ``sensors_per_city`` each; for any other sensor, ``node_names`` names the
+    nodes (each a slug, set as :data:`NODE_VAR`, which the pipeline file must read).
     ``config_source`` is the bind mount's source as the compose file names it (default: the
     path of ``config`` as given). Raises :class:`ComposeError` listing everything the pipeline
     file lacks, each with the line to write."""
     source = os.fspath(config)
-    chosen = _choose_cities(cities, city_names)
-    try:
-        spc = parse_sensors_per_city(sensors_per_city)
-    except (TypeError, ValueError) as exc:
-        raise ComposeError(f"--sensors-per-city: {exc}") from None
+    chosen, nodes = _choose_nodes(cities, city_names, node_names, sensors_per_city)
     try:
         data = tomllib.loads(Path(source).read_text(encoding="utf-8"))
     except OSError as exc:
@@ -400,25 +350,9 @@ def compose_plan(
     except tomllib.TOMLDecodeError as exc:
         raise ComposeError(f"{source}: not valid TOML: {exc}") from None
 
-    problems = _literal_secrets(data, source, env_file)
-    sensor = data.get("sensor")
-    if not isinstance(sensor, Mapping) or sensor.get("plugin") != "simulated":
-        problems.append(
-            f'{source}: [sensor] must be the simulated sensor (plugin = "simulated"): cosmobac '
-            "compose makes one node per city of the simulated fleet"
-        )
-    else:
-        if CITY_VAR not in _names(sensor.get("cities")):
-            problems.append(
-                f"{source}: [sensor] cities does not read the node's city: write "
-                f'cities = ["${{{CITY_VAR}}}"]'
-            )
-        if SENSORS_VAR not in _names(sensor.get("sensors_per_city")):
-            problems.append(
-                f"{source}: [sensor] sensors_per_city does not read the node's sensor count: "
-                f'write sensors_per_city = "${{{SENSORS_VAR}}}"'
-            )
-    refs = [r for where, text in _walk(data, "") for r in _refs(text, where)]
+    problems = literal_secrets(data, source, env_file)
+    problems += sensor_problems(data, source, nodes=bool(node_names))
+    refs = [r for where, text in walk_strings(data, "") for r in var_refs(text, where)]
     if local_cosmos:
         given = data.get("sinks")
         sinks: list[Any] = given if isinstance(given, list) else []
@@ -429,66 +363,52 @@ def compose_plan(
                 f'endpoint = "${{{ENDPOINT_VAR}}}"'
             )
         for table in cosmos:
-            if ENDPOINT_VAR not in _names(table.get("endpoint")):
+            if ENDPOINT_VAR not in var_names(table.get("endpoint")):
                 problems.append(
                     f"{source}: --local-cosmos points the cosmos sink at the local server through "
                     f"{ENDPOINT_VAR}, which its endpoint does not read: write endpoint = "
                     f'"${{{ENDPOINT_VAR}:-https://ACCOUNT.documents.azure.com:443/}}"'
                 )
-    set_here = (*_SET_BY_COMPOSE, *((ENDPOINT_VAR,) if local_cosmos else ()))
+    set_here = {DATA_VAR, *nodes[0].environment, *((ENDPOINT_VAR,) if local_cosmos else ())}
     own = [r for r in refs if r.name not in set_here]
     required = tuple(sorted({r.name for r in own if r.default is None}))
     optional = tuple(sorted({r.name for r in own} - set(required)))
 
     services: list[NodeService] = []
     node_configs: dict[str, Any] = {}
-    for city in chosen:
-        environment = {CITY_VAR: city.name, SENSORS_VAR: str(spc), DATA_VAR: DATA_DIR}
+    for node in nodes:
+        environment = {**node.environment, DATA_VAR: DATA_DIR}
         if local_cosmos:
             environment[ENDPOINT_VAR] = f"http://{COSMOS_SERVICE}:{COSMOS_PORT}/"
         env = {**{name: "placeholder" for name in required}, **environment}
         try:
             cfg = parse_config(data, source=source, env=env)
         except ConfigError as exc:
-            raise ComposeError(f"{exc} (for the node of {city.name})") from None
-        node_configs[city.slug] = cfg
-        if not problems and cfg.sensor is not None:
-            try:
-                found = parse_cities(cfg.sensor.options.get("cities"))
-                count = parse_sensors_per_city(cfg.sensor.options.get("sensors_per_city"))
-            except (TypeError, ValueError) as exc:
-                raise ComposeError(
-                    f"{source}: [sensor] for the node of {city.name}: {exc}"
-                ) from None
-            if found != (city,):
-                problems.append(
-                    f"{source}: [sensor] cities gives {[c.name for c in found]} for the node of "
-                    f"{city.name}; each node collects its own city only: write cities = "
-                    f'["${{{CITY_VAR}}}"]'
-                )
-            if count != spc:
-                problems.append(
-                    f"{source}: [sensor] sensors_per_city gives {count} for --sensors-per-city "
-                    f'{spc}: write sensors_per_city = "${{{SENSORS_VAR}}}"'
-                )
+            if problems:  # e.g. the wrong sensor for the options: say that first
+                break
+            raise ComposeError(f"{exc} (for the node of {node.name})") from None
+        node_configs[node.slug] = cfg
+        if not problems and node.city is not None and cfg.sensor is not None:
+            problems += _city_problems(cfg, node.city, environment[SENSORS_VAR], source)
         for role, argv in (
             ("collector", ("cosmobac", "collect", CONFIG_PATH)),
             ("forwarder", ("cosmobac", "forward", "--follow", CONFIG_PATH)),
         ):
             services.append(
                 NodeService(
-                    name=f"{city.slug}-{role}",
-                    node=city.slug,
-                    city=city.name,
+                    name=f"{node.slug}-{role}",
+                    node=node.slug,
+                    city=node.city.name if node.city is not None else None,
                     role=role,
                     argv=argv,
                     environment=dict(environment),
-                    volume=f"{city.slug}-data",
+                    volume=f"{node.slug}-data",
                     config_path=CONFIG_PATH,
                     data_dir=DATA_DIR,
                 )
             )
-    problems += _check_paths(next(iter(node_configs.values())), source)
+    if node_configs:
+        problems += path_problems(next(iter(node_configs.values())), source)
     if problems:
         raise ComposeError(
             f"{source} cannot make a compose fleet yet:\n" + "\n".join(f"- {p}" for p in problems)
@@ -508,6 +428,9 @@ def compose_plan(
         }
         if use_env_file is not None:
             entry["env_file"] = [use_env_file]
+        labels = {"io.cosmobac.node": service.node, "io.cosmobac.role": service.role}
+        if service.city is not None:
+            labels = {"io.cosmobac.node": service.node, "io.cosmobac.city": service.city} | labels
         entry |= {
             "working_dir": service.data_dir,
             "volumes": [
@@ -523,11 +446,7 @@ def compose_plan(
             "stop_signal": "SIGTERM",
             "stop_grace_period": STOP_GRACE[service.role],
             "healthcheck": _healthcheck(cfg, service.role),
-            "labels": {
-                "io.cosmobac.node": service.node,
-                "io.cosmobac.city": service.city,
-                "io.cosmobac.role": service.role,
-            },
+            "labels": labels,
         }
         if local_cosmos and service.role == "forwarder":
             entry["depends_on"] = {COSMOS_SERVICE: {"condition": "service_healthy"}}
@@ -540,6 +459,7 @@ def compose_plan(
         env_file=use_env_file,
         required=required,
         optional=optional,
+        node_names=tuple(n.name for n in nodes if n.city is None),
     )
 
 
@@ -553,7 +473,8 @@ def to_yaml(plan: ComposePlan, *, pipeline: str = "") -> str:
         ) from None
     header = (
         f"# Generated by cosmobac compose{f' from {pipeline}' if pipeline else ''}: "
-        f"{len(plan.cities)} city nodes, a collector and a forwarder each.\n"
+        f"{len(plan.names())} {'city ' if plan.cities else ''}nodes, a collector and a forwarder "
+        "each.\n"
         "# Secrets are not in this file: the services read them from the env file.\n"
     )
     body = yaml.safe_dump(
@@ -585,8 +506,8 @@ def summary(plan: ComposePlan, out: str | os.PathLike[str]) -> list[str]:
     """What ``cosmobac compose`` prints after writing ``out``: the services and what the env
     file must hold."""
     lines = [
-        f"wrote {os.fspath(out)}: {len(plan.cities)} nodes "
-        f"({', '.join(c.name for c in plan.cities)}), {len(plan.services)} services"
+        f"wrote {os.fspath(out)}: {len(plan.names())} nodes "
+        f"({', '.join(plan.names())}), {len(plan.services)} services"
         + (
             f" and {COSMOS_SERVICE} (a local Cosmos DB-compatible server)"
             if COSMOS_SERVICE in plan.document["services"]
