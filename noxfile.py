@@ -196,6 +196,7 @@ WHEEL_TESTS: dict[str, tuple[str, ...]] = {
         "tests/test_simulated.py",
         "tests/test_dashboard.py",
         "tests/detection/test_report.py",
+        "tests/detection/test_recommended.py::test_the_set_loads_as_a_chain_of_detectors",
     ),
     "sqlite": ("tests",),
     "cosmos": ("tests/test_plan.py", "tests/test_sink_server.py", "tests/test_commands.py"),
