@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import functools
 import json
 import logging
@@ -760,7 +761,11 @@ def compose(
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: load plugin commands, run, and turn cosmobac errors into clear exits."""
+    """Entry point: load plugin commands, run, and turn cosmobac errors into clear exits.
+    ``kill -USR1 PID`` makes a running command print every thread's stack to stderr (to see
+    where a process that does not stop is waiting)."""
+    if hasattr(signal, "SIGUSR1"):
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
     try:
         get_plugins().add_commands(cli)
         cli.main(args=argv, prog_name="cosmobac", standalone_mode=False)

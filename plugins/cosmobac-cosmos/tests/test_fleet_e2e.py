@@ -139,8 +139,18 @@ class Process:
             self.proc.send_signal(sig)
 
     def wait(self, timeout: float) -> int:
+        """The exit code; a process still running after ``timeout`` is asked for its threads'
+        stacks (SIGUSR1, see ``cosmobac.cli.main``) and the test fails with its log's end."""
         assert self.proc is not None
-        return self.proc.wait(timeout=timeout)
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.send_signal(signal.SIGUSR1)
+            time.sleep(2.0)
+            raise AssertionError(
+                f"{self.service.name} did not end within {timeout:g} s; its log ends:\n"
+                + self.tail()
+            ) from None
 
     def stop(self) -> None:
         """SIGTERM, then SIGKILL if it has not ended within 30 s (cleanup only)."""
