@@ -765,7 +765,9 @@ def main(argv: list[str] | None = None) -> None:
     ``kill -USR1 PID`` makes a running command print every thread's stack to stderr (to see
     where a process that does not stop is waiting)."""
     if hasattr(signal, "SIGUSR1"):
-        faulthandler.register(signal.SIGUSR1, all_threads=True)
+        # only where standard error is a real file (not when a caller captured it in memory)
+        with contextlib.suppress(AttributeError, OSError, ValueError):
+            faulthandler.register(signal.SIGUSR1, file=sys.stderr.fileno(), all_threads=True)
     try:
         get_plugins().add_commands(cli)
         cli.main(args=argv, prog_name="cosmobac", standalone_mode=False)
