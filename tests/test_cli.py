@@ -335,3 +335,23 @@ def test_status_gives_ages_in_units_people_read():
     assert age_text_of(5 * 3600) == "5 h old"
     assert age_text_of(28_685_091) == "332 d old"  # was "oldest 28685091 s old"
     assert age_text_of(-3 * 3600) == "3 h ahead of this clock"  # a reading from the future
+
+
+def test_a_signal_arriving_inside_stop_wait_does_not_deadlock():
+    """The handler runs in the main thread between two of its steps, possibly inside
+    ``stop.wait()`` while it holds the event's lock: it must not take that lock itself."""
+    import os
+    import signal
+    import threading
+
+    from cosmobac.cli import graceful_stop
+
+    stop = threading.Event()
+    before = signal.getsignal(signal.SIGTERM)
+    with graceful_stop(stop):
+        # hold the event's own lock, as Event.wait does between waking and returning
+        with stop._cond:  # the lock an interrupted wait() would hold
+            os.kill(os.getpid(), signal.SIGTERM)  # the handler runs here, in this thread
+            assert not stop.is_set()  # it only handed the signal on
+        assert stop.wait(10), "the signal never set stop"
+    assert signal.getsignal(signal.SIGTERM) is before  # the previous handler is back

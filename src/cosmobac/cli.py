@@ -7,6 +7,7 @@ import faulthandler
 import functools
 import json
 import logging
+import queue
 import signal
 import sys
 import threading
@@ -63,26 +64,40 @@ def cli(verbose: int) -> None:
 
 @contextlib.contextmanager
 def graceful_stop(stop: threading.Event) -> Iterator[None]:
-    """SIGINT/SIGTERM set ``stop`` (the loops finish their batch); a second SIGINT interrupts."""
+    """SIGINT/SIGTERM set ``stop`` (the loops finish their batch); a second SIGINT interrupts.
+
+    The handler takes no lock: it runs in the main thread between two of its steps, which may
+    be inside ``stop.wait()`` holding the event's lock, so ``stop.set()`` there could wait for
+    itself forever. It only puts the signal on a :class:`queue.SimpleQueue` (safe to call from
+    a signal handler); a helper thread says so on stderr and sets ``stop``."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    received: queue.SimpleQueue[int | None] = queue.SimpleQueue()
 
     def handler(signum: int, frame: Any) -> None:
-        if stop.is_set() and signum == signal.SIGINT:
+        if stop.is_set() and signum == signal.SIGINT:  # is_set reads a flag, takes no lock
             raise KeyboardInterrupt
-        click.echo(
-            f"\n{signal.Signals(signum).name}: finishing the current batch, then stopping",
-            err=True,
-        )
-        stop.set()
+        received.put(signum)
 
+    def relay() -> None:
+        for signum in iter(received.get, None):
+            click.echo(
+                f"\n{signal.Signals(signum).name}: finishing the current batch, then stopping",
+                err=True,
+            )
+            stop.set()
+
+    relay_thread = threading.Thread(target=relay, name="cosmobac-signals", daemon=True)
+    relay_thread.start()
     previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
+        received.put(None)
+        relay_thread.join()
 
 
 class _ProgressBar:
